@@ -1,0 +1,198 @@
+//! Request and response bodies of the REST API, as they appear on the wire.
+//!
+//! Field names follow the spec (snake_case). Times are RFC 3339 strings in UTC.
+//! Requests reject unknown fields, so a misspelt field is an error rather than
+//! a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// `POST /api/v1/sdk/agents`: register an agent, or replace the one with the same name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgentRequest {
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    pub entry_code: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `ready` (default) or `disabled`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The spec's AgentConfig fields (snake_case); unknown fields are refused.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
+    /// A preset name such as `"CODER"` or a list of scopes; absent means none.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub permissions: Option<Value>,
+}
+
+/// `PATCH /api/v1/sdk/agents/:id`: fields present replace the stored ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAgentRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub permissions: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    pub id: i64,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub status: String,
+    /// The effective configuration: every field, template defaults filled in.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    #[schema(value_type = Object)]
+    pub permissions: Value,
+    pub entry_code: String,
+    /// Hex SHA-256 of `entry_code`, as bound into execution receipts.
+    pub code_sha256: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentResponse {
+    pub success: bool,
+    pub agent: AgentView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentList {
+    pub success: bool,
+    pub agents: Vec<AgentView>,
+    pub total: u64,
+    pub page: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SuccessResponse {
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContextValue {
+    pub success: bool,
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
+    pub updated_at: String,
+}
+
+/// `POST /api/v1/keys`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    /// API key scopes: `agents:read`, `agents:write`, `agents:execute`,
+    /// `audit:read`, `approvals`, `killswitch`, `compliance`, `keys`.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the secret, to recognise it; never the secret.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub is_owner: bool,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyResponse {
+    pub success: bool,
+    pub key: KeyView,
+}
+
+/// The only answer that ever holds a key's secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    pub success: bool,
+    pub key: KeyView,
+    /// `tzk_...`: shown once, stored only as a hash.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub success: bool,
+    pub keys: Vec<KeyView>,
+}
+
+/// `POST /api/v1/accounts`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedAccount {
+    pub success: bool,
+    pub account: AccountView,
+    pub owner_key: KeyView,
+    /// The new account's owner key: shown once.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEventView {
+    pub id: i64,
+    pub leaf_index: u64,
+    pub timestamp: String,
+    pub account_id: i64,
+    pub agent_id: Option<i64>,
+    pub execution_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub action_type: String,
+    pub action_category: String,
+    pub description: String,
+    pub permission_state: String,
+    pub is_violation: bool,
+    pub input_summary: Option<String>,
+    pub output_summary: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditList {
+    pub success: bool,
+    pub events: Vec<AuditEventView>,
+    pub total: u64,
+    pub anchored: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}

@@ -1,0 +1,156 @@
+//! Records the store keeps: accounts, API keys, agents. Plain data, no behaviour
+//! beyond what follows from the data itself.
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::limits::AgentConfig;
+use crate::permissions::{KeyScope, Permissions};
+
+pub type AccountId = i64;
+pub type AgentId = i64;
+pub type KeyId = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// An API key as stored: never the secret, only its hash and a display prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: KeyId,
+    pub account_id: AccountId,
+    pub name: String,
+    /// The first characters of the secret, enough to recognise it in a list.
+    pub prefix: String,
+    pub scopes: Vec<KeyScope>,
+    /// Owner keys hold every scope; the deployment's first owner key may also
+    /// create accounts.
+    pub is_owner: bool,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl ApiKey {
+    pub fn has_scope(&self, scope: KeyScope) -> bool {
+        self.is_owner || self.scopes.contains(&scope)
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+}
+
+/// What a caller asks to create; the key's hash is computed by the caller so
+/// that the store never sees a secret.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub account_id: AccountId,
+    pub name: String,
+    pub prefix: String,
+    pub hash: [u8; 32],
+    pub scopes: Vec<KeyScope>,
+    pub is_owner: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    Ready,
+    Disabled,
+    Killed,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Ready => "ready",
+            AgentStatus::Disabled => "disabled",
+            AgentStatus::Killed => "killed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentStatus> {
+        match s {
+            "ready" => Some(AgentStatus::Ready),
+            "disabled" => Some(AgentStatus::Disabled),
+            "killed" => Some(AgentStatus::Killed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: AgentId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub status: AgentStatus,
+    pub entry_code: String,
+    pub config: AgentConfig,
+    pub permissions: Permissions,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A registration: everything but the id and times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSpec {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub status: AgentStatus,
+    pub entry_code: String,
+    pub config: AgentConfig,
+    pub permissions: Permissions,
+}
+
+/// A partial update; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentPatch {
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<AgentStatus>,
+    pub entry_code: Option<String>,
+    pub config: Option<AgentConfig>,
+    pub permissions: Option<Permissions>,
+}
+
+impl AgentPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == AgentPatch::default()
+    }
+}
+
+/// One page of a listing and the total it was cut from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// A request for one page: `page` counts from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: u64,
+    pub limit: u64,
+}
+
+impl PageRequest {
+    pub fn offset(self) -> u64 {
+        self.page.saturating_sub(1).saturating_mul(self.limit)
+    }
+}
+
+/// A context value with the time it was last written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextEntry {
+    pub key: String,
+    pub value: Value,
+    pub updated_at: OffsetDateTime,
+}

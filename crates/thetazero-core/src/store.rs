@@ -1,0 +1,102 @@
+//! The `Store` trait: everything thetazero keeps, behind one interface that
+//! SQLite and PostgreSQL implement alike. Every method that touches a resource
+//! takes the account it must belong to; a resource of another account is
+//! reported as absent, never as forbidden.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
+use crate::model::{
+    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, KeyId, NewKey,
+    Page, PageRequest,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached or refused service; worth retrying.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the first start of a deployment creates.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub account: Account,
+    pub key: ApiKey,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the first account and its owner key if the deployment has no
+    /// account yet; answers `None` when it already had one. Atomic, so two
+    /// replicas starting at once create exactly one.
+    async fn bootstrap(&self, account_name: &str, key: NewKey) -> StoreResult<Option<Bootstrap>>;
+
+    async fn create_account(&self, name: &str) -> StoreResult<Account>;
+    async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    /// The account created by `bootstrap`: its owner keys administer the deployment.
+    async fn first_account_id(&self) -> StoreResult<Option<AccountId>>;
+
+    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey>;
+    /// Finds a key by the SHA-256 of its secret, revoked or not.
+    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<(ApiKey, [u8; 32])>>;
+    async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<ApiKey>>;
+    async fn get_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>>;
+    /// Marks a key revoked; answers the key as it is now, `None` if absent.
+    async fn revoke_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>>;
+    async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> StoreResult<()>;
+
+    /// Registers an agent, or replaces the one of the same name. Answers the
+    /// agent and whether it was created.
+    async fn upsert_agent(&self, account: AccountId, spec: AgentSpec)
+        -> StoreResult<(Agent, bool)>;
+    async fn list_agents(&self, account: AccountId, page: PageRequest) -> StoreResult<Page<Agent>>;
+    async fn get_agent(&self, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>>;
+    async fn update_agent(
+        &self,
+        account: AccountId,
+        id: AgentId,
+        patch: AgentPatch,
+    ) -> StoreResult<Option<Agent>>;
+    /// Deletes an agent and its context. Audit records stay.
+    async fn delete_agent(&self, account: AccountId, id: AgentId) -> StoreResult<bool>;
+
+    async fn put_context(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+        value: &Value,
+    ) -> StoreResult<ContextEntry>;
+    async fn get_context(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+    ) -> StoreResult<Option<ContextEntry>>;
+    async fn delete_context(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+    ) -> StoreResult<bool>;
+
+    /// Appends events to the account's audit log, in order, durably.
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>>;
+    async fn query_audit(
+        &self,
+        account: AccountId,
+        query: &AuditQuery,
+    ) -> StoreResult<Page<AuditRecord>>;
+
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+}

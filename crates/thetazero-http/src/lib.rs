@@ -1,0 +1,204 @@
+//! thetazero's HTTP API: the axum router, authentication and scopes, error
+//! mapping, metrics and the OpenAPI document.
+//!
+//! It receives an `AppState` holding `Arc<dyn Store>` and never names a
+//! storage backend; choosing one is the binary's job.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rand::RngCore;
+use thetazero_api::ErrorCode;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{generate_key, hash_key, GeneratedKey, ROUTES};
+pub use error::{HttpError, REQUEST_ID};
+pub use state::{AppState, Settings};
+
+use crate::error::error_response;
+use crate::metrics::{RequestLabels, RouteLabels};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "thetazero", description = "A self-hostable, governed runtime for AI agents."),
+    modifiers(&BearerAuth),
+    tags((name = "agents"), (name = "context"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "operations"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("tzk_...")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes and their OpenAPI description, built together so that neither
+/// can drift from the other.
+fn api() -> OpenApiRouter<AppState> {
+    use routes::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(accounts::create))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(agents::register, agents::list))
+        .routes(routes!(agents::get, agents::patch, agents::delete))
+        .routes(routes!(context::get, context::put, context::delete))
+        .routes(routes!(audit::query))
+}
+
+/// The OpenAPI 3.1 document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// Builds the whole application.
+pub fn router(state: AppState) -> Router {
+    let (api_router, mut doc) = api().split_for_parts();
+    doc.paths.paths.insert(
+        "/api/v1/openapi.json".into(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("operations")
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("The OpenAPI 3.1 document"),
+                ),
+        ),
+    );
+    let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
+    api_router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .fallback(|| async { HttpError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            HttpError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
+        })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    error_response(&thetazero_api::ApiError::new(
+        ErrorCode::Internal,
+        "internal error; see the server log for this request id",
+    ))
+}
+
+fn request_id(req: &Request) -> String {
+    // Accept a caller's id when it is short and plain, so traces can be joined
+    // across services; otherwise make one.
+    if let Some(v) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        if !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return v.to_string();
+        }
+    }
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("req_{}", hex::encode(bytes))
+}
+
+/// Gives every request an id, a log line and metrics; the id is in scope for
+/// everything the request runs, so error bodies can carry it.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async move {
+            let _enter = span.enter();
+            drop(_enter);
+            tracing::Instrument::instrument(next.run(req), span).await
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(request_id = %id, method = %method, route = %route, status, elapsed_us = elapsed.as_micros() as u64, "served");
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            method: method.to_string(),
+            route,
+        })
+        .observe(elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response.into_response()
+}

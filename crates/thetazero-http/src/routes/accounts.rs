@@ -1,0 +1,72 @@
+//! `/api/v1/accounts`: the deployment's first owner creates accounts for other
+//! teams; each gets its own owner key.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::json;
+use thetazero_api::types::{CreateAccountRequest, CreatedAccount};
+use thetazero_api::ErrorBody;
+use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::NewKey;
+
+use super::check_text;
+use crate::auth::{generate_key, Caller};
+use crate::error::HttpResult;
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use crate::views;
+
+/// Create an account and its owner key (shown once).
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = CreateAccountRequest,
+    responses((status = 201, body = CreatedAccount), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateAccountRequest>,
+) -> HttpResult<(StatusCode, Json<CreatedAccount>)> {
+    check_text("name", &req.name, 128, false)?;
+    let account = state.store.create_account(&req.name).await?;
+    let generated = generate_key();
+    let key = state
+        .store
+        .create_key(NewKey {
+            account_id: account.id,
+            name: "owner".into(),
+            prefix: generated.prefix,
+            hash: generated.hash,
+            scopes: vec![],
+            is_owner: true,
+        })
+        .await?;
+    state
+        .audit(
+            AuditEvent::new(
+                caller.account(),
+                "account_created",
+                "account",
+                format!("account {} created", account.name),
+            )
+            .key(caller.key_id())
+            .payload(json!({"created_account_id": account.id})),
+        )
+        .await?;
+    state
+        .audit(AuditEvent::new(
+            account.id,
+            "account_created",
+            "account",
+            format!("account {} created by the deployment owner", account.name),
+        ))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAccount {
+            success: true,
+            account: views::account(&account),
+            owner_key: views::key(&key),
+            secret: generated.secret,
+        }),
+    ))
+}

@@ -1,0 +1,324 @@
+//! `/api/v1/sdk/agents`: register (upsert by name), list, get, patch, delete.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use thetazero_api::types::{
+    AgentList, AgentResponse, PatchAgentRequest, RegisterAgentRequest, SuccessResponse,
+};
+use thetazero_api::ErrorBody;
+use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::{AgentPatch, AgentSpec, AgentStatus, PageRequest};
+use thetazero_core::{AgentConfig, Permissions};
+use utoipa::IntoParams;
+
+use super::check_text;
+use crate::auth::Caller;
+use crate::error::{HttpError, HttpResult};
+use crate::extract::{Id, JsonBody, Query};
+use crate::state::AppState;
+use crate::views;
+
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+fn check_name(name: &str) -> HttpResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(HttpError::invalid(
+            "field \"name\" must be 1-128 characters of letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// Statuses an author may set; `killed` is set and cleared by the kill switch.
+fn parse_status(raw: &str) -> HttpResult<AgentStatus> {
+    match AgentStatus::parse(raw) {
+        Some(s @ (AgentStatus::Ready | AgentStatus::Disabled)) => Ok(s),
+        _ => Err(HttpError::invalid(format!(
+            "field \"status\" must be \"ready\" or \"disabled\", not {raw:?}"
+        ))),
+    }
+}
+
+fn parse_permissions(value: &serde_json::Value) -> HttpResult<Permissions> {
+    Permissions::from_json(value)
+        .map_err(|e| HttpError::invalid(format!("field \"permissions\": {e}")))
+}
+
+fn check_code(state: &AppState, code: &str) -> HttpResult<()> {
+    let max = state.settings.max_code_bytes;
+    if code.len() > max {
+        return Err(HttpError::invalid(format!(
+            "field \"entry_code\" is longer than {max} bytes"
+        )));
+    }
+    if code.trim().is_empty() {
+        return Err(HttpError::invalid("field \"entry_code\" must not be empty"));
+    }
+    Ok(())
+}
+
+/// Register an agent, or replace the agent of the same name.
+#[utoipa::path(post, path = "/api/v1/sdk/agents", tag = "agents",
+    request_body = RegisterAgentRequest,
+    responses((status = 201, description = "Created", body = AgentResponse),
+               (status = 200, description = "Replaced the agent of the same name", body = AgentResponse),
+               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(req): JsonBody<RegisterAgentRequest>,
+) -> HttpResult<(StatusCode, Json<AgentResponse>)> {
+    check_name(&req.name)?;
+    check_code(&state, &req.entry_code)?;
+    let version = req.version.unwrap_or_else(|| "1.0.0".into());
+    check_text("version", &version, 64, false)?;
+    let description = req.description.unwrap_or_default();
+    check_text("description", &description, 4096, true)?;
+    let status = match req.status.as_deref() {
+        None => AgentStatus::Ready,
+        Some(s) => parse_status(s)?,
+    };
+    let config = AgentConfig::from_json(
+        req.config.as_ref().unwrap_or(&serde_json::Value::Null),
+        &state.settings.ceilings,
+    )?;
+    let permissions =
+        parse_permissions(req.permissions.as_ref().unwrap_or(&serde_json::Value::Null))?;
+    let spec = AgentSpec {
+        name: req.name,
+        version,
+        description,
+        status,
+        entry_code: req.entry_code,
+        config,
+        permissions,
+    };
+    let (agent, created) = state.store.upsert_agent(caller.account(), spec).await?;
+    let (action, verb) = if created {
+        ("agent_created", "registered")
+    } else {
+        ("agent_updated", "re-registered")
+    };
+    state
+        .audit(
+            AuditEvent::new(caller.account(), action, "agent", format!("agent {} {verb}", agent.name))
+                .agent(agent.id)
+                .key(caller.key_id())
+                .payload(json!({"version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()})),
+        )
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(AgentResponse {
+            success: true,
+            agent: views::agent(&agent),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Page number, from 1.
+    pub page: Option<u64>,
+    /// Items per page, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+}
+
+impl ListParams {
+    pub fn page_request(&self) -> HttpResult<PageRequest> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(20);
+        if page == 0 {
+            return Err(HttpError::invalid("query parameter \"page\" starts at 1"));
+        }
+        if limit == 0 || limit > MAX_PAGE_SIZE {
+            return Err(HttpError::invalid(format!(
+                "query parameter \"limit\" must be between 1 and {MAX_PAGE_SIZE}"
+            )));
+        }
+        Ok(PageRequest { page, limit })
+    }
+}
+
+/// List the account's agents.
+#[utoipa::path(get, path = "/api/v1/sdk/agents", tag = "agents", params(ListParams),
+    responses((status = 200, body = AgentList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<ListParams>,
+) -> HttpResult<Json<AgentList>> {
+    let page = params.page_request()?;
+    let result = state.store.list_agents(caller.account(), page).await?;
+    Ok(Json(AgentList {
+        success: true,
+        agents: result.items.iter().map(views::agent).collect(),
+        total: result.total,
+        page: page.page,
+        limit: page.limit,
+    }))
+}
+
+/// Get one agent.
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id")),
+    responses((status = 200, body = AgentResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> HttpResult<Json<AgentResponse>> {
+    let agent = state
+        .store
+        .get_agent(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("agent"))?;
+    Ok(Json(AgentResponse {
+        success: true,
+        agent: views::agent(&agent),
+    }))
+}
+
+/// Update an agent's code, configuration, permissions, status, version or description.
+#[utoipa::path(patch, path = "/api/v1/sdk/agents/{id}", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id")),
+    request_body = PatchAgentRequest,
+    responses((status = 200, body = AgentResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    JsonBody(req): JsonBody<PatchAgentRequest>,
+) -> HttpResult<Json<AgentResponse>> {
+    let current = state
+        .store
+        .get_agent(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("agent"))?;
+    if let Some(code) = &req.entry_code {
+        check_code(&state, code)?;
+    }
+    if let Some(v) = &req.version {
+        check_text("version", v, 64, false)?;
+    }
+    if let Some(d) = &req.description {
+        check_text("description", d, 4096, true)?;
+    }
+    let status = req.status.as_deref().map(parse_status).transpose()?;
+    if status == Some(AgentStatus::Ready) && current.status == AgentStatus::Killed {
+        return Err(HttpError::new(
+            thetazero_api::ErrorCode::AgentKilled,
+            "this agent was killed; only the kill switch can make it ready again",
+        ));
+    }
+    let config = match &req.config {
+        None => None,
+        Some(value) => {
+            let patch = AgentConfig::from_json(value, &state.settings.ceilings)?;
+            Some(current.config.merged(&patch, &state.settings.ceilings)?)
+        }
+    };
+    let permissions = req
+        .permissions
+        .as_ref()
+        .map(parse_permissions)
+        .transpose()?;
+    let patch = AgentPatch {
+        version: req.version.clone(),
+        description: req.description.clone(),
+        status,
+        entry_code: req.entry_code.clone(),
+        config,
+        permissions,
+    };
+    if patch.is_empty() {
+        return Err(HttpError::invalid(
+            "the request changes nothing: give at least one field",
+        ));
+    }
+    let changed: Vec<&str> = [
+        ("version", req.version.is_some()),
+        ("description", req.description.is_some()),
+        ("status", req.status.is_some()),
+        ("entry_code", req.entry_code.is_some()),
+        ("config", req.config.is_some()),
+        ("permissions", req.permissions.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    let agent = state
+        .store
+        .update_agent(caller.account(), id, patch)
+        .await?
+        .ok_or_else(|| HttpError::not_found("agent"))?;
+    state
+        .audit(
+            AuditEvent::new(
+                caller.account(),
+                "agent_updated",
+                "agent",
+                format!("agent {} updated: {}", agent.name, changed.join(", ")),
+            )
+            .agent(agent.id)
+            .key(caller.key_id())
+            .payload(json!({"changed": changed, "version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()})),
+        )
+        .await?;
+    Ok(Json(AgentResponse {
+        success: true,
+        agent: views::agent(&agent),
+    }))
+}
+
+/// Delete an agent and its executions. Audit records stay.
+#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id")),
+    responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> HttpResult<Json<SuccessResponse>> {
+    let agent = state
+        .store
+        .get_agent(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("agent"))?;
+    if !state.store.delete_agent(caller.account(), id).await? {
+        return Err(HttpError::not_found("agent"));
+    }
+    state
+        .audit(
+            AuditEvent::new(
+                caller.account(),
+                "agent_deleted",
+                "agent",
+                format!("agent {} deleted", agent.name),
+            )
+            .agent(id)
+            .key(caller.key_id()),
+        )
+        .await?;
+    Ok(Json(SuccessResponse { success: true }))
+}

@@ -1,0 +1,146 @@
+//! `/api/v1/sdk/agents/:id/context/:key`: the agent's context store, JSON
+//! values under short keys, size-capped.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use thetazero_api::types::{ContextValue, SuccessResponse};
+use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_core::audit::AuditEvent;
+
+use crate::auth::Caller;
+use crate::error::{HttpError, HttpResult};
+use crate::extract::JsonValue;
+use crate::state::AppState;
+use crate::views;
+
+const MAX_KEY_BYTES: usize = 256;
+
+fn parse_path(id: &str, key: &str) -> HttpResult<(i64, String)> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| HttpError::not_found("agent"))?;
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(|c| c.is_control()) {
+        return Err(HttpError::invalid(format!(
+            "context keys are 1-{MAX_KEY_BYTES} bytes without control characters"
+        )));
+    }
+    Ok((id, key.to_string()))
+}
+
+async fn require_agent(state: &AppState, caller: &Caller, id: i64) -> HttpResult<()> {
+    match state.store.get_agent(caller.account(), id).await? {
+        Some(_) => Ok(()),
+        None => Err(HttpError::not_found("agent")),
+    }
+}
+
+/// Read a context value.
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
+    params(("id" = i64, Path), ("key" = String, Path)),
+    responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, key)): Path<(String, String)>,
+) -> HttpResult<Json<ContextValue>> {
+    let (id, key) = parse_path(&id, &key)?;
+    require_agent(&state, &caller, id).await?;
+    let entry = state
+        .store
+        .get_context(caller.account(), id, &key)
+        .await?
+        .ok_or_else(|| HttpError::not_found("context key"))?;
+    Ok(Json(ContextValue {
+        success: true,
+        key: entry.key,
+        value: entry.value,
+        updated_at: views::rfc3339(entry.updated_at),
+    }))
+}
+
+/// Set a context value; the body is the JSON value itself.
+#[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
+    params(("id" = i64, Path), ("key" = String, Path)),
+    request_body(content = Object, description = "Any JSON value"),
+    responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, key)): Path<(String, String)>,
+    JsonValue(value): JsonValue,
+) -> HttpResult<Json<ContextValue>> {
+    let (id, key) = parse_path(&id, &key)?;
+    let size = value.to_string().len();
+    let max = state.settings.max_context_value_bytes;
+    if size > max {
+        return Err(HttpError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("context values are at most {max} bytes of JSON; this one is {size}"),
+        ));
+    }
+    require_agent(&state, &caller, id).await?;
+    let entry = state
+        .store
+        .put_context(caller.account(), id, &key, &value)
+        .await
+        .map_err(|e| match e {
+            thetazero_core::store::StoreError::Conflict(_) => HttpError::not_found("agent"),
+            other => other.into(),
+        })?;
+    state
+        .audit(
+            AuditEvent::new(
+                caller.account(),
+                "context_written",
+                "context",
+                format!("context key {key:?} written"),
+            )
+            .agent(id)
+            .key(caller.key_id()),
+        )
+        .await?;
+    Ok(Json(ContextValue {
+        success: true,
+        key: entry.key,
+        value: entry.value,
+        updated_at: views::rfc3339(entry.updated_at),
+    }))
+}
+
+/// Delete a context value.
+#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
+    params(("id" = i64, Path), ("key" = String, Path)),
+    responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, key)): Path<(String, String)>,
+) -> HttpResult<Json<SuccessResponse>> {
+    let (id, key) = parse_path(&id, &key)?;
+    require_agent(&state, &caller, id).await?;
+    if !state
+        .store
+        .delete_context(caller.account(), id, &key)
+        .await?
+    {
+        return Err(HttpError::not_found("context key"));
+    }
+    state
+        .audit(
+            AuditEvent::new(
+                caller.account(),
+                "context_deleted",
+                "context",
+                format!("context key {key:?} deleted"),
+            )
+            .agent(id)
+            .key(caller.key_id()),
+        )
+        .await?;
+    Ok(Json(SuccessResponse { success: true }))
+}

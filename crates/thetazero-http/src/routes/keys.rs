@@ -1,0 +1,160 @@
+//! `/api/v1/keys`: create (the secret is shown once), list, get, revoke.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::json;
+use thetazero_api::types::{CreateKeyRequest, CreatedKey, KeyList, KeyResponse};
+use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::NewKey;
+use thetazero_core::KeyScope;
+
+use super::check_text;
+use crate::auth::{generate_key, Caller};
+use crate::error::{HttpError, HttpResult};
+use crate::extract::{Id, JsonBody};
+use crate::state::AppState;
+use crate::views;
+
+/// Create an API key. The answer holds its secret; nothing else ever will.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateKeyRequest>,
+) -> HttpResult<(StatusCode, Json<CreatedKey>)> {
+    check_text("name", &req.name, 128, false)?;
+    if req.scopes.is_empty() {
+        return Err(HttpError::invalid(
+            "field \"scopes\" must name at least one scope",
+        ));
+    }
+    let mut scopes = Vec::new();
+    for raw in &req.scopes {
+        let scope = KeyScope::parse(raw).ok_or_else(|| {
+            HttpError::invalid(format!(
+                "field \"scopes\": unknown scope {raw:?}; expected one of {}",
+                KeyScope::ALL.map(|s| s.as_str()).join(", ")
+            ))
+        })?;
+        // A key can only hand out what it holds itself.
+        if !caller.key.has_scope(scope) {
+            return Err(HttpError::new(
+                ErrorCode::MissingScope,
+                format!("this API key lacks the scope {scope}, so it cannot grant it"),
+            ));
+        }
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    scopes.sort();
+    let generated = generate_key();
+    let key = state
+        .store
+        .create_key(NewKey {
+            account_id: caller.account(),
+            name: req.name,
+            prefix: generated.prefix,
+            hash: generated.hash,
+            scopes,
+            is_owner: false,
+        })
+        .await?;
+    state
+        .audit(
+            AuditEvent::new(caller.account(), "key_created", "key", format!("API key {} ({}) created", key.name, key.prefix))
+                .key(caller.key_id())
+                .payload(json!({"created_key_id": key.id, "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()})),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            success: true,
+            key: views::key(&key),
+            secret: generated.secret,
+        }),
+    ))
+}
+
+/// List the account's keys (never their secrets).
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys",
+    responses((status = 200, body = KeyList)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> HttpResult<Json<KeyList>> {
+    let keys = state.store.list_keys(caller.account()).await?;
+    Ok(Json(KeyList {
+        success: true,
+        keys: keys.iter().map(views::key).collect(),
+    }))
+}
+
+/// Get one key.
+#[utoipa::path(get, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+    responses((status = 200, body = KeyResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> HttpResult<Json<KeyResponse>> {
+    let key = state
+        .store
+        .get_key(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("API key"))?;
+    Ok(Json(KeyResponse {
+        success: true,
+        key: views::key(&key),
+    }))
+}
+
+/// Revoke a key. It stops working at once; it stays listed, marked revoked.
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+    responses((status = 200, body = KeyResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> HttpResult<Json<KeyResponse>> {
+    let target = state
+        .store
+        .get_key(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("API key"))?;
+    if target.is_owner && !caller.key.is_owner {
+        return Err(HttpError::new(
+            ErrorCode::Forbidden,
+            "only an owner key may revoke an owner key",
+        ));
+    }
+    let key = state
+        .store
+        .revoke_key(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("API key"))?;
+    if target.revoked_at.is_none() {
+        state
+            .audit(
+                AuditEvent::new(
+                    caller.account(),
+                    "key_revoked",
+                    "key",
+                    format!("API key {} ({}) revoked", key.name, key.prefix),
+                )
+                .key(caller.key_id())
+                .payload(json!({"revoked_key_id": key.id})),
+            )
+            .await?;
+    }
+    Ok(Json(KeyResponse {
+        success: true,
+        key: views::key(&key),
+    }))
+}

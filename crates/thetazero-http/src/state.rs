@@ -1,0 +1,58 @@
+//! What every handler can reach: the store, the audit recorder, settings and
+//! metrics. Handlers get `Arc<dyn Store>` and never name a backend.
+
+use std::sync::Arc;
+
+use thetazero_core::audit::{AuditEvent, AuditRecord};
+use thetazero_core::store::{Store, StoreResult};
+use thetazero_core::Ceilings;
+
+use crate::metrics::Metrics;
+
+/// Settings the HTTP layer enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ceilings: Ceilings,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest single context value, in bytes of JSON.
+    pub max_context_value_bytes: usize,
+    /// Largest agent entry code, in bytes.
+    pub max_code_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ceilings: Ceilings::default(),
+            max_body_bytes: 2 << 20,
+            max_context_value_bytes: 64 << 10,
+            max_code_bytes: 512 << 10,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> AppState {
+        AppState {
+            store,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Records one audit event; every mutation goes through here.
+    pub async fn audit(&self, event: AuditEvent) -> StoreResult<AuditRecord> {
+        let mut records = self.store.append_audit(vec![event]).await?;
+        records.pop().ok_or_else(|| {
+            thetazero_core::store::StoreError::Internal("audit append returned no record".into())
+        })
+    }
+}

@@ -1,0 +1,410 @@
+//! Bad input: every refusal has the one error shape and a stable code, nothing
+//! is stored, and the server keeps serving.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{assert_error, TestApp};
+use serde_json::{json, Value};
+use thetazero_http::Settings;
+
+async fn send_raw(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> common::Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", app.owner));
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    app.raw(req.body(body.into()).unwrap()).await
+}
+
+async fn assert_nothing_stored(app: &TestApp) {
+    let r = app
+        .call("GET", "/api/v1/sdk/agents", Some(&app.owner), None)
+        .await;
+    assert_eq!(r.body["total"], 0, "{}", r.body);
+    let r = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_invalid_json() {
+    let app = TestApp::new().await;
+    for body in [
+        "{",
+        "{\"name\": }",
+        "not json",
+        "",
+        "{\"name\": \"a\",}",
+        "\u{0}",
+        "[1, 2",
+    ] {
+        let r = send_raw(
+            &app,
+            "POST",
+            "/api/v1/sdk/agents",
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_error(&r, 400, "invalid_json");
+    }
+    let r = send_raw(
+        &app,
+        "POST",
+        "/api/v1/sdk/agents",
+        Some("application/json"),
+        vec![0xff, 0xfe, 0x00],
+    )
+    .await;
+    assert_error(&r, 400, "invalid_json");
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let app = TestApp::new().await;
+    let body = r#"{"name": "a", "entry_code": "1"}"#;
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let r = send_raw(&app, "POST", "/api/v1/sdk/agents", ct, body).await;
+        assert_error(&r, 415, "unsupported_media_type");
+    }
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn wrong_shapes_name_the_field() {
+    let app = TestApp::new().await;
+    let cases: &[(Value, &str, &str)] = &[
+        (json!({"entry_code": "1"}), "invalid_request", "name"),
+        (json!({"name": "a"}), "invalid_request", "entry_code"),
+        (
+            json!({"name": 5, "entry_code": "1"}),
+            "invalid_request",
+            "name",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "colour": "red"}),
+            "invalid_request",
+            "colour",
+        ),
+        (
+            json!({"name": "a b", "entry_code": "1"}),
+            "invalid_request",
+            "name",
+        ),
+        (
+            json!({"name": "", "entry_code": "1"}),
+            "invalid_request",
+            "name",
+        ),
+        (
+            json!({"name": "a", "entry_code": "   "}),
+            "invalid_request",
+            "entry_code",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "status": "killed"}),
+            "invalid_request",
+            "status",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "status": "running"}),
+            "invalid_request",
+            "status",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "permissions": "GOD"}),
+            "invalid_request",
+            "permissions",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "permissions": ["data:read", "root"]}),
+            "invalid_request",
+            "root",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "config": {"memry_limit_mb": 1}}),
+            "invalid_config",
+            "memry_limit_mb",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "config": {"memory_limit_mb": "big"}}),
+            "invalid_config",
+            "memory_limit_mb",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "config": {"allow_network": 1}}),
+            "invalid_config",
+            "allow_network",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "config": {"sandbox_template": "YOLO"}}),
+            "invalid_config",
+            "sandbox_template",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "config": {"content_safety": false}}),
+            "invalid_config",
+            "content_safety",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "config": "fast"}),
+            "invalid_config",
+            "object",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "version": ""}),
+            "invalid_request",
+            "version",
+        ),
+        (
+            json!({"name": "a", "entry_code": "1", "description": "bell\u{7}"}),
+            "invalid_request",
+            "description",
+        ),
+        (json!([]), "invalid_request", "body"),
+    ];
+    for (body, code, mention) in cases {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/sdk/agents",
+                Some(&app.owner),
+                Some(body.clone()),
+            )
+            .await;
+        assert_error(&r, 400, code);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(mention),
+            "{body}: {message:?} should mention {mention:?}"
+        );
+    }
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn out_of_range_limits_name_the_ceiling() {
+    let app = TestApp::new().await;
+    let cases = [
+        (json!({"memory_limit_mb": 4096}), "memory_limit_mb", "512"),
+        (
+            json!({"cpu_time_limit_ms": 3_600_000}),
+            "cpu_time_limit_ms",
+            "300000",
+        ),
+        (
+            json!({"max_api_calls_per_run": 1_000_000}),
+            "max_api_calls_per_run",
+            "10000",
+        ),
+        (
+            json!({"max_api_calls_per_minute": 1_000_000}),
+            "max_api_calls_per_minute",
+            "6000",
+        ),
+    ];
+    for (config, field, ceiling) in cases {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/sdk/agents",
+                Some(&app.owner),
+                Some(json!({"name": "a", "entry_code": "1", "config": config})),
+            )
+            .await;
+        assert_error(&r, 400, "limit_above_ceiling");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(field) && message.contains(ceiling),
+            "{message}"
+        );
+    }
+    // Operators set their own ceilings.
+    let mut settings = Settings::default();
+    settings.ceilings.memory_mb = 64;
+    let small = TestApp::with_settings(settings).await;
+    let r = small
+        .call(
+            "POST",
+            "/api/v1/sdk/agents",
+            Some(&small.owner),
+            Some(json!({"name": "a", "entry_code": "1", "config": {"memory_limit_mb": 128}})),
+        )
+        .await;
+    assert_error(&r, 400, "limit_above_ceiling");
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let app = TestApp::new().await;
+    let huge = format!(
+        r#"{{"name": "a", "entry_code": "{}"}}"#,
+        "x".repeat(3 << 20)
+    );
+    let r = send_raw(
+        &app,
+        "POST",
+        "/api/v1/sdk/agents",
+        Some("application/json"),
+        huge,
+    )
+    .await;
+    assert_error(&r, 413, "payload_too_large");
+    // Under the body cap but over the code cap: a 400 naming the field.
+    let big_code = json!({"name": "a", "entry_code": "x".repeat(600 << 10)});
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/sdk/agents",
+            Some(&app.owner),
+            Some(big_code),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("entry_code"));
+    let id = app.register(&app.owner, "ctx").await;
+    let r = app
+        .call(
+            "PUT",
+            &format!("/api/v1/sdk/agents/{id}/context/k"),
+            Some(&app.owner),
+            Some(json!("y".repeat(100 << 10))),
+        )
+        .await;
+    assert_error(&r, 413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn conflicts_and_unknown_things() {
+    let app = TestApp::new().await;
+    let id = app.register(&app.owner, "a").await;
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/sdk/agents/{id}"),
+            Some(&app.owner),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    for path in [
+        "/api/v1/sdk/agents/999999",
+        "/api/v1/sdk/agents/abc",
+        "/api/v1/sdk/agents/-1",
+        "/api/v1/sdk/agents/0",
+        "/api/v1/sdk/agents/99999999999999999999999",
+    ] {
+        let r = app.call("GET", path, Some(&app.owner), None).await;
+        assert_error(&r, 404, "not_found");
+    }
+    let r = app
+        .call("GET", "/api/v1/nothing-here", Some(&app.owner), None)
+        .await;
+    assert_error(&r, 404, "not_found");
+    let r = app
+        .call("PUT", "/api/v1/sdk/agents", Some(&app.owner), None)
+        .await;
+    assert_error(&r, 405, "method_not_allowed");
+    let r = app
+        .call("GET", "/api/v1/sdk/agents?page=0", Some(&app.owner), None)
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/agents?limit=1000",
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    let r = app
+        .call("GET", "/api/v1/sdk/agents?page=two", Some(&app.owner), None)
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("page"));
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/audit?from=yesterday",
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/keys",
+            Some(&app.owner),
+            Some(json!({"name": "k", "scopes": ["root"]})),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/keys",
+            Some(&app.owner),
+            Some(json!({"name": "k", "scopes": []})),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn hostile_strings_are_stored_verbatim_and_harmlessly() {
+    let app = TestApp::new().await;
+    let code = "'); DROP TABLE agents; --\u{202e} \u{0} 🦀";
+    let r = app
+        .call("POST", "/api/v1/sdk/agents", Some(&app.owner), Some(json!({"name": "x", "entry_code": code, "description": "<script>alert(1)</script>"})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["agent"]["id"].as_i64().unwrap();
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/agents/{id}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["agent"]["entry_code"], code);
+    assert_eq!(r.body["agent"]["description"], "<script>alert(1)</script>");
+    let key = "../../etc/passwd";
+    let r = app
+        .call(
+            "PUT",
+            &format!(
+                "/api/v1/sdk/agents/{id}/context/{}",
+                "..%2F..%2Fetc%2Fpasswd"
+            ),
+            Some(&app.owner),
+            Some(json!(1)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["key"], key);
+}

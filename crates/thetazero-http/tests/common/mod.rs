@@ -1,0 +1,164 @@
+//! In-process test harness: a real router over a real SQLite store in a
+//! temporary directory, called without a socket through `tower::ServiceExt`.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use thetazero_core::model::NewKey;
+use thetazero_core::store::Store;
+use thetazero_http::{generate_key, AppState, Settings};
+use thetazero_store_sqlite::SqliteStore;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub router: Router,
+    pub store: Arc<dyn Store>,
+    /// The deployment owner's key (account 1).
+    pub owner: String,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("t.db")).expect("open store"));
+        let key = generate_key();
+        store
+            .bootstrap(
+                "default",
+                NewKey {
+                    account_id: 0,
+                    name: "owner".into(),
+                    prefix: key.prefix.clone(),
+                    hash: key.hash,
+                    scopes: vec![],
+                    is_owner: true,
+                },
+            )
+            .await
+            .expect("bootstrap")
+            .expect("fresh database");
+        let router = thetazero_http::router(AppState::new(store.clone(), settings));
+        TestApp {
+            router,
+            store,
+            owner: key.secret,
+            _dir: dir,
+        }
+    }
+
+    pub async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.raw(req).await
+    }
+
+    /// Creates a key with the given scopes; answers its secret and id.
+    pub async fn key_with(&self, owner: &str, scopes: &[&str]) -> (String, i64) {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/keys",
+                Some(owner),
+                Some(serde_json::json!({"name": "test", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["secret"].as_str().unwrap().to_string(),
+            r.body["key"]["id"].as_i64().unwrap(),
+        )
+    }
+
+    /// Creates a second account; answers its owner key.
+    pub async fn other_account(&self) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                Some(&self.owner),
+                Some(serde_json::json!({"name": "other team"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["secret"].as_str().unwrap().to_string()
+    }
+
+    pub async fn register(&self, key: &str, name: &str) -> i64 {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/sdk/agents",
+                Some(key),
+                Some(serde_json::json!({"name": name, "entry_code": "return 1;"})),
+            )
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+        r.body["agent"]["id"].as_i64().unwrap()
+    }
+}
+
+/// Asserts the error shape and code.
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status.as_u16(), status, "body: {}", reply.body);
+    assert_eq!(reply.body["success"], false, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], code, "{}", reply.body);
+    let rid = reply.body["error"]["request_id"].as_str().unwrap_or("");
+    assert!(rid.starts_with("req_"), "request id in {}", reply.body);
+    assert!(!reply.body["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .is_empty());
+}

@@ -1,0 +1,846 @@
+//! The embedded SQLite implementation of `Store`.
+//!
+//! One writer connection serialises every write (SQLite allows one writer at a
+//! time anyway, and taking the lock here rather than in SQLite avoids busy
+//! retries); a small pool of reader connections serves reads concurrently under
+//! WAL. All database work runs on tokio's blocking pool, never on the async
+//! workers. This crate knows nothing of HTTP.
+
+mod migrate;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use thetazero_core::audit::{AuditEvent, AuditQuery, AuditRecord};
+use thetazero_core::limits::Ceilings;
+use thetazero_core::model::{
+    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
+    KeyId, NewKey, Page, PageRequest,
+};
+use thetazero_core::store::{Bootstrap, Store, StoreError, StoreResult};
+use thetazero_core::{AgentConfig, KeyScope, Permissions};
+
+pub use migrate::MIGRATIONS;
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // FULL: an acknowledged write survives power loss, not only a crash.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies any
+    /// migrations it has not seen.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let mut writer = open(path).map_err(internal)?;
+        migrate::apply(&mut writer).map_err(internal)?;
+        let readers = (0..READERS)
+            .map(|_| open(path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(internal)?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(map_err)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("database task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            // Take the first idle reader; if all are busy, wait on one chosen
+            // by thread so waiters spread out.
+            for reader in readers.iter() {
+                if let Ok(conn) = reader.try_lock() {
+                    return f(&conn);
+                }
+            }
+            let slot = thread_slot() % readers.len();
+            let conn = readers[slot].lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("database task failed: {e}")))?
+    }
+}
+
+fn thread_slot() -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::thread::current().id().hash(&mut h);
+    h.finish() as usize
+}
+
+fn internal(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        Some(ErrorCode::DiskFull | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn now_micros() -> i64 {
+    to_micros(OffsetDateTime::now_utc())
+}
+
+fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("stored {what} could not be read back"))
+}
+
+// ---- row mapping ----
+
+const ACCOUNT_COLS: &str = "id, name, created_at";
+
+fn account_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: from_micros(row.get(2)?),
+    })
+}
+
+const KEY_COLS: &str =
+    "id, account_id, name, prefix, scopes, is_owner, created_at, last_used_at, revoked_at, hash";
+
+fn key_row(row: &Row<'_>) -> rusqlite::Result<(ApiKey, Vec<u8>)> {
+    let scopes: String = row.get(4)?;
+    Ok((
+        ApiKey {
+            id: row.get(0)?,
+            account_id: row.get(1)?,
+            name: row.get(2)?,
+            prefix: row.get(3)?,
+            scopes: scopes.split(' ').filter_map(KeyScope::parse).collect(),
+            is_owner: row.get(5)?,
+            created_at: from_micros(row.get(6)?),
+            last_used_at: row.get::<_, Option<i64>>(7)?.map(from_micros),
+            revoked_at: row.get::<_, Option<i64>>(8)?.map(from_micros),
+        },
+        row.get(9)?,
+    ))
+}
+
+fn scopes_text(scopes: &[KeyScope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const AGENT_COLS: &str = "id, account_id, name, version, description, status, entry_code, config, permissions, created_at, updated_at";
+
+struct AgentRow {
+    agent: Agent,
+}
+
+fn agent_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<AgentRow>> {
+    let status: String = row.get(5)?;
+    let config: String = row.get(7)?;
+    let permissions: String = row.get(8)?;
+    let parsed = (|| {
+        let status = AgentStatus::parse(&status).ok_or_else(|| corrupt("agent status"))?;
+        let config: Value = serde_json::from_str(&config).map_err(|_| corrupt("agent config"))?;
+        // Stored configs were validated on the way in; read them back against
+        // the loosest ceilings so that lowering an operator ceiling later does
+        // not make existing agents unreadable.
+        let loose = Ceilings {
+            memory_mb: u64::MAX,
+            cpu_time_ms: u64::MAX,
+            max_api_calls_per_run: u64::MAX,
+            max_api_calls_per_minute: u64::MAX,
+        };
+        let config =
+            AgentConfig::from_json(&config, &loose).map_err(|_| corrupt("agent config"))?;
+        let permissions: Value =
+            serde_json::from_str(&permissions).map_err(|_| corrupt("agent permissions"))?;
+        let permissions =
+            Permissions::from_json(&permissions).map_err(|_| corrupt("agent permissions"))?;
+        Ok((status, config, permissions))
+    })();
+    let (status, config, permissions) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(AgentRow {
+        agent: Agent {
+            id: row.get(0)?,
+            account_id: row.get(1)?,
+            name: row.get(2)?,
+            version: row.get(3)?,
+            description: row.get(4)?,
+            status,
+            entry_code: row.get(6)?,
+            config,
+            permissions,
+            created_at: from_micros(row.get(9)?),
+            updated_at: from_micros(row.get(10)?),
+        },
+    }))
+}
+
+fn get_agent_tx(conn: &Connection, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1 AND account_id = ?2"),
+            params![id, account],
+            agent_row,
+        )
+        .optional()
+        .map_err(map_err)?;
+    match row {
+        None => Ok(None),
+        Some(r) => Ok(Some(r?.agent)),
+    }
+}
+
+const AUDIT_COLS: &str = "id, account_id, leaf_index, timestamp, agent_id, execution_id, key_id, action_type, action_category, description, permission_state, is_violation, input_summary, output_summary";
+
+fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.get(0)?,
+        leaf_index: row.get::<_, i64>(2)? as u64,
+        timestamp: from_micros(row.get(3)?),
+        event: AuditEvent {
+            account_id: row.get(1)?,
+            agent_id: row.get(4)?,
+            execution_id: row.get(5)?,
+            key_id: row.get(6)?,
+            action_type: row.get(7)?,
+            action_category: row.get(8)?,
+            description: row.get(9)?,
+            permission_state: row.get(10)?,
+            is_violation: row.get(11)?,
+            input_summary: row.get(12)?,
+            output_summary: row.get(13)?,
+            payload: Value::Null,
+        },
+    })
+}
+
+fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
+    tx.execute(
+        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            key.account_id,
+            key.name,
+            key.prefix,
+            &key.hash[..],
+            scopes_text(&key.scopes),
+            key.is_owner,
+            now
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(ApiKey {
+        id: tx.last_insert_rowid(),
+        account_id: key.account_id,
+        name: key.name.clone(),
+        prefix: key.prefix.clone(),
+        scopes: key.scopes.clone(),
+        is_owner: key.is_owner,
+        created_at: from_micros(now),
+        last_used_at: None,
+        revoked_at: None,
+    })
+}
+
+fn insert_account(tx: &Transaction<'_>, name: &str, now: i64) -> StoreResult<Account> {
+    tx.execute(
+        "INSERT INTO accounts (name, created_at) VALUES (?1, ?2)",
+        params![name, now],
+    )
+    .map_err(map_err)?;
+    Ok(Account {
+        id: tx.last_insert_rowid(),
+        name: name.to_string(),
+        created_at: from_micros(now),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn bootstrap(&self, account_name: &str, key: NewKey) -> StoreResult<Option<Bootstrap>> {
+        let name = account_name.to_string();
+        self.write(move |tx| {
+            let existing: i64 = tx
+                .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+                .map_err(map_err)?;
+            if existing > 0 {
+                return Ok(None);
+            }
+            let now = now_micros();
+            let account = insert_account(tx, &name, now)?;
+            let key = insert_key(
+                tx,
+                &NewKey {
+                    account_id: account.id,
+                    ..key
+                },
+                now,
+            )?;
+            tx.execute(
+                "INSERT INTO deployment (key, value) VALUES ('first_account_id', ?1)",
+                params![account.id.to_string()],
+            )
+            .map_err(map_err)?;
+            Ok(Some(Bootstrap { account, key }))
+        })
+        .await
+    }
+
+    async fn create_account(&self, name: &str) -> StoreResult<Account> {
+        let name = name.to_string();
+        self.write(move |tx| insert_account(tx, &name, now_micros()))
+            .await
+    }
+
+    async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"),
+                params![id],
+                account_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn first_account_id(&self) -> StoreResult<Option<AccountId>> {
+        self.read(|c| {
+            let v: Option<String> = c
+                .query_row(
+                    "SELECT value FROM deployment WHERE key = 'first_account_id'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            Ok(v.and_then(|v| v.parse().ok()))
+        })
+        .await
+    }
+
+    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {
+        self.write(move |tx| insert_key(tx, &key, now_micros()))
+            .await
+    }
+
+    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<(ApiKey, [u8; 32])>> {
+        let hash = *hash;
+        self.read(move |c| {
+            let found = c
+                .query_row(
+                    &format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = ?1"),
+                    params![&hash[..]],
+                    key_row,
+                )
+                .optional()
+                .map_err(map_err)?;
+            Ok(found.and_then(|(key, stored)| {
+                let stored: [u8; 32] = stored.try_into().ok()?;
+                Some((key, stored))
+            }))
+        })
+        .await
+    }
+
+    async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<ApiKey>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {KEY_COLS} FROM api_keys WHERE account_id = ?1 ORDER BY id"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![account], key_row)
+                .map_err(map_err)?
+                .map(|r| r.map(|(k, _)| k))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn get_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>> {
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1 AND account_id = ?2"),
+                params![id, account],
+                key_row,
+            )
+            .optional()
+            .map(|r| r.map(|(k, _)| k))
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND account_id = ?3",
+                params![now_micros(), id, account],
+            )
+            .map_err(map_err)?;
+            tx.query_row(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1 AND account_id = ?2"),
+                params![id, account],
+                key_row,
+            )
+            .optional()
+            .map(|r| r.map(|(k, _)| k))
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> StoreResult<()> {
+        let at = to_micros(at);
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
+                params![at, id],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert_agent(
+        &self,
+        account: AccountId,
+        spec: AgentSpec,
+    ) -> StoreResult<(Agent, bool)> {
+        self.write(move |tx| {
+            let now = now_micros();
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM agents WHERE account_id = ?1 AND name = ?2",
+                    params![account, spec.name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            let config = spec.config.to_stored_json().to_string();
+            let permissions = spec.permissions.to_json().to_string();
+            let id = match existing {
+                Some(id) => {
+                    tx.execute(
+                        "UPDATE agents SET version = ?1, description = ?2, status = ?3, entry_code = ?4,
+                         config = ?5, permissions = ?6, updated_at = ?7 WHERE id = ?8",
+                        params![
+                            spec.version,
+                            spec.description,
+                            spec.status.as_str(),
+                            spec.entry_code,
+                            config,
+                            permissions,
+                            now,
+                            id
+                        ],
+                    )
+                    .map_err(map_err)?;
+                    id
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO agents (account_id, name, version, description, status, entry_code,
+                         config, permissions, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                        params![
+                            account,
+                            spec.name,
+                            spec.version,
+                            spec.description,
+                            spec.status.as_str(),
+                            spec.entry_code,
+                            config,
+                            permissions,
+                            now
+                        ],
+                    )
+                    .map_err(map_err)?;
+                    tx.last_insert_rowid()
+                }
+            };
+            let agent = get_agent_tx(tx, account, id)?.ok_or_else(|| corrupt("agent"))?;
+            Ok((agent, existing.is_none()))
+        })
+        .await
+    }
+
+    async fn list_agents(&self, account: AccountId, page: PageRequest) -> StoreResult<Page<Agent>> {
+        self.read(move |c| {
+            let total: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM agents WHERE account_id = ?1",
+                    params![account],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {AGENT_COLS} FROM agents WHERE account_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![account, page.limit as i64, page.offset().min(i64::MAX as u64) as i64],
+                    agent_row,
+                )
+                .map_err(map_err)?;
+            let mut items = Vec::new();
+            for row in rows {
+                items.push(row.map_err(map_err)??.agent);
+            }
+            Ok(Page {
+                items,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    async fn get_agent(&self, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>> {
+        self.read(move |c| get_agent_tx(c, account, id)).await
+    }
+
+    async fn update_agent(
+        &self,
+        account: AccountId,
+        id: AgentId,
+        patch: AgentPatch,
+    ) -> StoreResult<Option<Agent>> {
+        self.write(move |tx| {
+            let Some(current) = get_agent_tx(tx, account, id)? else {
+                return Ok(None);
+            };
+            let version = patch.version.unwrap_or(current.version);
+            let description = patch.description.unwrap_or(current.description);
+            let status = patch.status.unwrap_or(current.status);
+            let entry_code = patch.entry_code.unwrap_or(current.entry_code);
+            let config = patch.config.unwrap_or(current.config);
+            let permissions = patch.permissions.unwrap_or(current.permissions);
+            tx.execute(
+                "UPDATE agents SET version = ?1, description = ?2, status = ?3, entry_code = ?4,
+                 config = ?5, permissions = ?6, updated_at = ?7 WHERE id = ?8 AND account_id = ?9",
+                params![
+                    version,
+                    description,
+                    status.as_str(),
+                    entry_code,
+                    config.to_stored_json().to_string(),
+                    permissions.to_json().to_string(),
+                    now_micros(),
+                    id,
+                    account
+                ],
+            )
+            .map_err(map_err)?;
+            get_agent_tx(tx, account, id)
+        })
+        .await
+    }
+
+    async fn delete_agent(&self, account: AccountId, id: AgentId) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM agents WHERE id = ?1 AND account_id = ?2",
+                    params![id, account],
+                )
+                .map_err(map_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn put_context(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+        value: &Value,
+    ) -> StoreResult<ContextEntry> {
+        let key = key.to_string();
+        let value = value.clone();
+        self.write(move |tx| {
+            let owned: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM agents WHERE id = ?1 AND account_id = ?2",
+                    params![agent, account],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            if owned.is_none() {
+                return Err(StoreError::Conflict("agent no longer exists".into()));
+            }
+            let now = now_micros();
+            tx.execute(
+                "INSERT INTO agent_context (agent_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (agent_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![agent, key, value.to_string(), now],
+            )
+            .map_err(map_err)?;
+            Ok(ContextEntry {
+                key,
+                value,
+                updated_at: from_micros(now),
+            })
+        })
+        .await
+    }
+
+    async fn get_context(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+    ) -> StoreResult<Option<ContextEntry>> {
+        let key = key.to_string();
+        self.read(move |c| {
+            let row: Option<(String, i64)> = c
+                .query_row(
+                    "SELECT c.value, c.updated_at FROM agent_context c JOIN agents a ON a.id = c.agent_id
+                     WHERE c.agent_id = ?1 AND a.account_id = ?2 AND c.key = ?3",
+                    params![agent, account, key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(map_err)?;
+            match row {
+                None => Ok(None),
+                Some((value, at)) => Ok(Some(ContextEntry {
+                    key,
+                    value: serde_json::from_str(&value).map_err(|_| corrupt("context value"))?,
+                    updated_at: from_micros(at),
+                })),
+            }
+        })
+        .await
+    }
+
+    async fn delete_context(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+    ) -> StoreResult<bool> {
+        let key = key.to_string();
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM agent_context WHERE agent_id = ?1 AND key = ?2
+                     AND agent_id IN (SELECT id FROM agents WHERE account_id = ?3)",
+                    params![agent, key, account],
+                )
+                .map_err(map_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(events.len());
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit_events (account_id, leaf_index, timestamp, agent_id, execution_id, key_id,
+                     action_type, action_category, description, permission_state, is_violation,
+                     input_summary, output_summary)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(map_err)?;
+            let mut payload = tx
+                .prepare_cached("INSERT INTO audit_payloads (audit_id, payload) VALUES (?1, ?2)")
+                .map_err(map_err)?;
+            for event in events {
+                tx.execute(
+                    "INSERT INTO audit_log_heads (account_id, size) VALUES (?1, 0) ON CONFLICT DO NOTHING",
+                    params![event.account_id],
+                )
+                .map_err(map_err)?;
+                let index: i64 = tx
+                    .query_row(
+                        "UPDATE audit_log_heads SET size = size + 1 WHERE account_id = ?1 RETURNING size - 1",
+                        params![event.account_id],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                let now = now_micros();
+                insert
+                    .execute(params![
+                        event.account_id,
+                        index,
+                        now,
+                        event.agent_id,
+                        event.execution_id,
+                        event.key_id,
+                        event.action_type,
+                        event.action_category,
+                        event.description,
+                        event.permission_state,
+                        event.is_violation,
+                        event.input_summary,
+                        event.output_summary
+                    ])
+                    .map_err(map_err)?;
+                let id = tx.last_insert_rowid();
+                if !event.payload.is_null() {
+                    payload
+                        .execute(params![id, event.payload.to_string()])
+                        .map_err(map_err)?;
+                }
+                out.push(AuditRecord {
+                    id,
+                    leaf_index: index as u64,
+                    timestamp: from_micros(now),
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn query_audit(
+        &self,
+        account: AccountId,
+        query: &AuditQuery,
+    ) -> StoreResult<Page<AuditRecord>> {
+        let query = query.clone();
+        self.read(move |c| {
+            let mut clauses = vec!["account_id = ?".to_string()];
+            let mut args: Vec<rusqlite::types::Value> = vec![account.into()];
+            if let Some(from) = query.from {
+                clauses.push("timestamp >= ?".into());
+                args.push(to_micros(from).into());
+            }
+            if let Some(to) = query.to {
+                clauses.push("timestamp <= ?".into());
+                args.push(to_micros(to).into());
+            }
+            if !query.action_types.is_empty() {
+                let marks = vec!["?"; query.action_types.len()].join(", ");
+                clauses.push(format!("action_type IN ({marks})"));
+                args.extend(query.action_types.iter().map(|t| t.clone().into()));
+            }
+            if query.violations_only {
+                clauses.push("is_violation = 1".into());
+            }
+            if let Some(agent) = query.agent_id {
+                clauses.push("agent_id = ?".into());
+                args.push(agent.into());
+            }
+            if let Some(execution) = query.execution_id {
+                clauses.push("execution_id = ?".into());
+                args.push(execution.into());
+            }
+            let filter = clauses.join(" AND ");
+            let total: i64 = c
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM audit_events WHERE {filter}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            let mut page_args = args.clone();
+            let mut page_filter = filter;
+            if let Some(after) = query.after {
+                page_filter.push_str(" AND leaf_index > ?");
+                page_args.push((after.min(i64::MAX as u64) as i64).into());
+            }
+            page_args.push((query.limit.min(i64::MAX as u64) as i64).into());
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_events WHERE {page_filter} ORDER BY leaf_index LIMIT ?"
+                ))
+                .map_err(map_err)?;
+            let items = stmt
+                .query_map(rusqlite::params_from_iter(page_args.iter()), audit_row)
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)?;
+            Ok(Page {
+                items,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+}

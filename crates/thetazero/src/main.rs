@@ -1,0 +1,68 @@
+//! The thetazero binary: `thetazero serve` runs the server; the other commands
+//! are a command-line client of a running server. This is the only place that
+//! chooses a storage backend.
+
+mod cli;
+mod serve;
+mod signing;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "thetazero",
+    version,
+    about = "A self-hostable, governed runtime for AI agents"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys of a running server.
+    Keys {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::KeysCommand,
+    },
+    /// Create accounts (deployment owner only).
+    Accounts {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::AccountsCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Serve(serve_args) => serve::run(serve_args).await,
+            Command::Keys { conn, command } => cli::keys(conn, command).await,
+            Command::Accounts { conn, command } => cli::accounts(conn, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! `thetazero serve`: configuration, first-start bootstrap, the listener and
+//! graceful shutdown.
+//!
+//! Configuration comes from flags, then their environment variables, then the
+//! config file, then defaults. On an empty database the first account, its
+//! owner key and the signing key are created; the owner key is printed once
+//! and stored only as a hash.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Deserialize;
+use thetazero_core::model::NewKey;
+use thetazero_core::store::Store;
+use thetazero_core::Ceilings;
+use thetazero_http::{AppState, Settings};
+use thetazero_store_sqlite::SqliteStore;
+
+use crate::signing;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "THETAZERO_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the database (SQLite) and the signing key.
+    #[arg(long, env = "THETAZERO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite://PATH` (default: thetazero.db in the data dir).
+    #[arg(long, env = "THETAZERO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The deployment's Ed25519 signing key (default: signing.key in the data dir).
+    #[arg(long, env = "THETAZERO_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// On first start, also write the owner key to this file (mode 0600).
+    #[arg(long, env = "THETAZERO_BOOTSTRAP_KEY_FILE")]
+    pub bootstrap_key_file: Option<PathBuf>,
+    /// A TOML config file; flags and environment variables override it.
+    #[arg(long, env = "THETAZERO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "THETAZERO_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The config file's shape. Unknown keys are errors, not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub signing_key_file: Option<PathBuf>,
+    pub log_format: Option<String>,
+    /// The deployment's name, used as the signing key's name.
+    pub deployment_name: Option<String>,
+    pub ceilings: Option<Ceilings>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Everything resolved.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub signing_key_file: PathBuf,
+    pub log_format: String,
+    pub deployment_name: String,
+    pub settings: Settings,
+}
+
+impl Config {
+    fn resolve(args: &ServeArgs) -> Result<Config> {
+        let file: FileConfig = match &args.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("config file {} is invalid", path.display()))?
+            }
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./thetazero-data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("thetazero.db").display()));
+        let signing_key_file = args
+            .signing_key_file
+            .clone()
+            .or(file.signing_key_file)
+            .unwrap_or_else(|| data_dir.join("signing.key"));
+        let mut settings = Settings::default();
+        if let Some(c) = file.ceilings {
+            settings.ceilings = c;
+        }
+        if let Some(b) = file.max_body_bytes {
+            settings.max_body_bytes = b;
+        }
+        Ok(Config {
+            listen: args
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8420".into()),
+            data_dir,
+            database_url,
+            signing_key_file,
+            log_format: args
+                .log_format
+                .clone()
+                .or(file.log_format)
+                .unwrap_or_else(|| "text".into()),
+            deployment_name: file.deployment_name.unwrap_or_else(|| "thetazero".into()),
+            settings,
+        })
+    }
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("THETAZERO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        "json" => builder.json().try_init(),
+        "text" => builder.try_init(),
+        other => bail!("unknown log format {other:?}; expected text or json"),
+    };
+    // A second init (tests running several servers in one process) is harmless.
+    drop(result);
+    Ok(())
+}
+
+/// Opens the store the URL names. The one place a backend is chosen.
+fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let store = SqliteStore::open(Path::new(path))
+            .with_context(|| format!("opening SQLite database {path}"))?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH");
+    }
+    bail!("unsupported database URL {url:?}; expected sqlite://PATH")
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("creating data directory {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let config = Config::resolve(&args)?;
+    init_logging(&config.log_format)?;
+    create_private_dir(&config.data_dir)?;
+
+    let (deployment_key, created) =
+        signing::load_or_create(&config.signing_key_file, &config.deployment_name)?;
+    if created {
+        tracing::info!(path = %config.signing_key_file.display(), "created the deployment signing key");
+    }
+    tracing::info!(verifier_key = %deployment_key.verifier(), "audit verifier key");
+
+    let store = open_store(&config.database_url)?;
+    let generated = thetazero_http::generate_key();
+    let bootstrap = store
+        .bootstrap(
+            "default",
+            NewKey {
+                account_id: 0,
+                name: "owner".into(),
+                prefix: generated.prefix.clone(),
+                hash: generated.hash,
+                scopes: vec![],
+                is_owner: true,
+            },
+        )
+        .await?;
+    match bootstrap {
+        Some(b) => {
+            println!("owner API key: {}", generated.secret);
+            tracing::info!(
+                account_id = b.account.id,
+                "created the first account and its owner key"
+            );
+            if let Some(path) = &args.bootstrap_key_file {
+                signing::write_private(path, &format!("{}\n", generated.secret))
+                    .with_context(|| format!("writing bootstrap key file {}", path.display()))?;
+            }
+        }
+        None => {
+            if args.bootstrap_key_file.is_some() {
+                tracing::info!("the database already has an account; no bootstrap key was written");
+            }
+        }
+    }
+
+    let state = AppState::new(store, config.settings);
+    let app = thetazero_http::router(state);
+    let addr: SocketAddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("invalid listen address {:?}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "listening");
+    eprintln!("thetazero listening on http://{local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped; every acknowledged write was committed before its response");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,282 @@
+//! The real binary end to end: first start, the printed owner key, the
+//! bootstrap key file, restart persistence, graceful shutdown, and the CLI.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_thetazero");
+
+struct Server {
+    child: Child,
+    url: String,
+    stdout: Vec<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("THETAZERO_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start thetazero");
+        // stdout carries the owner key line, stderr the listening address.
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let tx_err = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("thetazero listening on ") {
+                    let _ = tx_err.send(Err(url.to_string()));
+                }
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(Ok(line));
+            }
+        });
+        let mut lines = Vec::new();
+        let url = loop {
+            match rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("server did not start")
+            {
+                Ok(line) => lines.push(line),
+                Err(url) => break url,
+            }
+        };
+        // The owner key line is printed before listening starts.
+        while let Ok(Ok(line)) = rx.try_recv() {
+            lines.push(line);
+        }
+        Server {
+            child,
+            url,
+            stdout: lines,
+        }
+    }
+
+    fn owner_key(&self) -> Option<String> {
+        self.stdout
+            .iter()
+            .find_map(|l| l.strip_prefix("owner API key: ").map(str::to_string))
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(url: &str, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let mut req = http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{url}{path}"),
+        )
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_restart_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("owner.key");
+    let server = Server::start(&data, &["--bootstrap-key-file", key_file.to_str().unwrap()]);
+    let owner = server
+        .owner_key()
+        .expect("the owner key is printed on first start");
+    assert!(owner.starts_with("tzk_"));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), owner);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let signing = data.join("signing.key");
+    assert_eq!(
+        std::fs::metadata(&signing).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The key is never stored in plain text.
+    let db = std::fs::read(data.join("thetazero.db")).unwrap();
+    let wal = std::fs::read(data.join("thetazero.db-wal")).unwrap_or_default();
+    let needle = owner.as_bytes();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "owner key found in the database"
+        );
+    }
+
+    let (status, body) = call(
+        &server.url,
+        "POST",
+        "/api/v1/sdk/agents",
+        &owner,
+        Some(json!({"name": "persisted", "entry_code": "return 1;", "permissions": "WRITER"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["agent"]["id"].as_i64().unwrap();
+    let status = server.stop();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    let server = Server::start(&data, &[]);
+    assert_eq!(
+        server.owner_key(),
+        None,
+        "the owner key is printed only once"
+    );
+    let (status, body) = call(
+        &server.url,
+        "GET",
+        &format!("/api/v1/sdk/agents/{id}"),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agent"]["name"], "persisted");
+    assert_eq!(body["agent"]["permissions"], "WRITER");
+    let (_, audit) = call(&server.url, "GET", "/api/v1/sdk/audit", &owner, None).await;
+    assert_eq!(audit["events"][0]["action_type"], "agent_created");
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_manages_keys_and_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let owner = server.owner_key().unwrap();
+    let run = |args: &[&str], key: &str| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("THETAZERO_BASE_URL", &server.url)
+            .env("THETAZERO_API_KEY", key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "agents:read",
+            "--scope",
+            "audit:read",
+        ],
+        &owner,
+    );
+    assert!(ok, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret (shown once): "))
+        .unwrap()
+        .to_string();
+    let (ok, out, _) = run(&["keys", "list"], &owner);
+    assert!(ok);
+    assert!(
+        out.contains("ci") && out.contains("agents:read audit:read") && !out.contains(&secret),
+        "{out}"
+    );
+    let id = out
+        .lines()
+        .find(|l| l.contains(" ci "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // The new key works, then is revoked and does not.
+    let (ok, _, _) = run(&["keys", "list"], &secret);
+    assert!(!ok, "agents:read does not allow listing keys");
+    let (ok, out, _) = run(&["keys", "revoke", &id], &owner);
+    assert!(ok && out.contains("revoked"), "{out}");
+    let (ok, out, _) = run(&["keys", "list"], &owner);
+    assert!(ok && out.contains("revoked"));
+    let (ok, out, err) = run(&["accounts", "create", "--name", "team-b"], &owner);
+    assert!(ok, "{err}");
+    let theirs = out
+        .lines()
+        .find_map(|l| l.strip_prefix("owner API key: "))
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = run(&["accounts", "create", "--name", "team-c"], &theirs);
+    assert!(!ok && err.contains("forbidden"), "{err}");
+    let (ok, _, err) = run(&["keys", "list"], "tzk_wrong");
+    assert!(!ok && err.contains("unauthorized"), "{err}");
+}
+
+#[test]
+fn refuses_a_readable_signing_key_and_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("signing.key"),
+        "PRIVATE+KEY+x+00000000+AQ==\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("signing.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by others"));
+
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_port = 3\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listen_port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
