@@ -7,6 +7,7 @@
 //! workers. This crate knows nothing of HTTP.
 
 mod migrate;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ pub use migrate::MIGRATIONS;
 const READERS: usize = 4;
 
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
     readers: Arc<Vec<Mutex<Connection>>>,
 }
 
@@ -57,7 +58,8 @@ impl SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(internal)?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(writer)),
+            writer: writer::Writer::start(writer)
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
             readers: Arc::new(readers),
         })
     }
@@ -67,18 +69,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(map_err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("database task failed: {e}")))?
+        self.writer.run(f).await
     }
 
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
@@ -115,7 +106,7 @@ fn internal(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
-fn map_err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {

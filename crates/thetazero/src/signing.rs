@@ -48,7 +48,7 @@ impl DeploymentKey {
     }
 
     fn decode(text: &str) -> Result<DeploymentKey> {
-        let parts: Vec<&str> = text.trim().split('+').collect();
+        let parts: Vec<&str> = text.trim().splitn(5, '+').collect();
         let [p, k, name, id, material] = parts.as_slice() else {
             bail!("not a signed-note private key");
         };
@@ -152,6 +152,19 @@ mod tests {
         assert_eq!(a.key.to_bytes(), b.key.to_bytes());
         assert_eq!(a.verifier(), b.verifier());
         assert!(a.verifier().starts_with("thetazero+"));
+    }
+
+    #[test]
+    fn key_material_with_plus_signs_round_trips() {
+        // Base64 uses '+': the material must not be split on it.
+        for _ in 0..64 {
+            let key = DeploymentKey {
+                name: "tz".into(),
+                key: SigningKey::generate(&mut rand::rngs::OsRng),
+            };
+            let back = DeploymentKey::decode(&key.encode()).unwrap();
+            assert_eq!(back.key.to_bytes(), key.key.to_bytes());
+        }
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! The single writer: every write runs on one dedicated thread, and writes
+//! that arrive together share one transaction (group commit).
+//!
+//! With `synchronous = FULL` each commit waits for the disk; committing a batch
+//! at once lets many callers share that wait. Each write runs inside its own
+//! savepoint, so a failing write is rolled back alone and the others in the
+//! batch still commit. A caller is answered only after the commit that holds
+//! its write succeeded: an acknowledged write is durable.
+
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::{Connection, Transaction};
+use thetazero_core::store::{StoreError, StoreResult};
+use tokio::sync::oneshot;
+
+use crate::map_err;
+
+/// Most writes one transaction takes; bounds the latency a batch adds.
+const MAX_BATCH: usize = 1024;
+
+trait Job: Send {
+    /// Runs the write; answers whether it succeeded. Its changes are kept only
+    /// if it did.
+    fn apply(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct TypedJob<T, F> {
+    f: Option<F>,
+    result: Option<StoreResult<T>>,
+    done: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+{
+    fn apply(&mut self, tx: &Transaction<'_>) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let result = f(tx);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let outcome = match (commit, self.result) {
+            (_, Some(Err(own))) => Err(own),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Ok(()), None) => Err(StoreError::Internal("the write did not run".into())),
+            (Err(e), _) => Err(clone_err(e)),
+        };
+        // The caller may have gone away (request cancelled); the write stands.
+        let _ = self.done.send(outcome);
+    }
+}
+
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx))?;
+        Ok(Writer { jobs: tx })
+    }
+
+    pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel();
+        let job = TypedJob {
+            f: Some(f),
+            result: None,
+            done,
+        };
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("the database writer dropped a write".into()))?
+    }
+}
+
+fn run(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = map_err(e);
+            for job in batch {
+                job.finish(Err(&err));
+            }
+            return;
+        }
+    };
+    for job in batch.iter_mut() {
+        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+            tracing::error!(error = %e, "could not open a savepoint");
+            continue;
+        }
+        let keep = job.apply(&tx);
+        let end = if keep {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = tx.execute_batch(end) {
+            tracing::error!(error = %e, "could not close a savepoint");
+        }
+    }
+    let commit = tx.commit().map_err(map_err);
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, writes = batch.len(), "a batch of writes failed to commit");
+    }
+    for job in batch {
+        job.finish(commit.as_ref().map(|_| ()));
+    }
+}
+
+fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Internal(m) => StoreError::Internal(m.clone()),
+    }
+}

@@ -1,0 +1,495 @@
+//! The conformance suite for `Store` implementations.
+//!
+//! Each case is one async function over `Arc<dyn Store>`; a backend runs them
+//! all with `store_conformance!(factory)`, where `factory` is an async
+//! expression yielding a fresh, empty store (and whatever guard keeps it
+//! alive). Backends must behave identically: these cases are the contract.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use thetazero_core::audit::{AuditEvent, AuditQuery};
+use thetazero_core::model::{AgentPatch, AgentSpec, AgentStatus, NewKey, PageRequest};
+use thetazero_core::store::{Store, StoreError};
+use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
+
+/// Runs every case against the backend made by `$factory`, one test each.
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:expr) => {
+        $crate::store_conformance!(@cases $factory;
+            bootstrap_happens_once, keys_round_trip_and_revoke, agents_upsert_by_name,
+            agents_are_scoped_by_account, agents_paginate, agent_updates_apply_only_given_fields,
+            context_round_trips_and_goes_with_its_agent, audit_indices_are_contiguous_per_account,
+            audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch);
+    };
+    (@cases $factory:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $factory.await;
+                $crate::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn key(account: i64, byte: u8, owner: bool) -> NewKey {
+    NewKey {
+        account_id: account,
+        name: format!("key-{byte}"),
+        prefix: format!("tzk_{byte:08}"),
+        hash: [byte; 32],
+        scopes: vec![KeyScope::AgentsRead, KeyScope::Keys],
+        is_owner: owner,
+    }
+}
+
+fn spec(name: &str) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        version: "1.0.0".into(),
+        description: String::new(),
+        status: AgentStatus::Ready,
+        entry_code: "return 1;".into(),
+        config: AgentConfig::default(),
+        permissions: Permissions::None,
+    }
+}
+
+fn event(account: i64, action: &str) -> AuditEvent {
+    AuditEvent::new(account, action, "test", action.to_string())
+}
+
+pub async fn bootstrap_happens_once(store: Arc<dyn Store>) {
+    // Two starts racing: exactly one creates the account.
+    let (a, b) = tokio::join!(
+        store.bootstrap("first", key(0, 1, true)),
+        store.bootstrap("second", key(0, 2, true))
+    );
+    let created: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(created.len(), 1);
+    let boot = &created[0];
+    assert_eq!(
+        store.first_account_id().await.unwrap(),
+        Some(boot.account.id)
+    );
+    assert_eq!(boot.key.account_id, boot.account.id);
+    assert!(boot.key.is_owner);
+    assert!(store
+        .bootstrap("third", key(0, 3, true))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    let created = store.create_key(key(account.id, 7, false)).await.unwrap();
+    assert_eq!(created.scopes, vec![KeyScope::AgentsRead, KeyScope::Keys]);
+    let (found, hash) = store.find_key_by_hash(&[7; 32]).await.unwrap().unwrap();
+    assert_eq!(found, created);
+    assert_eq!(hash, [7; 32]);
+    assert!(store.find_key_by_hash(&[8; 32]).await.unwrap().is_none());
+    // A second key with the same hash is a conflict, not a silent overwrite.
+    assert!(matches!(
+        store.create_key(key(account.id, 7, false)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other = store.create_account("b").await.unwrap();
+    assert!(store
+        .revoke_key(other.id, created.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_key(other.id, created.id).await.unwrap().is_none());
+    let revoked = store
+        .revoke_key(account.id, created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let first_revocation = revoked.revoked_at.unwrap();
+    let again = store
+        .revoke_key(account.id, created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(first_revocation),
+        "revoking twice keeps the first time"
+    );
+    let at = time::OffsetDateTime::now_utc();
+    store.touch_key(created.id, at).await.unwrap();
+    let touched = store
+        .get_key(account.id, created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(touched.last_used_at.is_some());
+    assert_eq!(store.list_keys(account.id).await.unwrap().len(), 1);
+    assert_eq!(store.list_keys(other.id).await.unwrap().len(), 0);
+}
+
+pub async fn agents_upsert_by_name(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    let (first, created) = store.upsert_agent(account.id, spec("x")).await.unwrap();
+    assert!(created);
+    let mut changed = spec("x");
+    changed.version = "2.0.0".into();
+    changed.permissions = Permissions::Preset(Preset::Coder);
+    changed.config = AgentConfig::from_json(
+        &json!({"memory_limit_mb": 256, "allowed_domains": ["a.example"]}),
+        &Ceilings::default(),
+    )
+    .unwrap();
+    let (second, created) = store
+        .upsert_agent(account.id, changed.clone())
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.version, "2.0.0");
+    assert_eq!(second.permissions, changed.permissions);
+    assert_eq!(second.config, changed.config);
+    assert_eq!(
+        store
+            .get_agent(account.id, first.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        second
+    );
+}
+
+pub async fn agents_are_scoped_by_account(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
+    let (theirs, created) = store.upsert_agent(b.id, spec("x")).await.unwrap();
+    assert!(created, "the same name in another account is another agent");
+    assert_ne!(theirs.id, agent.id);
+    assert!(store.get_agent(b.id, agent.id).await.unwrap().is_none());
+    assert!(store
+        .update_agent(
+            b.id,
+            agent.id,
+            AgentPatch {
+                version: Some("9".into()),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!store.delete_agent(b.id, agent.id).await.unwrap());
+    assert!(store
+        .get_context(b.id, agent.id, "k")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!store.delete_context(b.id, agent.id, "k").await.unwrap());
+    assert!(store
+        .put_context(b.id, agent.id, "k", &json!(1))
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .get_agent(a.id, agent.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        "1.0.0"
+    );
+}
+
+pub async fn agents_paginate(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    for i in 0..7 {
+        store
+            .upsert_agent(account.id, spec(&format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    let page = |page, limit| PageRequest { page, limit };
+    let names = |p: thetazero_core::model::Page<thetazero_core::model::Agent>| {
+        (
+            p.total,
+            p.items.into_iter().map(|a| a.name).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        names(store.list_agents(account.id, page(1, 3)).await.unwrap()),
+        (7, vec!["a0".into(), "a1".into(), "a2".into()])
+    );
+    assert_eq!(
+        names(store.list_agents(account.id, page(3, 3)).await.unwrap()),
+        (7, vec!["a6".into()])
+    );
+    assert_eq!(
+        names(store.list_agents(account.id, page(4, 3)).await.unwrap()),
+        (7, vec![])
+    );
+    assert_eq!(
+        names(
+            store
+                .list_agents(account.id, page(u64::MAX, 100))
+                .await
+                .unwrap()
+        ),
+        (7, vec![])
+    );
+}
+
+pub async fn agent_updates_apply_only_given_fields(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    let (agent, _) = store.upsert_agent(account.id, spec("x")).await.unwrap();
+    let updated = store
+        .update_agent(
+            account.id,
+            agent.id,
+            AgentPatch {
+                status: Some(AgentStatus::Disabled),
+                entry_code: Some("return 2;".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.status, AgentStatus::Disabled);
+    assert_eq!(updated.entry_code, "return 2;");
+    assert_eq!(updated.version, agent.version);
+    assert_eq!(updated.created_at, agent.created_at);
+    assert!(updated.updated_at >= agent.updated_at);
+    assert!(store.delete_agent(account.id, agent.id).await.unwrap());
+    assert!(store
+        .get_agent(account.id, agent.id)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn context_round_trips_and_goes_with_its_agent(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    let (agent, _) = store.upsert_agent(account.id, spec("x")).await.unwrap();
+    for value in [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!({"a": [1, 2.5, {"b": null}]}),
+    ] {
+        store
+            .put_context(account.id, agent.id, "k", &value)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_context(account.id, agent.id, "k")
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
+            value
+        );
+    }
+    assert!(store
+        .delete_context(account.id, agent.id, "k")
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_context(account.id, agent.id, "k")
+        .await
+        .unwrap());
+    store
+        .put_context(account.id, agent.id, "k", &json!(1))
+        .await
+        .unwrap();
+    store.delete_agent(account.id, agent.id).await.unwrap();
+    assert!(store
+        .get_context(account.id, agent.id, "k")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn audit_indices_are_contiguous_per_account(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        let account = if i % 2 == 0 { a.id } else { b.id };
+        tasks.push(tokio::spawn(async move {
+            store
+                .append_audit(vec![event(account, "x"), event(account, "y")])
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        let records = t.await.unwrap();
+        assert_eq!(
+            records[1].leaf_index,
+            records[0].leaf_index + 1,
+            "one append's events are adjacent"
+        );
+    }
+    for account in [a.id, b.id] {
+        let page = store
+            .query_audit(
+                account,
+                &AuditQuery {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, 40);
+        let indices: Vec<u64> = page.items.iter().map(|r| r.leaf_index).collect();
+        assert_eq!(indices, (0..40).collect::<Vec<u64>>());
+        assert!(page.items.iter().all(|r| r.event.account_id == account));
+    }
+}
+
+pub async fn audit_queries_filter(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let mut violation = event(a.id, "permission_denied");
+    violation.is_violation = true;
+    violation.agent_id = Some(5);
+    let mut exec = event(a.id, "execution_started");
+    exec.execution_id = Some(9);
+    store
+        .append_audit(vec![event(a.id, "agent_created"), violation, exec])
+        .await
+        .unwrap();
+    let q = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut query = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut query);
+        query
+    };
+    let types = |p: thetazero_core::model::Page<thetazero_core::audit::AuditRecord>| {
+        p.items
+            .into_iter()
+            .map(|r| r.event.action_type)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        types(
+            store
+                .query_audit(a.id, &q(&|q| q.violations_only = true))
+                .await
+                .unwrap()
+        ),
+        ["permission_denied"]
+    );
+    assert_eq!(
+        types(
+            store
+                .query_audit(a.id, &q(&|q| q.agent_id = Some(5)))
+                .await
+                .unwrap()
+        ),
+        ["permission_denied"]
+    );
+    assert_eq!(
+        types(
+            store
+                .query_audit(a.id, &q(&|q| q.execution_id = Some(9)))
+                .await
+                .unwrap()
+        ),
+        ["execution_started"]
+    );
+    assert_eq!(
+        types(
+            store
+                .query_audit(
+                    a.id,
+                    &q(&|q| q.action_types =
+                        vec!["agent_created".into(), "execution_started".into()])
+                )
+                .await
+                .unwrap()
+        ),
+        ["agent_created", "execution_started"]
+    );
+    let after = store
+        .query_audit(a.id, &q(&|q| q.after = Some(0)))
+        .await
+        .unwrap();
+    assert_eq!(after.items.len(), 2);
+    let limited = store.query_audit(a.id, &q(&|q| q.limit = 1)).await.unwrap();
+    assert_eq!((limited.items.len(), limited.total), (1, 3));
+    let future = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    assert_eq!(
+        store
+            .query_audit(a.id, &q(&|q| q.from = Some(future)))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(
+        store
+            .query_audit(a.id, &q(&|q| q.to = Some(future)))
+            .await
+            .unwrap()
+            .total,
+        3
+    );
+}
+
+pub async fn concurrent_writes_all_land(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.upsert_agent(account.id, spec(&format!("c{i}"))).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let page = store
+        .list_agents(
+            account.id,
+            PageRequest {
+                page: 1,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 200);
+}
+
+pub async fn failed_write_does_not_spoil_its_batch(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    store.create_key(key(account.id, 42, false)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50u8 {
+        let store = store.clone();
+        // Every fifth write collides with the existing key's hash.
+        let byte = if i % 5 == 0 { 42 } else { 100 + i };
+        tasks.push(tokio::spawn(async move {
+            store.create_key(key(account.id, byte, false)).await
+        }));
+    }
+    let mut failures = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => failures += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(failures, 10);
+    assert_eq!(store.list_keys(account.id).await.unwrap().len(), 41);
+}
