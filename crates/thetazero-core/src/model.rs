@@ -154,3 +154,90 @@ pub struct ContextEntry {
     pub value: Value,
     pub updated_at: OffsetDateTime,
 }
+
+pub type ExecutionId = i64;
+
+/// How an execution ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutionStatus {
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Killed,
+    LimitExceeded,
+    Blocked,
+}
+
+impl ExecutionStatus {
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Running,
+        ExecutionStatus::Completed,
+        ExecutionStatus::Failed,
+        ExecutionStatus::TimedOut,
+        ExecutionStatus::Killed,
+        ExecutionStatus::LimitExceeded,
+        ExecutionStatus::Blocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::TimedOut => "timed_out",
+            ExecutionStatus::Killed => "killed",
+            ExecutionStatus::LimitExceeded => "limit_exceeded",
+            ExecutionStatus::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// What is known when an execution starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    pub account_id: AccountId,
+    pub agent_id: AgentId,
+    pub agent_version: String,
+    /// Hex SHA-256 of the code that runs.
+    pub code_sha256: String,
+    pub input: Value,
+    pub key_id: Option<KeyId>,
+    pub parent_execution_id: Option<ExecutionId>,
+}
+
+/// What is known when it ends. `report` holds the sandbox's telemetry
+/// (`resource_usage`, `host_call_audit`, `logs`, `error`, ...) as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionOutcome {
+    pub status: ExecutionStatus,
+    pub output: Option<Value>,
+    pub report: Value,
+    pub violation_count: u64,
+    pub was_terminated: bool,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub id: ExecutionId,
+    pub account_id: AccountId,
+    pub agent_id: AgentId,
+    pub agent_version: String,
+    pub code_sha256: String,
+    pub key_id: Option<KeyId>,
+    pub parent_execution_id: Option<ExecutionId>,
+    pub status: ExecutionStatus,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub report: Value,
+    pub violation_count: u64,
+    pub was_terminated: bool,
+    pub duration_ms: u64,
+    pub started_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}

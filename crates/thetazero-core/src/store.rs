@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
 use crate::model::{
-    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, KeyId, NewKey,
-    Page, PageRequest,
+    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
+    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page, PageRequest,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub trait Store: Send + Sync + 'static {
         id: AgentId,
         patch: AgentPatch,
     ) -> StoreResult<Option<Agent>>;
-    /// Deletes an agent and its context. Audit records stay.
+    /// Deletes an agent, its context and its executions. Audit records stay.
     async fn delete_agent(&self, account: AccountId, id: AgentId) -> StoreResult<bool>;
 
     async fn put_context(
@@ -88,6 +88,33 @@ pub trait Store: Send + Sync + 'static {
         agent: AgentId,
         key: &str,
     ) -> StoreResult<bool>;
+
+    /// Records the start of an execution (status `running`).
+    async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution>;
+    /// Records how it ended; answers `None` if it is unknown or already ended.
+    async fn finish_execution(
+        &self,
+        account: AccountId,
+        id: ExecutionId,
+        outcome: ExecutionOutcome,
+    ) -> StoreResult<Option<Execution>>;
+    async fn get_execution(
+        &self,
+        account: AccountId,
+        id: ExecutionId,
+    ) -> StoreResult<Option<Execution>>;
+    /// An agent's executions, newest first.
+    async fn list_executions(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        status: Option<ExecutionStatus>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Execution>>;
+
+    /// The account's persistent key-value storage, shared by its agents.
+    async fn storage_get(&self, account: AccountId, key: &str) -> StoreResult<Option<Value>>;
+    async fn storage_put(&self, account: AccountId, key: &str, value: &Value) -> StoreResult<()>;
 
     /// Appends events to the account's audit log, in order, durably.
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>>;

@@ -21,7 +21,8 @@ use thetazero_core::audit::{AuditEvent, AuditQuery, AuditRecord};
 use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
-    KeyId, NewKey, Page, PageRequest,
+    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page,
+    PageRequest,
 };
 use thetazero_core::store::{Bootstrap, Store, StoreError, StoreResult};
 use thetazero_core::{AgentConfig, KeyScope, Permissions};
@@ -242,6 +243,64 @@ fn get_agent_tx(conn: &Connection, account: AccountId, id: AgentId) -> StoreResu
         None => Ok(None),
         Some(r) => Ok(Some(r?.agent)),
     }
+}
+
+const EXECUTION_COLS: &str = "id, account_id, agent_id, agent_version, code_sha256, key_id, parent_execution_id, status, input, output, report, violation_count, was_terminated, duration_ms, started_at, finished_at";
+
+fn execution_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<Execution>> {
+    let status: String = row.get(7)?;
+    let input: String = row.get(8)?;
+    let output: Option<String> = row.get(9)?;
+    let report: String = row.get(10)?;
+    let parsed = (|| {
+        let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status"))?;
+        let input: Value = serde_json::from_str(&input).map_err(|_| corrupt("execution input"))?;
+        let output: Option<Value> = output
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|_| corrupt("execution output"))?;
+        let report: Value =
+            serde_json::from_str(&report).map_err(|_| corrupt("execution report"))?;
+        Ok((status, input, output, report))
+    })();
+    let (status, input, output, report) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(Execution {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        agent_id: row.get(2)?,
+        agent_version: row.get(3)?,
+        code_sha256: row.get(4)?,
+        key_id: row.get(5)?,
+        parent_execution_id: row.get(6)?,
+        status,
+        input,
+        output,
+        report,
+        violation_count: row.get::<_, i64>(11)? as u64,
+        was_terminated: row.get(12)?,
+        duration_ms: row.get::<_, i64>(13)? as u64,
+        started_at: from_micros(row.get(14)?),
+        finished_at: row.get::<_, Option<i64>>(15)?.map(from_micros),
+    }))
+}
+
+fn get_execution_tx(
+    conn: &Connection,
+    account: AccountId,
+    id: ExecutionId,
+) -> StoreResult<Option<Execution>> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {EXECUTION_COLS} FROM executions WHERE id = ?1 AND account_id = ?2"),
+            params![id, account],
+            execution_row,
+        )
+        .optional()
+        .map_err(map_err)?;
+    row.transpose()
 }
 
 const AUDIT_COLS: &str = "id, account_id, leaf_index, timestamp, agent_id, execution_id, key_id, action_type, action_category, description, permission_state, is_violation, input_summary, output_summary";
@@ -693,6 +752,150 @@ impl Store for SqliteStore {
                 )
                 .map_err(map_err)?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO executions (account_id, agent_id, agent_version, code_sha256, key_id,
+                 parent_execution_id, status, input, report, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, '{}', ?8)",
+                params![
+                    new.account_id,
+                    new.agent_id,
+                    new.agent_version,
+                    new.code_sha256,
+                    new.key_id,
+                    new.parent_execution_id,
+                    new.input.to_string(),
+                    now_micros()
+                ],
+            )
+            .map_err(map_err)?;
+            get_execution_tx(tx, new.account_id, tx.last_insert_rowid())?
+                .ok_or_else(|| corrupt("execution"))
+        })
+        .await
+    }
+
+    async fn finish_execution(
+        &self,
+        account: AccountId,
+        id: ExecutionId,
+        outcome: ExecutionOutcome,
+    ) -> StoreResult<Option<Execution>> {
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE executions SET status = ?1, output = ?2, report = ?3, violation_count = ?4,
+                     was_terminated = ?5, duration_ms = ?6, finished_at = ?7
+                     WHERE id = ?8 AND account_id = ?9 AND status = 'running'",
+                    params![
+                        outcome.status.as_str(),
+                        outcome.output.as_ref().map(|o| o.to_string()),
+                        outcome.report.to_string(),
+                        outcome.violation_count as i64,
+                        outcome.was_terminated,
+                        outcome.duration_ms as i64,
+                        now_micros(),
+                        id,
+                        account
+                    ],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            get_execution_tx(tx, account, id)
+        })
+        .await
+    }
+
+    async fn get_execution(
+        &self,
+        account: AccountId,
+        id: ExecutionId,
+    ) -> StoreResult<Option<Execution>> {
+        self.read(move |c| get_execution_tx(c, account, id)).await
+    }
+
+    async fn list_executions(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        status: Option<ExecutionStatus>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Execution>> {
+        self.read(move |c| {
+            let status = status.map(|s| s.as_str());
+            let total: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM executions WHERE account_id = ?1 AND agent_id = ?2
+                     AND (?3 IS NULL OR status = ?3)",
+                    params![account, agent, status],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {EXECUTION_COLS} FROM executions WHERE account_id = ?1 AND agent_id = ?2
+                     AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        account,
+                        agent,
+                        status,
+                        page.limit as i64,
+                        page.offset().min(i64::MAX as u64) as i64
+                    ],
+                    execution_row,
+                )
+                .map_err(map_err)?;
+            let mut items = Vec::new();
+            for row in rows {
+                items.push(row.map_err(map_err)??);
+            }
+            Ok(Page {
+                items,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    async fn storage_get(&self, account: AccountId, key: &str) -> StoreResult<Option<Value>> {
+        let key = key.to_string();
+        self.read(move |c| {
+            let v: Option<String> = c
+                .query_row(
+                    "SELECT value FROM account_storage WHERE account_id = ?1 AND key = ?2",
+                    params![account, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            v.map(|v| serde_json::from_str(&v).map_err(|_| corrupt("storage value")))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn storage_put(&self, account: AccountId, key: &str, value: &Value) -> StoreResult<()> {
+        let key = key.to_string();
+        let value = value.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO account_storage (account_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![account, key, value, now_micros()],
+            )
+            .map_err(map_err)?;
+            Ok(())
         })
         .await
     }

@@ -6,8 +6,13 @@
 use rusqlite::{params, Connection};
 
 /// `(name, sql)` in the order they apply.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../migrations/0001_init.sql")),
+    (
+        "0002_executions",
+        include_str!("../migrations/0002_executions.sql"),
+    ),
+];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(

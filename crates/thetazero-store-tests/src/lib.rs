@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 use thetazero_core::audit::{AuditEvent, AuditQuery};
-use thetazero_core::model::{AgentPatch, AgentSpec, AgentStatus, NewKey, PageRequest};
+use thetazero_core::model::{
+    AgentPatch, AgentSpec, AgentStatus, ExecutionOutcome, ExecutionStatus, NewExecution, NewKey,
+    PageRequest,
+};
 use thetazero_core::store::{Store, StoreError};
 use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
 
@@ -21,7 +24,8 @@ macro_rules! store_conformance {
             bootstrap_happens_once, keys_round_trip_and_revoke, agents_upsert_by_name,
             agents_are_scoped_by_account, agents_paginate, agent_updates_apply_only_given_fields,
             context_round_trips_and_goes_with_its_agent, audit_indices_are_contiguous_per_account,
-            audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch);
+            audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
+            executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -492,4 +496,156 @@ pub async fn failed_write_does_not_spoil_its_batch(store: Arc<dyn Store>) {
     }
     assert_eq!(failures, 10);
     assert_eq!(store.list_keys(account.id).await.unwrap().len(), 41);
+}
+
+fn new_execution(account: i64, agent: i64) -> NewExecution {
+    NewExecution {
+        account_id: account,
+        agent_id: agent,
+        agent_version: "1.0.0".into(),
+        code_sha256: "ab".repeat(32),
+        input: json!({"name": "Alice"}),
+        key_id: None,
+        parent_execution_id: None,
+    }
+}
+
+fn outcome(status: ExecutionStatus) -> ExecutionOutcome {
+    ExecutionOutcome {
+        status,
+        output: Some(json!({"message": "Hello, Alice!"})),
+        report: json!({"resource_usage": {"cpu_ms": 1, "memory_mb": 1, "api_calls": 0, "host_calls": 2}}),
+        violation_count: 1,
+        was_terminated: status == ExecutionStatus::Killed,
+        duration_ms: 3,
+    }
+}
+
+pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
+    let started = store
+        .create_execution(new_execution(a.id, agent.id))
+        .await
+        .unwrap();
+    assert_eq!(started.status, ExecutionStatus::Running);
+    assert_eq!(started.finished_at, None);
+    assert_eq!(started.input, json!({"name": "Alice"}));
+    // Another account cannot see or finish it.
+    assert!(store
+        .get_execution(b.id, started.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .finish_execution(b.id, started.id, outcome(ExecutionStatus::Completed))
+        .await
+        .unwrap()
+        .is_none());
+    let done = store
+        .finish_execution(a.id, started.id, outcome(ExecutionStatus::Completed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.output, Some(json!({"message": "Hello, Alice!"})));
+    assert_eq!(done.report["resource_usage"]["host_calls"], 2);
+    assert_eq!((done.violation_count, done.duration_ms), (1, 3));
+    assert!(done.finished_at.is_some());
+    // An ended execution stays ended.
+    assert!(store
+        .finish_execution(a.id, started.id, outcome(ExecutionStatus::Killed))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .get_execution(a.id, started.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        done
+    );
+
+    let second = store
+        .create_execution(new_execution(a.id, agent.id))
+        .await
+        .unwrap();
+    store
+        .finish_execution(a.id, second.id, outcome(ExecutionStatus::Killed))
+        .await
+        .unwrap();
+    let third = store
+        .create_execution(new_execution(a.id, agent.id))
+        .await
+        .unwrap();
+    let all = store
+        .list_executions(a.id, agent.id, None, PageRequest { page: 1, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(all.total, 3);
+    let ids: Vec<i64> = all.items.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![third.id, second.id, started.id], "newest first");
+    let killed = store
+        .list_executions(
+            a.id,
+            agent.id,
+            Some(ExecutionStatus::Killed),
+            PageRequest { page: 1, limit: 10 },
+        )
+        .await
+        .unwrap();
+    assert_eq!((killed.total, killed.items[0].id), (1, second.id));
+    assert!(killed.items[0].was_terminated);
+    let none = store
+        .list_executions(b.id, agent.id, None, PageRequest { page: 1, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+}
+
+pub async fn executions_go_with_their_agent(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
+    let e = store
+        .create_execution(new_execution(a.id, agent.id))
+        .await
+        .unwrap();
+    store
+        .append_audit(vec![event(a.id, "execution_started")])
+        .await
+        .unwrap();
+    assert!(store.delete_agent(a.id, agent.id).await.unwrap());
+    assert!(store.get_execution(a.id, e.id).await.unwrap().is_none());
+    let audit = store
+        .query_audit(
+            a.id,
+            &AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.total, 1, "audit records outlive the agent");
+}
+
+pub async fn storage_is_per_account(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    assert_eq!(store.storage_get(a.id, "k").await.unwrap(), None);
+    store
+        .storage_put(a.id, "k", &json!({"n": 1}))
+        .await
+        .unwrap();
+    store
+        .storage_put(a.id, "k", &json!({"n": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.storage_get(a.id, "k").await.unwrap(),
+        Some(json!({"n": 2}))
+    );
+    assert_eq!(store.storage_get(b.id, "k").await.unwrap(), None);
 }
