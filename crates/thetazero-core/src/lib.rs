@@ -5,6 +5,7 @@
 //! here so that every layer reads them from one place.
 
 pub mod audit;
+pub mod bus;
 pub mod limits;
 pub mod model;
 pub mod permissions;
