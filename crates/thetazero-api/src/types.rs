@@ -169,7 +169,10 @@ pub struct CreatedAccount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventView {
     pub id: i64,
+    /// The receipt: this event's position in the account's log...
     pub leaf_index: u64,
+    /// ...and the base64 RFC 6962 hash of its leaf.
+    pub leaf_hash: String,
     pub timestamp: String,
     pub account_id: i64,
     pub agent_id: Option<i64>,
@@ -195,4 +198,73 @@ pub struct AuditList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
+}
+
+/// `POST /api/v1/sdk/agents/:id/execute`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    /// The execution's input, available to the agent as `input` (default `{}`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+}
+
+/// One execution as the spec's execution response describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    pub execution_id: i64,
+    pub agent_id: i64,
+    pub agent_version: String,
+    /// `running`, `completed`, `failed`, `timed_out`, `killed`, `limit_exceeded`, `blocked`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub output: Value,
+    /// `{type, message, stack}` when the agent's code failed.
+    #[schema(value_type = Object)]
+    pub error: Option<Value>,
+    /// Which limit ended it, with status `limit_exceeded`.
+    pub limit: Option<String>,
+    /// `{cpu_ms, memory_mb, api_calls, host_calls}`
+    #[schema(value_type = Object)]
+    pub resource_usage: Value,
+    pub violation_count: u64,
+    pub was_terminated: bool,
+    pub duration_ms: u64,
+    /// Every `thetazero.*` call: `{fn, args_summary, allowed, duration_ms, at}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub host_call_audit: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub logs: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+    /// Hex SHA-256 of the code that ran.
+    pub code_sha256: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Where this execution's audit events are queried.
+    pub audit_trail_url: String,
+    /// The receipt of the execution's final audit event: its leaf index and
+    /// base64 leaf hash (absent while it runs).
+    pub leaf_index: Option<u64>,
+    pub leaf_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionResponse {
+    pub success: bool,
+    #[serde(flatten)]
+    pub execution: ExecutionView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionList {
+    pub success: bool,
+    pub executions: Vec<ExecutionView>,
+    pub total: u64,
+    pub page: u64,
+    pub limit: u64,
 }

@@ -18,11 +18,15 @@ pub struct AuditEvent {
     /// A coarse grouping for dashboards: `agent`, `key`, `execution`, `host_call`, ...
     pub action_category: String,
     pub description: String,
-    /// `granted`, `denied` or `n/a`.
+    /// `granted`, `denied` or `none` (lowercase snake_case: it goes into the
+    /// log's leaf).
     pub permission_state: String,
     pub is_violation: bool,
     pub input_summary: Option<String>,
     pub output_summary: Option<String>,
+    /// SHA-256 of the full input / output, where there is one (executions).
+    pub input_digest: Option<[u8; 32]>,
+    pub output_digest: Option<[u8; 32]>,
     /// The full details, kept apart from the summary so that retention can
     /// remove them.
     pub payload: Value,
@@ -43,10 +47,12 @@ impl AuditEvent {
             action_type: action_type.into(),
             action_category: category.into(),
             description: description.into(),
-            permission_state: "n/a".into(),
+            permission_state: "none".into(),
             is_violation: false,
             input_summary: None,
             output_summary: None,
+            input_digest: None,
+            output_digest: None,
             payload: Value::Null,
         }
     }
@@ -67,11 +73,14 @@ impl AuditEvent {
     }
 }
 
-/// A recorded event with its place in the account's log.
+/// A recorded event with its place in the account's log: the receipt a
+/// client keeps is `(leaf_index, leaf_hash)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub id: i64,
     pub leaf_index: u64,
+    /// RFC 6962 leaf hash of the exact leaf bytes.
+    pub leaf_hash: [u8; 32],
     pub timestamp: OffsetDateTime,
     pub event: AuditEvent,
 }
@@ -88,4 +97,77 @@ pub struct AuditQuery {
     /// Only records with a leaf index above this one.
     pub after: Option<u64>,
     pub limit: u64,
+}
+
+/// A signed checkpoint of one account's log, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The C2SP signed note.
+    pub note: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A payload's commitment and the salt that opens it.
+pub struct PayloadCommitment {
+    pub salt: [u8; 32],
+    pub commitment: [u8; 32],
+    /// The payload as stored (canonical text), `None` when there is none.
+    pub text: Option<String>,
+}
+
+/// Commits to an event's payload with a fresh salt. The leaf carries only the
+/// commitment, so the payload can later be deleted without breaking proofs.
+pub fn commit_payload(payload: &Value) -> PayloadCommitment {
+    let text = (!payload.is_null()).then(|| payload.to_string());
+    let bytes = text.as_deref().unwrap_or("null").as_bytes();
+    let (salt, digest) = thetazero_audit::leaf::commit_payload(bytes);
+    PayloadCommitment {
+        salt: salt.0,
+        commitment: digest.0,
+        text,
+    }
+}
+
+/// The time as the log writes it: RFC 3339 UTC with microseconds and `Z`.
+pub fn leaf_time(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".into())
+}
+
+/// The exact leaf bytes of an event appended at `time`. Every backend calls
+/// this, so the same event makes the same leaf everywhere.
+pub fn leaf_bytes(
+    event: &AuditEvent,
+    time: OffsetDateTime,
+    payload_commitment: [u8; 32],
+) -> Result<Vec<u8>, thetazero_audit::LeafError> {
+    use thetazero_audit::leaf::{bounded_summary, Decision, Digest, LEAF_TYPE};
+    let decision = match event.permission_state.as_str() {
+        "granted" => Decision::Allow,
+        "denied" => Decision::Deny,
+        _ => Decision::None,
+    };
+    thetazero_audit::AuditLeaf {
+        account_id: event.account_id,
+        action_category: event.action_category.clone(),
+        action_type: event.action_type.clone(),
+        agent_id: event.agent_id,
+        decision,
+        execution_id: event.execution_id,
+        input_digest: event.input_digest.map(Digest),
+        is_violation: event.is_violation,
+        key_id: event.key_id,
+        output_digest: event.output_digest.map(Digest),
+        payload_commitment: Digest(payload_commitment),
+        permission_state: event.permission_state.clone(),
+        summary: bounded_summary(&event.description),
+        time: leaf_time(time),
+        leaf_type: LEAF_TYPE.to_string(),
+    }
+    .to_bytes()
 }

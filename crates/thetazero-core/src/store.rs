@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use crate::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
     ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page, PageRequest,
@@ -89,15 +89,26 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> StoreResult<bool>;
 
-    /// Records the start of an execution (status `running`).
-    async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution>;
-    /// Records how it ended; answers `None` if it is unknown or already ended.
+    /// An id for an execution about to start, unique in the deployment.
+    /// Reserving it first lets an execution run while its start is committed.
+    async fn reserve_execution_id(&self) -> StoreResult<ExecutionId>;
+    /// Records the start of an execution (status `running`) and its audit
+    /// event, in one transaction.
+    async fn create_execution(
+        &self,
+        id: ExecutionId,
+        new: NewExecution,
+        started: AuditEvent,
+    ) -> StoreResult<(Execution, AuditRecord)>;
+    /// Records how it ended and its audit event, in one transaction; answers
+    /// `None` (recording nothing) if it is unknown or already ended.
     async fn finish_execution(
         &self,
         account: AccountId,
         id: ExecutionId,
         outcome: ExecutionOutcome,
-    ) -> StoreResult<Option<Execution>>;
+        ended: AuditEvent,
+    ) -> StoreResult<Option<(Execution, AuditRecord)>>;
     async fn get_execution(
         &self,
         account: AccountId,
@@ -123,6 +134,46 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         query: &AuditQuery,
     ) -> StoreResult<Page<AuditRecord>>;
+
+    /// One record by id.
+    async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>>;
+    /// The number of leaves in the account's log.
+    async fn audit_log_size(&self, account: AccountId) -> StoreResult<u64>;
+    /// Exact leaf bytes for indices `from..to` (at most `limit`), in order.
+    async fn audit_leaves(
+        &self,
+        account: AccountId,
+        from: u64,
+        to: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>>;
+    /// Stored interior hashes by storage index, in the order asked; an index
+    /// that is not stored is an error.
+    async fn audit_hashes(
+        &self,
+        account: AccountId,
+        indexes: Vec<u64>,
+    ) -> StoreResult<Vec<[u8; 32]>>;
+    /// Keeps a signed checkpoint. Storing the same size twice keeps the first.
+    async fn store_checkpoint(&self, account: AccountId, size: u64, note: &str) -> StoreResult<()>;
+    async fn latest_checkpoint(&self, account: AccountId) -> StoreResult<Option<StoredCheckpoint>>;
+    /// The smallest checkpoint whose size is at least `size`.
+    async fn checkpoint_covering(
+        &self,
+        account: AccountId,
+        size: u64,
+    ) -> StoreResult<Option<StoredCheckpoint>>;
+    /// Checkpoints with sizes in `from..=to`, ascending, at most `limit`.
+    async fn checkpoints(
+        &self,
+        account: AccountId,
+        from: u64,
+        to: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<StoredCheckpoint>>;
+    /// Accounts whose log grew past their latest checkpoint: `(account, size,
+    /// latest checkpoint size)`.
+    async fn logs_needing_checkpoint(&self) -> StoreResult<Vec<(AccountId, u64, u64)>>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -130,6 +130,21 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Scope(KeyScope::AgentsWrite),
     ),
     (
+        "POST",
+        "/api/v1/sdk/agents/{id}/execute",
+        Access::Scope(KeyScope::AgentsExecute),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/agents/{id}/executions",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/agents/{id}/executions/{eid}",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
+    (
         "GET",
         "/api/v1/sdk/audit",
         Access::Scope(KeyScope::AuditRead),

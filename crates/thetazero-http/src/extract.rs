@@ -75,6 +75,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A JSON body that may also be absent: an empty body without a content type
+/// reads as `T::default()` (`POST .../execute` with no input).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0");
+        if !has_type && (empty || axum::body::HttpBody::size_hint(req.body()).exact() == Some(0)) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let JsonBody(value) = JsonBody::<T>::from_request(req, state).await?;
+        Ok(OptionalJsonBody(value))
+    }
+}
+
 /// Any JSON value as the body (context values).
 pub struct JsonValue(pub serde_json::Value);
 

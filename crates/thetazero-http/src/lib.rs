@@ -38,7 +38,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 #[openapi(
     info(title = "thetazero", description = "A self-hostable, governed runtime for AI agents."),
     modifiers(&BearerAuth),
-    tags((name = "agents"), (name = "context"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "operations"))
+    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -73,6 +73,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::register, agents::list))
         .routes(routes!(agents::get, agents::patch, agents::delete))
         .routes(routes!(context::get, context::put, context::delete))
+        .routes(routes!(executions::execute))
+        .routes(routes!(executions::list))
+        .routes(routes!(executions::get))
         .routes(routes!(audit::query))
 }
 

@@ -7,6 +7,8 @@ use thetazero_core::audit::{AuditEvent, AuditRecord};
 use thetazero_core::store::{Store, StoreResult};
 use thetazero_core::Ceilings;
 
+use thetazero_runtime::Runtime;
+
 use crate::metrics::Metrics;
 
 /// Settings the HTTP layer enforces.
@@ -35,14 +37,16 @@ impl Default for Settings {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub runtime: Arc<Runtime>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, settings: Settings) -> AppState {
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, settings: Settings) -> AppState {
         AppState {
             store,
+            runtime,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
         }

@@ -8,6 +8,11 @@ use thetazero_core::model::{Account, Agent, ApiKey};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -61,6 +66,7 @@ pub fn audit(r: &AuditRecord) -> AuditEventView {
     AuditEventView {
         id: r.id,
         leaf_index: r.leaf_index,
+        leaf_hash: b64(&r.leaf_hash),
         timestamp: rfc3339(r.timestamp),
         account_id: e.account_id,
         agent_id: e.agent_id,

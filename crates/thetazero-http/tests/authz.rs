@@ -17,6 +17,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/v1/accounts") => Some(json!({"name": "x"})),
         ("POST", "/api/v1/keys") => Some(json!({"name": "x", "scopes": ["agents:read"]})),
         ("POST", "/api/v1/sdk/agents") => Some(json!({"name": "x", "entry_code": "return 1;"})),
+        ("POST", "/api/v1/sdk/agents/{id}/execute") => Some(json!({"input": {}})),
         ("PATCH", _) => Some(json!({"description": "changed"})),
         ("PUT", _) => Some(json!({"v": 1})),
         _ => None,
@@ -27,6 +28,7 @@ struct Fixture {
     app: TestApp,
     agent_id: i64,
     key_id: i64,
+    execution_id: i64,
 }
 
 impl Fixture {
@@ -43,10 +45,21 @@ impl Fixture {
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
+        let r = app
+            .call(
+                "POST",
+                &format!("/api/v1/sdk/agents/{agent_id}/execute"),
+                Some(&app.owner),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let execution_id = r.body["execution_id"].as_i64().unwrap();
         Fixture {
             app,
             agent_id,
             key_id,
+            execution_id,
         }
     }
 
@@ -56,7 +69,9 @@ impl Fixture {
         } else {
             self.agent_id
         };
-        path.replace("{id}", &id.to_string()).replace("{key}", "k")
+        path.replace("{id}", &id.to_string())
+            .replace("{key}", "k")
+            .replace("{eid}", &self.execution_id.to_string())
     }
 }
 

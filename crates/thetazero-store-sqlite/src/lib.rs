@@ -6,10 +6,12 @@
 //! WAL. All database work runs on tokio's blocking pool, never on the async
 //! workers. This crate knows nothing of HTTP.
 
+mod audit_log;
 mod migrate;
 mod writer;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -17,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use thetazero_core::audit::{AuditEvent, AuditQuery, AuditRecord};
+use thetazero_core::audit::{AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
@@ -33,6 +35,9 @@ const READERS: usize = 4;
 
 pub struct SqliteStore {
     writer: writer::Writer,
+    /// Execution ids are handed out here so that an execution can start
+    /// before its record commits; one process owns an SQLite database.
+    next_execution_id: AtomicI64,
     readers: Arc<Vec<Mutex<Connection>>>,
 }
 
@@ -54,13 +59,41 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut writer = open(path).map_err(internal)?;
         migrate::apply(&mut writer).map_err(internal)?;
+        let backfilled = audit_log::backfill(&mut writer)?;
+        if backfilled > 0 {
+            tracing::info!(
+                leaves = backfilled,
+                "gave earlier audit events their leaves"
+            );
+        }
+        // The writer never checkpoints the WAL itself: a checkpoint waits for
+        // the disk, and the writer's latency is every request's latency. A
+        // thread of its own does it instead.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(internal)?;
+        let last_id: i64 = writer
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM executions", [], |r| {
+                r.get(0)
+            })
+            .map_err(internal)?;
+        let sequence: i64 = writer
+            .query_row(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(internal)?;
         let readers = (0..READERS)
             .map(|_| open(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(internal)?;
+        let checkpointer = open(path).map_err(internal)?;
+        let writer = writer::Writer::start(writer, checkpointer)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(SqliteStore {
-            writer: writer::Writer::start(writer)
-                .map_err(|e| StoreError::Internal(e.to_string()))?,
+            writer,
+            next_execution_id: AtomicI64::new(last_id.max(sequence) + 1),
             readers: Arc::new(readers),
         })
     }
@@ -121,7 +154,7 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     to_micros(OffsetDateTime::now_utc())
 }
 
@@ -129,7 +162,7 @@ fn to_micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 
-fn from_micros(us: i64) -> OffsetDateTime {
+pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -303,10 +336,14 @@ fn get_execution_tx(
     row.transpose()
 }
 
-const AUDIT_COLS: &str = "id, account_id, leaf_index, timestamp, agent_id, execution_id, key_id, action_type, action_category, description, permission_state, is_violation, input_summary, output_summary";
+const AUDIT_COLS: &str = "e.id, e.account_id, e.leaf_index, e.timestamp, e.agent_id, e.execution_id, e.key_id, e.action_type, e.action_category, e.description, e.permission_state, e.is_violation, e.input_summary, e.output_summary, l.leaf_hash";
+const AUDIT_FROM: &str = "audit_events e JOIN audit_leaves l ON l.account_id = e.account_id AND l.leaf_index = e.leaf_index";
 
 fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let leaf_hash: Vec<u8> = row.get(14)?;
+    let leaf_hash: [u8; 32] = leaf_hash.try_into().unwrap_or([0; 32]);
     Ok(AuditRecord {
+        leaf_hash,
         id: row.get(0)?,
         leaf_index: row.get::<_, i64>(2)? as u64,
         timestamp: from_micros(row.get(3)?),
@@ -322,6 +359,8 @@ fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
             is_violation: row.get(11)?,
             input_summary: row.get(12)?,
             output_summary: row.get(13)?,
+            input_digest: None,
+            output_digest: None,
             payload: Value::Null,
         },
     })
@@ -756,13 +795,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution> {
+    async fn reserve_execution_id(&self) -> StoreResult<ExecutionId> {
+        Ok(self.next_execution_id.fetch_add(1, Ordering::SeqCst))
+    }
+
+    async fn create_execution(
+        &self,
+        id: ExecutionId,
+        new: NewExecution,
+        started: AuditEvent,
+    ) -> StoreResult<(Execution, AuditRecord)> {
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO executions (account_id, agent_id, agent_version, code_sha256, key_id,
+                "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
                  parent_execution_id, status, input, report, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, '{}', ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, '{}', ?9)",
                 params![
+                    id,
                     new.account_id,
                     new.agent_id,
                     new.agent_version,
@@ -774,8 +823,10 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
-            get_execution_tx(tx, new.account_id, tx.last_insert_rowid())?
-                .ok_or_else(|| corrupt("execution"))
+            let execution =
+                get_execution_tx(tx, new.account_id, id)?.ok_or_else(|| corrupt("execution"))?;
+            let record = audit_log::append_event(tx, started)?;
+            Ok((execution, record))
         })
         .await
     }
@@ -785,7 +836,8 @@ impl Store for SqliteStore {
         account: AccountId,
         id: ExecutionId,
         outcome: ExecutionOutcome,
-    ) -> StoreResult<Option<Execution>> {
+        ended: AuditEvent,
+    ) -> StoreResult<Option<(Execution, AuditRecord)>> {
         self.write(move |tx| {
             let n = tx
                 .execute(
@@ -808,7 +860,9 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Ok(None);
             }
-            get_execution_tx(tx, account, id)
+            let execution = get_execution_tx(tx, account, id)?.ok_or_else(|| corrupt("execution"))?;
+            let record = audit_log::append_event(tx, ended)?;
+            Ok(Some((execution, record)))
         })
         .await
     }
@@ -902,63 +956,10 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
         self.write(move |tx| {
-            let mut out = Vec::with_capacity(events.len());
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit_events (account_id, leaf_index, timestamp, agent_id, execution_id, key_id,
-                     action_type, action_category, description, permission_state, is_violation,
-                     input_summary, output_summary)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                )
-                .map_err(map_err)?;
-            let mut payload = tx
-                .prepare_cached("INSERT INTO audit_payloads (audit_id, payload) VALUES (?1, ?2)")
-                .map_err(map_err)?;
-            for event in events {
-                tx.execute(
-                    "INSERT INTO audit_log_heads (account_id, size) VALUES (?1, 0) ON CONFLICT DO NOTHING",
-                    params![event.account_id],
-                )
-                .map_err(map_err)?;
-                let index: i64 = tx
-                    .query_row(
-                        "UPDATE audit_log_heads SET size = size + 1 WHERE account_id = ?1 RETURNING size - 1",
-                        params![event.account_id],
-                        |r| r.get(0),
-                    )
-                    .map_err(map_err)?;
-                let now = now_micros();
-                insert
-                    .execute(params![
-                        event.account_id,
-                        index,
-                        now,
-                        event.agent_id,
-                        event.execution_id,
-                        event.key_id,
-                        event.action_type,
-                        event.action_category,
-                        event.description,
-                        event.permission_state,
-                        event.is_violation,
-                        event.input_summary,
-                        event.output_summary
-                    ])
-                    .map_err(map_err)?;
-                let id = tx.last_insert_rowid();
-                if !event.payload.is_null() {
-                    payload
-                        .execute(params![id, event.payload.to_string()])
-                        .map_err(map_err)?;
-                }
-                out.push(AuditRecord {
-                    id,
-                    leaf_index: index as u64,
-                    timestamp: from_micros(now),
-                    event,
-                });
-            }
-            Ok(out)
+            events
+                .into_iter()
+                .map(|event| audit_log::append_event(tx, event))
+                .collect()
         })
         .await
     }
@@ -970,36 +971,36 @@ impl Store for SqliteStore {
     ) -> StoreResult<Page<AuditRecord>> {
         let query = query.clone();
         self.read(move |c| {
-            let mut clauses = vec!["account_id = ?".to_string()];
+            let mut clauses = vec!["e.account_id = ?".to_string()];
             let mut args: Vec<rusqlite::types::Value> = vec![account.into()];
             if let Some(from) = query.from {
-                clauses.push("timestamp >= ?".into());
+                clauses.push("e.timestamp >= ?".into());
                 args.push(to_micros(from).into());
             }
             if let Some(to) = query.to {
-                clauses.push("timestamp <= ?".into());
+                clauses.push("e.timestamp <= ?".into());
                 args.push(to_micros(to).into());
             }
             if !query.action_types.is_empty() {
                 let marks = vec!["?"; query.action_types.len()].join(", ");
-                clauses.push(format!("action_type IN ({marks})"));
+                clauses.push(format!("e.action_type IN ({marks})"));
                 args.extend(query.action_types.iter().map(|t| t.clone().into()));
             }
             if query.violations_only {
-                clauses.push("is_violation = 1".into());
+                clauses.push("e.is_violation = 1".into());
             }
             if let Some(agent) = query.agent_id {
-                clauses.push("agent_id = ?".into());
+                clauses.push("e.agent_id = ?".into());
                 args.push(agent.into());
             }
             if let Some(execution) = query.execution_id {
-                clauses.push("execution_id = ?".into());
+                clauses.push("e.execution_id = ?".into());
                 args.push(execution.into());
             }
             let filter = clauses.join(" AND ");
             let total: i64 = c
                 .query_row(
-                    &format!("SELECT COUNT(*) FROM audit_events WHERE {filter}"),
+                    &format!("SELECT COUNT(*) FROM audit_events e WHERE {filter}"),
                     rusqlite::params_from_iter(args.iter()),
                     |r| r.get(0),
                 )
@@ -1007,13 +1008,13 @@ impl Store for SqliteStore {
             let mut page_args = args.clone();
             let mut page_filter = filter;
             if let Some(after) = query.after {
-                page_filter.push_str(" AND leaf_index > ?");
+                page_filter.push_str(" AND e.leaf_index > ?");
                 page_args.push((after.min(i64::MAX as u64) as i64).into());
             }
             page_args.push((query.limit.min(i64::MAX as u64) as i64).into());
             let mut stmt = c
                 .prepare(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_events WHERE {page_filter} ORDER BY leaf_index LIMIT ?"
+                    "SELECT {AUDIT_COLS} FROM {AUDIT_FROM} WHERE {page_filter} ORDER BY e.leaf_index LIMIT ?"
                 ))
                 .map_err(map_err)?;
             let items = stmt
@@ -1027,6 +1028,94 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>> {
+        self.read(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {AUDIT_COLS} FROM {AUDIT_FROM} WHERE e.id = ?1 AND e.account_id = ?2"
+                ),
+                params![id, account],
+                audit_row,
+            )
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn audit_log_size(&self, account: AccountId) -> StoreResult<u64> {
+        self.read(move |c| audit_log::log_size(c, account)).await
+    }
+
+    async fn audit_leaves(
+        &self,
+        account: AccountId,
+        from: u64,
+        to: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        self.read(move |c| audit_log::leaves(c, account, from, to, limit))
+            .await
+    }
+
+    async fn audit_hashes(
+        &self,
+        account: AccountId,
+        indexes: Vec<u64>,
+    ) -> StoreResult<Vec<[u8; 32]>> {
+        self.read(move |c| audit_log::hashes(c, account, &indexes))
+            .await
+    }
+
+    async fn store_checkpoint(&self, account: AccountId, size: u64, note: &str) -> StoreResult<()> {
+        let note = note.to_string();
+        self.write(move |tx| audit_log::store_checkpoint(tx, account, size, &note))
+            .await
+    }
+
+    async fn latest_checkpoint(&self, account: AccountId) -> StoreResult<Option<StoredCheckpoint>> {
+        self.read(move |c| {
+            audit_log::checkpoint_query(
+                c,
+                "SELECT size, note, created_at FROM audit_checkpoints WHERE account_id = ?1 AND size >= ?2 ORDER BY size DESC LIMIT 1",
+                account,
+                0,
+            )
+        })
+        .await
+    }
+
+    async fn checkpoint_covering(
+        &self,
+        account: AccountId,
+        size: u64,
+    ) -> StoreResult<Option<StoredCheckpoint>> {
+        self.read(move |c| {
+            audit_log::checkpoint_query(
+                c,
+                "SELECT size, note, created_at FROM audit_checkpoints WHERE account_id = ?1 AND size >= ?2 ORDER BY size LIMIT 1",
+                account,
+                size,
+            )
+        })
+        .await
+    }
+
+    async fn checkpoints(
+        &self,
+        account: AccountId,
+        from: u64,
+        to: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<StoredCheckpoint>> {
+        self.read(move |c| audit_log::checkpoints(c, account, from, to, limit))
+            .await
+    }
+
+    async fn logs_needing_checkpoint(&self) -> StoreResult<Vec<(AccountId, u64, u64)>> {
+        self.read(audit_log::needing_checkpoint).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

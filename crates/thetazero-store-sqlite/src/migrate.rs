@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_executions",
         include_str!("../migrations/0002_executions.sql"),
     ),
+    ("0003_merkle", include_str!("../migrations/0003_merkle.sql")),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -9,6 +9,7 @@
 
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use rusqlite::{Connection, Transaction};
 use thetazero_core::store::{StoreError, StoreResult};
@@ -60,15 +61,27 @@ where
 
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Dropping it stops the checkpoint thread.
+    _stop_checkpoints: mpsc::Sender<()>,
 }
 
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
+    pub(crate) fn start(conn: Connection, checkpointer: Connection) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx))?;
-        Ok(Writer { jobs: tx })
+        let (stop, stopped) = mpsc::channel::<()>();
+        thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, stopped))?;
+        Ok(Writer {
+            jobs: tx,
+            _stop_checkpoints: stop,
+        })
     }
 
     pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
@@ -88,6 +101,23 @@ impl Writer {
         answer
             .await
             .map_err(|_| StoreError::Internal("the database writer dropped a write".into()))?
+    }
+}
+
+/// Copies committed WAL frames into the database file without blocking the
+/// writer (PASSIVE), until the store is dropped, then once more.
+fn checkpoints(conn: Connection, stop: mpsc::Receiver<()>) {
+    loop {
+        let stopping = !matches!(
+            stop.recv_timeout(CHECKPOINT_EVERY),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

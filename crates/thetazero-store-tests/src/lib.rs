@@ -25,7 +25,8 @@ macro_rules! store_conformance {
             agents_are_scoped_by_account, agents_paginate, agent_updates_apply_only_given_fields,
             context_round_trips_and_goes_with_its_agent, audit_indices_are_contiguous_per_account,
             audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
-            executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account);
+            executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account,
+            audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -510,6 +511,25 @@ fn new_execution(account: i64, agent: i64) -> NewExecution {
     }
 }
 
+async fn begin(
+    store: &Arc<dyn Store>,
+    account: i64,
+    agent: i64,
+) -> thetazero_core::model::Execution {
+    let id = store.reserve_execution_id().await.unwrap();
+    let (execution, record) = store
+        .create_execution(
+            id,
+            new_execution(account, agent),
+            event(account, "execution_started"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(execution.id, id);
+    assert_eq!(record.event.action_type, "execution_started");
+    execution
+}
+
 fn outcome(status: ExecutionStatus) -> ExecutionOutcome {
     ExecutionOutcome {
         status,
@@ -525,10 +545,7 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
     let a = store.create_account("a").await.unwrap();
     let b = store.create_account("b").await.unwrap();
     let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
-    let started = store
-        .create_execution(new_execution(a.id, agent.id))
-        .await
-        .unwrap();
+    let started = begin(&store, a.id, agent.id).await;
     assert_eq!(started.status, ExecutionStatus::Running);
     assert_eq!(started.finished_at, None);
     assert_eq!(started.input, json!({"name": "Alice"}));
@@ -539,23 +556,65 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     assert!(store
-        .finish_execution(b.id, started.id, outcome(ExecutionStatus::Completed))
+        .finish_execution(
+            b.id,
+            started.id,
+            outcome(ExecutionStatus::Completed),
+            event(b.id, "execution_completed")
+        )
         .await
         .unwrap()
         .is_none());
-    let done = store
-        .finish_execution(a.id, started.id, outcome(ExecutionStatus::Completed))
+    let (done, ended) = store
+        .finish_execution(
+            a.id,
+            started.id,
+            outcome(ExecutionStatus::Completed),
+            event(a.id, "execution_completed"),
+        )
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(ended.event.action_type, "execution_completed");
     assert_eq!(done.status, ExecutionStatus::Completed);
     assert_eq!(done.output, Some(json!({"message": "Hello, Alice!"})));
     assert_eq!(done.report["resource_usage"]["host_calls"], 2);
     assert_eq!((done.violation_count, done.duration_ms), (1, 3));
     assert!(done.finished_at.is_some());
+    // Refused finishes recorded nothing: started + completed only.
+    let log = store
+        .query_audit(
+            a.id,
+            &AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.total, 2);
+    assert_eq!(
+        store
+            .query_audit(
+                b.id,
+                &AuditQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .total,
+        0
+    );
     // An ended execution stays ended.
     assert!(store
-        .finish_execution(a.id, started.id, outcome(ExecutionStatus::Killed))
+        .finish_execution(
+            a.id,
+            started.id,
+            outcome(ExecutionStatus::Killed),
+            event(a.id, "execution_completed")
+        )
         .await
         .unwrap()
         .is_none());
@@ -568,18 +627,17 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
         done
     );
 
-    let second = store
-        .create_execution(new_execution(a.id, agent.id))
-        .await
-        .unwrap();
+    let second = begin(&store, a.id, agent.id).await;
     store
-        .finish_execution(a.id, second.id, outcome(ExecutionStatus::Killed))
+        .finish_execution(
+            a.id,
+            second.id,
+            outcome(ExecutionStatus::Killed),
+            event(a.id, "execution_completed"),
+        )
         .await
         .unwrap();
-    let third = store
-        .create_execution(new_execution(a.id, agent.id))
-        .await
-        .unwrap();
+    let third = begin(&store, a.id, agent.id).await;
     let all = store
         .list_executions(a.id, agent.id, None, PageRequest { page: 1, limit: 10 })
         .await
@@ -597,6 +655,10 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!((killed.total, killed.items[0].id), (1, second.id));
+    // Reserved ids are unique and increasing.
+    let x = store.reserve_execution_id().await.unwrap();
+    let y = store.reserve_execution_id().await.unwrap();
+    assert!(y > x && x > third.id);
     assert!(killed.items[0].was_terminated);
     let none = store
         .list_executions(b.id, agent.id, None, PageRequest { page: 1, limit: 10 })
@@ -608,14 +670,7 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
 pub async fn executions_go_with_their_agent(store: Arc<dyn Store>) {
     let a = store.create_account("a").await.unwrap();
     let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
-    let e = store
-        .create_execution(new_execution(a.id, agent.id))
-        .await
-        .unwrap();
-    store
-        .append_audit(vec![event(a.id, "execution_started")])
-        .await
-        .unwrap();
+    let e = begin(&store, a.id, agent.id).await;
     assert!(store.delete_agent(a.id, agent.id).await.unwrap());
     assert!(store.get_execution(a.id, e.id).await.unwrap().is_none());
     let audit = store
@@ -648,4 +703,133 @@ pub async fn storage_is_per_account(store: Arc<dyn Store>) {
         Some(json!({"n": 2}))
     );
     assert_eq!(store.storage_get(b.id, "k").await.unwrap(), None);
+}
+
+pub async fn audit_leaves_and_hashes_form_the_log(store: Arc<dyn Store>) {
+    use thetazero_audit::merkle;
+    let a = store.create_account("a").await.unwrap();
+    let mut memory = thetazero_audit::MemoryHashStore::new();
+    let mut records = Vec::new();
+    for i in 0..37 {
+        let mut e = event(
+            a.id,
+            if i % 3 == 0 {
+                "permission_denied"
+            } else {
+                "api_call"
+            },
+        );
+        e.payload = json!({"i": i});
+        e.permission_state = if i % 3 == 0 {
+            "denied".into()
+        } else {
+            "granted".into()
+        };
+        records.extend(store.append_audit(vec![e]).await.unwrap());
+    }
+    assert_eq!(store.audit_log_size(a.id).await.unwrap(), 37);
+    let leaves = store.audit_leaves(a.id, 0, 100, 100).await.unwrap();
+    assert_eq!(leaves.len(), 37);
+    for ((index, bytes), record) in leaves.iter().zip(&records) {
+        assert_eq!(*index, record.leaf_index);
+        assert_eq!(
+            merkle::leaf_hash(bytes).0,
+            record.leaf_hash,
+            "the receipt hashes the stored bytes"
+        );
+        let leaf =
+            thetazero_audit::AuditLeaf::from_bytes(bytes).expect("stored leaves are canonical");
+        assert_eq!(leaf.account_id, a.id);
+        assert_eq!(leaf.action_type, record.event.action_type);
+        memory.push(bytes).unwrap();
+    }
+    // The stored interior hashes give the same root as an independent tree.
+    let size = 37;
+    let indexes = merkle::indexes_for_root(size).unwrap();
+    let hashes = store.audit_hashes(a.id, indexes.clone()).await.unwrap();
+    let prefetched = merkle::PrefetchedHashes::new(
+        indexes
+            .into_iter()
+            .zip(hashes.into_iter().map(merkle::Hash)),
+    );
+    assert_eq!(
+        merkle::root(size, &prefetched).unwrap(),
+        memory.root().unwrap()
+    );
+    // Records read back carry the same receipt.
+    let by_id = store
+        .audit_record(a.id, records[5].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (by_id.leaf_index, by_id.leaf_hash),
+        (records[5].leaf_index, records[5].leaf_hash)
+    );
+    let b = store.create_account("b").await.unwrap();
+    assert!(store
+        .audit_record(b.id, records[5].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.audit_hashes(a.id, vec![1_000_000]).await.is_err());
+    let page = store.audit_leaves(a.id, 10, 20, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![10, 11, 12]
+    );
+}
+
+pub async fn checkpoints_are_kept_and_found(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    store
+        .append_audit((0..5).map(|_| event(a.id, "x")).collect())
+        .await
+        .unwrap();
+    store.append_audit(vec![event(b.id, "x")]).await.unwrap();
+    let mut needing = store.logs_needing_checkpoint().await.unwrap();
+    needing.sort();
+    assert_eq!(needing, vec![(a.id, 5, 0), (b.id, 1, 0)]);
+    store.store_checkpoint(a.id, 3, "note3").await.unwrap();
+    store.store_checkpoint(a.id, 5, "note5").await.unwrap();
+    store.store_checkpoint(a.id, 5, "other").await.unwrap();
+    let latest = store.latest_checkpoint(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (latest.size, latest.note.as_str()),
+        (5, "note5"),
+        "the first note of a size stays"
+    );
+    assert_eq!(
+        store
+            .checkpoint_covering(a.id, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        3
+    );
+    assert_eq!(
+        store
+            .checkpoint_covering(a.id, 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        5
+    );
+    assert!(store.checkpoint_covering(a.id, 6).await.unwrap().is_none());
+    assert!(store.latest_checkpoint(b.id).await.unwrap().is_none());
+    let all: Vec<u64> = store
+        .checkpoints(a.id, 0, 10, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    assert_eq!(all, vec![3, 5]);
+    assert_eq!(
+        store.logs_needing_checkpoint().await.unwrap(),
+        vec![(b.id, 1, 0)]
+    );
 }

@@ -17,6 +17,7 @@ use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 use thetazero_http::{AppState, Settings};
+use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_store_sqlite::SqliteStore;
 
 use crate::signing;
@@ -216,7 +217,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
 
-    let state = AppState::new(store, config.settings);
+    let runtime =
+        Runtime::new(store.clone(), RuntimeConfig::default()).context("starting the sandbox")?;
+    let state = AppState::new(store, Arc::new(runtime), config.settings);
     let app = thetazero_http::router(state);
     let addr: SocketAddr = config
         .listen

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod context;
+pub mod executions;
 pub mod keys;
 pub mod ops;
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_http::{generate_key, AppState, Settings};
+use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_store_sqlite::SqliteStore;
 use tower::ServiceExt;
 
@@ -55,7 +56,9 @@ impl TestApp {
             .await
             .expect("bootstrap")
             .expect("fresh database");
-        let router = thetazero_http::router(AppState::new(store.clone(), settings));
+        let runtime =
+            Arc::new(Runtime::new(store.clone(), RuntimeConfig::default()).expect("runtime"));
+        let router = thetazero_http::router(AppState::new(store.clone(), runtime, settings));
         TestApp {
             router,
             store,

@@ -1,0 +1,197 @@
+//! Executing agents: `POST /api/v1/sdk/agents/:id/execute` (synchronous) and
+//! the execution history.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thetazero_api::types::{ExecuteRequest, ExecutionList, ExecutionResponse, ExecutionView};
+use thetazero_api::{ApiError, ErrorBody, ErrorCode};
+use thetazero_core::model::{Execution, ExecutionStatus};
+use thetazero_runtime::{Caller as RunCaller, RuntimeError};
+use utoipa::IntoParams;
+
+use super::agents::ListParams;
+use crate::auth::Caller;
+use crate::error::{HttpError, HttpResult};
+use crate::extract::{Id, OptionalJsonBody, Query};
+use crate::state::AppState;
+use crate::views;
+
+/// How an execution record is shown; `detail` adds logs, the host-call audit
+/// and the input.
+pub fn view(e: &Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> ExecutionView {
+    let report = &e.report;
+    let field = |name: &str| report.get(name).filter(|v| !v.is_null()).cloned();
+    ExecutionView {
+        execution_id: e.id,
+        agent_id: e.agent_id,
+        agent_version: e.agent_version.clone(),
+        status: e.status.as_str().into(),
+        output: e.output.clone().unwrap_or(Value::Null),
+        error: field("error"),
+        limit: report
+            .get("limit")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_usage: field("resource_usage").unwrap_or_else(
+            || json!({"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0}),
+        ),
+        violation_count: e.violation_count,
+        was_terminated: e.was_terminated,
+        duration_ms: e.duration_ms,
+        host_call_audit: detail.then(|| field("host_call_audit").unwrap_or(json!([]))),
+        logs: detail.then(|| field("logs").unwrap_or(json!([]))),
+        input: detail.then(|| e.input.clone()),
+        code_sha256: e.code_sha256.clone(),
+        started_at: views::rfc3339(e.started_at),
+        finished_at: e.finished_at.map(views::rfc3339),
+        audit_trail_url: format!("/api/v1/sdk/audit?executionId={}", e.id),
+        leaf_index: receipt.map(|r| r.0),
+        leaf_hash: receipt.map(|r| views::b64(&r.1)),
+    }
+}
+
+impl From<RuntimeError> for HttpError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::AgentNotFound => HttpError::not_found("agent"),
+            RuntimeError::AgentKilled => HttpError::new(ErrorCode::AgentKilled, e.to_string()),
+            RuntimeError::AgentDisabled => HttpError::new(ErrorCode::AgentDisabled, e.to_string()),
+            RuntimeError::Busy => {
+                let mut err = ApiError::new(ErrorCode::ServiceUnavailable, e.to_string());
+                err.retry_after = Some(1);
+                HttpError(err)
+            }
+            RuntimeError::Store(s) => s.into(),
+            RuntimeError::Sandbox(m) => HttpError::internal(m),
+        }
+    }
+}
+
+/// Run an agent in the sandbox and wait for it to end.
+#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", tag = "executions",
+    params(("id" = i64, Path, description = "Agent id")),
+    request_body = ExecuteRequest,
+    responses((status = 200, description = "The execution ran (whatever its status)", body = ExecutionResponse),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn execute(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    OptionalJsonBody(req): OptionalJsonBody<ExecuteRequest>,
+) -> HttpResult<Json<ExecutionResponse>> {
+    let input = req.input.unwrap_or_else(|| json!({}));
+    let executed = state
+        .runtime
+        .execute(
+            RunCaller {
+                account: caller.account(),
+                key_id: caller.key_id(),
+            },
+            id,
+            input,
+        )
+        .await?;
+    Ok(Json(ExecutionResponse {
+        success: true,
+        execution: view(&executed.execution, true, Some(executed.receipt)),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionParams {
+    pub page: Option<u64>,
+    pub limit: Option<u64>,
+    /// Only executions with this status.
+    pub status: Option<String>,
+}
+
+/// An agent's executions, newest first.
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions", tag = "executions",
+    params(("id" = i64, Path, description = "Agent id"), ExecutionParams),
+    responses((status = 200, body = ExecutionList), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    Query(params): Query<ExecutionParams>,
+) -> HttpResult<Json<ExecutionList>> {
+    let page = ListParams {
+        page: params.page,
+        limit: params.limit,
+    }
+    .page_request()?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            ExecutionStatus::parse(s).ok_or_else(|| {
+                HttpError::invalid(format!(
+                    "query parameter \"status\" must be one of {}",
+                    ExecutionStatus::ALL.map(|s| s.as_str()).join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    if state.store.get_agent(caller.account(), id).await?.is_none() {
+        return Err(HttpError::not_found("agent"));
+    }
+    let result = state
+        .store
+        .list_executions(caller.account(), id, status, page)
+        .await?;
+    Ok(Json(ExecutionList {
+        success: true,
+        executions: result.items.iter().map(|e| view(e, false, None)).collect(),
+        total: result.total,
+        page: page.page,
+        limit: page.limit,
+    }))
+}
+
+/// One execution in full: output, logs, host-call audit, input.
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions/{eid}", tag = "executions",
+    params(("id" = i64, Path, description = "Agent id"), ("eid" = i64, Path, description = "Execution id")),
+    responses((status = 200, body = ExecutionResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, eid)): Path<(String, String)>,
+) -> HttpResult<Json<ExecutionResponse>> {
+    let parse = |s: &str| s.parse::<i64>().ok().filter(|v| *v > 0);
+    let (Some(id), Some(eid)) = (parse(&id), parse(&eid)) else {
+        return Err(HttpError::not_found("execution"));
+    };
+    let execution = state
+        .store
+        .get_execution(caller.account(), eid)
+        .await?
+        .filter(|e| e.agent_id == id)
+        .ok_or_else(|| HttpError::not_found("execution"))?;
+    let receipt = receipt_of(&state, caller.account(), eid).await?;
+    Ok(Json(ExecutionResponse {
+        success: true,
+        execution: view(&execution, true, receipt),
+    }))
+}
+
+/// The receipt of an execution: its final audit event's leaf.
+async fn receipt_of(
+    state: &AppState,
+    account: i64,
+    execution: i64,
+) -> HttpResult<Option<(u64, [u8; 32])>> {
+    let query = thetazero_core::audit::AuditQuery {
+        action_types: vec!["execution_completed".into()],
+        execution_id: Some(execution),
+        limit: 1,
+        ..Default::default()
+    };
+    let page = state.store.query_audit(account, &query).await?;
+    Ok(page.items.first().map(|r| (r.leaf_index, r.leaf_hash)))
+}

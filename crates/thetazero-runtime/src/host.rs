@@ -1,0 +1,226 @@
+//! The sandbox's host bridge, implemented over the store: an agent's context,
+//! its account's storage, and the audit hook. Every key is scoped to the agent
+//! or account the execution belongs to; nothing reaches another account.
+//!
+//! Store calls are spawned on the server's runtime: the sandbox drives this
+//! code from its own worker runtimes, and database clients belong to the
+//! server's.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::{AgentId, ExecutionId};
+use thetazero_core::store::{Store, StoreError};
+use thetazero_sandbox::{Host, HostError, SandboxEvent};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::Caller;
+
+const MAX_KEY_BYTES: usize = 256;
+const MAX_VALUE_BYTES: usize = 64 << 10;
+
+pub(crate) struct ServerHost {
+    store: Arc<dyn Store>,
+    handle: Handle,
+    caller: Caller,
+    agent: AgentId,
+    execution: ExecutionId,
+    /// Becomes `Some(true)` once the execution's start is durable.
+    committed: watch::Receiver<Option<bool>>,
+}
+
+impl ServerHost {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        handle: Handle,
+        caller: Caller,
+        agent: AgentId,
+        execution: ExecutionId,
+        committed: watch::Receiver<Option<bool>>,
+    ) -> Self {
+        ServerHost {
+            store,
+            handle,
+            caller,
+            agent,
+            execution,
+            committed,
+        }
+    }
+
+    async fn on_server<T, F>(&self, f: F) -> Result<T, HostError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        match self.handle.spawn(f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::warn!(execution_id = self.execution, error = %e, "host call failed in the store");
+                Err(HostError::Unavailable)
+            }
+            Err(_) => Err(HostError::Unavailable),
+        }
+    }
+
+    fn event(&self, action: &str, category: &str, description: String) -> AuditEvent {
+        let mut e = AuditEvent::new(self.caller.account, action, category, description)
+            .agent(self.agent)
+            .key(self.caller.key_id);
+        e.execution_id = Some(self.execution);
+        e
+    }
+}
+
+fn check_key(key: &str) -> Result<(), HostError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(HostError::Refused(format!(
+            "keys are 1-{MAX_KEY_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &Value) -> Result<(), HostError> {
+    let size = value.to_string().len();
+    if size > MAX_VALUE_BYTES {
+        return Err(HostError::Refused(format!(
+            "values are at most {MAX_VALUE_BYTES} bytes of JSON; this one is {size}"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Host for ServerHost {
+    async fn read_context(&self, key: &str) -> Result<Option<Value>, HostError> {
+        check_key(key)?;
+        let (store, account, agent, key) = (
+            self.store.clone(),
+            self.caller.account,
+            self.agent,
+            key.to_string(),
+        );
+        self.on_server(async move { store.get_context(account, agent, &key).await })
+            .await
+            .map(|entry| entry.map(|e| e.value))
+    }
+
+    async fn write_context(&self, key: &str, value: Value) -> Result<(), HostError> {
+        check_key(key)?;
+        check_value(&value)?;
+        let (store, account, agent, key) = (
+            self.store.clone(),
+            self.caller.account,
+            self.agent,
+            key.to_string(),
+        );
+        self.on_server(async move {
+            store
+                .put_context(account, agent, &key, &value)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn storage_get(&self, key: &str) -> Result<Option<Value>, HostError> {
+        check_key(key)?;
+        let (store, account, key) = (self.store.clone(), self.caller.account, key.to_string());
+        self.on_server(async move { store.storage_get(account, &key).await })
+            .await
+    }
+
+    async fn storage_put(&self, key: &str, value: Value) -> Result<(), HostError> {
+        check_key(key)?;
+        check_value(&value)?;
+        let (store, account, key) = (self.store.clone(), self.caller.account, key.to_string());
+        self.on_server(async move { store.storage_put(account, &key, &value).await })
+            .await
+    }
+
+    async fn record(&self, event: SandboxEvent) -> Result<(), HostError> {
+        // Nothing is recorded, and so nothing runs, before the start is.
+        let mut committed = self.committed.clone();
+        match committed.wait_for(|c| c.is_some()).await {
+            Ok(c) if *c == Some(true) => {}
+            _ => return Err(HostError::Unavailable),
+        }
+        let audit = match &event {
+            SandboxEvent::HostCallDecision {
+                function,
+                scope,
+                args_summary,
+                allowed,
+            } => {
+                let mut e = self.event(
+                    "api_call",
+                    "host_call",
+                    format!("thetazero.{}({args_summary})", function.name()),
+                );
+                e.permission_state = if *allowed { "granted" } else { "denied" }.into();
+                e.input_summary = Some(args_summary.clone());
+                e.payload = json!({"fn": function.name(), "scope": scope, "phase": "decision"});
+                e
+            }
+            SandboxEvent::HostCallOutcome {
+                function,
+                ok,
+                error_code,
+                duration_ms,
+            } => {
+                let mut e = self.event(
+                    "api_call_result",
+                    "host_call",
+                    match error_code {
+                        None => format!(
+                            "thetazero.{} succeeded in {duration_ms:.1} ms",
+                            function.name()
+                        ),
+                        Some(code) => format!("thetazero.{} failed ({code})", function.name()),
+                    },
+                );
+                e.permission_state = "granted".into();
+                e.payload = json!({"fn": function.name(), "ok": ok, "error_code": error_code, "duration_ms": duration_ms, "phase": "outcome"});
+                e
+            }
+            SandboxEvent::PermissionDenied {
+                function,
+                scope,
+                code,
+                reason,
+                is_violation,
+            } => {
+                let mut e = self.event(
+                    "permission_denied",
+                    "host_call",
+                    format!("thetazero.{} refused: {reason}", function.name()),
+                );
+                e.permission_state = "denied".into();
+                e.is_violation = *is_violation;
+                e.payload = json!({"fn": function.name(), "scope": scope, "code": code});
+                e
+            }
+            SandboxEvent::SandboxLimitHit {
+                limit,
+                detail,
+                is_violation,
+            } => {
+                let mut e = self.event(
+                    "sandbox_limit_hit",
+                    "limit",
+                    format!("limit {} hit: {detail}", limit.as_str()),
+                );
+                e.is_violation = *is_violation;
+                e.payload = json!({"limit": limit.as_str(), "detail": detail});
+                e
+            }
+        };
+        let store = self.store.clone();
+        self.on_server(async move { store.append_audit(vec![audit]).await.map(|_| ()) })
+            .await
+    }
+}

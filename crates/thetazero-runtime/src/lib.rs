@@ -1,0 +1,305 @@
+//! Runs agents. Loads an agent, records the execution, hands a job to the
+//! sandbox, and records how it ended, with an audit event at each step.
+//!
+//! It implements the sandbox's host bridge over the store (context, storage,
+//! audit), keeps the cancel handle of every running execution so that kills
+//! can reach them, and bounds how many executions may be queued. It knows
+//! nothing of HTTP.
+
+mod host;
+mod running;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::{
+    AccountId, AgentId, AgentStatus, Execution, ExecutionOutcome, ExecutionStatus, KeyId,
+    NewExecution,
+};
+use thetazero_core::store::{Store, StoreError};
+use thetazero_sandbox::{CancelHandle, ExecutionReport, Job, Sandbox, SandboxConfig, Status};
+use tokio::sync::{watch, Semaphore};
+
+pub use running::Running;
+pub use thetazero_sandbox as sandbox;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("agent not found")]
+    AgentNotFound,
+    #[error("this agent was killed and refuses new executions until it is made ready again")]
+    AgentKilled,
+    #[error("this agent is disabled")]
+    AgentDisabled,
+    #[error("every sandbox worker is busy and the queue is full; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the sandbox could not run the execution: {0}")]
+    Sandbox(String),
+}
+
+/// Who asked for an execution.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub account: AccountId,
+    pub key_id: Option<KeyId>,
+}
+
+/// A finished execution: the stored record (its `report` holds the sandbox's
+/// telemetry) and the audit range it produced.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub execution: Execution,
+    pub report: ExecutionReport,
+    /// Leaf index of the first and last audit events of the execution.
+    pub audit_range: (u64, u64),
+    /// The receipt of the final event: `(leaf_index, leaf_hash)`.
+    pub receipt: (u64, [u8; 32]),
+}
+
+#[derive(Default)]
+pub struct RuntimeConfig {
+    pub sandbox: SandboxConfig,
+}
+
+pub struct Runtime {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    running: Arc<Running>,
+    /// Executions admitted (running or queued); never more than the sandbox
+    /// can hold, so a submission is never refused after its record exists.
+    admitted: Arc<Semaphore>,
+}
+
+/// At most this much of a value goes into an audit summary.
+const SUMMARY_CHARS: usize = 200;
+
+pub fn summarize(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= SUMMARY_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(SUMMARY_CHARS).collect();
+    format!("{cut}…")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn status_of(report: &ExecutionReport) -> ExecutionStatus {
+    match report.status {
+        Status::Completed => ExecutionStatus::Completed,
+        Status::Failed => ExecutionStatus::Failed,
+        Status::TimedOut => ExecutionStatus::TimedOut,
+        Status::Killed => ExecutionStatus::Killed,
+        Status::LimitExceeded => ExecutionStatus::LimitExceeded,
+    }
+}
+
+impl Runtime {
+    pub fn new(store: Arc<dyn Store>, config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let capacity = config.sandbox.workers + config.sandbox.queue_capacity;
+        let sandbox =
+            Sandbox::new(config.sandbox).map_err(|e| RuntimeError::Sandbox(e.to_string()))?;
+        Ok(Runtime {
+            store,
+            sandbox: Arc::new(sandbox),
+            running: Arc::new(Running::default()),
+            admitted: Arc::new(Semaphore::new(capacity)),
+        })
+    }
+
+    pub fn running(&self) -> &Arc<Running> {
+        &self.running
+    }
+
+    /// Runs an agent to completion and records everything. The work runs in
+    /// its own task: a caller that goes away does not leave a half-recorded
+    /// execution behind.
+    pub async fn execute(
+        &self,
+        caller: Caller,
+        agent_id: AgentId,
+        input: Value,
+    ) -> Result<Executed, RuntimeError> {
+        let store = self.store.clone();
+        let sandbox = self.sandbox.clone();
+        let running = self.running.clone();
+        let admitted = self.admitted.clone();
+        let task = tokio::spawn(async move {
+            execute(store, sandbox, running, admitted, caller, agent_id, input).await
+        });
+        task.await
+            .map_err(|e| RuntimeError::Sandbox(format!("execution task failed: {e}")))?
+    }
+}
+
+async fn execute(
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    running: Arc<Running>,
+    admitted: Arc<Semaphore>,
+    caller: Caller,
+    agent_id: AgentId,
+    input: Value,
+) -> Result<Executed, RuntimeError> {
+    let agent = store
+        .get_agent(caller.account, agent_id)
+        .await?
+        .ok_or(RuntimeError::AgentNotFound)?;
+    match agent.status {
+        AgentStatus::Ready => {}
+        AgentStatus::Killed => return Err(RuntimeError::AgentKilled),
+        AgentStatus::Disabled => return Err(RuntimeError::AgentDisabled),
+    }
+    let _permit = admitted
+        .try_acquire_owned()
+        .map_err(|_| RuntimeError::Busy)?;
+    let code_sha256 = sha256_hex(agent.entry_code.as_bytes());
+    let limits = agent.config.limits();
+    let execution_id = store.reserve_execution_id().await?;
+    let event = |action: &str, description: String| {
+        let mut e = AuditEvent::new(caller.account, action, "execution", description)
+            .agent(agent_id)
+            .key(caller.key_id);
+        e.execution_id = Some(execution_id);
+        e
+    };
+
+    let input_text = input.to_string();
+    let mut started = event(
+        "execution_started",
+        format!(
+            "execution {execution_id} of {} v{} started",
+            agent.name, agent.version
+        ),
+    )
+    .payload(json!({
+        "code_sha256": code_sha256,
+        "limits": limits,
+        "template": agent.config.template().name(),
+        "permissions": agent.permissions.to_json(),
+    }));
+    started.input_summary = Some(summarize(&input));
+    started.input_digest = Some(Sha256::digest(input_text.as_bytes()).into());
+    let new = NewExecution {
+        account_id: caller.account,
+        agent_id,
+        agent_version: agent.version.clone(),
+        code_sha256: code_sha256.clone(),
+        input: input.clone(),
+        key_id: caller.key_id,
+        parent_execution_id: None,
+    };
+    // The start commits while the code already runs: nothing the code does
+    // reaches the world before its host call's decision is recorded, and the
+    // host records no decision before the start is durable.
+    let (committed_tx, committed) = watch::channel(None);
+    let start = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let result = store.create_execution(execution_id, new, started).await;
+            let _ = committed_tx.send(Some(result.is_ok()));
+            result
+        })
+    };
+
+    let cancel = CancelHandle::new();
+    let host = Arc::new(host::ServerHost::new(
+        store.clone(),
+        tokio::runtime::Handle::current(),
+        caller,
+        agent_id,
+        execution_id,
+        committed,
+    ));
+    let job = Job {
+        code: agent.entry_code.clone(),
+        input,
+        agent_name: agent.name.clone(),
+        agent_version: agent.version.clone(),
+        execution_id,
+        limits,
+        scopes: agent.permissions.granted(),
+        template: agent.config.template(),
+        allow_network: agent.config.allow_network(),
+        allowed_domains: agent.config.allowed_domains().to_vec(),
+        allow_localhost: agent.config.allow_localhost.unwrap_or(false),
+        cancel: cancel.clone(),
+        host,
+    };
+    let guard = running.register(caller.account, agent_id, execution_id, cancel);
+    let report = match sandbox.submit(job) {
+        Ok(rx) => rx
+            .await
+            .map_err(|_| RuntimeError::Sandbox("the sandbox stopped".into())),
+        Err(e) => Err(RuntimeError::Sandbox(e.to_string())),
+    };
+    drop(guard);
+    let (_, first) = start
+        .await
+        .map_err(|e| RuntimeError::Sandbox(format!("recording the start failed: {e}")))??;
+
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // Record the failure rather than leave the execution running.
+            let outcome = ExecutionOutcome {
+                status: ExecutionStatus::Failed,
+                output: None,
+                report: json!({"error": {"type": "SandboxError", "message": e.to_string()}}),
+                violation_count: 0,
+                was_terminated: true,
+                duration_ms: 0,
+            };
+            let mut ended = event(
+                "execution_completed",
+                format!("execution {execution_id} could not run: {e}"),
+            );
+            ended.permission_state = "failed".into();
+            store
+                .finish_execution(caller.account, execution_id, outcome, ended)
+                .await?;
+            return Err(e);
+        }
+    };
+    let status = status_of(&report);
+    let output_text = report.output.to_string();
+    let mut ended = event(
+        "execution_completed",
+        format!("execution {execution_id} ended: {}", status.as_str()),
+    )
+    .payload(json!({
+        "status": status.as_str(),
+        "limit": report.limit,
+        "resource_usage": report.resource_usage,
+        "violation_count": report.violation_count,
+        "was_terminated": report.was_terminated,
+        "output_sha256": sha256_hex(output_text.as_bytes()),
+    }));
+    ended.output_summary = Some(summarize(&report.output));
+    ended.output_digest = Some(Sha256::digest(output_text.as_bytes()).into());
+    ended.permission_state = status.as_str().into();
+    let outcome = ExecutionOutcome {
+        status,
+        output: Some(report.output.clone()),
+        report: serde_json::to_value(&report).unwrap_or(Value::Null),
+        violation_count: report.violation_count,
+        was_terminated: report.was_terminated,
+        duration_ms: report.duration_ms.round() as u64,
+    };
+    let (finished, last) = store
+        .finish_execution(caller.account, execution_id, outcome, ended)
+        .await?
+        .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
+    Ok(Executed {
+        execution: finished,
+        report,
+        audit_range: (first.leaf_index, last.leaf_index),
+        receipt: (last.leaf_index, last.leaf_hash),
+    })
+}

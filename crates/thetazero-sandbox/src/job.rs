@@ -1,0 +1,103 @@
+//! What one execution is asked to do (`Job`) and how to stop it (`CancelHandle`). It must not run anything itself.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+use thetazero_core::limits::{Limits, Template};
+use thetazero_core::permissions::Scope;
+use tokio::sync::Notify;
+
+use crate::host::Host;
+
+/// Stops an execution: a spinning loop (the interrupt handler sees the flag), a
+/// pending host call (its future is dropped) or a promise that never settles.
+#[derive(Clone, Default)]
+pub struct CancelHandle(Arc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl std::fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl CancelHandle {
+    pub fn new() -> CancelHandle {
+        CancelHandle::default()
+    }
+
+    /// Idempotent; a job cancelled before it starts never runs.
+    pub fn cancel(&self) {
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `cancel` has been called (immediately if it already was).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking the flag so a cancel in between is not lost.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One execution's code, input, identity, limits, permissions and host.
+#[derive(Clone)]
+pub struct Job {
+    pub code: String,
+    pub input: Value,
+    pub agent_name: String,
+    pub agent_version: String,
+    pub execution_id: i64,
+    pub limits: Limits,
+    /// The agent's effective permissions (`Permissions::granted()`).
+    pub scopes: BTreeSet<Scope>,
+    pub template: Template,
+    pub allow_network: bool,
+    /// Normalised allow-list entries (`thetazero_core::limits::normalize_domain_pattern`).
+    pub allowed_domains: Vec<String>,
+    /// DEV only: lets `http://localhost` through. Ignored on other templates.
+    pub allow_localhost: bool,
+    pub cancel: CancelHandle,
+    pub host: Arc<dyn Host>,
+}
+
+impl Job {
+    /// A job with the template's default limits and nothing granted.
+    pub fn new(code: impl Into<String>, input: Value, host: Arc<dyn Host>) -> Job {
+        Job {
+            code: code.into(),
+            input,
+            agent_name: "agent".into(),
+            agent_version: "0.0.0".into(),
+            execution_id: 0,
+            limits: Template::Standard.defaults(),
+            scopes: BTreeSet::new(),
+            template: Template::Standard,
+            allow_network: false,
+            allowed_domains: Vec::new(),
+            allow_localhost: false,
+            cancel: CancelHandle::new(),
+            host,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! thetazero's sandbox: runs untrusted agent JavaScript in a fresh QuickJS runtime per execution, behind limits, a kill switch and a permission-checked host bridge. It must not know HTTP servers, SQL or wire formats; the server implements `Host`.
+//!
+//! ```text
+//! Sandbox::new(config) ──execute(Job)──▶ bounded queue ──▶ worker thread
+//!     worker: fresh AsyncRuntime + context ─ frozen `thetazero` bridge ─▶ Host (server)
+//! ```
+//!
+//! The server builds one `Sandbox` at start-up (never running executions on its
+//! own threads), and for each execution a `Job` carrying an `Arc<dyn Host>`
+//! scoped to that execution's agent and account. `SubmitError::QueueFull` is
+//! back-pressure (503/429). `ExecutionReport` is serde with snake_case names and
+//! can go on the wire as it is. `NetworkPolicy::default()` is the production
+//! policy; its test-only fields must stay empty there.
+#![deny(unsafe_code)]
+
+mod alloc;
+mod engine;
+pub mod host;
+pub mod job;
+pub mod net;
+pub mod pool;
+pub mod report;
+
+pub use host::{ChildBudget, Host, HostError, HostFn, SandboxEvent};
+pub use job::{CancelHandle, Job};
+pub use net::{is_public_ip, NetError, NetworkPolicy, Resolver, SystemResolver};
+pub use pool::{Sandbox, SandboxConfig, SandboxError, SubmitError};
+pub use report::{
+    ErrorInfo, ExecutionReport, HostCallAudit, LimitKind, LogEntry, LogLevel, ResourceUsage, Status,
+};
+pub use thetazero_core::limits::{Limits, Template};
+pub use thetazero_core::permissions::Scope;

@@ -1,0 +1,151 @@
+//! The result of one execution as the server stores and sends it. Plain serde data: it must not hold engine handles or anything the wire cannot carry.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Completed,
+    Failed,
+    TimedOut,
+    Killed,
+    LimitExceeded,
+}
+
+/// Which limit ended an execution with `limit_exceeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    Memory,
+    Stack,
+    ApiCalls,
+    ApiCallsPerMinute,
+    OutputSize,
+    LogVolume,
+    InputSize,
+    /// The deadline (`cpu_time_ms`); appears with status `timed_out`.
+    CpuTime,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Memory => "memory",
+            LimitKind::Stack => "stack",
+            LimitKind::ApiCalls => "api_calls",
+            LimitKind::ApiCallsPerMinute => "api_calls_per_minute",
+            LimitKind::OutputSize => "output_size",
+            LimitKind::LogVolume => "log_volume",
+            LimitKind::InputSize => "input_size",
+            LimitKind::CpuTime => "cpu_time",
+        }
+    }
+}
+
+/// An error the agent's code ended with. `stack` names only agent code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    pub stack: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s {
+            "info" => Some(LogLevel::Info),
+            "warn" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "debug" => Some(LogLevel::Debug),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub level: LogLevel,
+    pub message: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// One `thetazero.*` call as the spec's execution response lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCallAudit {
+    #[serde(rename = "fn")]
+    pub function: String,
+    pub args_summary: String,
+    pub allowed: bool,
+    pub duration_ms: f64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// Time spent running JavaScript on the worker thread (polls of the engine).
+    pub cpu_ms: f64,
+    /// Peak bytes held by the execution's QuickJS heap, in MiB.
+    pub memory_mb: f64,
+    /// Calls counted against `max_api_calls_per_run` (refused ones included).
+    pub api_calls: u64,
+    /// Every `thetazero.*` call, including `log` and `write_result`.
+    pub host_calls: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionReport {
+    pub status: Status,
+    /// Set when `status` is `limit_exceeded`.
+    pub limit: Option<LimitKind>,
+    pub output: Value,
+    pub error: Option<ErrorInfo>,
+    pub logs: Vec<LogEntry>,
+    pub host_call_audit: Vec<HostCallAudit>,
+    /// Audit entries left out once the per-run cap on entries was reached.
+    pub host_call_audit_dropped: u64,
+    pub resource_usage: ResourceUsage,
+    /// Refused host calls plus limit hits.
+    pub violation_count: u64,
+    /// True when the sandbox stopped the code (kill, deadline, limit) rather than
+    /// the code finishing on its own.
+    pub was_terminated: bool,
+    pub duration_ms: f64,
+}
+
+impl ExecutionReport {
+    /// The report of an execution the sandbox itself failed to run.
+    pub(crate) fn internal_failure(took: std::time::Duration) -> ExecutionReport {
+        ExecutionReport {
+            status: Status::Failed,
+            limit: None,
+            output: Value::Null,
+            error: Some(ErrorInfo {
+                kind: "SandboxError".into(),
+                message: "the sandbox failed to run this execution".into(),
+                stack: None,
+            }),
+            logs: Vec::new(),
+            host_call_audit: Vec::new(),
+            host_call_audit_dropped: 0,
+            resource_usage: ResourceUsage::default(),
+            violation_count: 0,
+            was_terminated: true,
+            duration_ms: took.as_secs_f64() * 1000.0,
+        }
+    }
+}

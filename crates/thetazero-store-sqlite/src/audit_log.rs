@@ -1,0 +1,397 @@
+//! The account audit logs on SQLite: appending events as Merkle leaves inside
+//! the caller's transaction, and reading leaves, hashes and checkpoints back.
+//!
+//! Leaf indices come from the `audit_log_heads` counter row updated in the
+//! same transaction; interior hashes are computed by `thetazero-audit` from
+//! the hashes already stored and inserted alongside the leaf. Nothing here
+//! ever updates or deletes an audit row.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use thetazero_audit::merkle::{self, Hash, HashReader};
+use thetazero_core::audit::{
+    commit_payload, leaf_bytes, AuditEvent, AuditRecord, StoredCheckpoint,
+};
+use thetazero_core::store::{StoreError, StoreResult};
+use time::OffsetDateTime;
+
+use crate::{from_micros, map_err, now_micros};
+
+/// Reads interior hashes of one account's log inside the current transaction.
+pub(crate) struct TxHashes<'a> {
+    pub conn: &'a Connection,
+    pub account: i64,
+}
+
+impl HashReader for TxHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, merkle::StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT hash FROM audit_hashes WHERE account_id = ?1 AND storage_index = ?2",
+            )
+            .map_err(|e| merkle::StoreError::msg(e.to_string()))?;
+        let mut out = Vec::with_capacity(indexes.len());
+        for index in indexes {
+            let bytes: Vec<u8> = stmt
+                .query_row(params![self.account, *index as i64], |r| r.get(0))
+                .map_err(|e| merkle::StoreError::msg(format!("hash {index}: {e}")))?;
+            let hash: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| merkle::StoreError::msg(format!("hash {index} is not 32 bytes")))?;
+            out.push(Hash(hash));
+        }
+        Ok(out)
+    }
+}
+
+fn merkle_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("audit log: {e}"))
+}
+
+/// Appends one event to its account's log; part of the caller's transaction.
+pub(crate) fn append_event(conn: &Connection, event: AuditEvent) -> StoreResult<AuditRecord> {
+    let account = event.account_id;
+    conn.execute(
+        "INSERT INTO audit_log_heads (account_id, size) VALUES (?1, 0) ON CONFLICT DO NOTHING",
+        params![account],
+    )
+    .map_err(map_err)?;
+    let index: i64 = conn
+        .query_row(
+            "UPDATE audit_log_heads SET size = size + 1 WHERE account_id = ?1 RETURNING size - 1",
+            params![account],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    let now = now_micros();
+    let time = from_micros(now);
+    let commitment = commit_payload(&event.payload);
+    let bytes = leaf_bytes(&event, time, commitment.commitment)
+        .map_err(|e| StoreError::Internal(format!("event cannot become a leaf: {e}")))?;
+    let rows = merkle::append(
+        index as u64,
+        &[bytes.as_slice()],
+        &TxHashes { conn, account },
+    )
+    .map_err(merkle_err)?;
+    let leaf_hash = merkle::leaf_hash(&bytes).0;
+    conn.prepare_cached(
+        "INSERT INTO audit_events (account_id, leaf_index, timestamp, agent_id, execution_id, key_id,
+         action_type, action_category, description, permission_state, is_violation,
+         input_summary, output_summary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            account,
+            index,
+            now,
+            event.agent_id,
+            event.execution_id,
+            event.key_id,
+            event.action_type,
+            event.action_category,
+            event.description,
+            event.permission_state,
+            event.is_violation,
+            event.input_summary,
+            event.output_summary
+        ])
+    })
+    .map_err(map_err)?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![account, index, bytes, &leaf_hash[..]]))
+    .map_err(map_err)?;
+    {
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(map_err)?;
+        for row in rows {
+            insert
+                .execute(params![account, row.index as i64, &row.hash.0[..]])
+                .map_err(map_err)?;
+        }
+    }
+    if let Some(text) = &commitment.text {
+        conn.prepare_cached("INSERT INTO audit_payloads (audit_id, payload) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![id, text]))
+            .map_err(map_err)?;
+        conn.prepare_cached("INSERT INTO audit_payload_salts (audit_id, salt) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![id, &commitment.salt[..]]))
+            .map_err(map_err)?;
+    }
+    Ok(AuditRecord {
+        id,
+        leaf_index: index as u64,
+        leaf_hash,
+        timestamp: time,
+        event,
+    })
+}
+
+pub(crate) fn leaves(
+    conn: &Connection,
+    account: i64,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT leaf_index, leaf_bytes FROM audit_leaves WHERE account_id = ?1
+             AND leaf_index >= ?2 AND leaf_index < ?3 ORDER BY leaf_index LIMIT ?4",
+        )
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(
+            params![
+                account,
+                from.min(i64::MAX as u64) as i64,
+                to.min(i64::MAX as u64) as i64,
+                limit.min(i64::MAX as u64) as i64
+            ],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    Ok(rows)
+}
+
+pub(crate) fn hashes(
+    conn: &Connection,
+    account: i64,
+    indexes: &[u64],
+) -> StoreResult<Vec<[u8; 32]>> {
+    TxHashes { conn, account }
+        .read_hashes(indexes)
+        .map(|v| v.into_iter().map(|h| h.0).collect())
+        .map_err(merkle_err)
+}
+
+pub(crate) fn log_size(conn: &Connection, account: i64) -> StoreResult<u64> {
+    let size: Option<i64> = conn
+        .query_row(
+            "SELECT size FROM audit_log_heads WHERE account_id = ?1",
+            params![account],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    Ok(size.unwrap_or(0) as u64)
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: r.get::<_, i64>(0)? as u64,
+        note: r.get(1)?,
+        created_at: from_micros(r.get(2)?),
+    })
+}
+
+pub(crate) fn store_checkpoint(
+    conn: &Connection,
+    account: i64,
+    size: u64,
+    note: &str,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO audit_checkpoints (account_id, size, note, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO NOTHING",
+        params![account, size as i64, note, now_micros()],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) fn checkpoint_query(
+    conn: &Connection,
+    sql: &str,
+    account: i64,
+    size: u64,
+) -> StoreResult<Option<StoredCheckpoint>> {
+    conn.query_row(
+        sql,
+        params![account, size.min(i64::MAX as u64) as i64],
+        checkpoint_row,
+    )
+    .optional()
+    .map_err(map_err)
+}
+
+pub(crate) fn checkpoints(
+    conn: &Connection,
+    account: i64,
+    from: u64,
+    to: u64,
+    limit: u64,
+) -> StoreResult<Vec<StoredCheckpoint>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT size, note, created_at FROM audit_checkpoints WHERE account_id = ?1
+             AND size >= ?2 AND size <= ?3 ORDER BY size LIMIT ?4",
+        )
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(
+            params![
+                account,
+                from.min(i64::MAX as u64) as i64,
+                to.min(i64::MAX as u64) as i64,
+                limit.min(i64::MAX as u64) as i64
+            ],
+            checkpoint_row,
+        )
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    Ok(rows)
+}
+
+pub(crate) fn needing_checkpoint(conn: &Connection) -> StoreResult<Vec<(i64, u64, u64)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT h.account_id, h.size, COALESCE((SELECT MAX(size) FROM audit_checkpoints c WHERE c.account_id = h.account_id), 0)
+             FROM audit_log_heads h",
+        )
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    Ok(rows.into_iter().filter(|(_, size, cp)| size > cp).collect())
+}
+
+/// An audit event stored before leaves existed.
+struct Unlogged {
+    id: i64,
+    account: i64,
+    index: i64,
+    at: i64,
+    agent: Option<i64>,
+    execution: Option<i64>,
+    key: Option<i64>,
+    action_type: String,
+    category: String,
+    description: String,
+    state: String,
+    violation: bool,
+}
+
+/// Logs written before leaves existed have events without leaves; give them
+/// leaves, in index order, so every log is whole. Runs once at open.
+pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
+    let missing: Vec<Unlogged> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.id, e.account_id, e.leaf_index, e.timestamp, e.agent_id, e.execution_id, e.key_id,
+                        e.action_type, e.action_category, e.description, e.permission_state, e.is_violation
+                 FROM audit_events e LEFT JOIN audit_leaves l
+                   ON l.account_id = e.account_id AND l.leaf_index = e.leaf_index
+                 WHERE l.leaf_index IS NULL ORDER BY e.account_id, e.leaf_index",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Unlogged {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    index: r.get(2)?,
+                    at: r.get(3)?,
+                    agent: r.get(4)?,
+                    execution: r.get(5)?,
+                    key: r.get(6)?,
+                    action_type: r.get(7)?,
+                    category: r.get(8)?,
+                    description: r.get(9)?,
+                    state: r.get(10)?,
+                    violation: r.get(11)?,
+                })
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        rows
+    };
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.transaction().map_err(map_err)?;
+    let count = missing.len() as u64;
+    for Unlogged {
+        id,
+        account,
+        index,
+        at,
+        agent,
+        execution,
+        key,
+        action_type,
+        category,
+        description,
+        state,
+        violation,
+    } in missing
+    {
+        let payload: Option<String> = tx
+            .query_row(
+                "SELECT payload FROM audit_payloads WHERE audit_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        let mut event = AuditEvent::new(account, &action_type, &category, description);
+        event.agent_id = agent;
+        event.execution_id = execution;
+        event.key_id = key;
+        event.is_violation = violation;
+        event.permission_state = if state == "n/a" { "none".into() } else { state };
+        event.payload = payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let commitment = commit_payload(&event.payload);
+        let time: OffsetDateTime = from_micros(at);
+        let bytes = leaf_bytes(&event, time, commitment.commitment)
+            .map_err(|e| StoreError::Internal(format!("backfill leaf {index}: {e}")))?;
+        let rows = merkle::append(
+            index as u64,
+            &[bytes.as_slice()],
+            &TxHashes { conn: &tx, account },
+        )
+        .map_err(merkle_err)?;
+        let leaf_hash = merkle::leaf_hash(&bytes).0;
+        tx.execute(
+            "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
+            params![account, index, bytes, &leaf_hash[..]],
+        )
+        .map_err(map_err)?;
+        for row in rows {
+            tx.execute(
+                "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
+                params![account, row.index as i64, &row.hash.0[..]],
+            )
+            .map_err(map_err)?;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO audit_payload_salts (audit_id, salt) VALUES (?1, ?2)",
+            params![id, &commitment.salt[..]],
+        )
+        .map_err(map_err)?;
+    }
+    tx.commit().map_err(map_err)?;
+    Ok(count)
+}

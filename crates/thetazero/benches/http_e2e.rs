@@ -1,0 +1,193 @@
+//! End-to-end benchmark through HTTP: the real `thetazero serve` binary on
+//! SQLite (durable: WAL, synchronous = FULL), a trivial agent executed over
+//! keep-alive connections, every execution record and audit event committed
+//! before its response. `GET /healthz` on the same server in the same run is
+//! the baseline: it measures what HTTP alone costs here.
+//!
+//! Run: `cargo bench -p thetazero --bench http_e2e`
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const TRIVIAL: &str = "await thetazero.log('hi'); return {ok: true}";
+
+struct Server {
+    child: Child,
+    url: String,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_thetazero"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("THETAZERO_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start thetazero");
+    let mut key = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Some(k) = line.strip_prefix("owner API key: ") {
+            key = k.to_string();
+            break;
+        }
+    }
+    let mut url = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Some(u) = line.strip_prefix("thetazero listening on ") {
+            url = u.to_string();
+            break;
+        }
+    }
+    Server {
+        child,
+        url,
+        key,
+        _dir: dir,
+    }
+}
+
+struct Run {
+    per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// `total` requests from `concurrency` connections; each request is built by `make`.
+async fn drive(
+    client: &reqwest::Client,
+    concurrency: usize,
+    total: usize,
+    make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
+) -> Run {
+    let started = Instant::now();
+    let per_worker = total / concurrency;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_worker);
+            for _ in 0..per_worker {
+                let t = Instant::now();
+                let resp = make(&client).send().await.expect("request");
+                assert!(resp.status().is_success(), "status {}", resp.status());
+                let _ = resp.bytes().await.expect("body");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all: Vec<Duration> = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.expect("worker"));
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e6;
+    Run {
+        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let server = start();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let reg = client
+        .post(format!("{}/api/v1/sdk/agents", server.url))
+        .bearer_auth(&server.key)
+        .json(&json!({"name": "trivial", "entry_code": TRIVIAL}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let id = reg["agent"]["id"].as_i64().unwrap();
+    let exec_url = format!("{}/api/v1/sdk/agents/{id}/execute", server.url);
+    let health_url = format!("{}/healthz", server.url);
+    let key = server.key.clone();
+    let execute: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> =
+        Arc::new(move |c: &reqwest::Client| {
+            c.post(&exec_url)
+                .bearer_auth(&key)
+                .json(&json!({"input": {}}))
+        });
+    let health: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> =
+        Arc::new(move |c: &reqwest::Client| c.get(&health_url));
+
+    // Warm up connections, caches and the sandbox pool.
+    drive(&client, 8, 800, execute.clone()).await;
+
+    println!(
+        "thetazero end-to-end through HTTP (SQLite, synchronous=FULL), trivial agent: {TRIVIAL}"
+    );
+    println!(
+        "{:<34} {:>12} {:>10} {:>10}",
+        "", "req/s", "p50 µs", "p99 µs"
+    );
+    for (concurrency, total) in [(1usize, 2_000usize), (16, 16_000), (64, 32_000)] {
+        let base = drive(&client, concurrency, total, health.clone()).await;
+        let exec = drive(&client, concurrency, total, execute.clone()).await;
+        println!(
+            "{:<34} {:>12.0} {:>10.0} {:>10.0}",
+            format!("GET /healthz (baseline), c={concurrency}"),
+            base.per_sec,
+            base.p50_us,
+            base.p99_us
+        );
+        println!(
+            "{:<34} {:>12.0} {:>10.0} {:>10.0}",
+            format!("POST .../execute, c={concurrency}"),
+            exec.per_sec,
+            exec.p50_us,
+            exec.p99_us
+        );
+        println!(
+            "{:<34} {:>12.2}",
+            "  execute / baseline throughput",
+            exec.per_sec / base.per_sec
+        );
+    }
+    // Every execution was recorded durably: count them through the API.
+    let list = client
+        .get(format!(
+            "{}/api/v1/sdk/agents/{id}/executions?limit=1",
+            server.url
+        ))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    println!("executions recorded: {}", list["total"]);
+}
