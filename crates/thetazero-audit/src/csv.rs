@@ -73,6 +73,16 @@ impl<W: Write> CsvExporter<W> {
         Ok(CsvExporter { out })
     }
 
+    /// Continues an export in another buffer: no notice, no header row.
+    /// Streaming exports write their first chunk with `new`, the rest with this.
+    pub fn continuing(w: W) -> Self {
+        let out = ::csv::WriterBuilder::new()
+            .terminator(::csv::Terminator::CRLF)
+            .quote_style(::csv::QuoteStyle::Necessary)
+            .from_writer(w);
+        CsvExporter { out }
+    }
+
     /// Writes one event from its exact leaf bytes; the hash column is
     /// computed here so it always matches the bytes.
     pub fn write_leaf(

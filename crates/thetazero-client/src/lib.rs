@@ -138,6 +138,59 @@ impl Client {
             .await
     }
 
+    /// The deployment's audit verifier key (C2SP form).
+    pub async fn audit_key(&self) -> Result<String> {
+        let v: serde_json::Value = self.get("/api/v1/sdk/audit/key").await?;
+        v["verifier_key"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or(ClientError::Unexpected {
+                status: 200,
+                body: v.to_string(),
+            })
+    }
+
+    /// Streams an export (`format` = `bundle` or `csv`) into `out`, chunk by chunk.
+    pub async fn export_audit(
+        &self,
+        format: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64> {
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1/sdk/audit/export", self.base))
+            .query(&[("format", format)]);
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let mut resp = req.send().await?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = resp.bytes().await?;
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status,
+                    code: e.error.code,
+                    message: e.error.message,
+                    request_id: e.error.request_id,
+                },
+                Err(_) => ClientError::Unexpected {
+                    status,
+                    body: String::from_utf8_lossy(&bytes).into(),
+                },
+            });
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await? {
+            out.write_all(&chunk).map_err(|e| ClientError::Unexpected {
+                status,
+                body: format!("writing the export: {e}"),
+            })?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     pub async fn audit(&self, query: &str) -> Result<AuditList> {
         let q = if query.is_empty() {
             String::new()

@@ -26,6 +26,16 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The audit events a mutation records, computed from its result inside the
+/// mutation's own transaction: a mutation that commits has its events, and
+/// one that does not leaves none.
+pub type Audit<T> = Box<dyn FnOnce(&T) -> Vec<AuditEvent> + Send + 'static>;
+
+/// A mutation that records nothing (tests, internal bookkeeping).
+pub fn no_audit<T>() -> Audit<T> {
+    Box::new(|_| Vec::new())
+}
+
 /// What the first start of a deployment creates.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
@@ -40,54 +50,130 @@ pub trait Store: Send + Sync + 'static {
     /// replicas starting at once create exactly one.
     async fn bootstrap(&self, account_name: &str, key: NewKey) -> StoreResult<Option<Bootstrap>>;
 
-    async fn create_account(&self, name: &str) -> StoreResult<Account>;
+    /// Creates an account and, if given, its owner key (whose `account_id`
+    /// is filled in), recording `audit`'s events in the same transaction.
+    async fn create_account_audited(
+        &self,
+        name: &str,
+        owner: Option<NewKey>,
+        audit: Audit<(Account, Option<ApiKey>)>,
+    ) -> StoreResult<(Account, Option<ApiKey>)>;
+    async fn create_account(&self, name: &str) -> StoreResult<Account> {
+        let (account, _) = self.create_account_audited(name, None, no_audit()).await?;
+        Ok(account)
+    }
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
     /// The account created by `bootstrap`: its owner keys administer the deployment.
     async fn first_account_id(&self) -> StoreResult<Option<AccountId>>;
 
-    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey>;
+    async fn create_key_audited(&self, key: NewKey, audit: Audit<ApiKey>) -> StoreResult<ApiKey>;
+    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {
+        self.create_key_audited(key, no_audit()).await
+    }
     /// Finds a key by the SHA-256 of its secret, revoked or not.
     async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<(ApiKey, [u8; 32])>>;
     async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<ApiKey>>;
     async fn get_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>>;
     /// Marks a key revoked; answers the key as it is now, `None` if absent.
-    async fn revoke_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>>;
+    /// `audit` runs only when the key exists.
+    async fn revoke_key_audited(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        audit: Audit<ApiKey>,
+    ) -> StoreResult<Option<ApiKey>>;
+    async fn revoke_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>> {
+        self.revoke_key_audited(account, id, no_audit()).await
+    }
     async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> StoreResult<()>;
 
     /// Registers an agent, or replaces the one of the same name. Answers the
     /// agent and whether it was created.
-    async fn upsert_agent(&self, account: AccountId, spec: AgentSpec)
-        -> StoreResult<(Agent, bool)>;
+    async fn upsert_agent_audited(
+        &self,
+        account: AccountId,
+        spec: AgentSpec,
+        audit: Audit<(Agent, bool)>,
+    ) -> StoreResult<(Agent, bool)>;
+    async fn upsert_agent(
+        &self,
+        account: AccountId,
+        spec: AgentSpec,
+    ) -> StoreResult<(Agent, bool)> {
+        self.upsert_agent_audited(account, spec, no_audit()).await
+    }
     async fn list_agents(&self, account: AccountId, page: PageRequest) -> StoreResult<Page<Agent>>;
     async fn get_agent(&self, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>>;
+    /// `audit` runs only when the agent exists.
+    async fn update_agent_audited(
+        &self,
+        account: AccountId,
+        id: AgentId,
+        patch: AgentPatch,
+        audit: Audit<Agent>,
+    ) -> StoreResult<Option<Agent>>;
     async fn update_agent(
         &self,
         account: AccountId,
         id: AgentId,
         patch: AgentPatch,
-    ) -> StoreResult<Option<Agent>>;
+    ) -> StoreResult<Option<Agent>> {
+        self.update_agent_audited(account, id, patch, no_audit())
+            .await
+    }
     /// Deletes an agent, its context and its executions. Audit records stay.
-    async fn delete_agent(&self, account: AccountId, id: AgentId) -> StoreResult<bool>;
+    /// `audit` runs only when the agent existed.
+    async fn delete_agent_audited(
+        &self,
+        account: AccountId,
+        id: AgentId,
+        audit: Audit<AgentId>,
+    ) -> StoreResult<bool>;
+    async fn delete_agent(&self, account: AccountId, id: AgentId) -> StoreResult<bool> {
+        self.delete_agent_audited(account, id, no_audit()).await
+    }
 
+    async fn put_context_audited(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+        value: &Value,
+        audit: Audit<ContextEntry>,
+    ) -> StoreResult<ContextEntry>;
     async fn put_context(
         &self,
         account: AccountId,
         agent: AgentId,
         key: &str,
         value: &Value,
-    ) -> StoreResult<ContextEntry>;
+    ) -> StoreResult<ContextEntry> {
+        self.put_context_audited(account, agent, key, value, no_audit())
+            .await
+    }
     async fn get_context(
         &self,
         account: AccountId,
         agent: AgentId,
         key: &str,
     ) -> StoreResult<Option<ContextEntry>>;
+    /// `audit` runs only when the key existed.
+    async fn delete_context_audited(
+        &self,
+        account: AccountId,
+        agent: AgentId,
+        key: &str,
+        audit: Audit<String>,
+    ) -> StoreResult<bool>;
     async fn delete_context(
         &self,
         account: AccountId,
         agent: AgentId,
         key: &str,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        self.delete_context_audited(account, agent, key, no_audit())
+            .await
+    }
 
     /// An id for an execution about to start, unique in the deployment.
     /// Reserving it first lets an execution run while its start is committed.

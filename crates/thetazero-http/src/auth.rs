@@ -149,6 +149,32 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/sdk/audit",
         Access::Scope(KeyScope::AuditRead),
     ),
+    ("GET", "/api/v1/sdk/audit/key", Access::Public),
+    (
+        "GET",
+        "/api/v1/sdk/audit/checkpoint",
+        Access::Scope(KeyScope::AuditRead),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/audit/consistency",
+        Access::Scope(KeyScope::AuditRead),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/audit/records/{id}/proof",
+        Access::Scope(KeyScope::AuditRead),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/audit/export",
+        Access::Scope(KeyScope::AuditRead),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/executions/{id}/verify",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
 ];
 
 pub fn access_for(method: &Method, route: &str) -> Option<Access> {

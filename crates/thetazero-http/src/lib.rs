@@ -77,6 +77,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::list))
         .routes(routes!(executions::get))
         .routes(routes!(audit::query))
+        .routes(routes!(audit_proofs::key))
+        .routes(routes!(audit_proofs::checkpoint))
+        .routes(routes!(audit_proofs::consistency))
+        .routes(routes!(audit_proofs::record_proof))
+        .routes(routes!(audit_proofs::export))
+        .routes(routes!(audit_proofs::verify_execution))
 }
 
 /// The OpenAPI 3.1 document of every route.

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use thetazero_core::audit::{AuditEvent, AuditRecord};
-use thetazero_core::store::{Store, StoreResult};
+use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 
+use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::Runtime;
 
 use crate::metrics::Metrics;
@@ -38,25 +38,24 @@ impl Default for Settings {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<Runtime>,
+    pub ledger: Arc<Ledger>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>, settings: Settings) -> AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        ledger: Arc<Ledger>,
+        settings: Settings,
+    ) -> AppState {
         AppState {
             store,
             runtime,
+            ledger,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
         }
-    }
-
-    /// Records one audit event; every mutation goes through here.
-    pub async fn audit(&self, event: AuditEvent) -> StoreResult<AuditRecord> {
-        let mut records = self.store.append_audit(vec![event]).await?;
-        records.pop().ok_or_else(|| {
-            thetazero_core::store::StoreError::Internal("audit append returned no record".into())
-        })
     }
 }

@@ -7,6 +7,7 @@
 //! nothing of HTTP.
 
 mod host;
+pub mod ledger;
 mod running;
 
 use std::sync::Arc;
@@ -287,7 +288,14 @@ async fn execute(
     let outcome = ExecutionOutcome {
         status,
         output: Some(report.output.clone()),
-        report: serde_json::to_value(&report).unwrap_or(Value::Null),
+        report: {
+            let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut value {
+                // Kept with the record: the signed receipt states them.
+                map.insert("limits".into(), json!(limits));
+            }
+            value
+        },
         violation_count: report.violation_count,
         was_terminated: report.was_terminated,
         duration_ms: report.duration_ms.round() as u64,

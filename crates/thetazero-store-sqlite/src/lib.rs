@@ -26,7 +26,7 @@ use thetazero_core::model::{
     Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page,
     PageRequest,
 };
-use thetazero_core::store::{Bootstrap, Store, StoreError, StoreResult};
+use thetazero_core::store::{Audit, Bootstrap, Store, StoreError, StoreResult};
 use thetazero_core::{AgentConfig, KeyScope, Permissions};
 
 pub use migrate::MIGRATIONS;
@@ -366,6 +366,14 @@ fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
+/// Appends a mutation's audit events inside its transaction.
+fn log(tx: &Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
+    for event in events {
+        audit_log::append_event(tx, event)?;
+    }
+    Ok(())
+}
+
 fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
     tx.execute(
         "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at)
@@ -438,10 +446,33 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_account(&self, name: &str) -> StoreResult<Account> {
+    async fn create_account_audited(
+        &self,
+        name: &str,
+        owner: Option<NewKey>,
+        audit: Audit<(Account, Option<ApiKey>)>,
+    ) -> StoreResult<(Account, Option<ApiKey>)> {
         let name = name.to_string();
-        self.write(move |tx| insert_account(tx, &name, now_micros()))
-            .await
+        self.write(move |tx| {
+            let now = now_micros();
+            let account = insert_account(tx, &name, now)?;
+            let key = owner
+                .map(|k| {
+                    insert_key(
+                        tx,
+                        &NewKey {
+                            account_id: account.id,
+                            ..k
+                        },
+                        now,
+                    )
+                })
+                .transpose()?;
+            let result = (account, key);
+            log(tx, audit(&result))?;
+            Ok(result)
+        })
+        .await
     }
 
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>> {
@@ -472,9 +503,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_key(&self, key: NewKey) -> StoreResult<ApiKey> {
-        self.write(move |tx| insert_key(tx, &key, now_micros()))
-            .await
+    async fn create_key_audited(&self, key: NewKey, audit: Audit<ApiKey>) -> StoreResult<ApiKey> {
+        self.write(move |tx| {
+            let key = insert_key(tx, &key, now_micros())?;
+            log(tx, audit(&key))?;
+            Ok(key)
+        })
+        .await
     }
 
     async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<(ApiKey, [u8; 32])>> {
@@ -528,21 +563,31 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>> {
+    async fn revoke_key_audited(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        audit: Audit<ApiKey>,
+    ) -> StoreResult<Option<ApiKey>> {
         self.write(move |tx| {
             tx.execute(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND account_id = ?3",
                 params![now_micros(), id, account],
             )
             .map_err(map_err)?;
-            tx.query_row(
-                &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1 AND account_id = ?2"),
-                params![id, account],
-                key_row,
-            )
-            .optional()
-            .map(|r| r.map(|(k, _)| k))
-            .map_err(map_err)
+            let key = tx
+                .query_row(
+                    &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1 AND account_id = ?2"),
+                    params![id, account],
+                    key_row,
+                )
+                .optional()
+                .map(|r| r.map(|(k, _)| k))
+                .map_err(map_err)?;
+            if let Some(key) = &key {
+                log(tx, audit(key))?;
+            }
+            Ok(key)
         })
         .await
     }
@@ -560,10 +605,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn upsert_agent(
+    async fn upsert_agent_audited(
         &self,
         account: AccountId,
         spec: AgentSpec,
+        audit: Audit<(Agent, bool)>,
     ) -> StoreResult<(Agent, bool)> {
         self.write(move |tx| {
             let now = now_micros();
@@ -618,7 +664,9 @@ impl Store for SqliteStore {
                 }
             };
             let agent = get_agent_tx(tx, account, id)?.ok_or_else(|| corrupt("agent"))?;
-            Ok((agent, existing.is_none()))
+            let result = (agent, existing.is_none());
+            log(tx, audit(&result))?;
+            Ok(result)
         })
         .await
     }
@@ -659,11 +707,12 @@ impl Store for SqliteStore {
         self.read(move |c| get_agent_tx(c, account, id)).await
     }
 
-    async fn update_agent(
+    async fn update_agent_audited(
         &self,
         account: AccountId,
         id: AgentId,
         patch: AgentPatch,
+        audit: Audit<Agent>,
     ) -> StoreResult<Option<Agent>> {
         self.write(move |tx| {
             let Some(current) = get_agent_tx(tx, account, id)? else {
@@ -691,12 +740,21 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
-            get_agent_tx(tx, account, id)
+            let agent = get_agent_tx(tx, account, id)?;
+            if let Some(agent) = &agent {
+                log(tx, audit(agent))?;
+            }
+            Ok(agent)
         })
         .await
     }
 
-    async fn delete_agent(&self, account: AccountId, id: AgentId) -> StoreResult<bool> {
+    async fn delete_agent_audited(
+        &self,
+        account: AccountId,
+        id: AgentId,
+        audit: Audit<AgentId>,
+    ) -> StoreResult<bool> {
         self.write(move |tx| {
             let n = tx
                 .execute(
@@ -704,17 +762,21 @@ impl Store for SqliteStore {
                     params![id, account],
                 )
                 .map_err(map_err)?;
+            if n > 0 {
+                log(tx, audit(&id))?;
+            }
             Ok(n > 0)
         })
         .await
     }
 
-    async fn put_context(
+    async fn put_context_audited(
         &self,
         account: AccountId,
         agent: AgentId,
         key: &str,
         value: &Value,
+        audit: Audit<ContextEntry>,
     ) -> StoreResult<ContextEntry> {
         let key = key.to_string();
         let value = value.clone();
@@ -737,11 +799,13 @@ impl Store for SqliteStore {
                 params![agent, key, value.to_string(), now],
             )
             .map_err(map_err)?;
-            Ok(ContextEntry {
+            let entry = ContextEntry {
                 key,
                 value,
                 updated_at: from_micros(now),
-            })
+            };
+            log(tx, audit(&entry))?;
+            Ok(entry)
         })
         .await
     }
@@ -775,11 +839,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_context(
+    async fn delete_context_audited(
         &self,
         account: AccountId,
         agent: AgentId,
         key: &str,
+        audit: Audit<String>,
     ) -> StoreResult<bool> {
         let key = key.to_string();
         self.write(move |tx| {
@@ -790,6 +855,9 @@ impl Store for SqliteStore {
                     params![agent, key, account],
                 )
                 .map_err(map_err)?;
+            if n > 0 {
+                log(tx, audit(&key))?;
+            }
             Ok(n > 0)
         })
         .await

@@ -123,3 +123,75 @@ pub async fn accounts(conn: Connection, command: AccountsCommand) -> Result<()> 
     }
     Ok(())
 }
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Print the audit verifier key: the server's, or the one of a local
+    /// signing key file.
+    Key {
+        /// Read it from this signing key file instead of asking the server.
+        #[arg(long)]
+        signing_key_file: Option<std::path::PathBuf>,
+    },
+    /// Export the caller's log: a verifiable bundle or CSV for review.
+    Export {
+        #[arg(long, value_parser = ["bundle", "csv"])]
+        format: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Verify a bundle offline against a pinned verifier key.
+    Verify {
+        bundle: std::path::PathBuf,
+        /// A file holding the verifier key (as printed by `audit key`).
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
+}
+
+pub async fn audit(conn: Connection, command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::Key {
+            signing_key_file: Some(path),
+        } => {
+            let text = std::fs::read_to_string(&path)?;
+            let signer = thetazero_audit::AuditSigner::parse(text.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            println!("{}", signer.verifier_key().as_str());
+        }
+        AuditCommand::Key {
+            signing_key_file: None,
+        } => {
+            let client = Client::new(&conn.url, conn.api_key.clone())?;
+            println!("{}", client.audit_key().await?);
+        }
+        AuditCommand::Export { format, out } => {
+            let client = conn.client()?;
+            let mut file = std::fs::File::create(&out)?;
+            let bytes = client.export_audit(&format, &mut file).await?;
+            file.sync_all()?;
+            println!("wrote {bytes} bytes to {}", out.display());
+        }
+        AuditCommand::Verify { bundle, key } => {
+            let key_text = std::fs::read_to_string(&key)?;
+            let key = thetazero_audit::VerifierKey::parse(key_text.trim())
+                .map_err(|e| anyhow::anyhow!("verifier key: {e}"))?;
+            let file = std::fs::File::open(&bundle)?;
+            let report = thetazero_audit::verify_bundle(std::io::BufReader::new(file), &key);
+            for check in &report.checks {
+                println!("checked: {check}");
+            }
+            for finding in &report.findings {
+                println!("FOUND: {finding}");
+            }
+            if !report.is_valid() {
+                anyhow::bail!(
+                    "the bundle does not verify ({} findings)",
+                    report.findings.len()
+                );
+            }
+            println!("the bundle verifies");
+        }
+    }
+    Ok(())
+}

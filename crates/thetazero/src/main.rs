@@ -30,6 +30,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::KeysCommand,
     },
+    /// The verifiable audit log: verifier key, exports, offline verification.
+    Audit {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: cli::AuditCommand,
+    },
     /// Create accounts (deployment owner only).
     Accounts {
         #[command(flatten)]
@@ -56,6 +63,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(serve_args) => serve::run(serve_args).await,
             Command::Keys { conn, command } => cli::keys(conn, command).await,
             Command::Accounts { conn, command } => cli::accounts(conn, command).await,
+            Command::Audit { conn, command } => cli::audit(conn, command).await,
         }
     });
     match result {

@@ -17,6 +17,7 @@ use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 use thetazero_http::{AppState, Settings};
+use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_store_sqlite::SqliteStore;
 
@@ -60,6 +61,8 @@ pub struct FileConfig {
     pub deployment_name: Option<String>,
     pub ceilings: Option<Ceilings>,
     pub max_body_bytes: Option<usize>,
+    /// How often logs that grew get a new signed checkpoint (default 2000).
+    pub checkpoint_interval_ms: Option<u64>,
 }
 
 /// Everything resolved.
@@ -71,6 +74,7 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub log_format: String,
     pub deployment_name: String,
+    pub checkpoint_interval: std::time::Duration,
     pub settings: Settings,
 }
 
@@ -122,6 +126,9 @@ impl Config {
                 .or(file.log_format)
                 .unwrap_or_else(|| "text".into()),
             deployment_name: file.deployment_name.unwrap_or_else(|| "thetazero".into()),
+            checkpoint_interval: std::time::Duration::from_millis(
+                file.checkpoint_interval_ms.unwrap_or(2000).max(100),
+            ),
             settings,
         })
     }
@@ -181,7 +188,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if created {
         tracing::info!(path = %config.signing_key_file.display(), "created the deployment signing key");
     }
-    tracing::info!(verifier_key = %deployment_key.verifier(), "audit verifier key");
+    tracing::info!(verifier_key = %deployment_key.verifier, "audit verifier key");
 
     let store = open_store(&config.database_url)?;
     let generated = thetazero_http::generate_key();
@@ -219,7 +226,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let runtime =
         Runtime::new(store.clone(), RuntimeConfig::default()).context("starting the sandbox")?;
-    let state = AppState::new(store, Arc::new(runtime), config.settings);
+    let ledger = Arc::new(
+        Ledger::new(
+            store.clone(),
+            &deployment_key.secret,
+            &config.deployment_name,
+        )
+        .context("loading the audit signing key")?,
+    );
+    spawn_checkpointer(ledger.clone(), config.checkpoint_interval);
+    let state = AppState::new(store, Arc::new(runtime), ledger, config.settings);
     let app = thetazero_http::router(state);
     let addr: SocketAddr = config
         .listen
@@ -237,6 +253,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .context("server failed")?;
     tracing::info!("stopped; every acknowledged write was committed before its response");
     Ok(())
+}
+
+/// Signs checkpoints of every log that grew, every `interval` while there is
+/// traffic; an idle deployment signs nothing new.
+fn spawn_checkpointer(ledger: Arc<Ledger>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = ledger.checkpoint_all().await {
+                tracing::warn!(error = %e, "signing checkpoints failed; will retry");
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -2,8 +2,9 @@
 //! owner-only permissions, shared by every replica through one file.
 //!
 //! The file holds one line in the C2SP signed-note private-key form
-//! (`PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || seed)>`), so standard
-//! tooling can read it. A key file that others can read is refused.
+//! (`PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || seed)>`), read and
+//! written by `thetazero-audit`, so standard note tooling reads it too. A key
+//! file that others can read is refused.
 
 use std::fs;
 use std::io::Write;
@@ -11,83 +12,23 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use ed25519_dalek::SigningKey;
-use sha2::{Digest, Sha256};
-
-const ALG_ED25519: u8 = 0x01;
+use thetazero_audit::AuditSigner;
 
 pub struct DeploymentKey {
-    pub name: String,
-    pub key: SigningKey,
-}
-
-/// The 4-byte key id C2SP signed notes use: SHA-256(name || "\n" || 0x01 || pubkey).
-pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([ALG_ED25519]);
-    h.update(public);
-    let digest = h.finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
+    /// The key in its string form (secret).
+    pub secret: String,
+    /// The public verifier key, `name+hex(id)+base64(0x01||pub)`.
+    pub verifier: String,
 }
 
 impl DeploymentKey {
-    fn encode(&self) -> String {
-        let public = self.key.verifying_key().to_bytes();
-        let mut material = vec![ALG_ED25519];
-        material.extend_from_slice(&self.key.to_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{}+{}",
-            self.name,
-            hex_id(key_id(&self.name, &public)),
-            STANDARD.encode(material)
-        )
+    fn from_secret(secret: &str) -> Result<DeploymentKey> {
+        let signer = AuditSigner::parse(secret.trim()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(DeploymentKey {
+            secret: signer.to_key_string(),
+            verifier: signer.verifier_key().as_str().to_string(),
+        })
     }
-
-    fn decode(text: &str) -> Result<DeploymentKey> {
-        let parts: Vec<&str> = text.trim().splitn(5, '+').collect();
-        let [p, k, name, id, material] = parts.as_slice() else {
-            bail!("not a signed-note private key");
-        };
-        if *p != "PRIVATE" || *k != "KEY" {
-            bail!("not a signed-note private key");
-        }
-        let material = STANDARD
-            .decode(material)
-            .context("key material is not base64")?;
-        let Some((&ALG_ED25519, seed)) = material.split_first() else {
-            bail!("only Ed25519 keys are supported");
-        };
-        let seed: [u8; 32] = seed.try_into().context("Ed25519 seed must be 32 bytes")?;
-        let key = DeploymentKey {
-            name: name.to_string(),
-            key: SigningKey::from_bytes(&seed),
-        };
-        if hex_id(key_id(name, &key.key.verifying_key().to_bytes())) != *id {
-            bail!("key id does not match the key");
-        }
-        Ok(key)
-    }
-
-    /// The public verifier key in C2SP form: `name+hex(id)+base64(0x01||pub)`.
-    pub fn verifier(&self) -> String {
-        let public = self.key.verifying_key().to_bytes();
-        let mut material = vec![ALG_ED25519];
-        material.extend_from_slice(&public);
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex_id(key_id(&self.name, &public)),
-            STANDARD.encode(material)
-        )
-    }
-}
-
-fn hex_id(id: [u8; 4]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Loads the key at `path`, creating it (mode 0600) if it does not exist.
@@ -105,16 +46,14 @@ pub fn load_or_create(path: &Path, name: &str) -> Result<(DeploymentKey, bool)> 
             }
             let text = fs::read_to_string(path)
                 .with_context(|| format!("reading signing key {}", path.display()))?;
-            let key = DeploymentKey::decode(&text)
+            let key = DeploymentKey::from_secret(&text)
                 .with_context(|| format!("signing key {} is malformed", path.display()))?;
             Ok((key, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = DeploymentKey {
-                name: name.to_string(),
-                key: SigningKey::generate(&mut rand::rngs::OsRng),
-            };
-            write_private(path, &format!("{}\n", key.encode()))
+            let signer = AuditSigner::generate(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = DeploymentKey::from_secret(&signer.to_key_string())?;
+            write_private(path, &format!("{}\n", key.secret))
                 .with_context(|| format!("writing signing key {}", path.display()))?;
             Ok((key, true))
         }
@@ -149,22 +88,10 @@ mod tests {
         );
         let (b, created) = load_or_create(&path, "ignored").unwrap();
         assert!(!created);
-        assert_eq!(a.key.to_bytes(), b.key.to_bytes());
-        assert_eq!(a.verifier(), b.verifier());
-        assert!(a.verifier().starts_with("thetazero+"));
-    }
-
-    #[test]
-    fn key_material_with_plus_signs_round_trips() {
-        // Base64 uses '+': the material must not be split on it.
-        for _ in 0..64 {
-            let key = DeploymentKey {
-                name: "tz".into(),
-                key: SigningKey::generate(&mut rand::rngs::OsRng),
-            };
-            let back = DeploymentKey::decode(&key.encode()).unwrap();
-            assert_eq!(back.key.to_bytes(), key.key.to_bytes());
-        }
+        assert_eq!(a.secret, b.secret);
+        assert_eq!(a.verifier, b.verifier);
+        assert!(a.verifier.starts_with("thetazero+"));
+        assert!(a.secret.starts_with("PRIVATE+KEY+thetazero+"));
     }
 
     #[test]
@@ -179,6 +106,6 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replace("+KEY+tz+", "+KEY+other+")).unwrap();
         let err = format!("{:#}", load_or_create(&path, "tz").err().unwrap());
-        assert!(err.contains("key id does not match"), "{err}");
+        assert!(err.contains("malformed"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use thetazero_core::model::NewKey;
 
 use super::check_text;
 use crate::auth::{generate_key, Caller};
-use crate::error::HttpResult;
+use crate::error::{HttpError, HttpResult};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::views;
@@ -27,39 +27,42 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateAccountRequest>,
 ) -> HttpResult<(StatusCode, Json<CreatedAccount>)> {
     check_text("name", &req.name, 128, false)?;
-    let account = state.store.create_account(&req.name).await?;
     let generated = generate_key();
-    let key = state
+    let owner = NewKey {
+        account_id: 0,
+        name: "owner".into(),
+        prefix: generated.prefix,
+        hash: generated.hash,
+        scopes: vec![],
+        is_owner: true,
+    };
+    let (creator, key_id) = (caller.account(), caller.key_id());
+    let (account, key) = state
         .store
-        .create_key(NewKey {
-            account_id: account.id,
-            name: "owner".into(),
-            prefix: generated.prefix,
-            hash: generated.hash,
-            scopes: vec![],
-            is_owner: true,
-        })
-        .await?;
-    state
-        .audit(
-            AuditEvent::new(
-                caller.account(),
-                "account_created",
-                "account",
-                format!("account {} created", account.name),
-            )
-            .key(caller.key_id())
-            .payload(json!({"created_account_id": account.id})),
+        .create_account_audited(
+            &req.name,
+            Some(owner),
+            Box::new(move |(account, _)| {
+                vec![
+                    AuditEvent::new(
+                        creator,
+                        "account_created",
+                        "account",
+                        format!("account {} created", account.name),
+                    )
+                    .key(key_id)
+                    .payload(json!({"created_account_id": account.id})),
+                    AuditEvent::new(
+                        account.id,
+                        "account_created",
+                        "account",
+                        format!("account {} created by the deployment owner", account.name),
+                    ),
+                ]
+            }),
         )
         .await?;
-    state
-        .audit(AuditEvent::new(
-            account.id,
-            "account_created",
-            "account",
-            format!("account {} created by the deployment owner", account.name),
-        ))
-        .await?;
+    let key = key.ok_or_else(|| HttpError::internal("the owner key was not created"))?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedAccount {

@@ -103,18 +103,23 @@ pub async fn register(
         config,
         permissions,
     };
-    let (agent, created) = state.store.upsert_agent(caller.account(), spec).await?;
-    let (action, verb) = if created {
-        ("agent_created", "registered")
-    } else {
-        ("agent_updated", "re-registered")
-    };
-    state
-        .audit(
-            AuditEvent::new(caller.account(), action, "agent", format!("agent {} {verb}", agent.name))
-                .agent(agent.id)
-                .key(caller.key_id())
-                .payload(json!({"version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()})),
+    let (account, key_id) = (caller.account(), caller.key_id());
+    let (agent, created) = state
+        .store
+        .upsert_agent_audited(
+            account,
+            spec,
+            Box::new(move |(agent, created)| {
+                let (action, verb) = if *created {
+                    ("agent_created", "registered")
+                } else {
+                    ("agent_updated", "re-registered")
+                };
+                vec![AuditEvent::new(account, action, "agent", format!("agent {} {verb}", agent.name))
+                    .agent(agent.id)
+                    .key(key_id)
+                    .payload(json!({"version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()}))]
+            }),
         )
         .await?;
     let status = if created {
@@ -266,24 +271,28 @@ pub async fn patch(
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
     .collect();
+    let (account, key_id) = (caller.account(), caller.key_id());
+    let changed: Vec<String> = changed.into_iter().map(str::to_string).collect();
     let agent = state
         .store
-        .update_agent(caller.account(), id, patch)
+        .update_agent_audited(
+            account,
+            id,
+            patch,
+            Box::new(move |agent| {
+                vec![AuditEvent::new(
+                    account,
+                    "agent_updated",
+                    "agent",
+                    format!("agent {} updated: {}", agent.name, changed.join(", ")),
+                )
+                .agent(agent.id)
+                .key(key_id)
+                .payload(json!({"changed": changed, "version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()}))]
+            }),
+        )
         .await?
         .ok_or_else(|| HttpError::not_found("agent"))?;
-    state
-        .audit(
-            AuditEvent::new(
-                caller.account(),
-                "agent_updated",
-                "agent",
-                format!("agent {} updated: {}", agent.name, changed.join(", ")),
-            )
-            .agent(agent.id)
-            .key(caller.key_id())
-            .payload(json!({"changed": changed, "version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()})),
-        )
-        .await?;
     Ok(Json(AgentResponse {
         success: true,
         agent: views::agent(&agent),
@@ -305,20 +314,26 @@ pub async fn delete(
         .get_agent(caller.account(), id)
         .await?
         .ok_or_else(|| HttpError::not_found("agent"))?;
-    if !state.store.delete_agent(caller.account(), id).await? {
-        return Err(HttpError::not_found("agent"));
-    }
-    state
-        .audit(
-            AuditEvent::new(
-                caller.account(),
-                "agent_deleted",
-                "agent",
-                format!("agent {} deleted", agent.name),
-            )
-            .agent(id)
-            .key(caller.key_id()),
+    let (account, key_id, name) = (caller.account(), caller.key_id(), agent.name);
+    let deleted = state
+        .store
+        .delete_agent_audited(
+            account,
+            id,
+            Box::new(move |id| {
+                vec![AuditEvent::new(
+                    account,
+                    "agent_deleted",
+                    "agent",
+                    format!("agent {name} deleted"),
+                )
+                .agent(*id)
+                .key(key_id)]
+            }),
         )
         .await?;
+    if !deleted {
+        return Err(HttpError::not_found("agent"));
+    }
     Ok(Json(SuccessResponse { success: true }))
 }

@@ -39,7 +39,19 @@ pub struct AuditParams {
     pub cursor: Option<u64>,
 }
 
-fn parse_time(field: &str, raw: &str, end_of_day: bool) -> HttpResult<OffsetDateTime> {
+impl AuditParams {
+    pub(crate) fn split_types(raw: Option<&str>) -> Vec<String> {
+        raw.map(|s| {
+            s.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+}
+
+pub(crate) fn parse_time(field: &str, raw: &str, end_of_day: bool) -> HttpResult<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(raw, &Rfc3339) {
         return Ok(t);
     }

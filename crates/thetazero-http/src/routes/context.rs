@@ -83,26 +83,30 @@ pub async fn put(
         ));
     }
     require_agent(&state, &caller, id).await?;
+    let (account, key_id) = (caller.account(), caller.key_id());
     let entry = state
         .store
-        .put_context(caller.account(), id, &key, &value)
+        .put_context_audited(
+            account,
+            id,
+            &key,
+            &value,
+            Box::new(move |entry| {
+                vec![AuditEvent::new(
+                    account,
+                    "context_written",
+                    "context",
+                    format!("context key {:?} written", entry.key),
+                )
+                .agent(id)
+                .key(key_id)]
+            }),
+        )
         .await
         .map_err(|e| match e {
             thetazero_core::store::StoreError::Conflict(_) => HttpError::not_found("agent"),
             other => other.into(),
         })?;
-    state
-        .audit(
-            AuditEvent::new(
-                caller.account(),
-                "context_written",
-                "context",
-                format!("context key {key:?} written"),
-            )
-            .agent(id)
-            .key(caller.key_id()),
-        )
-        .await?;
     Ok(Json(ContextValue {
         success: true,
         key: entry.key,
@@ -123,24 +127,27 @@ pub async fn delete(
 ) -> HttpResult<Json<SuccessResponse>> {
     let (id, key) = parse_path(&id, &key)?;
     require_agent(&state, &caller, id).await?;
-    if !state
+    let (account, key_id) = (caller.account(), caller.key_id());
+    let deleted = state
         .store
-        .delete_context(caller.account(), id, &key)
-        .await?
-    {
-        return Err(HttpError::not_found("context key"));
-    }
-    state
-        .audit(
-            AuditEvent::new(
-                caller.account(),
-                "context_deleted",
-                "context",
-                format!("context key {key:?} deleted"),
-            )
-            .agent(id)
-            .key(caller.key_id()),
+        .delete_context_audited(
+            account,
+            id,
+            &key,
+            Box::new(move |key| {
+                vec![AuditEvent::new(
+                    account,
+                    "context_deleted",
+                    "context",
+                    format!("context key {key:?} deleted"),
+                )
+                .agent(id)
+                .key(key_id)]
+            }),
         )
         .await?;
+    if !deleted {
+        return Err(HttpError::not_found("context key"));
+    }
     Ok(Json(SuccessResponse { success: true }))
 }

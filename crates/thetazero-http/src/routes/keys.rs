@@ -53,22 +53,23 @@ pub async fn create(
     }
     scopes.sort();
     let generated = generate_key();
+    let (account, key_id) = (caller.account(), caller.key_id());
     let key = state
         .store
-        .create_key(NewKey {
+        .create_key_audited(
+            NewKey {
             account_id: caller.account(),
             name: req.name,
             prefix: generated.prefix,
             hash: generated.hash,
             scopes,
             is_owner: false,
-        })
-        .await?;
-    state
-        .audit(
-            AuditEvent::new(caller.account(), "key_created", "key", format!("API key {} ({}) created", key.name, key.prefix))
-                .key(caller.key_id())
-                .payload(json!({"created_key_id": key.id, "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()})),
+            },
+            Box::new(move |key| {
+                vec![AuditEvent::new(account, "key_created", "key", format!("API key {} ({}) created", key.name, key.prefix))
+                    .key(key_id)
+                    .payload(json!({"created_key_id": key.id, "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()}))]
+            }),
         )
         .await?;
     Ok((
@@ -134,25 +135,32 @@ pub async fn revoke(
             "only an owner key may revoke an owner key",
         ));
     }
+    let (account, key_id, already) = (
+        caller.account(),
+        caller.key_id(),
+        target.revoked_at.is_some(),
+    );
     let key = state
         .store
-        .revoke_key(caller.account(), id)
-        .await?
-        .ok_or_else(|| HttpError::not_found("API key"))?;
-    if target.revoked_at.is_none() {
-        state
-            .audit(
-                AuditEvent::new(
-                    caller.account(),
+        .revoke_key_audited(
+            account,
+            id,
+            Box::new(move |key| {
+                if already {
+                    return Vec::new();
+                }
+                vec![AuditEvent::new(
+                    account,
                     "key_revoked",
                     "key",
                     format!("API key {} ({}) revoked", key.name, key.prefix),
                 )
-                .key(caller.key_id())
-                .payload(json!({"revoked_key_id": key.id})),
-            )
-            .await?;
-    }
+                .key(key_id)
+                .payload(json!({"revoked_key_id": key.id}))]
+            }),
+        )
+        .await?
+        .ok_or_else(|| HttpError::not_found("API key"))?;
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),

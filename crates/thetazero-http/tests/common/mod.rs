@@ -13,6 +13,7 @@ use serde_json::Value;
 use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_http::{generate_key, AppState, Settings};
+use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_store_sqlite::SqliteStore;
 use tower::ServiceExt;
@@ -20,6 +21,7 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub router: Router,
     pub store: Arc<dyn Store>,
+    pub ledger: Arc<Ledger>,
     /// The deployment owner's key (account 1).
     pub owner: String,
     _dir: tempfile::TempDir,
@@ -58,13 +60,27 @@ impl TestApp {
             .expect("fresh database");
         let runtime =
             Arc::new(Runtime::new(store.clone(), RuntimeConfig::default()).expect("runtime"));
-        let router = thetazero_http::router(AppState::new(store.clone(), runtime, settings));
+        let signer = thetazero_audit::AuditSigner::generate("test.thetazero").unwrap();
+        let ledger = Arc::new(
+            Ledger::new(store.clone(), &signer.to_key_string(), "test.thetazero").unwrap(),
+        );
+        let router = thetazero_http::router(AppState::new(
+            store.clone(),
+            runtime,
+            ledger.clone(),
+            settings,
+        ));
         TestApp {
             router,
             store,
+            ledger,
             owner: key.secret,
             _dir: dir,
         }
+    }
+
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("t.db")
     }
 
     pub async fn raw(&self, req: Request<Body>) -> Reply {

@@ -1,0 +1,244 @@
+//! The verifiable audit log over HTTP: the verifier key, signed checkpoints,
+//! record proofs, consistency proofs, exports, and signed execution receipts.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_core::audit::AuditQuery;
+use thetazero_runtime::ledger::LedgerError;
+use utoipa::IntoParams;
+
+use crate::auth::Caller;
+use crate::error::{HttpError, HttpResult};
+use crate::extract::{Id, Query};
+use crate::routes::audit::{parse_time, AuditParams};
+use crate::state::AppState;
+use crate::views;
+
+impl From<LedgerError> for HttpError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::NotFound => HttpError::not_found("audit record"),
+            LedgerError::Invalid(m) => HttpError::invalid(m),
+            LedgerError::Store(s) => s.into(),
+            LedgerError::Integrity(m) => HttpError::internal(format!("audit log integrity: {m}")),
+        }
+    }
+}
+
+/// The deployment's audit verifier key, in the C2SP verifier-key form.
+#[utoipa::path(get, path = "/api/v1/sdk/audit/key", tag = "audit",
+    responses((status = 200, description = "`{verifier_key, key_name}`")))]
+pub async fn key(State(state): State<AppState>) -> Json<Value> {
+    let key = state.ledger.verifier_key();
+    Json(json!({"success": true, "verifier_key": key.as_str(), "key_name": key.name()}))
+}
+
+/// The latest signed checkpoint of the caller's log (signed now if the log grew).
+#[utoipa::path(get, path = "/api/v1/sdk/audit/checkpoint", tag = "audit",
+    responses((status = 200, description = "`{origin, size, checkpoint}`"), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> HttpResult<Json<Value>> {
+    let latest = state.ledger.checkpoint(caller.account()).await?;
+    Ok(Json(json!({
+        "success": true,
+        "origin": state.ledger.origin(caller.account()),
+        "size": latest.as_ref().map(|c| c.size).unwrap_or(0),
+        "checkpoint": latest.map(|c| c.note),
+        "verifier_key": state.ledger.verifier_key().as_str(),
+    })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyParams {
+    /// The older tree size.
+    pub from: u64,
+    /// The newer tree size (at most the log's size).
+    pub to: u64,
+}
+
+/// A consistency proof between two sizes of the caller's log.
+#[utoipa::path(get, path = "/api/v1/sdk/audit/consistency", tag = "audit", params(ConsistencyParams),
+    responses((status = 200, description = "`{from, to, proof}`"), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<ConsistencyParams>,
+) -> HttpResult<Json<Value>> {
+    let size = state.store.audit_log_size(caller.account()).await?;
+    if params.to > size || params.from > params.to {
+        return Err(HttpError::invalid(format!(
+            "need 0 <= from <= to <= {size} (the log's size)"
+        )));
+    }
+    let proof = state
+        .ledger
+        .consistency_proof(caller.account(), params.from, params.to)
+        .await?;
+    Ok(Json(json!({
+        "success": true,
+        "from": params.from,
+        "to": params.to,
+        "proof": proof.iter().map(|h| views::b64(&h.0)).collect::<Vec<_>>(),
+    })))
+}
+
+/// Proof material for one record: leaf bytes, inclusion proof, signed
+/// checkpoint, consistency proof to the latest checkpoint, anchors; plus the
+/// server's own verdict (`chain_valid`), which clients should recompute.
+#[utoipa::path(get, path = "/api/v1/sdk/audit/records/{id}/proof", tag = "audit",
+    params(("id" = i64, Path, description = "Audit record id")),
+    responses((status = 200, description = "The record proof"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn record_proof(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> HttpResult<Json<Value>> {
+    let proof = state.ledger.record_proof(caller.account(), id).await?;
+    let mut value = serde_json::to_value(&proof).map_err(HttpError::internal)?;
+    if let Value::Object(map) = &mut value {
+        map.insert("success".into(), Value::Bool(true));
+        map.insert(
+            "verifier_key".into(),
+            Value::String(state.ledger.verifier_key().as_str().to_string()),
+        );
+    }
+    Ok(Json(value))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `bundle` (verifiable, JSON Lines) or `csv` (for review).
+    pub format: String,
+    /// CSV only: start, RFC 3339 or YYYY-MM-DD.
+    pub from: Option<String>,
+    /// CSV only: end, RFC 3339 or YYYY-MM-DD.
+    pub to: Option<String>,
+    /// CSV only: comma-separated action types.
+    #[serde(rename = "actionTypes")]
+    pub action_types: Option<String>,
+    #[serde(rename = "violationsOnly")]
+    pub violations_only: Option<bool>,
+}
+
+/// Export the caller's log: `bundle` for offline verification, `csv` for review.
+#[utoipa::path(get, path = "/api/v1/sdk/audit/export", tag = "audit", params(ExportParams),
+    responses((status = 200, description = "The export, streamed"), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<ExportParams>,
+) -> HttpResult<Response> {
+    let account = caller.account();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let (content_type, name) = match params.format.as_str() {
+        "bundle" => {
+            if params.from.is_some() || params.to.is_some() || params.action_types.is_some() {
+                return Err(HttpError::invalid(
+                    "a bundle always holds the whole log, so that its root can be recomputed; filters apply to csv",
+                ));
+            }
+            let ledger = state.ledger.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ledger.export_bundle(account, tx).await {
+                    tracing::warn!(account, error = %e, "bundle export stopped");
+                }
+            });
+            ("application/x-ndjson", "audit-bundle.jsonl")
+        }
+        "csv" => {
+            let query = AuditQuery {
+                from: params
+                    .from
+                    .as_deref()
+                    .map(|f| parse_time("from", f, false))
+                    .transpose()?,
+                to: params
+                    .to
+                    .as_deref()
+                    .map(|t| parse_time("to", t, true))
+                    .transpose()?,
+                action_types: AuditParams::split_types(params.action_types.as_deref()),
+                violations_only: params.violations_only.unwrap_or(false),
+                ..Default::default()
+            };
+            let ledger = state.ledger.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ledger.export_csv(account, query, tx).await {
+                    tracing::warn!(account, error = %e, "csv export stopped");
+                }
+            });
+            ("text/csv; charset=utf-8", "audit.csv")
+        }
+        other => {
+            return Err(HttpError::new(
+                ErrorCode::InvalidRequest,
+                format!("query parameter \"format\" must be bundle or csv, not {other:?}"),
+            ))
+        }
+    };
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The signed receipt of an execution (`verifyExecution`): code hash, input
+/// and output digests, limits, isolation actually used (`tee_mode`), audit
+/// range and the checkpoint covering it.
+#[utoipa::path(get, path = "/api/v1/sdk/executions/{id}/verify", tag = "executions",
+    params(("id" = i64, Path, description = "Execution id")),
+    responses((status = 200, description = "The signed execution receipt"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn verify_execution(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> HttpResult<Json<Value>> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| HttpError::not_found("execution"))?;
+    let execution = state
+        .store
+        .get_execution(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("execution"))?;
+    let mut receipt = state
+        .ledger
+        .execution_receipt(caller.account(), &execution)
+        .await?;
+    if let Value::Object(map) = &mut receipt {
+        map.insert("success".into(), Value::Bool(true));
+    }
+    Ok(Json(receipt))
+}
