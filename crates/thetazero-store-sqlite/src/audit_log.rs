@@ -50,88 +50,158 @@ fn merkle_err(e: impl std::fmt::Display) -> StoreError {
 
 /// Appends one event to its account's log; part of the caller's transaction.
 pub(crate) fn append_event(conn: &Connection, event: AuditEvent) -> StoreResult<AuditRecord> {
-    let account = event.account_id;
-    conn.execute(
+    append_events(conn, vec![event])?
+        .pop()
+        .ok_or_else(|| StoreError::Internal("append produced no record".into()))
+}
+
+/// An event turned into its leaf, ready to append. Preparing (canonical
+/// JSON, hashes, the payload commitment) needs no database, so callers do it
+/// before they reach the single writer.
+pub(crate) struct Prepared {
+    event: AuditEvent,
+    at: i64,
+    bytes: Vec<u8>,
+    leaf_hash: [u8; 32],
+    payload: Option<String>,
+    salt: [u8; 32],
+}
+
+pub(crate) fn prepare(event: AuditEvent) -> StoreResult<Prepared> {
+    let at = now_micros();
+    let commitment = commit_payload(&event.payload);
+    let bytes = leaf_bytes(&event, from_micros(at), commitment.commitment)
+        .map_err(|e| StoreError::Internal(format!("event cannot become a leaf: {e}")))?;
+    Ok(Prepared {
+        leaf_hash: merkle::leaf_hash(&bytes).0,
+        event,
+        at,
+        bytes,
+        payload: commitment.text,
+        salt: commitment.salt,
+    })
+}
+
+/// Appends events in order; part of the caller's transaction.
+pub(crate) fn append_events(
+    conn: &Connection,
+    events: Vec<AuditEvent>,
+) -> StoreResult<Vec<AuditRecord>> {
+    let prepared = events
+        .into_iter()
+        .map(prepare)
+        .collect::<StoreResult<Vec<_>>>()?;
+    append_prepared(conn, prepared)
+}
+
+/// Appends prepared events in order. Consecutive events of one account share
+/// one head update and one Merkle computation.
+pub(crate) fn append_prepared(
+    conn: &Connection,
+    events: Vec<Prepared>,
+) -> StoreResult<Vec<AuditRecord>> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut events = events.into_iter().peekable();
+    while let Some(first) = events.next() {
+        let account = first.event.account_id;
+        let mut run = vec![first];
+        while let Some(next) = events.next_if(|e| e.event.account_id == account) {
+            run.push(next);
+        }
+        append_run(conn, account, run, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn append_run(
+    conn: &Connection,
+    account: i64,
+    run: Vec<Prepared>,
+    out: &mut Vec<AuditRecord>,
+) -> StoreResult<()> {
+    let count = run.len() as i64;
+    conn.prepare_cached(
         "INSERT INTO audit_log_heads (account_id, size) VALUES (?1, 0) ON CONFLICT DO NOTHING",
-        params![account],
     )
+    .and_then(|mut s| s.execute(params![account]))
     .map_err(map_err)?;
-    let index: i64 = conn
-        .query_row(
-            "UPDATE audit_log_heads SET size = size + 1 WHERE account_id = ?1 RETURNING size - 1",
-            params![account],
-            |r| r.get(0),
+    let first: i64 = conn
+        .prepare_cached(
+            "UPDATE audit_log_heads SET size = size + ?2 WHERE account_id = ?1 RETURNING size - ?2",
+        )
+        .and_then(|mut s| s.query_row(params![account, count], |r| r.get(0)))
+        .map_err(map_err)?;
+    let hashes: Vec<Hash> = run.iter().map(|p| Hash(p.leaf_hash)).collect();
+    let rows = merkle::append_hashes(first as u64, &hashes, &TxHashes { conn, account })
+        .map_err(merkle_err)?;
+    let mut insert_event = conn
+        .prepare_cached(
+            "INSERT INTO audit_events (account_id, leaf_index, timestamp, agent_id, execution_id, key_id,
+             action_type, action_category, description, permission_state, is_violation,
+             input_summary, output_summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(map_err)?;
-    let now = now_micros();
-    let time = from_micros(now);
-    let commitment = commit_payload(&event.payload);
-    let bytes = leaf_bytes(&event, time, commitment.commitment)
-        .map_err(|e| StoreError::Internal(format!("event cannot become a leaf: {e}")))?;
-    let rows = merkle::append(
-        index as u64,
-        &[bytes.as_slice()],
-        &TxHashes { conn, account },
-    )
-    .map_err(merkle_err)?;
-    let leaf_hash = merkle::leaf_hash(&bytes).0;
-    conn.prepare_cached(
-        "INSERT INTO audit_events (account_id, leaf_index, timestamp, agent_id, execution_id, key_id,
-         action_type, action_category, description, permission_state, is_violation,
-         input_summary, output_summary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            account,
-            index,
-            now,
-            event.agent_id,
-            event.execution_id,
-            event.key_id,
-            event.action_type,
-            event.action_category,
-            event.description,
-            event.permission_state,
-            event.is_violation,
-            event.input_summary,
-            event.output_summary
-        ])
-    })
-    .map_err(map_err)?;
-    let id = conn.last_insert_rowid();
-    conn.prepare_cached(
-        "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .and_then(|mut s| s.execute(params![account, index, bytes, &leaf_hash[..]]))
-    .map_err(map_err)?;
-    {
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
-            )
+    let mut insert_leaf = conn
+        .prepare_cached(
+            "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(map_err)?;
+    let mut insert_payload = conn
+        .prepare_cached("INSERT INTO audit_payloads (audit_id, payload) VALUES (?1, ?2)")
+        .map_err(map_err)?;
+    let mut insert_salt = conn
+        .prepare_cached("INSERT INTO audit_payload_salts (audit_id, salt) VALUES (?1, ?2)")
+        .map_err(map_err)?;
+    for (offset, p) in run.into_iter().enumerate() {
+        let index = first + offset as i64;
+        let event = p.event;
+        insert_event
+            .execute(params![
+                account,
+                index,
+                p.at,
+                event.agent_id,
+                event.execution_id,
+                event.key_id,
+                event.action_type,
+                event.action_category,
+                event.description,
+                event.permission_state,
+                event.is_violation,
+                event.input_summary,
+                event.output_summary
+            ])
             .map_err(map_err)?;
-        for row in rows {
-            insert
-                .execute(params![account, row.index as i64, &row.hash.0[..]])
+        let id = conn.last_insert_rowid();
+        insert_leaf
+            .execute(params![account, index, p.bytes, &p.leaf_hash[..]])
+            .map_err(map_err)?;
+        if let Some(text) = &p.payload {
+            insert_payload.execute(params![id, text]).map_err(map_err)?;
+            insert_salt
+                .execute(params![id, &p.salt[..]])
                 .map_err(map_err)?;
         }
+        out.push(AuditRecord {
+            id,
+            leaf_index: index as u64,
+            leaf_hash: p.leaf_hash,
+            timestamp: from_micros(p.at),
+            event,
+        });
     }
-    if let Some(text) = &commitment.text {
-        conn.prepare_cached("INSERT INTO audit_payloads (audit_id, payload) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![id, text]))
-            .map_err(map_err)?;
-        conn.prepare_cached("INSERT INTO audit_payload_salts (audit_id, salt) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![id, &commitment.salt[..]]))
+    let mut insert_hash = conn
+        .prepare_cached(
+            "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(map_err)?;
+    for row in rows {
+        insert_hash
+            .execute(params![account, row.index as i64, &row.hash.0[..]])
             .map_err(map_err)?;
     }
-    Ok(AuditRecord {
-        id,
-        leaf_index: index as u64,
-        leaf_hash,
-        timestamp: time,
-        event,
-    })
+    Ok(())
 }
 
 pub(crate) fn leaves(

@@ -48,7 +48,9 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;",
     )?;
     Ok(conn)
 }
@@ -368,10 +370,7 @@ fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 
 /// Appends a mutation's audit events inside its transaction.
 fn log(tx: &Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
-    for event in events {
-        audit_log::append_event(tx, event)?;
-    }
-    Ok(())
+    audit_log::append_events(tx, events).map(|_| ())
 }
 
 fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
@@ -1023,13 +1022,14 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
-        self.write(move |tx| {
-            events
-                .into_iter()
-                .map(|event| audit_log::append_event(tx, event))
-                .collect()
-        })
-        .await
+        // Leaves are built here, on the caller's thread; the single writer
+        // only places them.
+        let prepared = events
+            .into_iter()
+            .map(audit_log::prepare)
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.write(move |tx| audit_log::append_prepared(tx, prepared))
+            .await
     }
 
     async fn query_audit(
