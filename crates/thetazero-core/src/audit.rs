@@ -171,3 +171,20 @@ pub fn leaf_bytes(
     }
     .to_bytes()
 }
+
+/// One external anchoring of a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnchorRecord {
+    pub checkpoint_size: u64,
+    /// `witness`, `command`, ...
+    pub kind: String,
+    /// `pending`, `confirmed` or `failed`.
+    pub status: String,
+    /// What the anchor returned: a transaction hash, a cosignature, ...
+    pub external_ref: Option<String>,
+    pub detail: Value,
+    /// Failures since the last confirmation, this one included.
+    pub failures: u32,
+    pub retryable: bool,
+    pub updated_at: OffsetDateTime,
+}

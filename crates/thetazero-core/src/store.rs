@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
+use crate::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use crate::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
     ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page, PageRequest,
@@ -260,6 +260,30 @@ pub trait Store: Send + Sync + 'static {
     /// Accounts whose log grew past their latest checkpoint: `(account, size,
     /// latest checkpoint size)`.
     async fn logs_needing_checkpoint(&self) -> StoreResult<Vec<(AccountId, u64, u64)>>;
+
+    /// Every log with at least one leaf: `(account, size)`.
+    async fn audit_logs(&self) -> StoreResult<Vec<(AccountId, u64)>>;
+    /// Records an anchoring (insert, or update the one of the same size and kind).
+    async fn put_anchor(&self, account: AccountId, anchor: AnchorRecord) -> StoreResult<()>;
+    /// Anchors of checkpoints with sizes in `from..=to`, ascending.
+    async fn anchors(
+        &self,
+        account: AccountId,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Vec<AnchorRecord>>;
+    /// The most recently updated anchoring of this kind.
+    async fn last_anchor(
+        &self,
+        account: AccountId,
+        kind: &str,
+    ) -> StoreResult<Option<AnchorRecord>>;
+    /// The largest confirmed anchoring of this kind.
+    async fn last_confirmed_anchor(
+        &self,
+        account: AccountId,
+        kind: &str,
+    ) -> StoreResult<Option<AnchorRecord>>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use thetazero_anchor::{Anchor, AnchorRequest, AnchorStatus, Attempt, Heartbeat, LogAnchorState};
 use thetazero_audit::merkle::{self, Hash, PrefetchedHashes};
 use thetazero_audit::{
     AuditSigner, CheckpointSigner, Digest, ExecutionReceipt, RecordProof, VerifierKey,
 };
+use thetazero_core::audit::AnchorRecord;
 use thetazero_core::audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::model::{AccountId, Execution, ExecutionId};
 use thetazero_core::store::{Store, StoreError};
@@ -46,6 +48,7 @@ pub const TEE_MODE: &str = "in_process";
 
 pub struct Ledger {
     store: Arc<dyn Store>,
+    anchor: Arc<dyn Anchor>,
     /// The signing key in its string form; `AuditSigner` is rebuilt from it
     /// for each log's `CheckpointSigner`.
     signer_key: String,
@@ -63,11 +66,18 @@ impl Ledger {
             .map_err(|e| LedgerError::Invalid(format!("signing key: {e}")))?;
         Ok(Ledger {
             store,
+            anchor: Arc::new(thetazero_anchor::NoneAnchor),
             verifier: signer.verifier_key(),
             signer_key: signer_key.to_string(),
             deployment: deployment.to_string(),
             signers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Anchors checkpoints with `anchor` (the default anchors nothing).
+    pub fn with_anchor(mut self, anchor: Arc<dyn Anchor>) -> Ledger {
+        self.anchor = anchor;
+        self
     }
 
     pub fn verifier_key(&self) -> &VerifierKey {
@@ -249,6 +259,20 @@ impl Ledger {
                 )
             }),
         );
+        let anchors = self.store.anchors(account, covering.size, u64::MAX).await?;
+        proof.anchors = anchors
+            .iter()
+            .map(|a| thetazero_audit::proof::Anchor {
+                kind: a.kind.clone(),
+                checkpoint_size: a.checkpoint_size,
+                status: a.status.clone(),
+                external_ref: a.external_ref.clone(),
+            })
+            .collect();
+        proof.anchor_tx_hash = anchors
+            .iter()
+            .find(|a| a.status == "confirmed" && a.external_ref.is_some())
+            .and_then(|a| a.external_ref.clone());
         // The server's own verdict, for the spec's `chain_valid`; a client
         // checks the same material itself.
         proof.chain_valid =
@@ -420,7 +444,161 @@ impl Ledger {
                 .map(|c| c.size + 1)
                 .unwrap_or(latest.size + 1);
         }
+        let mut chunk = Vec::new();
+        for a in self.store.anchors(account, 0, latest.size).await? {
+            chunk.extend(line(&Line::Anchor {
+                kind: a.kind,
+                checkpoint_size: a.checkpoint_size,
+                status: a.status,
+                external_ref: a.external_ref,
+            }));
+        }
+        if !chunk.is_empty() {
+            send(chunk).await?;
+        }
         Ok(())
+    }
+
+    /// Whether the newest checkpoint of the account's log is anchored.
+    pub async fn anchored(&self, account: AccountId) -> LedgerResult<bool> {
+        if !self.anchor.confirms() {
+            return Ok(false);
+        }
+        let Some(latest) = self.store.latest_checkpoint(account).await? else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .last_confirmed_anchor(account, self.anchor.kind())
+            .await?
+            .is_some_and(|a| a.checkpoint_size >= latest.size))
+    }
+
+    /// One round of the anchoring heartbeat: anchors every log whose latest
+    /// checkpoint is due (new, unchanged for an interval, or a failure whose
+    /// backoff ran out), recording each attempt as pending, then confirmed or
+    /// failed. Answers how many anchorings were confirmed.
+    pub async fn anchor_round(&self, heartbeat: &Heartbeat) -> LedgerResult<usize> {
+        if !self.anchor.confirms() {
+            return Ok(0);
+        }
+        let kind = self.anchor.kind();
+        let mut states = Vec::new();
+        let mut accounts = HashMap::new();
+        for (account, _) in self.store.audit_logs().await? {
+            let Some(latest) = self.checkpoint(account).await? else {
+                continue;
+            };
+            let confirmed = self.store.last_confirmed_anchor(account, kind).await?;
+            let last = self.store.last_anchor(account, kind).await?;
+            let origin = self.origin(account);
+            accounts.insert(origin.clone(), account);
+            states.push(LogAnchorState {
+                origin,
+                latest_size: latest.size,
+                confirmed_size: confirmed.map(|c| c.checkpoint_size).unwrap_or(0),
+                last: last.map(|a| Attempt {
+                    at: std::time::SystemTime::from(a.updated_at),
+                    status: match a.status.as_str() {
+                        "confirmed" => AnchorStatus::Confirmed,
+                        "failed" => AnchorStatus::Failed {
+                            consecutive_failures: a.failures,
+                            retryable: a.retryable,
+                        },
+                        _ => AnchorStatus::Pending,
+                    },
+                }),
+            });
+        }
+        let mut confirmed = 0;
+        for due in heartbeat.due(std::time::SystemTime::now(), &states) {
+            let Some(&account) = accounts.get(&due.origin) else {
+                continue;
+            };
+            let Some(checkpoint) = self
+                .store
+                .checkpoint_covering(account, due.size)
+                .await?
+                .filter(|c| c.size == due.size)
+            else {
+                continue;
+            };
+            let failures = self
+                .store
+                .last_anchor(account, kind)
+                .await?
+                .filter(|a| a.status == "failed")
+                .map(|a| a.failures)
+                .unwrap_or(0);
+            let record = |status: &str,
+                          external_ref: Option<String>,
+                          detail: Value,
+                          failures: u32,
+                          retryable: bool| {
+                AnchorRecord {
+                    checkpoint_size: due.size,
+                    kind: kind.to_string(),
+                    status: status.to_string(),
+                    external_ref,
+                    detail,
+                    failures,
+                    retryable,
+                    updated_at: OffsetDateTime::now_utc(),
+                }
+            };
+            let reason = json!({"reason": format!("{:?}", due.reason)});
+            self.store
+                .put_anchor(account, record("pending", None, reason, failures, true))
+                .await?;
+            let mut previous = due.previous_size.min(due.size);
+            let mut outcome = None;
+            // One resynchronisation: a witness that knows another size says
+            // so, and gets a proof from that size instead.
+            for _ in 0..2 {
+                let proof = self.consistency_proof(account, previous, due.size).await?;
+                let request = AnchorRequest {
+                    origin: due.origin.clone(),
+                    checkpoint_note: checkpoint.note.clone(),
+                    size: due.size,
+                    previous_size: previous,
+                    consistency_proof: proof.iter().map(|h| h.0).collect(),
+                };
+                let result = self.anchor.anchor(request).await;
+                let resync = match &result {
+                    Err(e) => e
+                        .witness_size()
+                        .filter(|w| *w != previous && *w <= due.size),
+                    Ok(_) => None,
+                };
+                outcome = Some(result);
+                match resync {
+                    Some(w) => previous = w,
+                    None => break,
+                }
+            }
+            match outcome {
+                Some(Ok(receipt)) => {
+                    let detail = serde_json::to_value(&receipt).unwrap_or(Value::Null);
+                    let external = receipt.external_ref.clone().or(receipt.cosignature.clone());
+                    self.store
+                        .put_anchor(account, record("confirmed", external, detail, 0, true))
+                        .await?;
+                    confirmed += 1;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(account, size = due.size, code = e.code(), error = %e, "anchoring failed");
+                    let detail = json!({"code": e.code(), "message": e.to_string()});
+                    self.store
+                        .put_anchor(
+                            account,
+                            record("failed", None, detail, failures + 1, e.is_retryable()),
+                        )
+                        .await?;
+                }
+                None => {}
+            }
+        }
+        Ok(confirmed)
     }
 
     /// The account's events as CSV for human review, leaf index and hash

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use thetazero_core::audit::{AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
+use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
@@ -366,6 +366,37 @@ fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
             payload: Value::Null,
         },
     })
+}
+
+fn anchor_query(
+    c: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Vec<AnchorRecord>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT checkpoint_size, kind, status, external_ref, detail, failures, retryable, updated_at
+             FROM checkpoint_anchors {filter}"
+        ))
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(args, |r| {
+            let detail: String = r.get(4)?;
+            Ok(AnchorRecord {
+                checkpoint_size: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                status: r.get(2)?,
+                external_ref: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                failures: r.get(5)?,
+                retryable: r.get(6)?,
+                updated_at: from_micros(r.get(7)?),
+            })
+        })
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    Ok(rows)
 }
 
 /// Appends a mutation's audit events inside its transaction.
@@ -1184,6 +1215,97 @@ impl Store for SqliteStore {
 
     async fn logs_needing_checkpoint(&self) -> StoreResult<Vec<(AccountId, u64, u64)>> {
         self.read(audit_log::needing_checkpoint).await
+    }
+
+    async fn audit_logs(&self) -> StoreResult<Vec<(AccountId, u64)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT account_id, size FROM audit_log_heads WHERE size > 0 ORDER BY account_id")
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn put_anchor(&self, account: AccountId, anchor: AnchorRecord) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO checkpoint_anchors (account_id, checkpoint_size, kind, status, external_ref, detail,
+                 failures, retryable, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (account_id, checkpoint_size, kind) DO UPDATE SET status = excluded.status,
+                 external_ref = excluded.external_ref, detail = excluded.detail, failures = excluded.failures,
+                 retryable = excluded.retryable, updated_at = excluded.updated_at",
+                params![
+                    account,
+                    anchor.checkpoint_size as i64,
+                    anchor.kind,
+                    anchor.status,
+                    anchor.external_ref,
+                    anchor.detail.to_string(),
+                    anchor.failures,
+                    anchor.retryable,
+                    to_micros(anchor.updated_at)
+                ],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn anchors(
+        &self,
+        account: AccountId,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Vec<AnchorRecord>> {
+        self.read(move |c| {
+            anchor_query(
+                c,
+                "WHERE account_id = ?1 AND checkpoint_size >= ?2 AND checkpoint_size <= ?3 ORDER BY checkpoint_size, kind",
+                params![account, from.min(i64::MAX as u64) as i64, to.min(i64::MAX as u64) as i64],
+            )
+        })
+        .await
+    }
+
+    async fn last_anchor(
+        &self,
+        account: AccountId,
+        kind: &str,
+    ) -> StoreResult<Option<AnchorRecord>> {
+        let kind = kind.to_string();
+        self.read(move |c| {
+            anchor_query(
+                c,
+                "WHERE account_id = ?1 AND kind = ?2 ORDER BY updated_at DESC, checkpoint_size DESC LIMIT 1",
+                params![account, kind],
+            )
+            .map(|mut v| v.pop())
+        })
+        .await
+    }
+
+    async fn last_confirmed_anchor(
+        &self,
+        account: AccountId,
+        kind: &str,
+    ) -> StoreResult<Option<AnchorRecord>> {
+        let kind = kind.to_string();
+        self.read(move |c| {
+            anchor_query(
+                c,
+                "WHERE account_id = ?1 AND kind = ?2 AND status = 'confirmed' ORDER BY checkpoint_size DESC LIMIT 1",
+                params![account, kind],
+            )
+            .map(|mut v| v.pop())
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {

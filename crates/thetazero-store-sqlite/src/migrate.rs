@@ -13,6 +13,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0002_executions.sql"),
     ),
     ("0003_merkle", include_str!("../migrations/0003_merkle.sql")),
+    (
+        "0004_anchors",
+        include_str!("../migrations/0004_anchors.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -26,7 +26,8 @@ macro_rules! store_conformance {
             context_round_trips_and_goes_with_its_agent, audit_indices_are_contiguous_per_account,
             audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
             executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account,
-            audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found);
+            audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found,
+            anchors_move_from_pending_to_a_final_status);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -832,4 +833,64 @@ pub async fn checkpoints_are_kept_and_found(store: Arc<dyn Store>) {
         store.logs_needing_checkpoint().await.unwrap(),
         vec![(b.id, 1, 0)]
     );
+}
+
+pub async fn anchors_move_from_pending_to_a_final_status(store: Arc<dyn Store>) {
+    use thetazero_core::audit::AnchorRecord;
+    let a = store.create_account("a").await.unwrap();
+    store
+        .append_audit((0..3).map(|_| event(a.id, "x")).collect())
+        .await
+        .unwrap();
+    assert_eq!(store.audit_logs().await.unwrap(), vec![(a.id, 3)]);
+    let anchor = |size: u64, status: &str, failures: u32| AnchorRecord {
+        checkpoint_size: size,
+        kind: "command".into(),
+        status: status.into(),
+        external_ref: (status == "confirmed").then(|| format!("0xabc{size}")),
+        detail: json!({"size": size}),
+        failures,
+        retryable: true,
+        updated_at: time::OffsetDateTime::now_utc(),
+    };
+    store
+        .put_anchor(a.id, anchor(2, "pending", 0))
+        .await
+        .unwrap();
+    assert!(store
+        .last_confirmed_anchor(a.id, "command")
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .put_anchor(a.id, anchor(2, "confirmed", 0))
+        .await
+        .unwrap();
+    store
+        .put_anchor(a.id, anchor(3, "failed", 1))
+        .await
+        .unwrap();
+    let confirmed = store
+        .last_confirmed_anchor(a.id, "command")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (confirmed.checkpoint_size, confirmed.external_ref.as_deref()),
+        (2, Some("0xabc2"))
+    );
+    let last = store.last_anchor(a.id, "command").await.unwrap().unwrap();
+    assert_eq!(
+        (last.checkpoint_size, last.status.as_str(), last.failures),
+        (3, "failed", 1)
+    );
+    let all = store.anchors(a.id, 0, 10).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|x| (x.checkpoint_size, x.status.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, "confirmed"), (3, "failed")]
+    );
+    assert_eq!(all[0].detail, json!({"size": 2}));
+    assert!(store.last_anchor(a.id, "witness").await.unwrap().is_none());
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
+use thetazero_anchor::{AnchorConfig, Heartbeat};
 use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
@@ -63,6 +64,11 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// How often logs that grew get a new signed checkpoint (default 2000).
     pub checkpoint_interval_ms: Option<u64>,
+    /// Where checkpoints are anchored: `{kind = "none"}` (default),
+    /// `{kind = "witness", url, key}` or `{kind = "command", program, args}`.
+    pub anchor: Option<AnchorConfig>,
+    /// How often an unchanged checkpoint is anchored again (default 300000).
+    pub anchor_interval_ms: Option<u64>,
 }
 
 /// Everything resolved.
@@ -75,6 +81,8 @@ pub struct Config {
     pub log_format: String,
     pub deployment_name: String,
     pub checkpoint_interval: std::time::Duration,
+    pub anchor: AnchorConfig,
+    pub anchor_interval: std::time::Duration,
     pub settings: Settings,
 }
 
@@ -128,6 +136,10 @@ impl Config {
             deployment_name: file.deployment_name.unwrap_or_else(|| "thetazero".into()),
             checkpoint_interval: std::time::Duration::from_millis(
                 file.checkpoint_interval_ms.unwrap_or(2000).max(100),
+            ),
+            anchor: file.anchor.unwrap_or_default(),
+            anchor_interval: std::time::Duration::from_millis(
+                file.anchor_interval_ms.unwrap_or(300_000).max(1000),
             ),
             settings,
         })
@@ -226,15 +238,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let runtime =
         Runtime::new(store.clone(), RuntimeConfig::default()).context("starting the sandbox")?;
+    let anchor = thetazero_anchor::build(&config.anchor).context("configuring the anchor")?;
+    let anchoring = anchor.confirms();
     let ledger = Arc::new(
         Ledger::new(
             store.clone(),
             &deployment_key.secret,
             &config.deployment_name,
         )
-        .context("loading the audit signing key")?,
+        .context("loading the audit signing key")?
+        .with_anchor(anchor),
     );
     spawn_checkpointer(ledger.clone(), config.checkpoint_interval);
+    if anchoring {
+        spawn_anchor_heartbeat(ledger.clone(), config.anchor_interval);
+    }
     let state = AppState::new(store, Arc::new(runtime), ledger, config.settings);
     let app = thetazero_http::router(state);
     let addr: SocketAddr = config
@@ -265,6 +283,23 @@ fn spawn_checkpointer(ledger: Arc<Ledger>, interval: std::time::Duration) {
             tick.tick().await;
             if let Err(e) = ledger.checkpoint_all().await {
                 tracing::warn!(error = %e, "signing checkpoints failed; will retry");
+            }
+        }
+    });
+}
+
+/// Anchors the latest checkpoint of every log when it is due: new, unchanged
+/// for a whole interval (so that silence is visible), or failed and past its
+/// backoff.
+fn spawn_anchor_heartbeat(ledger: Arc<Ledger>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let heartbeat = Heartbeat::new(interval);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5).min(interval));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = ledger.anchor_round(&heartbeat).await {
+                tracing::warn!(error = %e, "anchoring round failed; will retry");
             }
         }
     });

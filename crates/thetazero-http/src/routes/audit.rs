@@ -116,6 +116,6 @@ pub async fn query(
         success: true,
         events: page.items.iter().map(views::audit).collect(),
         total: page.total,
-        anchored: false,
+        anchored: state.ledger.anchored(caller.account()).await?,
     }))
 }

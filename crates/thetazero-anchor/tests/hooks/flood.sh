@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test hook: writes to stdout without end.
+exec yes 0xdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test hook: succeeds without printing a reference.
+cat > /dev/null
