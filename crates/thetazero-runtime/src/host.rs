@@ -10,17 +10,28 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::model::{AgentId, ExecutionId};
 use thetazero_core::store::{Store, StoreError};
+use thetazero_safety::Filter;
 use thetazero_sandbox::{Host, HostError, SandboxEvent};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
+
+use crate::inference::{ChatRequest, InferenceClient};
 
 use crate::Caller;
 
 const MAX_KEY_BYTES: usize = 256;
 const MAX_VALUE_BYTES: usize = 64 << 10;
+
+/// Content safety (`None` when the agent's template turned it off) and the
+/// inference provider, as one execution sees them.
+pub(crate) struct HostServices {
+    pub safety: Option<Arc<Filter>>,
+    pub inference: Option<Arc<InferenceClient>>,
+}
 
 pub(crate) struct ServerHost {
     store: Arc<dyn Store>,
@@ -30,6 +41,11 @@ pub(crate) struct ServerHost {
     execution: ExecutionId,
     /// Becomes `Some(true)` once the execution's start is durable.
     committed: watch::Receiver<Option<bool>>,
+    /// Content safety, `None` when the agent's template turned it off (DEV).
+    safety: Option<Arc<Filter>>,
+    inference: Option<Arc<InferenceClient>>,
+    /// Inference tokens this execution may still use.
+    tokens_left: AtomicU64,
 }
 
 impl ServerHost {
@@ -40,7 +56,13 @@ impl ServerHost {
         agent: AgentId,
         execution: ExecutionId,
         committed: watch::Receiver<Option<bool>>,
+        services: HostServices,
     ) -> Self {
+        let HostServices { safety, inference } = services;
+        let tokens = inference
+            .as_ref()
+            .map(|i| i.config().max_tokens_per_run)
+            .unwrap_or(0);
         ServerHost {
             store,
             handle,
@@ -48,7 +70,39 @@ impl ServerHost {
             agent,
             execution,
             committed,
+            safety,
+            inference,
+            tokens_left: AtomicU64::new(tokens),
         }
+    }
+
+    /// Screens content; a block is recorded as `content_blocked` and fails
+    /// the host call inside the agent.
+    async fn screen(&self, source: &str, content: &Value) -> Result<(), HostError> {
+        let Some(filter) = &self.safety else {
+            return Ok(());
+        };
+        let verdict = filter.scan_json(content);
+        if !verdict.is_block() {
+            return Ok(());
+        }
+        let event = crate::blocked_event(
+            self.event("content_blocked", "safety", String::new()),
+            source,
+            &verdict,
+        );
+        let store = self.store.clone();
+        self.on_server(async move { store.append_audit(vec![event]).await.map(|_| ()) })
+            .await?;
+        Err(HostError::Blocked(format!(
+            "{source} blocked by the {} layer{}",
+            crate::layer_name(&verdict),
+            verdict
+                .rule
+                .as_deref()
+                .map(|r| format!(" (rule {r})"))
+                .unwrap_or_default()
+        )))
     }
 
     async fn on_server<T, F>(&self, f: F) -> Result<T, HostError>
@@ -140,6 +194,52 @@ impl Host for ServerHost {
         let (store, account, key) = (self.store.clone(), self.caller.account, key.to_string());
         self.on_server(async move { store.storage_put(account, &key, &value).await })
             .await
+    }
+
+    async fn screen_fetched(&self, url: &str, response: &Value) -> Result<(), HostError> {
+        let body = response.get("body").cloned().unwrap_or(Value::Null);
+        self.screen(&format!("content fetched from {url}"), &body)
+            .await
+    }
+
+    async fn inference(&self, request: Value) -> Result<Value, HostError> {
+        let Some(client) = &self.inference else {
+            return Err(HostError::Refused(
+                "no inference provider is configured on this server (THETAZERO_INFERENCE_BASE_URL)"
+                    .into(),
+            ));
+        };
+        let request = ChatRequest::from_agent(&request).map_err(HostError::Refused)?;
+        let left = self.tokens_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(HostError::Refused(
+                "the inference token budget of this run is spent".into(),
+            ));
+        }
+        let prompt: Value = request
+            .messages
+            .iter()
+            .map(|m| Value::String(m.content.clone()))
+            .collect();
+        self.screen("inference prompt", &prompt).await?;
+        let max_tokens = request.max_tokens.unwrap_or(left).min(left);
+        let completion = client.complete(&request, max_tokens).await.map_err(|e| {
+            tracing::warn!(execution_id = self.execution, error = %e, "inference failed");
+            HostError::Refused(e.to_string())
+        })?;
+        // Spend what the provider says it used, at least the completion.
+        let used = completion.total_tokens().max(1);
+        let _ = self
+            .tokens_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                Some(l.saturating_sub(used))
+            });
+        self.screen(
+            "inference completion",
+            &Value::String(completion.content.clone()),
+        )
+        .await?;
+        Ok(completion.to_agent())
     }
 
     async fn record(&self, event: SandboxEvent) -> Result<(), HostError> {

@@ -7,6 +7,7 @@
 //! nothing of HTTP.
 
 mod host;
+pub mod inference;
 pub mod ledger;
 mod running;
 
@@ -20,7 +21,10 @@ use thetazero_core::model::{
     NewExecution,
 };
 use thetazero_core::store::{Store, StoreError};
+use thetazero_safety::{Filter, Layer, SafetyConfig, Verdict};
 use thetazero_sandbox::{CancelHandle, ExecutionReport, Job, Sandbox, SandboxConfig, Status};
+
+use crate::inference::{InferenceClient, InferenceConfig};
 use tokio::sync::{watch, Semaphore};
 
 pub use running::Running;
@@ -54,7 +58,9 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Executed {
     pub execution: Execution,
-    pub report: ExecutionReport,
+    /// The sandbox's report; `None` when content safety refused the input
+    /// and no code ran.
+    pub report: Option<ExecutionReport>,
     /// Leaf index of the first and last audit events of the execution.
     pub audit_range: (u64, u64),
     /// The receipt of the final event: `(leaf_index, leaf_hash)`.
@@ -64,10 +70,17 @@ pub struct Executed {
 #[derive(Default)]
 pub struct RuntimeConfig {
     pub sandbox: SandboxConfig,
+    /// Thresholds and bounds of content safety (on for every agent whose
+    /// template does not turn it off).
+    pub safety: SafetyConfig,
+    /// The operator's inference provider; `None` refuses `thetazero.inference`.
+    pub inference: Option<InferenceConfig>,
 }
 
 pub struct Runtime {
     store: Arc<dyn Store>,
+    safety: Arc<Filter>,
+    inference: Option<Arc<InferenceClient>>,
     sandbox: Arc<Sandbox>,
     running: Arc<Running>,
     /// Executions admitted (running or queued); never more than the sandbox
@@ -104,10 +117,18 @@ fn status_of(report: &ExecutionReport) -> ExecutionStatus {
 impl Runtime {
     pub fn new(store: Arc<dyn Store>, config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let capacity = config.sandbox.workers + config.sandbox.queue_capacity;
+        let inference = config
+            .inference
+            .map(InferenceClient::new)
+            .transpose()
+            .map_err(RuntimeError::Sandbox)?
+            .map(Arc::new);
         let sandbox =
             Sandbox::new(config.sandbox).map_err(|e| RuntimeError::Sandbox(e.to_string()))?;
         Ok(Runtime {
             store,
+            safety: Arc::new(Filter::new(config.safety)),
+            inference,
             sandbox: Arc::new(sandbox),
             running: Arc::new(Running::default()),
             admitted: Arc::new(Semaphore::new(capacity)),
@@ -128,19 +149,74 @@ impl Runtime {
         input: Value,
     ) -> Result<Executed, RuntimeError> {
         let store = self.store.clone();
+        let services = Services {
+            safety: self.safety.clone(),
+            inference: self.inference.clone(),
+        };
         let sandbox = self.sandbox.clone();
         let running = self.running.clone();
         let admitted = self.admitted.clone();
         let task = tokio::spawn(async move {
-            execute(store, sandbox, running, admitted, caller, agent_id, input).await
+            execute(
+                store, services, sandbox, running, admitted, caller, agent_id, input,
+            )
+            .await
         });
         task.await
             .map_err(|e| RuntimeError::Sandbox(format!("execution task failed: {e}")))?
     }
 }
 
+/// What executions share besides the store and sandbox.
+#[derive(Clone)]
+struct Services {
+    safety: Arc<Filter>,
+    inference: Option<Arc<InferenceClient>>,
+}
+
+pub(crate) fn layer_name(v: &Verdict) -> &'static str {
+    match v.layer {
+        Layer::Pattern => "pattern",
+        Layer::Model => "model",
+        Layer::Bounds => "bounds",
+        Layer::External => "external",
+        Layer::None => "none",
+    }
+}
+
+/// A `content_blocked` event: scores, layer, rule and a bounded excerpt,
+/// never more of the offending text.
+pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> AuditEvent {
+    e.action_type = "content_blocked".into();
+    e.action_category = "safety".into();
+    e.is_violation = true;
+    e.permission_state = "denied".into();
+    e.description = format!(
+        "{source} blocked by the {} layer{} (injection {:.2}, toxicity {:.2})",
+        layer_name(v),
+        v.rule
+            .as_deref()
+            .map(|r| format!(", rule {r}"))
+            .unwrap_or_default(),
+        v.injection,
+        v.toxicity
+    );
+    e.input_summary = v.excerpt.clone();
+    e.payload = json!({
+        "source": source,
+        "injection": v.injection,
+        "toxicity": v.toxicity,
+        "layer": layer_name(v),
+        "rule": v.rule,
+        "excerpt": v.excerpt,
+    });
+    e
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     store: Arc<dyn Store>,
+    services: Services,
     sandbox: Arc<Sandbox>,
     running: Arc<Running>,
     admitted: Arc<Semaphore>,
@@ -184,18 +260,85 @@ async fn execute(
         "limits": limits,
         "template": agent.config.template().name(),
         "permissions": agent.permissions.to_json(),
+        "content_safety": agent.config.content_safety(),
     }));
+    if !agent.config.content_safety() {
+        started
+            .description
+            .push_str("; content safety is off (DEV template)");
+    }
     started.input_summary = Some(summarize(&input));
     started.input_digest = Some(Sha256::digest(input_text.as_bytes()).into());
+    let safety = agent
+        .config
+        .content_safety()
+        .then(|| services.safety.clone());
+    let blocked_input = safety
+        .as_ref()
+        .map(|f| f.scan_json(&input))
+        .filter(|v| v.is_block());
     let new = NewExecution {
         account_id: caller.account,
         agent_id,
         agent_version: agent.version.clone(),
         code_sha256: code_sha256.clone(),
-        input: input.clone(),
+        // A refused input is kept only as a bounded excerpt.
+        input: match &blocked_input {
+            Some(v) => json!({"blocked": true, "excerpt": v.excerpt}),
+            None => input.clone(),
+        },
         key_id: caller.key_id,
         parent_execution_id: None,
     };
+    if let Some(verdict) = blocked_input {
+        started.input_summary = verdict.excerpt.clone();
+        let (_, first) = store.create_execution(execution_id, new, started).await?;
+        store
+            .append_audit(vec![blocked_event(
+                event("content_blocked", String::new()),
+                "execution input",
+                &verdict,
+            )])
+            .await?;
+        let message = format!(
+            "the input was blocked by content safety ({} layer{})",
+            layer_name(&verdict),
+            verdict
+                .rule
+                .as_deref()
+                .map(|r| format!(", rule {r}"))
+                .unwrap_or_default()
+        );
+        let outcome = ExecutionOutcome {
+            status: ExecutionStatus::Blocked,
+            output: None,
+            report: json!({
+                "error": {"type": "ContentBlocked", "message": message, "stack": null},
+                "resource_usage": {"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0},
+                "content_safety": verdict,
+                "limits": limits,
+            }),
+            violation_count: 1,
+            was_terminated: false,
+            duration_ms: 0,
+        };
+        let mut ended = event(
+            "execution_completed",
+            format!("execution {execution_id} ended: blocked"),
+        );
+        ended.permission_state = "blocked".into();
+        ended.is_violation = true;
+        let (finished, last) = store
+            .finish_execution(caller.account, execution_id, outcome, ended)
+            .await?
+            .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
+        return Ok(Executed {
+            execution: finished,
+            report: None,
+            audit_range: (first.leaf_index, last.leaf_index),
+            receipt: (last.leaf_index, last.leaf_hash),
+        });
+    }
     // The start commits while the code already runs: nothing the code does
     // reaches the world before its host call's decision is recorded, and the
     // host records no decision before the start is durable.
@@ -217,6 +360,10 @@ async fn execute(
         agent_id,
         execution_id,
         committed,
+        host::HostServices {
+            safety: safety.clone(),
+            inference: services.inference.clone(),
+        },
     ));
     let job = Job {
         code: agent.entry_code.clone(),
@@ -268,7 +415,33 @@ async fn execute(
             return Err(e);
         }
     };
-    let status = status_of(&report);
+    let mut report = report;
+    let mut status = status_of(&report);
+    let mut report_extra = serde_json::Map::new();
+    if status == ExecutionStatus::Completed {
+        if let Some(verdict) = safety
+            .as_ref()
+            .map(|f| f.scan_json(&report.output))
+            .filter(|v| v.is_block())
+        {
+            // The output never leaves: only the verdict and its excerpt stay.
+            store
+                .append_audit(vec![blocked_event(
+                    event("content_blocked", String::new()),
+                    "execution output",
+                    &verdict,
+                )])
+                .await?;
+            status = ExecutionStatus::Blocked;
+            report.output = Value::Null;
+            report.violation_count += 1;
+            report_extra.insert(
+                "error".into(),
+                json!({"type": "ContentBlocked", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),
+            );
+            report_extra.insert("content_safety".into(), json!(verdict));
+        }
+    }
     let output_text = report.output.to_string();
     let mut ended = event(
         "execution_completed",
@@ -293,6 +466,7 @@ async fn execute(
             if let Value::Object(map) = &mut value {
                 // Kept with the record: the signed receipt states them.
                 map.insert("limits".into(), json!(limits));
+                map.extend(report_extra);
             }
             value
         },
@@ -306,7 +480,7 @@ async fn execute(
         .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
     Ok(Executed {
         execution: finished,
-        report,
+        report: Some(report),
         audit_range: (first.leaf_index, last.leaf_index),
         receipt: (last.leaf_index, last.leaf_hash),
     })

@@ -1083,9 +1083,15 @@ async fn perform(state: &ExecState, f: HostFn, args: CallArgs) -> Result<Json, F
             .map(|v| v.unwrap_or(Json::Null))
             .map_err(h),
         (HostFn::HttpRequest, CallArgs::Http(call)) => {
-            net::http_request(call, &state.http_rules, &state.net)
+            let url = call.url.clone();
+            let response = net::http_request(call, &state.http_rules, &state.net)
                 .await
-                .map_err(Failure::Net)
+                .map_err(Failure::Net)?;
+            // Fetched content can carry instructions aimed at the agent
+            // (indirect injection): the host screens it before the agent
+            // sees any of it.
+            host.screen_fetched(&url, &response).await.map_err(h)?;
+            Ok(response)
         }
         _ => Err(Failure::Host(HostError::Unsupported("this call"))),
     }

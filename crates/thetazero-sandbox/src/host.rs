@@ -19,6 +19,9 @@ pub enum HostError {
     Refused(String),
     #[error("not found")]
     NotFound,
+    /// Content safety refused the content (fetched text, a prompt, a completion).
+    #[error("blocked by content safety: {0}")]
+    Blocked(String),
 }
 
 impl HostError {
@@ -29,6 +32,7 @@ impl HostError {
             HostError::Unsupported(_) => "UNSUPPORTED",
             HostError::Refused(_) => "HOST_REFUSED",
             HostError::NotFound => "NOT_FOUND",
+            HostError::Blocked(_) => "CONTENT_BLOCKED",
         }
     }
 }
@@ -47,6 +51,12 @@ pub trait Host: Send + Sync {
     /// with its outcome after; also for `permission_denied` and `sandbox_limit_hit`.
     /// If recording a decision fails the call is denied (fail closed).
     async fn record(&self, event: SandboxEvent) -> Result<(), HostError>;
+
+    /// Screens an `http_request` response before the agent sees it; an error
+    /// fails the call inside the agent.
+    async fn screen_fetched(&self, _url: &str, _response: &Value) -> Result<(), HostError> {
+        Ok(())
+    }
 
     /// `thetazero.inference(request)` (`inference:call`).
     async fn inference(&self, _request: Value) -> Result<Value, HostError> {

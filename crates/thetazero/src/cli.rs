@@ -195,3 +195,62 @@ pub async fn audit(conn: Connection, command: AuditCommand) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Block at or above this injection score (default 0.35).
+    #[arg(long)]
+    injection_threshold: Option<f32>,
+    /// Block at or above this toxicity score (default 0.4).
+    #[arg(long)]
+    toxicity_threshold: Option<f32>,
+}
+
+impl Thresholds {
+    fn filter(self) -> thetazero_safety::Filter {
+        let mut config = thetazero_safety::SafetyConfig::default();
+        if let Some(t) = self.injection_threshold {
+            config.injection_threshold = t;
+        }
+        if let Some(t) = self.toxicity_threshold {
+            config.toxicity_threshold = t;
+        }
+        thetazero_safety::Filter::new(config)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SafetyCommand {
+    /// Read `{"text": ...}` lines on standard input; write one verdict line
+    /// per input, in order: decision, injection, toxicity, layer, rule.
+    Scan {
+        #[command(flatten)]
+        thresholds: Thresholds,
+    },
+    /// Evaluate a labelled file of `{"text", "label"}` lines: true-positive
+    /// rate, false-positive rate and balanced accuracy per category.
+    Eval {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        thresholds: Thresholds,
+    },
+}
+
+pub fn safety(command: SafetyCommand) -> Result<()> {
+    match command {
+        SafetyCommand::Scan { thresholds } => {
+            let filter = thresholds.filter();
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            thetazero_safety::scan_jsonl(&filter, stdin.lock(), stdout.lock())?;
+        }
+        SafetyCommand::Eval { file, thresholds } => {
+            let filter = thresholds.filter();
+            let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
+            let report = thetazero_safety::eval_jsonl(&filter, reader)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            print!("{report}");
+        }
+    }
+    Ok(())
+}

@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::AuditCommand,
     },
+    /// Measure content safety: scan JSON lines, or evaluate a labelled file.
+    Safety {
+        #[command(subcommand)]
+        command: cli::SafetyCommand,
+    },
     /// Create accounts (deployment owner only).
     Accounts {
         #[command(flatten)]
@@ -64,6 +69,7 @@ fn main() -> std::process::ExitCode {
             Command::Keys { conn, command } => cli::keys(conn, command).await,
             Command::Accounts { conn, command } => cli::accounts(conn, command).await,
             Command::Audit { conn, command } => cli::audit(conn, command).await,
+            Command::Safety { command } => cli::safety(command),
         }
     });
     match result {

@@ -18,8 +18,10 @@ use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 use thetazero_http::{AppState, Settings};
+use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
+use thetazero_safety::SafetyConfig;
 use thetazero_store_sqlite::SqliteStore;
 
 use crate::signing;
@@ -47,6 +49,15 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "THETAZERO_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Base URL of an OpenAI-compatible provider for `thetazero.inference`.
+    #[arg(long, env = "THETAZERO_INFERENCE_BASE_URL")]
+    pub inference_base_url: Option<String>,
+    /// The provider's model name.
+    #[arg(long, env = "THETAZERO_INFERENCE_MODEL")]
+    pub inference_model: Option<String>,
+    /// The provider's API key; held by the server, never visible to agents.
+    #[arg(long, env = "THETAZERO_INFERENCE_API_KEY", hide_env_values = true)]
+    pub inference_api_key: Option<String>,
 }
 
 /// The config file's shape. Unknown keys are errors, not silently ignored.
@@ -69,6 +80,26 @@ pub struct FileConfig {
     pub anchor: Option<AnchorConfig>,
     /// How often an unchanged checkpoint is anchored again (default 300000).
     pub anchor_interval_ms: Option<u64>,
+    pub safety: Option<SafetyFile>,
+    pub inference: Option<InferenceFile>,
+}
+
+/// `[safety]`: content-safety thresholds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyFile {
+    pub injection_threshold: Option<f32>,
+    pub toxicity_threshold: Option<f32>,
+}
+
+/// `[inference]`: the provider (flags and environment take precedence).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceFile {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub max_tokens_per_run: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
 /// Everything resolved.
@@ -83,6 +114,8 @@ pub struct Config {
     pub checkpoint_interval: std::time::Duration,
     pub anchor: AnchorConfig,
     pub anchor_interval: std::time::Duration,
+    pub safety: SafetyConfig,
+    pub inference: Option<InferenceConfig>,
     pub settings: Settings,
 }
 
@@ -137,6 +170,41 @@ impl Config {
             checkpoint_interval: std::time::Duration::from_millis(
                 file.checkpoint_interval_ms.unwrap_or(2000).max(100),
             ),
+            safety: {
+                let mut safety = SafetyConfig::default();
+                let f = file.safety.unwrap_or_default();
+                for (value, slot) in [
+                    (f.injection_threshold, &mut safety.injection_threshold),
+                    (f.toxicity_threshold, &mut safety.toxicity_threshold),
+                ] {
+                    if let Some(v) = value {
+                        if !(0.0..=1.0).contains(&v) {
+                            bail!("safety thresholds are between 0 and 1, not {v}");
+                        }
+                        *slot = v;
+                    }
+                }
+                safety
+            },
+            inference: {
+                let f = file.inference.unwrap_or_default();
+                let base = args.inference_base_url.clone().or(f.base_url);
+                let model = args.inference_model.clone().or(f.model);
+                match (base, model) {
+                    (Some(base), Some(model)) => {
+                        let mut c = InferenceConfig::new(&base, &model, args.inference_api_key.clone());
+                        if let Some(t) = f.max_tokens_per_run {
+                            c.max_tokens_per_run = t;
+                        }
+                        if let Some(ms) = f.timeout_ms {
+                            c.timeout = std::time::Duration::from_millis(ms);
+                        }
+                        Some(c)
+                    }
+                    (None, None) => None,
+                    _ => bail!("inference needs both a base URL and a model (THETAZERO_INFERENCE_BASE_URL, THETAZERO_INFERENCE_MODEL)"),
+                }
+            },
             anchor: file.anchor.unwrap_or_default(),
             anchor_interval: std::time::Duration::from_millis(
                 file.anchor_interval_ms.unwrap_or(300_000).max(1000),
@@ -236,8 +304,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
 
-    let runtime =
-        Runtime::new(store.clone(), RuntimeConfig::default()).context("starting the sandbox")?;
+    let runtime = Runtime::new(
+        store.clone(),
+        RuntimeConfig {
+            safety: config.safety.clone(),
+            inference: config.inference.clone(),
+            ..RuntimeConfig::default()
+        },
+    )
+    .context("starting the sandbox")?;
     let anchor = thetazero_anchor::build(&config.anchor).context("configuring the anchor")?;
     let anchoring = anchor.confirms();
     let ledger = Arc::new(

@@ -1,0 +1,224 @@
+//! JSON Lines front ends: a streaming scanner and the evaluation report; they read and write only the streams they are given.
+//!
+//! `scan_jsonl` answers one line per input line and never stops on a bad
+//! line. `eval_jsonl` reads labelled lines (`text`, `label`) and counts how
+//! many of each label the filter blocks. Labels starting with `benign` are
+//! harmless text, where a block is a false positive; every other label is
+//! an attack category, where a block is a true positive.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, BufRead, Write};
+
+use serde::Deserialize;
+use serde_json::json;
+use thiserror::Error;
+
+use crate::{Filter, Layer};
+
+#[derive(Deserialize)]
+struct ScanLine {
+    text: String,
+}
+
+fn layer_name(l: Layer) -> &'static str {
+    match l {
+        Layer::Pattern => "pattern",
+        Layer::Model => "model",
+        Layer::Bounds => "bounds",
+        Layer::External => "external",
+        Layer::None => "none",
+    }
+}
+
+/// Reads `{"text": ...}` per line (a bare JSON string is accepted too) and
+/// writes `{"decision","injection","toxicity","layer","rule"}` per line. A
+/// line that cannot be read answers `{"error": ...}`.
+pub fn scan_jsonl(filter: &Filter, input: impl BufRead, mut output: impl Write) -> io::Result<()> {
+    for line in input.split(b'\n') {
+        let line = line?;
+        let answer = match std::str::from_utf8(&line) {
+            Err(e) => json!({ "error": format!("line is not UTF-8: {e}") }),
+            Ok(s) if s.trim().is_empty() => json!({ "error": "empty line" }),
+            Ok(s) => {
+                let text = serde_json::from_str::<ScanLine>(s)
+                    .map(|l| l.text)
+                    .or_else(|_| serde_json::from_str::<String>(s));
+                match text {
+                    Err(e) => json!({ "error": format!("expected {{\"text\": string}}: {e}") }),
+                    Ok(t) => {
+                        let v = filter.scan(&t);
+                        json!({
+                            "decision": if v.is_block() { "block" } else { "allow" },
+                            "injection": v.injection,
+                            "toxicity": v.toxicity,
+                            "layer": layer_name(v.layer),
+                            "rule": v.rule,
+                        })
+                    }
+                }
+            }
+        };
+        serde_json::to_writer(&mut output, &answer)?;
+        output.write_all(b"\n")?;
+    }
+    output.flush()
+}
+
+#[derive(Debug, Error)]
+pub enum EvalError {
+    #[error("reading evaluation data: {0}")]
+    Io(#[from] io::Error),
+    #[error("line {line}: {message}")]
+    BadLine { line: usize, message: String },
+}
+
+#[derive(Deserialize)]
+struct EvalLine {
+    text: String,
+    label: String,
+}
+
+/// Counts for one label.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CategoryReport {
+    pub total: usize,
+    pub blocked: usize,
+}
+
+impl CategoryReport {
+    /// Share blocked: the true-positive rate for an attack label, the
+    /// false-positive rate for a benign one.
+    pub fn block_rate(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.blocked as f64 / self.total as f64
+        }
+    }
+}
+
+/// Evaluation counts per label.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalReport {
+    pub categories: BTreeMap<String, CategoryReport>,
+}
+
+pub(crate) fn is_benign(label: &str) -> bool {
+    label.starts_with("benign")
+}
+
+impl EvalReport {
+    fn sum(&self, benign: bool) -> CategoryReport {
+        let mut acc = CategoryReport::default();
+        for (label, c) in &self.categories {
+            if is_benign(label) == benign {
+                acc.total += c.total;
+                acc.blocked += c.blocked;
+            }
+        }
+        acc
+    }
+
+    /// Blocked share of all attack lines.
+    pub fn true_positive_rate(&self) -> f64 {
+        self.sum(false).block_rate()
+    }
+
+    /// Blocked share of all benign lines.
+    pub fn false_positive_rate(&self) -> f64 {
+        self.sum(true).block_rate()
+    }
+
+    /// Mean of the true-positive rate and the true-negative rate over all
+    /// lines; `None` unless there are both attack and benign lines.
+    pub fn balanced_accuracy(&self) -> Option<f64> {
+        if self.sum(false).total == 0 || self.sum(true).total == 0 {
+            return None;
+        }
+        Some((self.true_positive_rate() + 1.0 - self.false_positive_rate()) / 2.0)
+    }
+
+    /// Balanced accuracy of one attack label against all benign lines;
+    /// `None` for a benign or unknown label, or without benign lines.
+    pub fn balanced_accuracy_of(&self, label: &str) -> Option<f64> {
+        let c = self.categories.get(label)?;
+        if is_benign(label) || self.sum(true).total == 0 {
+            return None;
+        }
+        Some((c.block_rate() + 1.0 - self.false_positive_rate()) / 2.0)
+    }
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+            "label", "n", "blocked", "TPR", "FPR", "bal.acc"
+        )?;
+        let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+        for (label, c) in &self.categories {
+            if is_benign(label) {
+                writeln!(
+                    f,
+                    "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                    label,
+                    c.total,
+                    c.blocked,
+                    "-",
+                    pct(c.block_rate()),
+                    "-"
+                )?;
+            } else {
+                let ba = self.balanced_accuracy_of(label).map_or("-".to_owned(), pct);
+                writeln!(
+                    f,
+                    "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                    label,
+                    c.total,
+                    c.blocked,
+                    pct(c.block_rate()),
+                    "-",
+                    ba
+                )?;
+            }
+        }
+        let pos = self.sum(false);
+        let neg = self.sum(true);
+        let dash = |n: usize, x: f64| if n == 0 { "-".to_owned() } else { pct(x) };
+        writeln!(
+            f,
+            "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+            "ALL",
+            pos.total + neg.total,
+            pos.blocked + neg.blocked,
+            dash(pos.total, self.true_positive_rate()),
+            dash(neg.total, self.false_positive_rate()),
+            self.balanced_accuracy().map_or("-".to_owned(), pct)
+        )
+    }
+}
+
+/// Scans every `{"text","label"}` line and counts blocks per label. Blank
+/// lines are skipped; any other unreadable line is an error, because an
+/// evaluation that silently drops data would report the wrong figures.
+pub fn eval_jsonl(filter: &Filter, input: impl BufRead) -> Result<EvalReport, EvalError> {
+    let mut report = EvalReport::default();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: EvalLine = serde_json::from_str(&line).map_err(|e| EvalError::BadLine {
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        let c = report.categories.entry(row.label).or_default();
+        c.total += 1;
+        if filter.scan(&row.text).is_block() {
+            c.blocked += 1;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,129 @@
+//! The embedded linear models (injection, toxicity) and their scoring rule; no thresholds or decisions here.
+//!
+//! The weights file is written by `training/train.py`: the magic `TZSAFE01`,
+//! then `u32` bucket bits and `u32` model count, then per model an `f32`
+//! scale, an `f32` bias and 2^bits `i16` weights, all little-endian. Scores
+//! use integer dot products so they match the Python side exactly.
+
+use std::sync::OnceLock;
+
+use crate::features::{featurize, featurize_tokens, Features, N_BITS, N_BUCKETS};
+use crate::Scores;
+
+const WEIGHTS: &[u8] = include_bytes!("../model/safety-model.bin");
+const MAGIC: &[u8] = b"TZSAFE01";
+
+/// One logistic-regression model over the hashed features.
+#[derive(Debug)]
+struct Linear {
+    scale: f64,
+    bias: f64,
+    weights: Vec<i16>,
+}
+
+impl Linear {
+    fn logit(&self, f: &Features) -> f64 {
+        if f.norm == 0.0 {
+            return self.bias;
+        }
+        let dot: i64 = f
+            .counts
+            .iter()
+            .map(|(b, c)| {
+                let w = self.weights.get(*b as usize).copied().unwrap_or(0);
+                i64::from(w) * i64::from(*c)
+            })
+            .sum();
+        self.bias + self.scale * dot as f64 / f.norm
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Model {
+    injection: Linear,
+    toxicity: Linear,
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_f32(bytes: &[u8], at: usize) -> Option<f32> {
+    Some(f32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn parse(bytes: &[u8]) -> Option<Model> {
+    if bytes.get(..8)? != MAGIC || read_u32(bytes, 8)? != N_BITS || read_u32(bytes, 12)? != 2 {
+        return None;
+    }
+    let mut at = 16;
+    let mut next = || -> Option<Linear> {
+        let scale = read_f32(bytes, at)?;
+        let bias = read_f32(bytes, at + 4)?;
+        let body = bytes.get(at + 8..at + 8 + 2 * N_BUCKETS)?;
+        at += 8 + 2 * N_BUCKETS;
+        Some(Linear {
+            scale: f64::from(scale),
+            bias: f64::from(bias),
+            weights: body
+                .chunks_exact(2)
+                .map(|p| i16::from_le_bytes([p[0], p[1]]))
+                .collect(),
+        })
+    };
+    let injection = next()?;
+    let toxicity = next()?;
+    Some(Model {
+        injection,
+        toxicity,
+    })
+}
+
+/// The embedded model. The file is part of the crate, so a malformed one is
+/// a build defect; the `weights_parse` test catches it before release.
+pub(crate) fn model() -> Option<&'static Model> {
+    static MODEL: OnceLock<Option<Model>> = OnceLock::new();
+    MODEL.get_or_init(|| parse(WEIGHTS)).as_ref()
+}
+
+fn sigmoid(x: f64) -> f32 {
+    (1.0 / (1.0 + (-x).exp())) as f32
+}
+
+/// Scores of the bare model on `text`: the featuriser's own folding, but no
+/// decoding, windowing or patterns.
+pub fn model_scores(text: &str) -> Scores {
+    score_features(&featurize(text))
+}
+
+/// Scores of the model on an already folded token sequence.
+pub(crate) fn score_tokens(toks: &[String]) -> Scores {
+    score_features(&featurize_tokens(toks))
+}
+
+fn score_features(f: &Features) -> Scores {
+    let Some(m) = model() else {
+        // Without weights nothing can be scored; the filter reports this as
+        // maximal scores so it fails closed.
+        return Scores {
+            injection: 1.0,
+            toxicity: 1.0,
+        };
+    };
+    Scores {
+        injection: sigmoid(m.injection.logit(f)),
+        toxicity: sigmoid(m.toxicity.logit(f)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_parse() {
+        assert!(model().is_some());
+        assert!(parse(b"TZSAFE01").is_none());
+        assert!(parse(&WEIGHTS[..WEIGHTS.len() - 1]).is_none());
+    }
+}
