@@ -22,6 +22,7 @@ use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_safety::SafetyConfig;
+use thetazero_store_postgres::PgStore;
 use thetazero_store_sqlite::SqliteStore;
 
 use crate::signing;
@@ -34,7 +35,8 @@ pub struct ServeArgs {
     /// Directory for the database (SQLite) and the signing key.
     #[arg(long, env = "THETAZERO_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL: `sqlite://PATH` (default: thetazero.db in the data dir).
+    /// Database URL: `sqlite://PATH` (default: thetazero.db in the data dir)
+    /// or `postgres://USER@HOST:PORT/DB` for several replicas.
     #[arg(long, env = "THETAZERO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// The deployment's Ed25519 signing key (default: signing.key in the data dir).
@@ -231,7 +233,7 @@ fn init_logging(format: &str) -> Result<()> {
 }
 
 /// Opens the store the URL names. The one place a backend is chosen.
-fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -241,9 +243,12 @@ fn open_store(url: &str) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH");
+        let store = PgStore::connect(url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        return Ok(Arc::new(store));
     }
-    bail!("unsupported database URL {url:?}; expected sqlite://PATH")
+    bail!("unsupported database URL; expected sqlite://PATH or postgres://...")
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
@@ -270,7 +275,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     tracing::info!(verifier_key = %deployment_key.verifier, "audit verifier key");
 
-    let store = open_store(&config.database_url)?;
+    let store = open_store(&config.database_url).await?;
     let generated = thetazero_http::generate_key();
     let bootstrap = store
         .bootstrap(

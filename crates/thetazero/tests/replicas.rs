@@ -1,0 +1,285 @@
+//! Several real `thetazero serve` replicas on one PostgreSQL database: an
+//! agent registered on one runs on the other, concurrent executions on both
+//! make one audit log with contiguous indices that verifies offline, and a
+//! replica killed mid-write loses nothing acknowledged.
+//!
+//! Uses `THETAZERO_TEST_DATABASE_URL` (default the local server); each test
+//! creates its own database and drops it.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::{call, Server};
+use serde_json::json;
+
+fn admin_url() -> String {
+    std::env::var("THETAZERO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A database of its own, dropped (with every connection to it) at the end.
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    async fn create() -> TestDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tz_replicas_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        TestDb { name }
+    }
+
+    fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+struct Pair {
+    a: Server,
+    b: Server,
+    owner: String,
+    key: thetazero_audit::VerifierKey,
+    _dir: tempfile::TempDir,
+}
+
+async fn pair(db: &TestDb) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("signing.key");
+    let url = db.url();
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--signing-key-file",
+        key_file.to_str().unwrap(),
+    ];
+    let a = Server::start(&dir.path().join("a"), &args);
+    let owner = a.owner_key().expect("the first replica bootstraps");
+    let b = Server::start(&dir.path().join("b"), &args);
+    assert_eq!(b.owner_key(), None, "the second replica finds the account");
+    let (_, key) = call(&a.url, "GET", "/api/v1/sdk/audit/key", &owner, None).await;
+    let (_, key_b) = call(&b.url, "GET", "/api/v1/sdk/audit/key", &owner, None).await;
+    assert_eq!(key, key_b, "both replicas sign with the deployment's key");
+    let key = thetazero_audit::VerifierKey::parse(key["verifier_key"].as_str().unwrap()).unwrap();
+    Pair {
+        a,
+        b,
+        owner,
+        key,
+        _dir: dir,
+    }
+}
+
+async fn verify_log(url: &str, owner: &str, key: &thetazero_audit::VerifierKey) -> u64 {
+    let bundle = reqwest::Client::new()
+        .get(format!("{url}/api/v1/sdk/audit/export?format=bundle"))
+        .bearer_auth(owner)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let report = thetazero_audit::verify_bundle(std::io::Cursor::new(bundle.to_vec()), key);
+    assert!(report.is_valid(), "{:?}", report.findings);
+    let (_, events) = call(url, "GET", "/api/v1/sdk/audit?limit=1000", owner, None).await;
+    let indices: Vec<u64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["leaf_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        indices,
+        (0..indices.len() as u64).collect::<Vec<_>>(),
+        "contiguous from 0"
+    );
+    events["total"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_agents_executions_and_one_verifiable_log() {
+    let db = TestDb::create().await;
+    let p = pair(&db).await;
+    let (status, agent) = call(
+        &p.a.url,
+        "POST",
+        "/api/v1/sdk/agents",
+        &p.owner,
+        Some(json!({"name": "shared", "entry_code": "await thetazero.log('hi'); return {n: input.n};"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{agent}");
+    let id = agent["agent"]["id"].as_i64().unwrap();
+    // Registered on A, executed on B.
+    let (status, run) = call(
+        &p.b.url,
+        "POST",
+        &format!("/api/v1/sdk/agents/{id}/execute"),
+        &p.owner,
+        Some(json!({"input": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["output"], json!({"n": 1}));
+    // Concurrent executions on both replicas.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = if i % 2 == 0 {
+            p.a.url.clone()
+        } else {
+            p.b.url.clone()
+        };
+        let owner = p.owner.clone();
+        tasks.push(tokio::spawn(async move {
+            let (status, run) = call(
+                &url,
+                "POST",
+                &format!("/api/v1/sdk/agents/{id}/execute"),
+                &owner,
+                Some(json!({"input": {"n": i}})),
+            )
+            .await;
+            assert_eq!(status, 200, "{run}");
+            assert_eq!(run["status"], "completed");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, list) = call(
+        &p.a.url,
+        "GET",
+        &format!("/api/v1/sdk/agents/{id}/executions?limit=1"),
+        &p.owner,
+        None,
+    )
+    .await;
+    assert_eq!(list["total"], 41);
+    // One log, verifiable from either replica.
+    let size_a = verify_log(&p.a.url, &p.owner, &p.key).await;
+    let size_b = verify_log(&p.b.url, &p.owner, &p.key).await;
+    assert_eq!(size_a, size_b);
+    assert_eq!(
+        size_a,
+        1 + 41 * 2,
+        "agent_created plus started and completed per execution"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_write_loses_nothing_acknowledged() {
+    let db = TestDb::create().await;
+    let mut p = pair(&db).await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let url = if w % 2 == 0 {
+            p.a.url.clone()
+        } else {
+            p.b.url.clone()
+        };
+        let (owner, acked) = (p.owner.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0..400 {
+                let name = format!("w{w}-{i}");
+                let resp = http
+                    .post(format!("{url}/api/v1/sdk/agents"))
+                    .bearer_auth(&owner)
+                    .json(&json!({"name": name, "entry_code": "return 1;"}))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().as_u16() == 201 => acked.lock().unwrap().push(name),
+                    _ => break,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 150 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Replica A dies without warning; B keeps serving.
+    p.a.child.kill().unwrap();
+    p.a.child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let (_, agents) = call(
+        &p.b.url,
+        "GET",
+        "/api/v1/sdk/agents?limit=1",
+        &p.owner,
+        None,
+    )
+    .await;
+    let total = agents["total"].as_u64().unwrap();
+    assert!(total >= acked.len() as u64);
+    let mut names = std::collections::HashSet::new();
+    for page in 1.. {
+        let (_, body) = call(
+            &p.b.url,
+            "GET",
+            &format!("/api/v1/sdk/agents?limit=100&page={page}"),
+            &p.owner,
+            None,
+        )
+        .await;
+        let items = body["agents"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        names.extend(
+            items
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_string()),
+        );
+    }
+    for name in &acked {
+        assert!(names.contains(name), "acknowledged agent {name} was lost");
+    }
+    let size = verify_log(&p.b.url, &p.owner, &p.key).await;
+    assert!(size >= total, "every stored agent has its event");
+}
