@@ -285,6 +285,17 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
     ) -> StoreResult<Option<AnchorRecord>>;
 
+    /// A deployment setting (the global halt, ...), shared by every replica.
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Sets (or, with `None`, clears) a setting and records `audit`'s events
+    /// in the same transaction.
+    async fn put_setting_audited(
+        &self,
+        key: &str,
+        value: Option<String>,
+        audit: Audit<()>,
+    ) -> StoreResult<()>;
+
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

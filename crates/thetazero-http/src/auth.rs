@@ -151,6 +151,36 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/api/v1/sdk/audit/key", Access::Public),
     (
+        "POST",
+        "/api/sdk/agents/{id}/kill",
+        Access::Scope(KeyScope::Killswitch),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/agents/{id}/kill",
+        Access::Scope(KeyScope::Killswitch),
+    ),
+    (
+        "POST",
+        "/api/sdk/kill-switch/global",
+        Access::Scope(KeyScope::Killswitch),
+    ),
+    (
+        "GET",
+        "/api/sdk/kill-switch/global",
+        Access::Scope(KeyScope::Killswitch),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/kill-switch/global",
+        Access::Scope(KeyScope::Killswitch),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/kill-switch/global",
+        Access::Scope(KeyScope::Killswitch),
+    ),
+    (
         "GET",
         "/api/v1/sdk/audit/checkpoint",
         Access::Scope(KeyScope::AuditRead),

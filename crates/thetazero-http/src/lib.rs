@@ -38,7 +38,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 #[openapi(
     info(title = "thetazero", description = "A self-hostable, governed runtime for AI agents."),
     modifiers(&BearerAuth),
-    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "operations"))
+    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -76,6 +76,13 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::execute))
         .routes(routes!(executions::list))
         .routes(routes!(executions::get))
+        .routes(routes!(killswitch::kill_spec))
+        .routes(routes!(killswitch::kill_v1))
+        .routes(routes!(
+            killswitch::global_spec,
+            killswitch::global_state_spec
+        ))
+        .routes(routes!(killswitch::global_v1, killswitch::global_state_v1))
         .routes(routes!(audit::query))
         .routes(routes!(audit_proofs::key))
         .routes(routes!(audit_proofs::checkpoint))

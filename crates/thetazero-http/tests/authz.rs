@@ -18,6 +18,10 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/v1/keys") => Some(json!({"name": "x", "scopes": ["agents:read"]})),
         ("POST", "/api/v1/sdk/agents") => Some(json!({"name": "x", "entry_code": "return 1;"})),
         ("POST", "/api/v1/sdk/agents/{id}/execute") => Some(json!({"input": {}})),
+        ("POST", p) if p.ends_with("/kill") => Some(json!({"reason": "matrix"})),
+        ("POST", p) if p.ends_with("/kill-switch/global") => {
+            Some(json!({"halted": false, "reason": "matrix"}))
+        }
         ("PATCH", _) => Some(json!({"description": "changed"})),
         ("PUT", _) => Some(json!({"v": 1})),
         _ => None,

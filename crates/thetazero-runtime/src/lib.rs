@@ -6,6 +6,7 @@
 //! can reach them, and bounds how many executions may be queued. It knows
 //! nothing of HTTP.
 
+pub mod governance;
 mod host;
 pub mod inference;
 pub mod ledger;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use thetazero_core::audit::AuditEvent;
+use thetazero_core::bus::EventBus;
 use thetazero_core::model::{
     AccountId, AgentId, AgentStatus, Execution, ExecutionOutcome, ExecutionStatus, KeyId,
     NewExecution,
@@ -40,6 +42,8 @@ pub enum RuntimeError {
     AgentDisabled,
     #[error("every sandbox worker is busy and the queue is full; retry shortly")]
     Busy,
+    #[error("executions are halted: {0}")]
+    Halted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the sandbox could not run the execution: {0}")]
@@ -75,10 +79,13 @@ pub struct RuntimeConfig {
     pub safety: SafetyConfig,
     /// The operator's inference provider; `None` refuses `thetazero.inference`.
     pub inference: Option<InferenceConfig>,
+    /// How replicas tell each other about kills and halts (in-process by default).
+    pub bus: Option<Arc<dyn EventBus>>,
 }
 
 pub struct Runtime {
     store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
     safety: Arc<Filter>,
     inference: Option<Arc<InferenceClient>>,
     sandbox: Arc<Sandbox>,
@@ -125,18 +132,70 @@ impl Runtime {
             .map(Arc::new);
         let sandbox =
             Sandbox::new(config.sandbox).map_err(|e| RuntimeError::Sandbox(e.to_string()))?;
+        let bus = config
+            .bus
+            .unwrap_or_else(|| Arc::new(thetazero_core::bus::LocalBus::new(1024)));
+        let running = Arc::new(Running::default());
+        governance::listen(bus.clone(), running.clone());
         Ok(Runtime {
             store,
+            bus,
             safety: Arc::new(Filter::new(config.safety)),
             inference,
             sandbox: Arc::new(sandbox),
-            running: Arc::new(Running::default()),
+            running,
             admitted: Arc::new(Semaphore::new(capacity)),
         })
     }
 
     pub fn running(&self) -> &Arc<Running> {
         &self.running
+    }
+
+    /// Stops an agent: it refuses new executions until it is made ready
+    /// again, and every execution of it running now is cancelled.
+    pub async fn kill_agent(
+        &self,
+        caller: Caller,
+        agent: AgentId,
+        reason: String,
+    ) -> Result<governance::KillOutcome, RuntimeError> {
+        governance::kill_agent(
+            &self.store,
+            &self.running,
+            &self.bus,
+            caller.account,
+            agent,
+            caller.key_id,
+            reason,
+        )
+        .await
+    }
+
+    /// Sets or clears a halt of the caller's account or of the deployment.
+    pub async fn set_halt(
+        &self,
+        caller: Caller,
+        scope: governance::HaltScope,
+        halted: bool,
+        reason: String,
+    ) -> Result<governance::HaltOutcome, RuntimeError> {
+        governance::set_halt(
+            &self.store,
+            &self.running,
+            &self.bus,
+            scope,
+            caller.account,
+            caller.key_id,
+            halted,
+            reason,
+        )
+        .await
+    }
+
+    /// The halt in force for an account (its own, or the deployment's).
+    pub async fn halt(&self, account: AccountId) -> Result<Option<governance::Halt>, RuntimeError> {
+        Ok(governance::halts(&self.store, account).await?)
     }
 
     /// Runs an agent to completion and records everything. The work runs in
@@ -224,6 +283,7 @@ async fn execute(
     agent_id: AgentId,
     input: Value,
 ) -> Result<Executed, RuntimeError> {
+    let generation = running.generation();
     let agent = store
         .get_agent(caller.account, agent_id)
         .await?
@@ -232,6 +292,9 @@ async fn execute(
         AgentStatus::Ready => {}
         AgentStatus::Killed => return Err(RuntimeError::AgentKilled),
         AgentStatus::Disabled => return Err(RuntimeError::AgentDisabled),
+    }
+    if let Some(halt) = governance::halts(&store, caller.account).await? {
+        return Err(RuntimeError::Halted(halt.reason));
     }
     let _permit = admitted
         .try_acquire_owned()
@@ -380,7 +443,23 @@ async fn execute(
         cancel: cancel.clone(),
         host,
     };
-    let guard = running.register(caller.account, agent_id, execution_id, cancel);
+    let guard = running.register(caller.account, agent_id, execution_id, cancel.clone());
+    // A kill or halt that landed between the checks above and this
+    // registration did not see this execution: if one happened since, look
+    // again now that it is registered, and stop it if it applies.
+    if running.generation() != generation {
+        let (store, cancel) = (store.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let killed = matches!(
+                store.get_agent(caller.account, agent_id).await,
+                Ok(Some(a)) if a.status == AgentStatus::Killed
+            );
+            let halted = matches!(governance::halts(&store, caller.account).await, Ok(Some(_)));
+            if killed || halted {
+                cancel.cancel();
+            }
+        });
+    }
     let report = match sandbox.submit(job) {
         Ok(rx) => rx
             .await

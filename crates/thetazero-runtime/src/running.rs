@@ -16,6 +16,11 @@ struct Entry {
 #[derive(Default)]
 pub struct Running {
     entries: Mutex<HashMap<ExecutionId, Entry>>,
+    /// Woken whenever an execution leaves the registry.
+    left: tokio::sync::Notify,
+    /// Bumped by every kill or halt this replica hears of, so an execution
+    /// that registers can tell whether one happened since it last looked.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Removes its execution from the registry when dropped.
@@ -27,6 +32,7 @@ pub struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.running.lock().remove(&self.id);
+        self.running.left.notify_waiters();
     }
 }
 
@@ -69,6 +75,8 @@ impl Running {
 
     /// Cancels every execution of an agent; answers their ids.
     pub fn cancel_agent(&self, account: AccountId, agent: AgentId) -> Vec<ExecutionId> {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let entries = self.lock();
         let mut ids = Vec::new();
         for (id, e) in entries.iter() {
@@ -80,13 +88,52 @@ impl Running {
         ids
     }
 
+    /// Cancels every execution of an account; answers their ids.
+    pub fn cancel_account(&self, account: AccountId) -> Vec<ExecutionId> {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let entries = self.lock();
+        let mut ids = Vec::new();
+        for (id, e) in entries.iter() {
+            if e.account == account {
+                e.cancel.cancel();
+                ids.push(*id);
+            }
+        }
+        ids
+    }
+
+    /// Waits until none of `ids` is running any more, at most `timeout`;
+    /// answers whether they all stopped.
+    pub async fn wait_stopped(&self, ids: &[ExecutionId], timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.left.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !ids.iter().any(|id| self.is_running(*id)) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return !ids.iter().any(|id| self.is_running(*id));
+            }
+        }
+    }
+
     /// Cancels everything running in this process.
     pub fn cancel_all(&self) -> Vec<ExecutionId> {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let entries = self.lock();
         for e in entries.values() {
             e.cancel.cancel();
         }
         entries.keys().copied().collect()
+    }
+
+    /// See `generation` on the struct.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {

@@ -495,6 +495,44 @@ impl Store for PgStore {
         Ok(value.and_then(|v| v.parse().ok()))
     }
 
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT value FROM deployment WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+        row.as_ref().map(|r| col(r, 0)).transpose()
+    }
+
+    async fn put_setting_audited(
+        &self,
+        key: &str,
+        value: Option<String>,
+        audit: Audit<()>,
+    ) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        match &value {
+            Some(v) => tx
+                .execute(
+                    "INSERT INTO deployment (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&key, v],
+                )
+                .await
+                .map_err(map_pg)?,
+            None => tx
+                .execute("DELETE FROM deployment WHERE key = $1", &[&key])
+                .await
+                .map_err(map_pg)?,
+        };
+        log(&tx, audit(&())).await?;
+        tx.commit().await.map_err(map_pg)?;
+        Ok(())
+    }
+
     async fn create_key_audited(&self, key: NewKey, audit: Audit<ApiKey>) -> StoreResult<ApiKey> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;

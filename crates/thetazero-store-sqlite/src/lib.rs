@@ -1308,6 +1308,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_string();
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM deployment WHERE key = ?1")
+                .and_then(|mut s| s.query_row(params![key], |r| r.get(0)).optional())
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn put_setting_audited(
+        &self,
+        key: &str,
+        value: Option<String>,
+        audit: Audit<()>,
+    ) -> StoreResult<()> {
+        let key = key.to_string();
+        self.write(move |tx| {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO deployment (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![key, v],
+                ),
+                None => tx.execute("DELETE FROM deployment WHERE key = ?1", params![key]),
+            }
+            .map_err(map_err)?;
+            log(tx, audit(&()))
+        })
+        .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))

@@ -27,7 +27,7 @@ macro_rules! store_conformance {
             audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
             executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account,
             audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found,
-            anchors_move_from_pending_to_a_final_status);
+            anchors_move_from_pending_to_a_final_status, settings_are_set_cleared_and_audited);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -893,4 +893,52 @@ pub async fn anchors_move_from_pending_to_a_final_status(store: Arc<dyn Store>) 
     );
     assert_eq!(all[0].detail, json!({"size": 2}));
     assert!(store.last_anchor(a.id, "witness").await.unwrap().is_none());
+}
+
+pub async fn settings_are_set_cleared_and_audited(store: Arc<dyn Store>) {
+    let a = store.create_account("a").await.unwrap();
+    assert_eq!(store.get_setting("halt").await.unwrap(), None);
+    let audit = move |what: &'static str| -> thetazero_core::store::Audit<()> {
+        Box::new(move |_| vec![event(a.id, what)])
+    };
+    store
+        .put_setting_audited(
+            "halt",
+            Some("{\"reason\":\"x\"}".into()),
+            audit("global_halt_set"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_setting("halt").await.unwrap().as_deref(),
+        Some("{\"reason\":\"x\"}")
+    );
+    store
+        .put_setting_audited("halt", Some("y".into()), audit("global_halt_set"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_setting("halt").await.unwrap().as_deref(),
+        Some("y")
+    );
+    store
+        .put_setting_audited("halt", None, audit("global_halt_cleared"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_setting("halt").await.unwrap(), None);
+    let log = store
+        .query_audit(
+            a.id,
+            &AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = log.items.into_iter().map(|r| r.event.action_type).collect();
+    assert_eq!(
+        types,
+        ["global_halt_set", "global_halt_set", "global_halt_cleared"]
+    );
 }

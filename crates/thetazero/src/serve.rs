@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 use thetazero_anchor::{AnchorConfig, Heartbeat};
+use thetazero_core::bus::{EventBus, LocalBus};
 use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
@@ -22,7 +23,7 @@ use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_safety::SafetyConfig;
-use thetazero_store_postgres::PgStore;
+use thetazero_store_postgres::{PgBus, PgStore};
 use thetazero_store_sqlite::SqliteStore;
 
 use crate::signing;
@@ -232,21 +233,26 @@ fn init_logging(format: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens the store the URL names. The one place a backend is chosen.
-async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+/// Opens the store the URL names, and the bus that goes with it. The one
+/// place a backend is chosen.
+async fn open_store(url: &str) -> Result<(Arc<dyn Store>, Arc<dyn EventBus>)> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     {
         let store = SqliteStore::open(Path::new(path))
             .with_context(|| format!("opening SQLite database {path}"))?;
-        return Ok(Arc::new(store));
+        // One process owns an SQLite database: the bus stays in process.
+        return Ok((Arc::new(store), Arc::new(LocalBus::new(1024))));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PgStore::connect(url)
             .await
             .context("connecting to PostgreSQL")?;
-        return Ok(Arc::new(store));
+        let bus = PgBus::connect(url)
+            .await
+            .context("connecting the event bus to PostgreSQL")?;
+        return Ok((Arc::new(store), Arc::new(bus)));
     }
     bail!("unsupported database URL; expected sqlite://PATH or postgres://...")
 }
@@ -275,7 +281,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     tracing::info!(verifier_key = %deployment_key.verifier, "audit verifier key");
 
-    let store = open_store(&config.database_url).await?;
+    let (store, bus) = open_store(&config.database_url).await?;
     let generated = thetazero_http::generate_key();
     let bootstrap = store
         .bootstrap(
@@ -314,6 +320,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         RuntimeConfig {
             safety: config.safety.clone(),
             inference: config.inference.clone(),
+            bus: Some(bus),
             ..RuntimeConfig::default()
         },
     )

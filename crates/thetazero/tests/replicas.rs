@@ -283,3 +283,71 @@ async fn a_replica_killed_mid_write_loses_nothing_acknowledged() {
     let size = verify_log(&p.b.url, &p.owner, &p.key).await;
     assert!(size >= total, "every stored agent has its event");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_on_one_replica_stops_the_execution_running_on_the_other() {
+    let db = TestDb::create().await;
+    let p = pair(&db).await;
+    let (_, agent) = call(
+        &p.a.url,
+        "POST",
+        "/api/v1/sdk/agents",
+        &p.owner,
+        Some(json!({"name": "spin", "entry_code": "while (true) {}", "config": {"cpu_time_limit_ms": 120000}})),
+    )
+    .await;
+    let id = agent["agent"]["id"].as_i64().unwrap();
+    let (url_b, owner) = (p.b.url.clone(), p.owner.clone());
+    let running = tokio::spawn(async move {
+        call(
+            &url_b,
+            "POST",
+            &format!("/api/v1/sdk/agents/{id}/execute"),
+            &owner,
+            Some(json!({})),
+        )
+        .await
+    });
+    // Wait until it runs on B.
+    for _ in 0..2000 {
+        let (_, list) = call(
+            &p.a.url,
+            "GET",
+            &format!("/api/v1/sdk/agents/{id}/executions?status=running"),
+            &p.owner,
+            None,
+        )
+        .await;
+        if list["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let (status, kill) = call(
+        &p.a.url,
+        "POST",
+        &format!("/api/sdk/agents/{id}/kill"),
+        &p.owner,
+        Some(json!({"reason": "cross-replica drill"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{kill}");
+    let (status, ended) = running.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(ended["status"], "killed", "{ended}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // And B refuses new executions of it.
+    let (status, refused) = call(
+        &p.b.url,
+        "POST",
+        &format!("/api/v1/sdk/agents/{id}/execute"),
+        &p.owner,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("agent_killed"))
+    );
+}

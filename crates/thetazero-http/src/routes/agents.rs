@@ -229,10 +229,15 @@ pub async fn patch(
         check_text("description", d, 4096, true)?;
     }
     let status = req.status.as_deref().map(parse_status).transpose()?;
-    if status == Some(AgentStatus::Ready) && current.status == AgentStatus::Killed {
+    // A killed agent comes back only through a key that holds the kill
+    // switch; any other change leaves it killed.
+    if current.status == AgentStatus::Killed
+        && status.is_some()
+        && !caller.key.has_scope(thetazero_core::KeyScope::Killswitch)
+    {
         return Err(HttpError::new(
             thetazero_api::ErrorCode::AgentKilled,
-            "this agent was killed; only the kill switch can make it ready again",
+            "this agent was killed; only a key with the killswitch scope can set its status",
         ));
     }
     let config = match &req.config {

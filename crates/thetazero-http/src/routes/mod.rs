@@ -7,6 +7,7 @@ pub mod audit_proofs;
 pub mod context;
 pub mod executions;
 pub mod keys;
+pub mod killswitch;
 pub mod ops;
 
 use crate::error::HttpError;
