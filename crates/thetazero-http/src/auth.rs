@@ -67,6 +67,12 @@ impl Caller {
     }
 }
 
+/// Who may read an account's audit stream: a key's account or a token's.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAccess {
+    pub account: AccountId,
+}
+
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -76,6 +82,9 @@ pub enum Access {
     Scope(KeyScope),
     /// An owner key of the deployment's first account.
     DeploymentOwner,
+    /// A key with `audit:read`, or a short-lived read-only stream token in
+    /// the query string (browsers' `EventSource` cannot send headers).
+    AuditStream,
 }
 
 /// Every route, its method and its access rule.
@@ -150,6 +159,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Scope(KeyScope::AuditRead),
     ),
     ("GET", "/api/v1/sdk/audit/key", Access::Public),
+    ("GET", "/api/sdk/audit/stream", Access::AuditStream),
+    ("GET", "/api/v1/sdk/audit/stream", Access::AuditStream),
+    (
+        "POST",
+        "/api/v1/sdk/audit/stream-token",
+        Access::Scope(KeyScope::AuditRead),
+    ),
     (
         "POST",
         "/api/sdk/agents/{id}/kill",
@@ -249,6 +265,25 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
     if access == Access::Public {
         return Ok(());
     }
+    if access == Access::AuditStream && !req.headers().contains_key(header::AUTHORIZATION) {
+        let token = req
+            .uri()
+            .query()
+            .and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .ok_or_else(|| {
+                HttpError::new(ErrorCode::Unauthorized, "missing API key or stream token")
+            })?;
+        let account =
+            crate::stream_token::verify(&state.stream_secret(), &token).ok_or_else(|| {
+                HttpError::new(ErrorCode::Unauthorized, "invalid or expired stream token")
+            })?;
+        req.extensions_mut().insert(StreamAccess { account });
+        return Ok(());
+    }
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -256,6 +291,17 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
     let key = authenticate(state, header).await?;
     match access {
         Access::Public => {}
+        Access::AuditStream => {
+            if !key.has_scope(KeyScope::AuditRead) {
+                return Err(HttpError::new(
+                    ErrorCode::MissingScope,
+                    "this API key lacks the scope audit:read",
+                ));
+            }
+            req.extensions_mut().insert(StreamAccess {
+                account: key.account_id,
+            });
+        }
         Access::Scope(scope) => {
             if !key.has_scope(scope) {
                 return Err(HttpError::new(

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod stream_token;
 pub mod views;
 
 use std::sync::Arc;
@@ -84,6 +85,9 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(killswitch::global_v1, killswitch::global_state_v1))
         .routes(routes!(audit::query))
+        .routes(routes!(stream::stream_spec))
+        .routes(routes!(stream::stream_v1))
+        .routes(routes!(stream::stream_token))
         .routes(routes!(audit_proofs::key))
         .routes(routes!(audit_proofs::checkpoint))
         .routes(routes!(audit_proofs::consistency))

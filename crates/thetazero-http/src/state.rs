@@ -6,6 +6,7 @@ use std::sync::Arc;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 
+use thetazero_runtime::feed::AuditFeed;
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::Runtime;
 
@@ -21,6 +22,10 @@ pub struct Settings {
     pub max_context_value_bytes: usize,
     /// Largest agent entry code, in bytes.
     pub max_code_bytes: usize,
+    /// How often an idle audit stream gets a keepalive.
+    pub stream_keepalive: std::time::Duration,
+    /// How long one audit stream lasts before it says `timeout`.
+    pub stream_max_duration: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -30,6 +35,8 @@ impl Default for Settings {
             max_body_bytes: 2 << 20,
             max_context_value_bytes: 64 << 10,
             max_code_bytes: 512 << 10,
+            stream_keepalive: std::time::Duration::from_secs(15),
+            stream_max_duration: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -39,11 +46,17 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<Runtime>,
     pub ledger: Arc<Ledger>,
+    pub feed: Arc<AuditFeed>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
+    /// The key stream tokens are signed with; the same on every replica.
+    pub fn stream_secret(&self) -> [u8; 32] {
+        self.ledger.derive_secret("audit stream tokens")
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Arc<Runtime>,
@@ -51,9 +64,10 @@ impl AppState {
         settings: Settings,
     ) -> AppState {
         AppState {
-            store,
+            store: store.clone(),
             runtime,
             ledger,
+            feed: AuditFeed::new(store.clone()),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
         }

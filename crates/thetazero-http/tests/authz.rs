@@ -159,6 +159,7 @@ async fn key_without_the_scope_is_403_naming_it() {
     for (method, path, access) in ROUTES {
         let needed = match access {
             Access::Scope(s) => *s,
+            Access::AuditStream => KeyScope::AuditRead,
             Access::DeploymentOwner => {
                 // Holding every scope is still not enough: only the first owner.
                 let all: Vec<&str> = KeyScope::ALL.iter().map(|s| s.as_str()).collect();

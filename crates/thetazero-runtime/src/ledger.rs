@@ -80,6 +80,17 @@ impl Ledger {
         self
     }
 
+    /// A secret for `label`, derived from the deployment's signing key, so
+    /// every replica derives the same one and none is stored anywhere.
+    pub fn derive_secret(&self, label: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"thetazero derived secret\0");
+        h.update(label.as_bytes());
+        h.update([0]);
+        h.update(self.signer_key.as_bytes());
+        h.finalize().into()
+    }
+
     pub fn verifier_key(&self) -> &VerifierKey {
         &self.verifier
     }

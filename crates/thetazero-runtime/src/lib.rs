@@ -6,6 +6,7 @@
 //! can reach them, and bounds how many executions may be queued. It knows
 //! nothing of HTTP.
 
+pub mod feed;
 pub mod governance;
 mod host;
 pub mod inference;

@@ -85,6 +85,10 @@ pub struct FileConfig {
     pub anchor_interval_ms: Option<u64>,
     pub safety: Option<SafetyFile>,
     pub inference: Option<InferenceFile>,
+    /// How often an idle audit stream gets a keepalive (default 15000).
+    pub stream_keepalive_ms: Option<u64>,
+    /// How long one audit stream lasts before `timeout` (default 600000).
+    pub stream_max_duration_ms: Option<u64>,
 }
 
 /// `[safety]`: content-safety thresholds.
@@ -154,6 +158,12 @@ impl Config {
         }
         if let Some(b) = file.max_body_bytes {
             settings.max_body_bytes = b;
+        }
+        if let Some(ms) = file.stream_keepalive_ms {
+            settings.stream_keepalive = std::time::Duration::from_millis(ms.max(10));
+        }
+        if let Some(ms) = file.stream_max_duration_ms {
+            settings.stream_max_duration = std::time::Duration::from_millis(ms.max(10));
         }
         Ok(Config {
             listen: args

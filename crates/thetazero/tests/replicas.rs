@@ -351,3 +351,44 @@ async fn a_kill_on_one_replica_stops_the_execution_running_on_the_other() {
         (409, Some("agent_killed"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_of_one_replica_carries_events_made_on_the_other() {
+    let db = TestDb::create().await;
+    let p = pair(&db).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/sdk/audit/stream", p.b.url))
+        .bearer_auth(&p.owner)
+        .send()
+        .await
+        .unwrap();
+    let mut resp = resp;
+    let mut text = String::new();
+    // Wait for `connected`, then act on the other replica.
+    while !text.contains("event: connected") {
+        text.push_str(std::str::from_utf8(&resp.chunk().await.unwrap().unwrap()).unwrap());
+    }
+    call(
+        &p.a.url,
+        "POST",
+        "/api/v1/sdk/agents",
+        &p.owner,
+        Some(json!({"name": "from-a", "entry_code": "return 1;"})),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !text.contains("event: audit") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event arrived: {text}"
+        );
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.contains("\"action_type\":\"agent_created\""), "{text}");
+    assert!(text.contains("id: 0\n"));
+}
