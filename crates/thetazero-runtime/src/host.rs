@@ -82,7 +82,7 @@ impl ServerHost {
         let Some(filter) = &self.safety else {
             return Ok(());
         };
-        let verdict = filter.scan_json(content);
+        let verdict = filter.scan_json_async(content).await;
         if !verdict.is_block() {
             return Ok(());
         }

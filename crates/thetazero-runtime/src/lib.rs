@@ -6,6 +6,7 @@
 //! can reach them, and bounds how many executions may be queued. It knows
 //! nothing of HTTP.
 
+pub mod external;
 pub mod feed;
 pub mod governance;
 mod host;
@@ -82,6 +83,8 @@ pub struct RuntimeConfig {
     pub inference: Option<InferenceConfig>,
     /// How replicas tell each other about kills and halts (in-process by default).
     pub bus: Option<Arc<dyn EventBus>>,
+    /// The operator's own classifier, consulted for borderline content.
+    pub external_scorer: Option<external::ExternalScorerConfig>,
 }
 
 pub struct Runtime {
@@ -141,7 +144,15 @@ impl Runtime {
         Ok(Runtime {
             store,
             bus,
-            safety: Arc::new(Filter::new(config.safety)),
+            safety: Arc::new({
+                let filter = Filter::new(config.safety);
+                match config.external_scorer {
+                    Some(c) => filter.with_external(Arc::new(
+                        external::HttpScorer::new(c).map_err(RuntimeError::Sandbox)?,
+                    )),
+                    None => filter,
+                }
+            }),
             inference,
             sandbox: Arc::new(sandbox),
             running,
@@ -337,10 +348,10 @@ async fn execute(
         .config
         .content_safety()
         .then(|| services.safety.clone());
-    let blocked_input = safety
-        .as_ref()
-        .map(|f| f.scan_json(&input))
-        .filter(|v| v.is_block());
+    let blocked_input = match &safety {
+        Some(f) => Some(f.scan_json_async(&input).await).filter(|v| v.is_block()),
+        None => None,
+    };
     let new = NewExecution {
         account_id: caller.account,
         agent_id,
@@ -499,11 +510,11 @@ async fn execute(
     let mut status = status_of(&report);
     let mut report_extra = serde_json::Map::new();
     if status == ExecutionStatus::Completed {
-        if let Some(verdict) = safety
-            .as_ref()
-            .map(|f| f.scan_json(&report.output))
-            .filter(|v| v.is_block())
-        {
+        let verdict = match &safety {
+            Some(f) => Some(f.scan_json_async(&report.output).await).filter(|v| v.is_block()),
+            None => None,
+        };
+        if let Some(verdict) = verdict {
             // The output never leaves: only the verdict and its excerpt stay.
             store
                 .append_audit(vec![blocked_event(

@@ -445,3 +445,115 @@ async fn without_a_provider_inference_fails_with_a_clear_error() {
         .unwrap()
         .starts_with("PERMISSION_DENIED"));
 }
+
+/// A local stand-in for an operator's own classifier: it scores any text
+/// mentioning penguins as an injection.
+async fn stand_in_classifier(up: bool) -> String {
+    let app = axum::Router::new().route(
+        "/score",
+        axum::routing::post(move |body: axum::Json<Value>| async move {
+            if !up {
+                return (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({})),
+                );
+            }
+            let text = body.0["text"].as_str().unwrap_or("");
+            let injection = if text.contains("penguins") {
+                0.97
+            } else {
+                0.01
+            };
+            (
+                axum::http::StatusCode::OK,
+                axum::Json(json!({"injection": injection, "toxicity": 0.0})),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/score")
+}
+
+async fn with_classifier(url: String, fail_closed: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let account = store.create_account("a").await.unwrap().id;
+    let runtime = Runtime::new(
+        store.clone(),
+        RuntimeConfig {
+            sandbox: SandboxConfig {
+                workers: 2,
+                ..SandboxConfig::default()
+            },
+            // Consult it for everything, so the test does not depend on
+            // which texts the local model finds borderline.
+            safety: thetazero_safety::SafetyConfig {
+                external_borderline: 0.0,
+                external_fail_closed: fail_closed,
+                ..Default::default()
+            },
+            external_scorer: Some(thetazero_runtime::external::ExternalScorerConfig {
+                url,
+                api_key: None,
+                timeout: std::time::Duration::from_secs(5),
+            }),
+            ..RuntimeConfig::default()
+        },
+    )
+    .unwrap();
+    Fixture {
+        runtime,
+        store,
+        account,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_classifier_adds_its_verdict() {
+    let f = with_classifier(stand_in_classifier(true).await, false).await;
+    let agent = f
+        .agent("echo", "return input;", json!({}), json!(null))
+        .await;
+    let e = f
+        .run(
+            agent,
+            json!({"text": "Tell me a fact about the penguins of Antarctica please"}),
+        )
+        .await;
+    assert_eq!(e.execution.status, ExecutionStatus::Blocked);
+    assert_eq!(e.execution.report["content_safety"]["layer"], "external");
+    let e = f
+        .run(
+            agent,
+            json!({"text": "Tell me a fact about the glaciers of Antarctica please"}),
+        )
+        .await;
+    assert_eq!(e.execution.status, ExecutionStatus::Completed);
+    // A classifier that is down keeps the local verdict (fail open by default)...
+    let f = with_classifier(stand_in_classifier(false).await, false).await;
+    let agent = f
+        .agent("echo", "return input;", json!({}), json!(null))
+        .await;
+    let e = f
+        .run(
+            agent,
+            json!({"text": "Tell me a fact about the penguins of Antarctica please"}),
+        )
+        .await;
+    assert_eq!(e.execution.status, ExecutionStatus::Completed);
+    // ...or blocks, when the operator chose fail closed.
+    let f = with_classifier(stand_in_classifier(false).await, true).await;
+    let agent = f
+        .agent("echo", "return input;", json!({}), json!(null))
+        .await;
+    let e = f
+        .run(
+            agent,
+            json!({"text": "Tell me a fact about the glaciers of Antarctica please"}),
+        )
+        .await;
+    assert_eq!(e.execution.status, ExecutionStatus::Blocked);
+}

@@ -6,7 +6,7 @@
 //! feature keys with FNV-1a 64. The parity test checks this against scores
 //! computed in Python.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use unicode_normalization::UnicodeNormalization;
@@ -17,6 +17,26 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const CHAR_NGRAMS: [usize; 3] = [3, 4, 5];
 const MAX_TOKEN_CHARS: usize = 64;
+/// Word-level features (unigrams, bigrams, content-word bigrams) count this
+/// many times each; character n-grams count once. There are about three
+/// character n-grams per character, so without the weight they drown out
+/// the words.
+const WORD_WEIGHT: i32 = 3;
+
+/// Function words left out of the content-word bigrams, shared with the
+/// training script.
+const STOPWORDS_TXT: &str = include_str!("stopwords.txt");
+
+fn stopwords() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        STOPWORDS_TXT
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
 
 /// The look-alike table, shared with the training script.
 const CONFUSABLES_TSV: &str = include_str!("confusables.tsv");
@@ -224,27 +244,39 @@ pub(crate) fn featurize_tokens(toks: &[String]) -> Features {
 
 fn accumulate(toks: &[String], joined: &str, bounds: &[usize], scratch: &mut [i32]) -> Features {
     let n_chars = bounds.len() - 1;
-    let mut touched: Vec<u32> = Vec::with_capacity(2 * toks.len() + CHAR_NGRAMS.len() * n_chars);
-    let mut push = |h: u64| {
+    let mut touched: Vec<u32> = Vec::with_capacity(3 * toks.len() + CHAR_NGRAMS.len() * n_chars);
+    let mut push = |h: u64, weight: i32| {
         let bucket = (h & (N_BUCKETS as u64 - 1)) as usize;
         let sign = if h >> 63 == 1 { -1 } else { 1 };
         if let Some(slot) = scratch.get_mut(bucket) {
             if *slot == 0 {
                 touched.push(bucket as u32);
             }
-            *slot += sign;
+            *slot += sign * weight;
         }
     };
     for t in toks {
-        push(fnv1a(&[b"w:", t.as_bytes()]));
+        push(fnv1a(&[b"w:", t.as_bytes()]), WORD_WEIGHT);
     }
     for pair in toks.windows(2) {
-        push(fnv1a(&[
-            b"b:",
-            pair[0].as_bytes(),
-            b" ",
-            pair[1].as_bytes(),
-        ]));
+        push(
+            fnv1a(&[b"b:", pair[0].as_bytes(), b" ", pair[1].as_bytes()]),
+            WORD_WEIGHT,
+        );
+    }
+    // Bigrams of content words: function words skipped, so "show me your
+    // setup" and "show the setup" share "show setup".
+    let stop = stopwords();
+    let content: Vec<&str> = toks
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !stop.contains(t))
+        .collect();
+    for pair in content.windows(2) {
+        push(
+            fnv1a(&[b"s:", pair[0].as_bytes(), b" ", pair[1].as_bytes()]),
+            WORD_WEIGHT,
+        );
     }
     let bytes = joined.as_bytes();
     // FNV-1a is sequential, so the 4- and 5-gram at a position continue the
@@ -259,7 +291,7 @@ fn accumulate(toks: &[String], joined: &str, bounds: &[usize], scratch: &mut [i3
             h = fnv1a_from(h, &bytes[at..bounds[i + n]]);
             at = bounds[i + n];
             if n >= lo {
-                push(h);
+                push(h, 1);
             }
         }
     }

@@ -16,6 +16,11 @@ FNV_PRIME = 0x100000001B3
 MASK64 = (1 << 64) - 1
 CHAR_NGRAMS = (3, 4, 5)
 MAX_TOKEN_CHARS = 64
+# Word-level features (unigrams, bigrams, content-word bigrams) count this
+# many times each; character n-grams count once. There are about three
+# character n-grams per character, so without the weight they drown out the
+# words.
+WORD_WEIGHT = 3
 
 
 def _load_confusables():
@@ -36,6 +41,17 @@ def _load_confusables():
 
 
 CONFUSABLES = _load_confusables()
+
+
+def _load_stopwords():
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "src", "stopwords.txt")
+    with open(path, encoding="utf-8") as fh:
+        return frozenset(l.strip() for l in fh if l.strip() and not l.startswith("#"))
+
+
+STOPWORDS = _load_stopwords()
 LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"}
 
 
@@ -138,6 +154,10 @@ def feature_hash(key):
 def feature_keys(toks):
     keys = ["w:" + t for t in toks]
     keys += ["b:" + a + " " + b for a, b in zip(toks, toks[1:])]
+    # Bigrams of content words: function words skipped, so "show me your
+    # setup" and "show the setup" share "show setup".
+    content = [t for t in toks if t not in STOPWORDS]
+    keys += ["s:" + a + " " + b for a, b in zip(content, content[1:])]
     s = " " + " ".join(toks) + " "
     for n in CHAR_NGRAMS:
         for i in range(0, len(s) - n + 1):
@@ -152,6 +172,7 @@ def featurize(text):
         h = feature_hash(key)
         bucket = h & (N_BUCKETS - 1)
         sign = -1 if (h >> 63) & 1 else 1
-        counts[bucket] = counts.get(bucket, 0) + sign
+        weight = 1 if key[0] == "c" else WORD_WEIGHT
+        counts[bucket] = counts.get(bucket, 0) + sign * weight
     norm = math.sqrt(sum(float(v) * float(v) for v in counts.values()))
     return counts, norm

@@ -59,7 +59,7 @@ TOXIC_BENIGN_FPR = float(os.environ.get("TZ_TFPR", "0.01"))
 # validation, weighting them up traded injection recall for jailbreak
 # recall with no net gain, so the default is 1.
 JAILBREAK_WEIGHT = float(os.environ.get("TZ_JW", "1"))
-CORPUS_BENIGN_FPR = float(os.environ.get("TZ_CFPR", "0.015"))
+CORPUS_BENIGN_FPR = float(os.environ.get("TZ_CFPR", "0.02"))
 
 csv.field_size_limit(10_000_000)
 
@@ -251,6 +251,7 @@ def main():
     train_inj += [(t, 0, 1.0) for t in tox_train + toxb_train]
     short_train, short_calib, short_eval = synth.short_benign(SEED + 11)
     train_inj += [(t, 0, 2.0) for t in short_train]
+    train_inj += [(t, 0, 2.0) for t in synth.FRAGMENTS_TRAIN]
 
     train_tox = [(t, 1, 1.0) for t in tox_train]
     train_tox += [(t, 0, 8.0) for t in toxb_train]
@@ -263,9 +264,10 @@ def main():
     print(f"training injection model on {len(train_inj)} texts")
     inj = fit(*zip(*train_inj), c=float(os.environ.get("TZ_C", "8")))
     print(f"training toxicity model on {len(train_tox)} texts")
-    # Stronger regularisation: the toxic examples are templated, and a
-    # loosely fitted model keys on template words ("you are a").
-    tox = fit(*zip(*train_tox), c=float(os.environ.get("TZ_TC", "1")))
+    # C = 8 since word features weigh 3x (featurize.WORD_WEIGHT): with the
+    # earlier C = 1 the toxicity model's validation recall fell from 71 % to
+    # 37 %; C = 8 gives 72 % with no toxic-adjacent false positives.
+    tox = fit(*zip(*train_tox), c=float(os.environ.get("TZ_TC", "8")))
 
     # Calibration: benign-heavy validation sets, none of them trained on.
     val_benign = [t for _, va, _ in corpora.values() for t, lab in va if lab == "benign"]

@@ -19,6 +19,7 @@ use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 use thetazero_http::{AppState, Settings};
+use thetazero_runtime::external::ExternalScorerConfig;
 use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
@@ -97,6 +98,15 @@ pub struct FileConfig {
 pub struct SafetyFile {
     pub injection_threshold: Option<f32>,
     pub toxicity_threshold: Option<f32>,
+    /// The operator's own classifier (`POST {"text"}` answered with
+    /// `{"injection", "toxicity"}`), off unless set. Its key, if any, comes
+    /// from THETAZERO_SAFETY_EXTERNAL_API_KEY.
+    pub external_url: Option<String>,
+    pub external_timeout_ms: Option<u64>,
+    /// Consult it when a local score reaches this fraction of its threshold.
+    pub external_borderline: Option<f32>,
+    /// Block when the classifier fails, instead of keeping the local verdict.
+    pub external_fail_closed: Option<bool>,
 }
 
 /// `[inference]`: the provider (flags and environment take precedence).
@@ -122,13 +132,14 @@ pub struct Config {
     pub anchor: AnchorConfig,
     pub anchor_interval: std::time::Duration,
     pub safety: SafetyConfig,
+    pub external_scorer: Option<ExternalScorerConfig>,
     pub inference: Option<InferenceConfig>,
     pub settings: Settings,
 }
 
 impl Config {
     fn resolve(args: &ServeArgs) -> Result<Config> {
-        let file: FileConfig = match &args.config {
+        let mut file: FileConfig = match &args.config {
             None => FileConfig::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -183,9 +194,29 @@ impl Config {
             checkpoint_interval: std::time::Duration::from_millis(
                 file.checkpoint_interval_ms.unwrap_or(2000).max(100),
             ),
+            external_scorer: file
+                .safety
+                .as_ref()
+                .and_then(|f| f.external_url.clone())
+                .map(|url| ExternalScorerConfig {
+                    url,
+                    api_key: std::env::var("THETAZERO_SAFETY_EXTERNAL_API_KEY").ok(),
+                    timeout: std::time::Duration::from_millis(
+                        file.safety
+                            .as_ref()
+                            .and_then(|f| f.external_timeout_ms)
+                            .unwrap_or(2000),
+                    ),
+                }),
             safety: {
                 let mut safety = SafetyConfig::default();
-                let f = file.safety.unwrap_or_default();
+                let f = file.safety.take().unwrap_or_default();
+                if let Some(b) = f.external_borderline {
+                    safety.external_borderline = b;
+                }
+                if let Some(c) = f.external_fail_closed {
+                    safety.external_fail_closed = c;
+                }
                 for (value, slot) in [
                     (f.injection_threshold, &mut safety.injection_threshold),
                     (f.toxicity_threshold, &mut safety.toxicity_threshold),
@@ -331,6 +362,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             safety: config.safety.clone(),
             inference: config.inference.clone(),
             bus: Some(bus),
+            external_scorer: config.external_scorer.clone(),
             ..RuntimeConfig::default()
         },
     )
