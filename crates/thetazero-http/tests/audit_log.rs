@@ -518,3 +518,32 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
         report.findings
     );
 }
+
+#[tokio::test]
+async fn a_forged_consistency_proof_in_an_exported_bundle_is_named() {
+    let app = TestApp::new().await;
+    busy_log(&app).await;
+    let key = verifier(&app).await;
+    let text = bundle(&app).await;
+    let mut forged = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if !forged && v["type"] == "consistency" && !v["proof"].as_array().unwrap().is_empty() {
+                // Replace the first hash of the proof with another valid-looking one.
+                v["proof"][0] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+                forged = true;
+            }
+            v.to_string()
+        })
+        .collect();
+    assert!(forged, "the bundle has a consistency proof to forge");
+    let report = verify_bundle(Cursor::new(lines.join("\n").into_bytes()), &key);
+    assert!(!report.is_valid());
+    assert!(
+        report.has("consistency_proof_invalid"),
+        "{:?}",
+        report.findings
+    );
+}

@@ -238,10 +238,41 @@ pub(crate) fn hashes(
     account: i64,
     indexes: &[u64],
 ) -> StoreResult<Vec<[u8; 32]>> {
-    TxHashes { conn, account }
-        .read_hashes(indexes)
-        .map(|v| v.into_iter().map(|h| h.0).collect())
-        .map_err(merkle_err)
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement for the whole proof: its hashes are a few dozen rows.
+    let marks = vec!["?"; indexes.len()].join(", ");
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT storage_index, hash FROM audit_hashes WHERE account_id = ? AND storage_index IN ({marks})"
+        ))
+        .map_err(map_err)?;
+    let mut args: Vec<i64> = Vec::with_capacity(indexes.len() + 1);
+    args.push(account);
+    args.extend(indexes.iter().map(|i| (*i).min(i64::MAX as u64) as i64));
+    let mut found = std::collections::HashMap::with_capacity(indexes.len());
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(map_err)?;
+    for row in rows {
+        let (index, bytes) = row.map_err(map_err)?;
+        let hash: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| merkle_err(format!("hash {index} is not 32 bytes")))?;
+        found.insert(index, hash);
+    }
+    indexes
+        .iter()
+        .map(|i| {
+            found
+                .get(i)
+                .copied()
+                .ok_or_else(|| merkle_err(format!("hash {i} is missing")))
+        })
+        .collect()
 }
 
 pub(crate) fn log_size(conn: &Connection, account: i64) -> StoreResult<u64> {

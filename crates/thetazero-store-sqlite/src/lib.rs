@@ -114,7 +114,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             // Take the first idle reader; if all are busy, wait on one chosen
             // by thread so waiters spread out.
             for reader in readers.iter() {
@@ -125,9 +125,18 @@ impl SqliteStore {
             let slot = thread_slot() % readers.len();
             let conn = readers[slot].lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("database task failed: {e}")))?
+        };
+        // Reads are short: on a multi-threaded runtime they run in place
+        // (the worker's other tasks move elsewhere meanwhile), which saves
+        // the hand-off to a blocking thread and back.
+        let in_place = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if in_place {
+            return tokio::task::block_in_place(run);
+        }
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| StoreError::Internal(format!("database task failed: {e}")))?
     }
 }
 
