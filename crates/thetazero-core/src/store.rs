@@ -195,6 +195,27 @@ pub trait Store: Send + Sync + 'static {
         outcome: ExecutionOutcome,
         ended: AuditEvent,
     ) -> StoreResult<Option<(Execution, AuditRecord)>>;
+    /// Records a whole execution that ended before its start was written:
+    /// the start and the end, with their events, as `create_execution` then
+    /// `finish_execution` would. Backends that can do it in one transaction
+    /// (one durable commit) override this.
+    async fn record_execution(
+        &self,
+        id: ExecutionId,
+        new: NewExecution,
+        started: AuditEvent,
+        outcome: ExecutionOutcome,
+        ended: AuditEvent,
+    ) -> StoreResult<(Execution, AuditRecord, AuditRecord)> {
+        let account = new.account_id;
+        let (_, first) = self.create_execution(id, new, started).await?;
+        let (execution, last) = self
+            .finish_execution(account, id, outcome, ended)
+            .await?
+            .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
+        Ok((execution, first, last))
+    }
+
     async fn get_execution(
         &self,
         account: AccountId,

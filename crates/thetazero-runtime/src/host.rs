@@ -17,7 +17,6 @@ use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::Filter;
 use thetazero_sandbox::{Host, HostError, SandboxEvent};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 
 use crate::inference::{ChatRequest, InferenceClient};
 
@@ -39,8 +38,8 @@ pub(crate) struct ServerHost {
     caller: Caller,
     agent: AgentId,
     execution: ExecutionId,
-    /// Becomes `Some(true)` once the execution's start is durable.
-    committed: watch::Receiver<Option<bool>>,
+    /// Writes the execution's start, once, before the first decision.
+    gate: Arc<crate::StartGate>,
     /// Content safety, `None` when the agent's template turned it off (DEV).
     safety: Option<Arc<Filter>>,
     inference: Option<Arc<InferenceClient>>,
@@ -55,7 +54,7 @@ impl ServerHost {
         caller: Caller,
         agent: AgentId,
         execution: ExecutionId,
-        committed: watch::Receiver<Option<bool>>,
+        gate: Arc<crate::StartGate>,
         services: HostServices,
     ) -> Self {
         let HostServices { safety, inference } = services;
@@ -69,7 +68,7 @@ impl ServerHost {
             caller,
             agent,
             execution,
-            committed,
+            gate,
             safety,
             inference,
             tokens_left: AtomicU64::new(tokens),
@@ -244,9 +243,10 @@ impl Host for ServerHost {
 
     async fn record(&self, event: SandboxEvent) -> Result<(), HostError> {
         // Nothing is recorded, and so nothing runs, before the start is.
-        let mut committed = self.committed.clone();
-        match committed.wait_for(|c| c.is_some()).await {
-            Ok(c) if *c == Some(true) => {}
+        // On the server's runtime, where the database clients live.
+        let gate = self.gate.clone();
+        match self.handle.spawn(async move { gate.ensure().await }).await {
+            Ok(Ok(())) => {}
             _ => return Err(HostError::Unavailable),
         }
         let audit = match &event {

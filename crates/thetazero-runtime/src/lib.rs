@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditEvent, AuditRecord};
 use thetazero_core::bus::EventBus;
 use thetazero_core::model::{
     AccountId, AgentId, AgentStatus, Execution, ExecutionOutcome, ExecutionStatus, KeyId,
@@ -29,7 +29,7 @@ use thetazero_safety::{Filter, Layer, SafetyConfig, Verdict};
 use thetazero_sandbox::{CancelHandle, ExecutionReport, Job, Sandbox, SandboxConfig, Status};
 
 use crate::inference::{InferenceClient, InferenceConfig};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 pub use running::Running;
 pub use thetazero_sandbox as sandbox;
@@ -238,6 +238,83 @@ impl Runtime {
     }
 }
 
+/// How long a run may go before its start is written on its own.
+const WRITE_START_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The start of one execution, written once: when its first host call needs
+/// a recorded decision, after `WRITE_START_AFTER`, or together with its end.
+pub(crate) struct StartGate {
+    store: Arc<dyn Store>,
+    id: i64,
+    pending: tokio::sync::Mutex<Option<(NewExecution, AuditEvent)>>,
+    first: std::sync::Mutex<Option<Result<AuditRecord, String>>>,
+}
+
+impl StartGate {
+    fn new(store: Arc<dyn Store>, id: i64, new: NewExecution, started: AuditEvent) -> StartGate {
+        StartGate {
+            store,
+            id,
+            pending: tokio::sync::Mutex::new(Some((new, started))),
+            first: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn first(&self) -> Option<Result<AuditRecord, String>> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Writes the start if it is not written yet; `Ok` once it is durable.
+    pub(crate) async fn ensure(&self) -> Result<(), String> {
+        let mut pending = self.pending.lock().await;
+        if let Some((new, started)) = pending.take() {
+            let result = self
+                .store
+                .create_execution(self.id, new, started)
+                .await
+                .map(|(_, record)| record)
+                .map_err(|e| e.to_string());
+            *self.first.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        }
+        match self.first() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err("the execution has ended".into()),
+        }
+    }
+
+    /// Writes the end, with the start if it was never written (one commit).
+    async fn finish(
+        &self,
+        account: AccountId,
+        outcome: ExecutionOutcome,
+        ended: AuditEvent,
+    ) -> Result<(Execution, AuditRecord, AuditRecord), RuntimeError> {
+        let pending = self.pending.lock().await.take();
+        if let Some((new, started)) = pending {
+            return Ok(self
+                .store
+                .record_execution(self.id, new, started, outcome, ended)
+                .await?);
+        }
+        let first = match self.first() {
+            Some(Ok(first)) => first,
+            Some(Err(e)) => {
+                return Err(RuntimeError::Sandbox(format!(
+                    "recording the start failed: {e}"
+                )))
+            }
+            None => return Err(RuntimeError::Sandbox("the start was never written".into())),
+        };
+        let (execution, last) = self
+            .store
+            .finish_execution(account, self.id, outcome, ended)
+            .await?
+            .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
+        Ok((execution, first, last))
+    }
+}
+
 /// What executions share besides the store and sandbox.
 #[derive(Clone)]
 struct Services {
@@ -414,18 +491,20 @@ async fn execute(
             receipt: (last.leaf_index, last.leaf_hash),
         });
     }
-    // The start commits while the code already runs: nothing the code does
-    // reaches the world before its host call's decision is recorded, and the
-    // host records no decision before the start is durable.
-    let (committed_tx, committed) = watch::channel(None);
-    let start = {
-        let store = store.clone();
+    // The code runs before its start is written. Nothing it does reaches
+    // the world before a host call's decision is recorded, and the host
+    // records no decision before the start is durable (the gate writes it
+    // then). A run that makes no host call and ends quickly has its start
+    // and end written in one commit; a longer one gets its start written
+    // after a moment, so that it shows as running.
+    let gate = Arc::new(StartGate::new(store.clone(), execution_id, new, started));
+    {
+        let gate = gate.clone();
         tokio::spawn(async move {
-            let result = store.create_execution(execution_id, new, started).await;
-            let _ = committed_tx.send(Some(result.is_ok()));
-            result
-        })
-    };
+            tokio::time::sleep(WRITE_START_AFTER).await;
+            let _ = gate.ensure().await;
+        });
+    }
 
     let cancel = CancelHandle::new();
     let host = Arc::new(host::ServerHost::new(
@@ -434,7 +513,7 @@ async fn execute(
         caller,
         agent_id,
         execution_id,
-        committed,
+        gate.clone(),
         host::HostServices {
             safety: safety.clone(),
             inference: services.inference.clone(),
@@ -479,9 +558,6 @@ async fn execute(
         Err(e) => Err(RuntimeError::Sandbox(e.to_string())),
     };
     drop(guard);
-    let (_, first) = start
-        .await
-        .map_err(|e| RuntimeError::Sandbox(format!("recording the start failed: {e}")))??;
 
     let report = match report {
         Ok(r) => r,
@@ -500,9 +576,7 @@ async fn execute(
                 format!("execution {execution_id} could not run: {e}"),
             );
             ended.permission_state = "failed".into();
-            store
-                .finish_execution(caller.account, execution_id, outcome, ended)
-                .await?;
+            gate.finish(caller.account, outcome, ended).await?;
             return Err(e);
         }
     };
@@ -565,10 +639,7 @@ async fn execute(
         was_terminated: report.was_terminated,
         duration_ms: report.duration_ms.round() as u64,
     };
-    let (finished, last) = store
-        .finish_execution(caller.account, execution_id, outcome, ended)
-        .await?
-        .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
+    let (finished, first, last) = gate.finish(caller.account, outcome, ended).await?;
     Ok(Executed {
         execution: finished,
         report: Some(report),

@@ -408,6 +408,68 @@ fn anchor_query(
     Ok(rows)
 }
 
+fn start_execution_tx(
+    tx: &Transaction<'_>,
+    id: ExecutionId,
+    new: &NewExecution,
+    started: AuditEvent,
+) -> StoreResult<(Execution, AuditRecord)> {
+    tx.execute(
+        "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
+         parent_execution_id, status, input, report, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, '{}', ?9)",
+        params![
+            id,
+            new.account_id,
+            new.agent_id,
+            new.agent_version,
+            new.code_sha256,
+            new.key_id,
+            new.parent_execution_id,
+            new.input.to_string(),
+            now_micros()
+        ],
+    )
+    .map_err(map_err)?;
+    let execution =
+        get_execution_tx(tx, new.account_id, id)?.ok_or_else(|| corrupt("execution"))?;
+    let record = audit_log::append_event(tx, started)?;
+    Ok((execution, record))
+}
+
+fn finish_execution_tx(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    id: ExecutionId,
+    outcome: &ExecutionOutcome,
+    ended: AuditEvent,
+) -> StoreResult<Option<(Execution, AuditRecord)>> {
+    let n = tx
+        .execute(
+            "UPDATE executions SET status = ?1, output = ?2, report = ?3, violation_count = ?4,
+             was_terminated = ?5, duration_ms = ?6, finished_at = ?7
+             WHERE id = ?8 AND account_id = ?9 AND status = 'running'",
+            params![
+                outcome.status.as_str(),
+                outcome.output.as_ref().map(|o| o.to_string()),
+                outcome.report.to_string(),
+                outcome.violation_count as i64,
+                outcome.was_terminated,
+                outcome.duration_ms as i64,
+                now_micros(),
+                id,
+                account
+            ],
+        )
+        .map_err(map_err)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let execution = get_execution_tx(tx, account, id)?.ok_or_else(|| corrupt("execution"))?;
+    let record = audit_log::append_event(tx, ended)?;
+    Ok(Some((execution, record)))
+}
+
 /// Appends a mutation's audit events inside its transaction.
 fn log(tx: &Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
     audit_log::append_events(tx, events).map(|_| ())
@@ -912,30 +974,8 @@ impl Store for SqliteStore {
         new: NewExecution,
         started: AuditEvent,
     ) -> StoreResult<(Execution, AuditRecord)> {
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
-                 parent_execution_id, status, input, report, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, '{}', ?9)",
-                params![
-                    id,
-                    new.account_id,
-                    new.agent_id,
-                    new.agent_version,
-                    new.code_sha256,
-                    new.key_id,
-                    new.parent_execution_id,
-                    new.input.to_string(),
-                    now_micros()
-                ],
-            )
-            .map_err(map_err)?;
-            let execution =
-                get_execution_tx(tx, new.account_id, id)?.ok_or_else(|| corrupt("execution"))?;
-            let record = audit_log::append_event(tx, started)?;
-            Ok((execution, record))
-        })
-        .await
+        self.write(move |tx| start_execution_tx(tx, id, &new, started))
+            .await
     }
 
     async fn finish_execution(
@@ -945,31 +985,24 @@ impl Store for SqliteStore {
         outcome: ExecutionOutcome,
         ended: AuditEvent,
     ) -> StoreResult<Option<(Execution, AuditRecord)>> {
+        self.write(move |tx| finish_execution_tx(tx, account, id, &outcome, ended))
+            .await
+    }
+
+    async fn record_execution(
+        &self,
+        id: ExecutionId,
+        new: NewExecution,
+        started: AuditEvent,
+        outcome: ExecutionOutcome,
+        ended: AuditEvent,
+    ) -> StoreResult<(Execution, AuditRecord, AuditRecord)> {
+        // Start and end in one transaction: one durable commit.
         self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE executions SET status = ?1, output = ?2, report = ?3, violation_count = ?4,
-                     was_terminated = ?5, duration_ms = ?6, finished_at = ?7
-                     WHERE id = ?8 AND account_id = ?9 AND status = 'running'",
-                    params![
-                        outcome.status.as_str(),
-                        outcome.output.as_ref().map(|o| o.to_string()),
-                        outcome.report.to_string(),
-                        outcome.violation_count as i64,
-                        outcome.was_terminated,
-                        outcome.duration_ms as i64,
-                        now_micros(),
-                        id,
-                        account
-                    ],
-                )
-                .map_err(map_err)?;
-            if n == 0 {
-                return Ok(None);
-            }
-            let execution = get_execution_tx(tx, account, id)?.ok_or_else(|| corrupt("execution"))?;
-            let record = audit_log::append_event(tx, ended)?;
-            Ok(Some((execution, record)))
+            let (_, first) = start_execution_tx(tx, id, &new, started)?;
+            let (execution, last) = finish_execution_tx(tx, new.account_id, id, &outcome, ended)?
+                .ok_or_else(|| corrupt("execution"))?;
+            Ok((execution, first, last))
         })
         .await
     }
