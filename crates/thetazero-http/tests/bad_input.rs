@@ -377,7 +377,16 @@ async fn conflicts_and_unknown_things() {
 #[tokio::test]
 async fn hostile_strings_are_stored_verbatim_and_harmlessly() {
     let app = TestApp::new().await;
-    let code = "'); DROP TABLE agents; --\u{202e} \u{0} 🦀";
+    let nul = app
+        .call(
+            "POST",
+            "/api/v1/sdk/agents",
+            Some(&app.owner),
+            Some(json!({"name": "nul", "entry_code": "return 1;\u{0}"})),
+        )
+        .await;
+    assert_error(&nul, 400, "invalid_request");
+    let code = "'); DROP TABLE agents; --\u{202e} \\u0000 🦀";
     let r = app
         .call("POST", "/api/v1/sdk/agents", Some(&app.owner), Some(json!({"name": "x", "entry_code": code, "description": "<script>alert(1)</script>"})))
         .await;

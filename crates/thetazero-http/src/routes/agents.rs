@@ -63,6 +63,14 @@ fn check_code(state: &AppState, code: &str) -> HttpResult<()> {
     if code.trim().is_empty() {
         return Err(HttpError::invalid("field \"entry_code\" must not be empty"));
     }
+    // PostgreSQL text cannot hold NUL, and JavaScript source has no use for
+    // a raw one (write "\\u0000" in a string literal): refuse it on every
+    // backend alike.
+    if code.contains('\0') {
+        return Err(HttpError::invalid(
+            "field \"entry_code\" must not contain NUL characters",
+        ));
+    }
     Ok(())
 }
 

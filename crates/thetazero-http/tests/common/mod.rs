@@ -15,16 +15,80 @@ use thetazero_core::store::Store;
 use thetazero_http::{generate_key, AppState, Settings};
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
+use thetazero_store_postgres::PgStore;
 use thetazero_store_sqlite::SqliteStore;
 use tower::ServiceExt;
 
 pub struct TestApp {
+    /// Dropped after the store: the schema of a PostgreSQL run.
+    _schema: Option<PgSchema>,
     pub router: Router,
     pub store: Arc<dyn Store>,
     pub ledger: Arc<Ledger>,
     /// The deployment owner's key (account 1).
     pub owner: String,
     _dir: tempfile::TempDir,
+}
+
+/// A PostgreSQL schema of its own for one test (`THETAZERO_TEST_BACKEND=postgres`,
+/// server at `THETAZERO_TEST_DATABASE_URL`), dropped when the test ends.
+pub struct PgSchema {
+    name: String,
+}
+
+fn pg_base_url() -> String {
+    std::env::var("THETAZERO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+impl PgSchema {
+    async fn create() -> PgSchema {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "tz_http_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let (client, conn) = tokio_postgres::connect(&pg_base_url(), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .expect("create schema");
+        PgSchema { name }
+    }
+
+    fn url(&self) -> String {
+        let base = pg_base_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{}", self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&pg_base_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 pub struct Reply {
@@ -40,8 +104,20 @@ impl TestApp {
 
     pub async fn with_settings(settings: Settings) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("t.db")).expect("open store"));
+        let (store, schema): (Arc<dyn Store>, Option<PgSchema>) =
+            match std::env::var("THETAZERO_TEST_BACKEND").as_deref() {
+                Ok("postgres") => {
+                    let schema = PgSchema::create().await;
+                    let store = PgStore::connect(&schema.url())
+                        .await
+                        .expect("connect PostgreSQL");
+                    (Arc::new(store), Some(schema))
+                }
+                _ => (
+                    Arc::new(SqliteStore::open(&dir.path().join("t.db")).expect("open store")),
+                    None,
+                ),
+            };
         let key = generate_key();
         store
             .bootstrap(
@@ -71,6 +147,7 @@ impl TestApp {
             settings,
         ));
         TestApp {
+            _schema: schema,
             router,
             store,
             ledger,
