@@ -241,3 +241,49 @@ pub struct Execution {
     pub started_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
 }
+
+pub type PermissionRequestId = i64;
+
+/// An agent's request for more than it holds, and its fate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionRequest {
+    pub id: PermissionRequestId,
+    pub account_id: AccountId,
+    pub agent_id: AgentId,
+    /// The key that asked; it may not approve its own request.
+    pub requested_by: Option<KeyId>,
+    /// What is asked for: `allow_network`, `allow_external_apis`,
+    /// `max_api_calls_per_run`, `scopes`, `allowed_domains`, ...
+    pub grant: Value,
+    pub justification: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    /// A pending request expires at this time.
+    pub expires_at: OffsetDateTime,
+    pub decided_by: Option<KeyId>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    /// An approved grant lapses at this time, if set.
+    pub grant_expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPermissionRequest {
+    pub account_id: AccountId,
+    pub agent_id: AgentId,
+    pub requested_by: Option<KeyId>,
+    pub grant: Value,
+    pub justification: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// How a pending request ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestDecision {
+    /// `approved`, `denied` or `expired`.
+    pub status: String,
+    pub decided_by: Option<KeyId>,
+    pub reason: Option<String>,
+    pub grant_expires_at: Option<OffsetDateTime>,
+}

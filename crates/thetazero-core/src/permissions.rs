@@ -330,3 +330,76 @@ mod tests {
         }
     }
 }
+
+/// What a permission request may ask for, validated; the grant an approval
+/// lays over the agent while it lasts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Grant {
+    /// Config fields, as an `AgentConfig` patch.
+    pub config: crate::AgentConfig,
+    /// Scopes added to the agent's own.
+    pub scopes: BTreeSet<Scope>,
+}
+
+impl Grant {
+    /// Parses `{allow_network, allow_external_apis, max_api_calls_per_run,
+    /// max_api_calls_per_minute, memory_limit_mb, cpu_time_limit_ms,
+    /// allowed_domains, scopes}`; anything else is refused, naming it.
+    pub fn from_json(
+        value: &serde_json::Value,
+        ceilings: &crate::Ceilings,
+    ) -> Result<Grant, String> {
+        let map = value.as_object().ok_or("permissions must be an object")?;
+        if map.is_empty() {
+            return Err("permissions must ask for something".into());
+        }
+        let mut config = serde_json::Map::new();
+        let mut scopes = BTreeSet::new();
+        for (key, v) in map {
+            match key.as_str() {
+                "allow_network"
+                | "max_api_calls_per_run"
+                | "max_api_calls_per_minute"
+                | "memory_limit_mb"
+                | "cpu_time_limit_ms"
+                | "allowed_domains" => {
+                    config.insert(key.clone(), v.clone());
+                }
+                // The spec's "external APIs" are outbound HTTPS: the scope and
+                // the switch together.
+                "allow_external_apis" => {
+                    if v.as_bool().ok_or("allow_external_apis must be a boolean")? {
+                        scopes.insert(Scope::NetworkOutbound);
+                        config.insert("allow_network".into(), serde_json::Value::Bool(true));
+                    }
+                }
+                "scopes" => {
+                    let list = v.as_array().ok_or("scopes must be a list")?;
+                    for s in list {
+                        let name = s.as_str().ok_or("scopes must be strings")?;
+                        scopes.insert(
+                            Scope::parse(name).ok_or_else(|| format!("unknown scope {name:?}"))?,
+                        );
+                    }
+                }
+                other => return Err(format!("unknown permission {other:?}")),
+            }
+        }
+        if config.get("allow_network") == Some(&serde_json::Value::Bool(true)) {
+            scopes.insert(Scope::NetworkOutbound);
+        }
+        let config = crate::AgentConfig::from_json(&serde_json::Value::Object(config), ceilings)
+            .map_err(|e| e.to_string())?;
+        Ok(Grant { config, scopes })
+    }
+
+    /// The agent's permissions with the grant's scopes added.
+    pub fn widen(&self, permissions: &Permissions) -> Permissions {
+        if self.scopes.is_empty() {
+            return permissions.clone();
+        }
+        let mut all = permissions.granted();
+        all.extend(self.scopes.iter().copied());
+        Permissions::Scopes(all)
+    }
+}

@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use crate::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use crate::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
-    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page, PageRequest,
+    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
+    RequestDecision,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +307,31 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         kind: &str,
     ) -> StoreResult<Option<AnchorRecord>>;
+
+    async fn create_permission_request_audited(
+        &self,
+        new: NewPermissionRequest,
+        audit: Audit<PermissionRequest>,
+    ) -> StoreResult<PermissionRequest>;
+    /// The account's requests, newest first: all, or with this status, or of
+    /// this agent, or one by id.
+    async fn permission_requests(
+        &self,
+        account: AccountId,
+        id: Option<PermissionRequestId>,
+        status: Option<String>,
+        agent: Option<AgentId>,
+        limit: u64,
+    ) -> StoreResult<Vec<PermissionRequest>>;
+    /// Ends a pending request; answers `None` (recording nothing) if it is
+    /// unknown or no longer pending.
+    async fn decide_permission_request_audited(
+        &self,
+        account: AccountId,
+        id: PermissionRequestId,
+        decision: RequestDecision,
+        audit: Audit<PermissionRequest>,
+    ) -> StoreResult<Option<PermissionRequest>>;
 
     /// A deployment setting (the global halt, ...), shared by every replica.
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;

@@ -159,6 +159,56 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Scope(KeyScope::AuditRead),
     ),
     ("GET", "/api/v1/sdk/audit/key", Access::Public),
+    (
+        "POST",
+        "/api/sdk/permission-requests",
+        Access::Scope(KeyScope::AgentsWrite),
+    ),
+    (
+        "GET",
+        "/api/sdk/permission-requests",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
+    (
+        "GET",
+        "/api/sdk/permission-requests/{id}",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
+    (
+        "POST",
+        "/api/sdk/permission-requests/{id}/approve",
+        Access::Scope(KeyScope::Approvals),
+    ),
+    (
+        "POST",
+        "/api/sdk/permission-requests/{id}/deny",
+        Access::Scope(KeyScope::Approvals),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/permission-requests",
+        Access::Scope(KeyScope::AgentsWrite),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/permission-requests",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/permission-requests/{id}",
+        Access::Scope(KeyScope::AgentsRead),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/permission-requests/{id}/approve",
+        Access::Scope(KeyScope::Approvals),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/permission-requests/{id}/deny",
+        Access::Scope(KeyScope::Approvals),
+    ),
     ("GET", "/api/sdk/audit/stream", Access::AuditStream),
     ("GET", "/api/v1/sdk/audit/stream", Access::AuditStream),
     (

@@ -39,7 +39,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 #[openapi(
     info(title = "thetazero", description = "A self-hostable, governed runtime for AI agents."),
     modifiers(&BearerAuth),
-    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "operations"))
+    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "approvals"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -84,6 +84,20 @@ fn api() -> OpenApiRouter<AppState> {
             killswitch::global_state_spec
         ))
         .routes(routes!(killswitch::global_v1, killswitch::global_state_v1))
+        .routes(routes!(
+            permission_requests::create_spec,
+            permission_requests::list_spec
+        ))
+        .routes(routes!(permission_requests::get_spec))
+        .routes(routes!(permission_requests::approve_spec))
+        .routes(routes!(permission_requests::deny_spec))
+        .routes(routes!(
+            permission_requests::create_v1,
+            permission_requests::list_v1
+        ))
+        .routes(routes!(permission_requests::get_v1))
+        .routes(routes!(permission_requests::approve_v1))
+        .routes(routes!(permission_requests::deny_v1))
         .routes(routes!(audit::query))
         .routes(routes!(stream::stream_spec))
         .routes(routes!(stream::stream_v1))

@@ -19,6 +19,12 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/api/v1/sdk/agents") => Some(json!({"name": "x", "entry_code": "return 1;"})),
         ("POST", "/api/v1/sdk/agents/{id}/execute") => Some(json!({"input": {}})),
         ("POST", p) if p.ends_with("/kill") => Some(json!({"reason": "matrix"})),
+        ("POST", p) if p.ends_with("/permission-requests") => Some(
+            json!({"agent_id": 1, "permissions": {"scopes": ["data:read"]}, "justification": "matrix"}),
+        ),
+        ("POST", p) if p.ends_with("/approve") || p.ends_with("/deny") => {
+            Some(json!({"reason": "matrix"}))
+        }
         ("POST", p) if p.ends_with("/kill-switch/global") => {
             Some(json!({"halted": false, "reason": "matrix"}))
         }
@@ -33,6 +39,7 @@ struct Fixture {
     agent_id: i64,
     key_id: i64,
     execution_id: i64,
+    request_id: i64,
 }
 
 impl Fixture {
@@ -59,17 +66,30 @@ impl Fixture {
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         let execution_id = r.body["execution_id"].as_i64().unwrap();
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/sdk/permission-requests",
+                Some(&app.owner),
+                Some(json!({"agent_id": agent_id, "permissions": {"scopes": ["data:read"]}, "justification": "matrix"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let request_id = r.body["request"]["id"].as_i64().unwrap();
         Fixture {
             app,
             agent_id,
             key_id,
             execution_id,
+            request_id,
         }
     }
 
     fn concrete(&self, path: &str) -> String {
         let id = if path.starts_with("/api/v1/keys") {
             self.key_id
+        } else if path.contains("/permission-requests/") {
+            self.request_id
         } else {
             self.agent_id
         };

@@ -238,6 +238,41 @@ impl Runtime {
     }
 }
 
+/// The agent as an execution sees it: its own configuration and
+/// permissions, widened by every approved permission request whose grant has
+/// not lapsed.
+async fn with_grants(
+    store: &Arc<dyn Store>,
+    account: AccountId,
+    mut agent: thetazero_core::model::Agent,
+) -> Result<thetazero_core::model::Agent, RuntimeError> {
+    let approved = store
+        .permission_requests(account, None, Some("approved".into()), Some(agent.id), 100)
+        .await?;
+    let now = time::OffsetDateTime::now_utc();
+    // Grants were checked against the ceilings when they were requested.
+    let loose = thetazero_core::Ceilings {
+        memory_mb: u64::MAX,
+        cpu_time_ms: u64::MAX,
+        max_api_calls_per_run: u64::MAX,
+        max_api_calls_per_minute: u64::MAX,
+    };
+    for request in approved.iter().rev() {
+        if request.grant_expires_at.is_some_and(|t| t <= now) {
+            continue;
+        }
+        let Ok(grant) = thetazero_core::permissions::Grant::from_json(&request.grant, &loose)
+        else {
+            continue;
+        };
+        if let Ok(config) = agent.config.merged(&grant.config, &loose) {
+            agent.config = config;
+        }
+        agent.permissions = grant.widen(&agent.permissions);
+    }
+    Ok(agent)
+}
+
 /// How long a run may go before its start is written on its own.
 const WRITE_START_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -385,6 +420,7 @@ async fn execute(
     if let Some(halt) = governance::halts(&store, caller.account).await? {
         return Err(RuntimeError::Halted(halt.reason));
     }
+    let agent = with_grants(&store, caller.account, agent).await?;
     let _permit = admitted
         .try_acquire_owned()
         .map_err(|_| RuntimeError::Busy)?;

@@ -26,8 +26,9 @@ use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, S
 use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
-    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page,
-    PageRequest,
+    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
+    RequestDecision,
 };
 use thetazero_core::store::{Audit, Bootstrap, Store, StoreError, StoreResult};
 use thetazero_core::{AgentConfig, KeyScope, Permissions};
@@ -87,6 +88,27 @@ fn to_micros(t: OffsetDateTime) -> i64 {
 fn from_micros(us: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const REQUEST_COLS: &str = "id, account_id, agent_id, requested_by, grant_json, justification, status, expires_at, decided_by, decision_reason, decided_at, grant_expires_at, created_at";
+
+fn request_row(r: &Row) -> StoreResult<PermissionRequest> {
+    let grant: String = col(r, 4)?;
+    Ok(PermissionRequest {
+        id: col(r, 0)?,
+        account_id: col(r, 1)?,
+        agent_id: col(r, 2)?,
+        requested_by: col(r, 3)?,
+        grant: serde_json::from_str(&grant).unwrap_or(serde_json::Value::Null),
+        justification: col(r, 5)?,
+        status: col(r, 6)?,
+        expires_at: from_micros(col(r, 7)?),
+        decided_by: col(r, 8)?,
+        decision_reason: col(r, 9)?,
+        decided_at: col::<Option<i64>>(r, 10)?.map(from_micros),
+        grant_expires_at: col::<Option<i64>>(r, 11)?.map(from_micros),
+        created_at: from_micros(col(r, 12)?),
+    })
 }
 
 /// Reads one column without panicking on an unexpected type.
@@ -493,6 +515,105 @@ impl Store for PgStore {
         .await?;
         let value: Option<String> = row.as_ref().map(|r| col(r, 0)).transpose()?;
         Ok(value.and_then(|v| v.parse().ok()))
+    }
+
+    async fn create_permission_request_audited(
+        &self,
+        new: NewPermissionRequest,
+        audit: Audit<PermissionRequest>,
+    ) -> StoreResult<PermissionRequest> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        let owned = query_opt(
+            &tx,
+            "SELECT id FROM agents WHERE id = $1 AND account_id = $2",
+            &[&new.agent_id, &new.account_id],
+        )
+        .await?;
+        if owned.is_none() {
+            return Err(StoreError::Conflict("agent no longer exists".into()));
+        }
+        let row = query_one(
+            &tx,
+            &format!(
+                "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
+                 status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
+                 RETURNING {REQUEST_COLS}"
+            ),
+            &[
+                &new.account_id,
+                &new.agent_id,
+                &new.requested_by,
+                &new.grant.to_string(),
+                &new.justification,
+                &to_micros(new.expires_at),
+                &now_micros(),
+            ],
+        )
+        .await?;
+        let request = request_row(&row)?;
+        log(&tx, audit(&request)).await?;
+        tx.commit().await.map_err(map_pg)?;
+        Ok(request)
+    }
+
+    async fn permission_requests(
+        &self,
+        account: AccountId,
+        id: Option<PermissionRequestId>,
+        status: Option<String>,
+        agent: Option<AgentId>,
+        limit: u64,
+    ) -> StoreResult<Vec<PermissionRequest>> {
+        let client = self.client().await?;
+        let limit = limit.min(i64::MAX as u64) as i64;
+        let rows = query(
+            &client,
+            &format!(
+                "SELECT {REQUEST_COLS} FROM permission_requests WHERE account_id = $1
+                 AND ($2::BIGINT IS NULL OR id = $2) AND ($3::TEXT IS NULL OR status = $3)
+                 AND ($4::BIGINT IS NULL OR agent_id = $4) ORDER BY id DESC LIMIT $5"
+            ),
+            &[&account, &id, &status, &agent, &limit],
+        )
+        .await?;
+        rows.iter().map(request_row).collect()
+    }
+
+    async fn decide_permission_request_audited(
+        &self,
+        account: AccountId,
+        id: PermissionRequestId,
+        decision: RequestDecision,
+        audit: Audit<PermissionRequest>,
+    ) -> StoreResult<Option<PermissionRequest>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        let row = query_opt(
+            &tx,
+            &format!(
+                "UPDATE permission_requests SET status = $1, decided_by = $2, decision_reason = $3,
+                 decided_at = $4, grant_expires_at = $5
+                 WHERE account_id = $6 AND id = $7 AND status = 'pending' RETURNING {REQUEST_COLS}"
+            ),
+            &[
+                &decision.status,
+                &decision.decided_by,
+                &decision.reason,
+                &now_micros(),
+                &decision.grant_expires_at.map(to_micros),
+                &account,
+                &id,
+            ],
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let request = request_row(&row)?;
+        log(&tx, audit(&request)).await?;
+        tx.commit().await.map_err(map_pg)?;
+        Ok(Some(request))
     }
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {

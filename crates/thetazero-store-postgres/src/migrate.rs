@@ -19,6 +19,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_anchors",
         include_str!("../migrations/0004_anchors.sql"),
     ),
+    (
+        "0005_permission_requests",
+        include_str!("../migrations/0005_permission_requests.sql"),
+    ),
 ];
 
 /// The event bus's migrations, recorded in the same `schema_migrations`.

@@ -23,8 +23,9 @@ use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, S
 use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
-    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey, Page,
-    PageRequest,
+    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
+    RequestDecision,
 };
 use thetazero_core::store::{Audit, Bootstrap, Store, StoreError, StoreResult};
 use thetazero_core::{AgentConfig, KeyScope, Permissions};
@@ -468,6 +469,43 @@ fn finish_execution_tx(
     let execution = get_execution_tx(tx, account, id)?.ok_or_else(|| corrupt("execution"))?;
     let record = audit_log::append_event(tx, ended)?;
     Ok(Some((execution, record)))
+}
+
+fn request_rows(
+    c: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Vec<PermissionRequest>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT id, account_id, agent_id, requested_by, grant_json, justification, status, expires_at,
+             decided_by, decision_reason, decided_at, grant_expires_at, created_at
+             FROM permission_requests {filter}"
+        ))
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(args, |r| {
+            let grant: String = r.get(4)?;
+            Ok(PermissionRequest {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                agent_id: r.get(2)?,
+                requested_by: r.get(3)?,
+                grant: serde_json::from_str(&grant).unwrap_or(Value::Null),
+                justification: r.get(5)?,
+                status: r.get(6)?,
+                expires_at: from_micros(r.get(7)?),
+                decided_by: r.get(8)?,
+                decision_reason: r.get(9)?,
+                decided_at: r.get::<_, Option<i64>>(10)?.map(from_micros),
+                grant_expires_at: r.get::<_, Option<i64>>(11)?.map(from_micros),
+                created_at: from_micros(r.get(12)?),
+            })
+        })
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    Ok(rows)
 }
 
 /// Appends a mutation's audit events inside its transaction.
@@ -1346,6 +1384,108 @@ impl Store for SqliteStore {
                 params![account, kind],
             )
             .map(|mut v| v.pop())
+        })
+        .await
+    }
+
+    async fn create_permission_request_audited(
+        &self,
+        new: NewPermissionRequest,
+        audit: Audit<PermissionRequest>,
+    ) -> StoreResult<PermissionRequest> {
+        self.write(move |tx| {
+            let owned: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM agents WHERE id = ?1 AND account_id = ?2",
+                    params![new.agent_id, new.account_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            if owned.is_none() {
+                return Err(StoreError::Conflict("agent no longer exists".into()));
+            }
+            tx.execute(
+                "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
+                 status, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+                params![
+                    new.account_id,
+                    new.agent_id,
+                    new.requested_by,
+                    new.grant.to_string(),
+                    new.justification,
+                    to_micros(new.expires_at),
+                    now_micros()
+                ],
+            )
+            .map_err(map_err)?;
+            let id = tx.last_insert_rowid();
+            let request = request_rows(tx, "WHERE account_id = ?1 AND id = ?2", params![new.account_id, id])?
+                .pop()
+                .ok_or_else(|| corrupt("permission request"))?;
+            log(tx, audit(&request))?;
+            Ok(request)
+        })
+        .await
+    }
+
+    async fn permission_requests(
+        &self,
+        account: AccountId,
+        id: Option<PermissionRequestId>,
+        status: Option<String>,
+        agent: Option<AgentId>,
+        limit: u64,
+    ) -> StoreResult<Vec<PermissionRequest>> {
+        self.read(move |c| {
+            request_rows(
+                c,
+                "WHERE account_id = ?1 AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR status = ?3)
+                 AND (?4 IS NULL OR agent_id = ?4) ORDER BY id DESC LIMIT ?5",
+                params![
+                    account,
+                    id,
+                    status,
+                    agent,
+                    limit.min(i64::MAX as u64) as i64
+                ],
+            )
+        })
+        .await
+    }
+
+    async fn decide_permission_request_audited(
+        &self,
+        account: AccountId,
+        id: PermissionRequestId,
+        decision: RequestDecision,
+        audit: Audit<PermissionRequest>,
+    ) -> StoreResult<Option<PermissionRequest>> {
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE permission_requests SET status = ?1, decided_by = ?2, decision_reason = ?3,
+                     decided_at = ?4, grant_expires_at = ?5
+                     WHERE account_id = ?6 AND id = ?7 AND status = 'pending'",
+                    params![
+                        decision.status,
+                        decision.decided_by,
+                        decision.reason,
+                        now_micros(),
+                        decision.grant_expires_at.map(to_micros),
+                        account,
+                        id
+                    ],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let request = request_rows(tx, "WHERE account_id = ?1 AND id = ?2", params![account, id])?
+                .pop()
+                .ok_or_else(|| corrupt("permission request"))?;
+            log(tx, audit(&request))?;
+            Ok(Some(request))
         })
         .await
     }

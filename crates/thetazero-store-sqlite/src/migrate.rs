@@ -17,6 +17,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_anchors",
         include_str!("../migrations/0004_anchors.sql"),
     ),
+    (
+        "0005_permission_requests",
+        include_str!("../migrations/0005_permission_requests.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -27,7 +27,8 @@ macro_rules! store_conformance {
             audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
             executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account,
             audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found,
-            anchors_move_from_pending_to_a_final_status, settings_are_set_cleared_and_audited);
+            anchors_move_from_pending_to_a_final_status, settings_are_set_cleared_and_audited,
+            permission_requests_are_decided_once);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -941,4 +942,132 @@ pub async fn settings_are_set_cleared_and_audited(store: Arc<dyn Store>) {
         types,
         ["global_halt_set", "global_halt_set", "global_halt_cleared"]
     );
+}
+
+pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
+    use thetazero_core::model::{NewPermissionRequest, RequestDecision};
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(2);
+    let new = |justification: &str| NewPermissionRequest {
+        account_id: a.id,
+        agent_id: agent.id,
+        requested_by: Some(7),
+        grant: json!({"allow_network": true, "scopes": ["network:outbound"]}),
+        justification: justification.into(),
+        expires_at: expires,
+    };
+    let audit = move |what: &'static str| -> thetazero_core::store::Audit<thetazero_core::model::PermissionRequest> {
+        Box::new(move |r| vec![event(a.id, what).agent(r.agent_id)])
+    };
+    let first = store
+        .create_permission_request_audited(new("weather"), audit("permission_requested"))
+        .await
+        .unwrap();
+    let second = store
+        .create_permission_request_audited(new("news"), audit("permission_requested"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.status.as_str(), first.requested_by),
+        ("pending", Some(7))
+    );
+    assert_eq!(first.grant["scopes"][0], "network:outbound");
+    let pending = store
+        .permission_requests(a.id, None, Some("pending".into()), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![second.id, first.id],
+        "newest first"
+    );
+    assert!(store
+        .permission_requests(b.id, Some(first.id), None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let decision = |status: &str| RequestDecision {
+        status: status.into(),
+        decided_by: Some(1),
+        reason: Some("ok".into()),
+        grant_expires_at: None,
+    };
+    // Another account cannot decide it; a decided one stays decided.
+    assert!(store
+        .decide_permission_request_audited(b.id, first.id, decision("approved"), audit("x"))
+        .await
+        .unwrap()
+        .is_none());
+    let approved = store
+        .decide_permission_request_audited(
+            a.id,
+            first.id,
+            decision("approved"),
+            audit("permission_approved"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (approved.status.as_str(), approved.decided_by),
+        ("approved", Some(1))
+    );
+    assert!(approved.decided_at.is_some());
+    assert!(store
+        .decide_permission_request_audited(a.id, first.id, decision("denied"), audit("x"))
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .decide_permission_request_audited(
+            a.id,
+            second.id,
+            decision("expired"),
+            audit("permission_expired"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let by_agent = store
+        .permission_requests(a.id, None, Some("approved".into()), Some(agent.id), 10)
+        .await
+        .unwrap();
+    assert_eq!(by_agent.len(), 1);
+    let log = store
+        .query_audit(
+            a.id,
+            &AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = log.items.into_iter().map(|r| r.event.action_type).collect();
+    assert_eq!(
+        types,
+        [
+            "permission_requested",
+            "permission_requested",
+            "permission_approved",
+            "permission_expired"
+        ]
+    );
+    // Requests go with their agent.
+    store.delete_agent(a.id, agent.id).await.unwrap();
+    assert!(store
+        .permission_requests(a.id, None, None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let gone = NewPermissionRequest {
+        agent_id: agent.id,
+        ..new("late")
+    };
+    assert!(store
+        .create_permission_request_audited(gone, audit("x"))
+        .await
+        .is_err());
 }

@@ -9,6 +9,7 @@ pub mod executions;
 pub mod keys;
 pub mod killswitch;
 pub mod ops;
+pub mod permission_requests;
 pub mod stream;
 
 use crate::error::HttpError;

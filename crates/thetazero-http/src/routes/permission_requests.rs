@@ -1,0 +1,372 @@
+//! Permission requests: an agent asks for more than it holds (network,
+//! scopes, higher limits) with a justification and a timeout; a key with the
+//! `approvals` scope, never the requesting key, approves or denies. An
+//! approval is a grant laid over the agent while it lasts (optionally with an
+//! expiry); a pending request that outlives its timeout expires. Served at the
+//! spec's paths (`/api/sdk/permission-requests...`) and under `/api/v1/sdk/`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::{NewPermissionRequest, PermissionRequest, RequestDecision};
+use thetazero_core::permissions::Grant;
+use time::{Duration, OffsetDateTime};
+use utoipa::{IntoParams, ToSchema};
+
+use super::check_text;
+use crate::auth::Caller;
+use crate::error::{HttpError, HttpResult};
+use crate::extract::{Id, JsonBody, Query};
+use crate::state::AppState;
+use crate::views;
+
+const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// The agent that wants the permissions.
+    #[serde(alias = "agentId")]
+    pub agent_id: i64,
+    /// `allow_network`, `allow_external_apis`, `max_api_calls_per_run`,
+    /// `max_api_calls_per_minute`, `memory_limit_mb`, `cpu_time_limit_ms`,
+    /// `allowed_domains`, `scopes`.
+    #[schema(value_type = Object)]
+    pub permissions: Value,
+    pub justification: String,
+    /// How long the request waits for a decision (default 120000).
+    #[serde(default, alias = "timeoutMs")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Approvals only: the grant lapses this long after approval.
+    #[serde(default, alias = "grantExpiresInMs")]
+    pub grant_expires_in_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: Option<String>,
+    #[serde(alias = "agentId")]
+    pub agent_id: Option<i64>,
+    /// At most 500 (default 100).
+    pub limit: Option<u64>,
+}
+
+fn view(r: &PermissionRequest) -> Value {
+    let now = OffsetDateTime::now_utc();
+    json!({
+        "id": r.id,
+        "agent_id": r.agent_id,
+        "requested_by_key_id": r.requested_by,
+        "permissions": r.grant,
+        "justification": r.justification,
+        "status": r.status,
+        "expires_at": views::rfc3339(r.expires_at),
+        "decided_by_key_id": r.decided_by,
+        "decision_reason": r.decision_reason,
+        "decided_at": r.decided_at.map(views::rfc3339),
+        "grant_expires_at": r.grant_expires_at.map(views::rfc3339),
+        "grant_active": r.status == "approved" && r.grant_expires_at.is_none_or(|t| t > now),
+        "created_at": views::rfc3339(r.created_at),
+    })
+}
+
+fn event(
+    account: i64,
+    action: &str,
+    r: &PermissionRequest,
+    key: Option<i64>,
+    description: String,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(account, action, "approvals", description)
+        .agent(r.agent_id)
+        .key(key)
+        .payload(json!({"request_id": r.id, "permissions": r.grant, "reason": r.decision_reason}));
+    e.permission_state = match action {
+        "permission_approved" => "granted",
+        "permission_denied_by_owner" | "permission_expired" => "denied",
+        _ => "none",
+    }
+    .into();
+    e
+}
+
+/// Marks overdue pending requests expired, each with its audit event.
+async fn expire_overdue(
+    state: &AppState,
+    account: i64,
+    requests: Vec<PermissionRequest>,
+) -> HttpResult<Vec<PermissionRequest>> {
+    let now = OffsetDateTime::now_utc();
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        if r.status == "pending" && r.expires_at <= now {
+            let decided = state
+                .store
+                .decide_permission_request_audited(
+                    account,
+                    r.id,
+                    RequestDecision {
+                        status: "expired".into(),
+                        decided_by: None,
+                        reason: Some("no decision before the timeout".into()),
+                        grant_expires_at: None,
+                    },
+                    Box::new(move |r| {
+                        vec![event(
+                            account,
+                            "permission_expired",
+                            r,
+                            None,
+                            format!("permission request {} expired without a decision", r.id),
+                        )]
+                    }),
+                )
+                .await?;
+            out.push(decided.unwrap_or(r));
+        } else {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+async fn one(state: &AppState, account: i64, id: i64) -> HttpResult<PermissionRequest> {
+    let found = state
+        .store
+        .permission_requests(account, Some(id), None, None, 1)
+        .await?;
+    expire_overdue(state, account, found)
+        .await?
+        .pop()
+        .ok_or_else(|| HttpError::not_found("permission request"))
+}
+
+async fn create(
+    state: AppState,
+    caller: Caller,
+    req: CreateRequest,
+) -> HttpResult<(StatusCode, Json<Value>)> {
+    check_text("justification", &req.justification, 4096, false)?;
+    Grant::from_json(&req.permissions, &state.settings.ceilings)
+        .map_err(|e| HttpError::invalid(format!("field \"permissions\": {e}")))?;
+    let timeout = req.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout == 0 || timeout > MAX_TIMEOUT_MS {
+        return Err(HttpError::invalid(format!(
+            "field \"timeout_ms\" must be between 1 and {MAX_TIMEOUT_MS}"
+        )));
+    }
+    let account = caller.account();
+    if state
+        .store
+        .get_agent(account, req.agent_id)
+        .await?
+        .is_none()
+    {
+        return Err(HttpError::not_found("agent"));
+    }
+    let key_id = caller.key_id();
+    let request = state
+        .store
+        .create_permission_request_audited(
+            NewPermissionRequest {
+                account_id: account,
+                agent_id: req.agent_id,
+                requested_by: key_id,
+                grant: req.permissions,
+                justification: req.justification,
+                expires_at: OffsetDateTime::now_utc() + Duration::milliseconds(timeout as i64),
+            },
+            Box::new(move |r| {
+                vec![event(
+                    account,
+                    "permission_requested",
+                    r,
+                    key_id,
+                    format!(
+                        "permission request {} for agent {}: {}",
+                        r.id, r.agent_id, r.justification
+                    ),
+                )]
+            }),
+        )
+        .await
+        .map_err(|e| match e {
+            thetazero_core::store::StoreError::Conflict(_) => HttpError::not_found("agent"),
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"success": true, "request": view(&request)})),
+    ))
+}
+
+async fn list(state: AppState, caller: Caller, params: ListParams) -> HttpResult<Json<Value>> {
+    if let Some(s) = &params.status {
+        if !matches!(s.as_str(), "pending" | "approved" | "denied" | "expired") {
+            return Err(HttpError::invalid(
+                "query parameter \"status\" must be pending, approved, denied or expired",
+            ));
+        }
+    }
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > 500 {
+        return Err(HttpError::invalid(
+            "query parameter \"limit\" must be between 1 and 500",
+        ));
+    }
+    let account = caller.account();
+    // Expire overdue requests first, so a pending list never shows one.
+    let pending = state
+        .store
+        .permission_requests(account, None, Some("pending".into()), params.agent_id, 500)
+        .await?;
+    expire_overdue(&state, account, pending).await?;
+    let found = state
+        .store
+        .permission_requests(account, None, params.status, params.agent_id, limit)
+        .await?;
+    Ok(Json(
+        json!({"success": true, "requests": found.iter().map(view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn decide(
+    state: AppState,
+    caller: Caller,
+    id: i64,
+    approve: bool,
+    decision: Decision,
+) -> HttpResult<Json<Value>> {
+    if let Some(r) = &decision.reason {
+        check_text("reason", r, 1024, true)?;
+    }
+    let account = caller.account();
+    let current = one(&state, account, id).await?;
+    if current.requested_by.is_some() && current.requested_by == caller.key_id() {
+        return Err(HttpError::new(
+            ErrorCode::Forbidden,
+            "a key cannot decide a permission request it made",
+        ));
+    }
+    if current.status != "pending" {
+        return Err(HttpError::new(
+            ErrorCode::Conflict,
+            format!("the request is {}, not pending", current.status),
+        ));
+    }
+    if !approve && decision.grant_expires_in_ms.is_some() {
+        return Err(HttpError::invalid(
+            "grant_expires_in_ms applies to approvals",
+        ));
+    }
+    let grant_expires_at = decision.grant_expires_in_ms.map(|ms| {
+        OffsetDateTime::now_utc() + Duration::milliseconds(ms.min(i64::MAX as u64) as i64)
+    });
+    let key_id = caller.key_id();
+    let (status, action) = if approve {
+        ("approved", "permission_approved")
+    } else {
+        ("denied", "permission_denied_by_owner")
+    };
+    let decided = state
+        .store
+        .decide_permission_request_audited(
+            account,
+            id,
+            RequestDecision {
+                status: status.into(),
+                decided_by: key_id,
+                reason: decision.reason,
+                grant_expires_at,
+            },
+            Box::new(move |r| {
+                vec![event(
+                    account,
+                    action,
+                    r,
+                    key_id,
+                    format!("permission request {} {status}", r.id),
+                )]
+            }),
+        )
+        .await?
+        .ok_or_else(|| HttpError::new(ErrorCode::Conflict, "the request was decided meanwhile"))?;
+    Ok(Json(json!({"success": true, "request": view(&decided)})))
+}
+
+macro_rules! paths {
+    ($prefix:literal, $create:ident, $list:ident, $get:ident, $approve:ident, $deny:ident) => {
+        /// Ask for permissions for an agent, with a justification and a timeout.
+        #[utoipa::path(post, path = concat!($prefix, "/permission-requests"), tag = "approvals", request_body = CreateRequest,
+            responses((status = 201, description = "`{request}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $create(State(state): State<AppState>, Extension(caller): Extension<Caller>, JsonBody(req): JsonBody<CreateRequest>) -> HttpResult<(StatusCode, Json<Value>)> {
+            create(state, caller, req).await
+        }
+
+        /// The account's permission requests, newest first (`?status=pending`).
+        #[utoipa::path(get, path = concat!($prefix, "/permission-requests"), tag = "approvals", params(ListParams),
+            responses((status = 200, description = "`{requests}`")), security(("bearer" = [])))]
+        pub async fn $list(State(state): State<AppState>, Extension(caller): Extension<Caller>, Query(params): Query<ListParams>) -> HttpResult<Json<Value>> {
+            list(state, caller, params).await
+        }
+
+        /// One permission request.
+        #[utoipa::path(get, path = concat!($prefix, "/permission-requests/{id}"), tag = "approvals", params(("id" = i64, Path)),
+            responses((status = 200, description = "`{request}`"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+        pub async fn $get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Id(id): Id) -> HttpResult<Json<Value>> {
+            let r = one(&state, caller.account(), id).await?;
+            Ok(Json(json!({"success": true, "request": view(&r)})))
+        }
+
+        /// Approve a pending request (never with the key that made it).
+        #[utoipa::path(post, path = concat!($prefix, "/permission-requests/{id}/approve"), tag = "approvals", params(("id" = i64, Path)),
+            request_body = Decision,
+            responses((status = 200, description = "`{request}`"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $approve(State(state): State<AppState>, Extension(caller): Extension<Caller>, Id(id): Id, crate::extract::OptionalJsonBody(d): crate::extract::OptionalJsonBody<Decision>) -> HttpResult<Json<Value>> {
+            decide(state, caller, id, true, d).await
+        }
+
+        /// Deny a pending request.
+        #[utoipa::path(post, path = concat!($prefix, "/permission-requests/{id}/deny"), tag = "approvals", params(("id" = i64, Path)),
+            request_body = Decision,
+            responses((status = 200, description = "`{request}`"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $deny(State(state): State<AppState>, Extension(caller): Extension<Caller>, Id(id): Id, crate::extract::OptionalJsonBody(d): crate::extract::OptionalJsonBody<Decision>) -> HttpResult<Json<Value>> {
+            decide(state, caller, id, false, d).await
+        }
+    };
+}
+
+paths!(
+    "/api/sdk",
+    create_spec,
+    list_spec,
+    get_spec,
+    approve_spec,
+    deny_spec
+);
+paths!(
+    "/api/v1/sdk",
+    create_v1,
+    list_v1,
+    get_v1,
+    approve_v1,
+    deny_v1
+);
