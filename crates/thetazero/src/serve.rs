@@ -22,6 +22,7 @@ use thetazero_http::{AppState, Settings};
 use thetazero_runtime::external::ExternalScorerConfig;
 use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
+use thetazero_runtime::sandbox::SandboxConfig;
 use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_safety::SafetyConfig;
 use thetazero_store_postgres::{PgBus, PgStore};
@@ -90,6 +91,11 @@ pub struct FileConfig {
     pub stream_keepalive_ms: Option<u64>,
     /// How long one audit stream lasts before `timeout` (default 600000).
     pub stream_max_duration_ms: Option<u64>,
+    /// Sandbox worker threads (default max(8, 4 x cores)); executions waiting
+    /// on the network or on inference hold their worker.
+    pub sandbox_workers: Option<usize>,
+    /// Executions waiting for a worker before new ones get 503 (default 256).
+    pub sandbox_queue: Option<usize>,
 }
 
 /// `[safety]`: content-safety thresholds.
@@ -134,6 +140,7 @@ pub struct Config {
     pub safety: SafetyConfig,
     pub external_scorer: Option<ExternalScorerConfig>,
     pub inference: Option<InferenceConfig>,
+    pub sandbox: SandboxConfig,
     pub settings: Settings,
 }
 
@@ -176,7 +183,26 @@ impl Config {
         if let Some(ms) = file.stream_max_duration_ms {
             settings.stream_max_duration = std::time::Duration::from_millis(ms.max(10));
         }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let sandbox = SandboxConfig {
+            workers: file.sandbox_workers.unwrap_or((4 * cores).max(8)),
+            queue_capacity: file.sandbox_queue.unwrap_or(256),
+            ..SandboxConfig::default()
+        };
+        if !(1..=4096).contains(&sandbox.workers) {
+            bail!(
+                "sandbox_workers is between 1 and 4096, not {}",
+                sandbox.workers
+            );
+        }
+        if sandbox.queue_capacity > 1_000_000 {
+            bail!(
+                "sandbox_queue is at most 1000000, not {}",
+                sandbox.queue_capacity
+            );
+        }
         Ok(Config {
+            sandbox,
             listen: args
                 .listen
                 .clone()
@@ -363,7 +389,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             inference: config.inference.clone(),
             bus: Some(bus),
             external_scorer: config.external_scorer.clone(),
-            ..RuntimeConfig::default()
+            sandbox: config.sandbox.clone(),
         },
     )
     .context("starting the sandbox")?;

@@ -183,6 +183,20 @@ fn refuses_a_readable_signing_key_and_a_bad_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nsandbox_workers = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sandbox_workers is between 1 and 4096"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
