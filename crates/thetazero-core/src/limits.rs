@@ -74,6 +74,18 @@ pub struct Ceilings {
     pub max_api_calls_per_minute: u64,
 }
 
+impl Ceilings {
+    /// No ceiling at all: for reading back values that were checked against
+    /// the ceilings when they were written, so that lowering a ceiling later
+    /// does not make them unreadable.
+    pub const UNBOUNDED: Ceilings = Ceilings {
+        memory_mb: u64::MAX,
+        cpu_time_ms: u64::MAX,
+        max_api_calls_per_run: u64::MAX,
+        max_api_calls_per_minute: u64::MAX,
+    };
+}
+
 impl Default for Ceilings {
     fn default() -> Self {
         Ceilings {

@@ -8,12 +8,14 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
+use crate::model::AgentStatus;
 use crate::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
     ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
+use crate::{AgentConfig, Ceilings, Permissions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +29,33 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// A value read back from the database did not have the expected shape.
+    pub fn corrupt(what: &str) -> StoreError {
+        StoreError::Internal(format!("stored {what} could not be read back"))
+    }
+}
+
+/// An agent's stored status, config and permissions (JSON text), parsed back
+/// the same way by every backend.
+pub fn decode_agent_columns(
+    status: &str,
+    config: &str,
+    permissions: &str,
+) -> StoreResult<(AgentStatus, AgentConfig, Permissions)> {
+    let status = AgentStatus::parse(status).ok_or_else(|| StoreError::corrupt("agent status"))?;
+    // Stored configs were validated on the way in.
+    let config = serde_json::from_str::<Value>(config)
+        .ok()
+        .and_then(|v| AgentConfig::from_json(&v, &Ceilings::UNBOUNDED).ok())
+        .ok_or_else(|| StoreError::corrupt("agent config"))?;
+    let permissions = serde_json::from_str::<Value>(permissions)
+        .ok()
+        .and_then(|v| Permissions::from_json(&v).ok())
+        .ok_or_else(|| StoreError::corrupt("agent permissions"))?;
+    Ok((status, config, permissions))
+}
 
 /// The audit events a mutation records, computed from its result inside the
 /// mutation's own transaction: a mutation that commits has its events, and

@@ -251,21 +251,20 @@ async fn with_grants(
         .await?;
     let now = time::OffsetDateTime::now_utc();
     // Grants were checked against the ceilings when they were requested.
-    let loose = thetazero_core::Ceilings {
-        memory_mb: u64::MAX,
-        cpu_time_ms: u64::MAX,
-        max_api_calls_per_run: u64::MAX,
-        max_api_calls_per_minute: u64::MAX,
-    };
     for request in approved.iter().rev() {
         if request.grant_expires_at.is_some_and(|t| t <= now) {
             continue;
         }
-        let Ok(grant) = thetazero_core::permissions::Grant::from_json(&request.grant, &loose)
-        else {
+        let Ok(grant) = thetazero_core::permissions::Grant::from_json(
+            &request.grant,
+            &thetazero_core::Ceilings::UNBOUNDED,
+        ) else {
             continue;
         };
-        if let Ok(config) = agent.config.merged(&grant.config, &loose) {
+        if let Ok(config) = agent
+            .config
+            .merged(&grant.config, &thetazero_core::Ceilings::UNBOUNDED)
+        {
             agent.config = config;
         }
         agent.permissions = grant.widen(&agent.permissions);

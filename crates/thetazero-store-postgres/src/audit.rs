@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
-use crate::error::{corrupt, map_pg, map_pool};
+use crate::error::{map_pg, map_pool};
 use crate::{col, execute, from_micros, now_micros, query, query_one};
 
 /// Most events one transaction takes; bounds the latency a batch adds.
@@ -271,7 +271,8 @@ pub(crate) async fn append_in(
             .filter(|(e, _)| e.account_id == *account)
             .map(|(_, b)| b.as_slice())
             .collect();
-        let leaf_count = u64::try_from(*first).map_err(|_| corrupt("audit log size"))?;
+        let leaf_count =
+            u64::try_from(*first).map_err(|_| StoreError::corrupt("audit log size"))?;
         let prefetched = prefetch(tx, *account, leaf_count).await?;
         let rows = merkle::append(leaf_count, &mine, &prefetched)
             .map_err(|e| StoreError::Internal(format!("audit log: {e}")))?;
@@ -280,7 +281,9 @@ pub(crate) async fn append_in(
     for (account, rows) in &new_rows {
         for row in rows {
             hash_accounts.push(*account);
-            hash_indexes.push(i64::try_from(row.index).map_err(|_| corrupt("audit hash index"))?);
+            hash_indexes.push(
+                i64::try_from(row.index).map_err(|_| StoreError::corrupt("audit hash index"))?,
+            );
             hash_values.push(&row.hash.0[..]);
         }
     }
@@ -427,7 +430,9 @@ pub(crate) async fn read_hashes<C: GenericClient>(
     let mut found: HashMap<i64, [u8; 32]> = HashMap::with_capacity(rows.len());
     for row in &rows {
         let bytes: Vec<u8> = col(row, 1)?;
-        let hash: [u8; 32] = bytes.try_into().map_err(|_| corrupt("audit hash"))?;
+        let hash: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StoreError::corrupt("audit hash"))?;
         found.insert(col(row, 0)?, hash);
     }
     wanted

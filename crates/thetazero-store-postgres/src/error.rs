@@ -55,8 +55,3 @@ pub(crate) fn map_pool(e: PoolError) -> StoreError {
         other => StoreError::Internal(other.to_string()),
     }
 }
-
-/// A value read back from the database did not have the expected shape.
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("stored {what} could not be read back"))
-}

@@ -23,21 +23,22 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
 use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
-use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
-    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
-    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
+    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
-use thetazero_core::store::{Audit, Bootstrap, Store, StoreError, StoreResult};
-use thetazero_core::{AgentConfig, KeyScope, Permissions};
+use thetazero_core::store::{
+    decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
+};
+use thetazero_core::KeyScope;
 
 pub use bus::{BusOptions, PgBus};
 pub use connect::{parse_url, PgOptions};
 pub use migrate::{BUS_MIGRATIONS, MIGRATIONS};
 
-use error::{corrupt, map_pg, map_pool};
+use error::{map_pg, map_pool};
 
 /// Every `Store` method, over a pool of PostgreSQL connections.
 #[derive(Clone)]
@@ -200,22 +201,7 @@ fn agent_row(row: &Row) -> StoreResult<Agent> {
     let status: String = col(row, 5)?;
     let config: String = col(row, 7)?;
     let permissions: String = col(row, 8)?;
-    let status = AgentStatus::parse(&status).ok_or_else(|| corrupt("agent status"))?;
-    let config: Value = serde_json::from_str(&config).map_err(|_| corrupt("agent config"))?;
-    // Stored configs were validated on the way in; read them back against the
-    // loosest ceilings so that lowering an operator ceiling later does not
-    // make existing agents unreadable.
-    let loose = Ceilings {
-        memory_mb: u64::MAX,
-        cpu_time_ms: u64::MAX,
-        max_api_calls_per_run: u64::MAX,
-        max_api_calls_per_minute: u64::MAX,
-    };
-    let config = AgentConfig::from_json(&config, &loose).map_err(|_| corrupt("agent config"))?;
-    let permissions: Value =
-        serde_json::from_str(&permissions).map_err(|_| corrupt("agent permissions"))?;
-    let permissions =
-        Permissions::from_json(&permissions).map_err(|_| corrupt("agent permissions"))?;
+    let (status, config, permissions) = decode_agent_columns(&status, &config, &permissions)?;
     Ok(Agent {
         id: col(row, 0)?,
         account_id: col(row, 1)?,
@@ -256,13 +242,16 @@ fn execution_row(row: &Row) -> StoreResult<Execution> {
     let input: String = col(row, 8)?;
     let output: Option<String> = col(row, 9)?;
     let report: String = col(row, 10)?;
-    let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status"))?;
-    let input: Value = serde_json::from_str(&input).map_err(|_| corrupt("execution input"))?;
+    let status =
+        ExecutionStatus::parse(&status).ok_or_else(|| StoreError::corrupt("execution status"))?;
+    let input: Value =
+        serde_json::from_str(&input).map_err(|_| StoreError::corrupt("execution input"))?;
     let output: Option<Value> = output
         .map(|o| serde_json::from_str(&o))
         .transpose()
-        .map_err(|_| corrupt("execution output"))?;
-    let report: Value = serde_json::from_str(&report).map_err(|_| corrupt("execution report"))?;
+        .map_err(|_| StoreError::corrupt("execution output"))?;
+    let report: Value =
+        serde_json::from_str(&report).map_err(|_| StoreError::corrupt("execution report"))?;
     Ok(Execution {
         id: col(row, 0)?,
         account_id: col(row, 1)?,
@@ -291,7 +280,9 @@ fn audit_row(row: &Row) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
         id: col(row, 0)?,
         leaf_index: col::<i64>(row, 2)? as u64,
-        leaf_hash: leaf_hash.try_into().map_err(|_| corrupt("leaf hash"))?,
+        leaf_hash: leaf_hash
+            .try_into()
+            .map_err(|_| StoreError::corrupt("leaf hash"))?,
         timestamp: from_micros(col(row, 3)?),
         event: AuditEvent {
             account_id: col(row, 1)?,
@@ -947,7 +938,8 @@ impl Store for PgStore {
         let value: String = col(&row, 0)?;
         Ok(Some(ContextEntry {
             key: key.to_string(),
-            value: serde_json::from_str(&value).map_err(|_| corrupt("context value"))?,
+            value: serde_json::from_str(&value)
+                .map_err(|_| StoreError::corrupt("context value"))?,
             updated_at: from_micros(col(&row, 1)?),
         }))
     }
@@ -1137,7 +1129,7 @@ impl Store for PgStore {
         let value: String = col(&row, 0)?;
         serde_json::from_str(&value)
             .map(Some)
-            .map_err(|_| corrupt("storage value"))
+            .map_err(|_| StoreError::corrupt("storage value"))
     }
 
     async fn storage_put(&self, account: AccountId, key: &str, value: &Value) -> StoreResult<()> {

@@ -20,15 +20,16 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
-use thetazero_core::limits::Ceilings;
 use thetazero_core::model::{
-    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ContextEntry,
-    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
+    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
-use thetazero_core::store::{Audit, Bootstrap, Store, StoreError, StoreResult};
-use thetazero_core::{AgentConfig, KeyScope, Permissions};
+use thetazero_core::store::{
+    decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
+};
+use thetazero_core::KeyScope;
 
 pub use migrate::MIGRATIONS;
 
@@ -179,10 +180,6 @@ pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("stored {what} could not be read back"))
-}
-
 // ---- row mapping ----
 
 const ACCOUNT_COLS: &str = "id, name, created_at";
@@ -234,27 +231,7 @@ fn agent_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<AgentRow>> {
     let status: String = row.get(5)?;
     let config: String = row.get(7)?;
     let permissions: String = row.get(8)?;
-    let parsed = (|| {
-        let status = AgentStatus::parse(&status).ok_or_else(|| corrupt("agent status"))?;
-        let config: Value = serde_json::from_str(&config).map_err(|_| corrupt("agent config"))?;
-        // Stored configs were validated on the way in; read them back against
-        // the loosest ceilings so that lowering an operator ceiling later does
-        // not make existing agents unreadable.
-        let loose = Ceilings {
-            memory_mb: u64::MAX,
-            cpu_time_ms: u64::MAX,
-            max_api_calls_per_run: u64::MAX,
-            max_api_calls_per_minute: u64::MAX,
-        };
-        let config =
-            AgentConfig::from_json(&config, &loose).map_err(|_| corrupt("agent config"))?;
-        let permissions: Value =
-            serde_json::from_str(&permissions).map_err(|_| corrupt("agent permissions"))?;
-        let permissions =
-            Permissions::from_json(&permissions).map_err(|_| corrupt("agent permissions"))?;
-        Ok((status, config, permissions))
-    })();
-    let (status, config, permissions) = match parsed {
+    let (status, config, permissions) = match decode_agent_columns(&status, &config, &permissions) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
@@ -298,14 +275,16 @@ fn execution_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<Execution>> {
     let output: Option<String> = row.get(9)?;
     let report: String = row.get(10)?;
     let parsed = (|| {
-        let status = ExecutionStatus::parse(&status).ok_or_else(|| corrupt("execution status"))?;
-        let input: Value = serde_json::from_str(&input).map_err(|_| corrupt("execution input"))?;
+        let status = ExecutionStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt("execution status"))?;
+        let input: Value =
+            serde_json::from_str(&input).map_err(|_| StoreError::corrupt("execution input"))?;
         let output: Option<Value> = output
             .map(|o| serde_json::from_str(&o))
             .transpose()
-            .map_err(|_| corrupt("execution output"))?;
+            .map_err(|_| StoreError::corrupt("execution output"))?;
         let report: Value =
-            serde_json::from_str(&report).map_err(|_| corrupt("execution report"))?;
+            serde_json::from_str(&report).map_err(|_| StoreError::corrupt("execution report"))?;
         Ok((status, input, output, report))
     })();
     let (status, input, output, report) = match parsed {
@@ -432,8 +411,8 @@ fn start_execution_tx(
         ],
     )
     .map_err(map_err)?;
-    let execution =
-        get_execution_tx(tx, new.account_id, id)?.ok_or_else(|| corrupt("execution"))?;
+    let execution = get_execution_tx(tx, new.account_id, id)?
+        .ok_or_else(|| StoreError::corrupt("execution"))?;
     let record = audit_log::append_event(tx, started)?;
     Ok((execution, record))
 }
@@ -466,7 +445,8 @@ fn finish_execution_tx(
     if n == 0 {
         return Ok(None);
     }
-    let execution = get_execution_tx(tx, account, id)?.ok_or_else(|| corrupt("execution"))?;
+    let execution =
+        get_execution_tx(tx, account, id)?.ok_or_else(|| StoreError::corrupt("execution"))?;
     let record = audit_log::append_event(tx, ended)?;
     Ok(Some((execution, record)))
 }
@@ -802,7 +782,7 @@ impl Store for SqliteStore {
                     tx.last_insert_rowid()
                 }
             };
-            let agent = get_agent_tx(tx, account, id)?.ok_or_else(|| corrupt("agent"))?;
+            let agent = get_agent_tx(tx, account, id)?.ok_or_else(|| StoreError::corrupt("agent"))?;
             let result = (agent, existing.is_none());
             log(tx, audit(&result))?;
             Ok(result)
@@ -970,7 +950,7 @@ impl Store for SqliteStore {
                 None => Ok(None),
                 Some((value, at)) => Ok(Some(ContextEntry {
                     key,
-                    value: serde_json::from_str(&value).map_err(|_| corrupt("context value"))?,
+                    value: serde_json::from_str(&value).map_err(|_| StoreError::corrupt("context value"))?,
                     updated_at: from_micros(at),
                 })),
             }
@@ -1039,7 +1019,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let (_, first) = start_execution_tx(tx, id, &new, started)?;
             let (execution, last) = finish_execution_tx(tx, new.account_id, id, &outcome, ended)?
-                .ok_or_else(|| corrupt("execution"))?;
+                .ok_or_else(|| StoreError::corrupt("execution"))?;
             Ok((execution, first, last))
         })
         .await
@@ -1111,7 +1091,7 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .map_err(map_err)?;
-            v.map(|v| serde_json::from_str(&v).map_err(|_| corrupt("storage value")))
+            v.map(|v| serde_json::from_str(&v).map_err(|_| StoreError::corrupt("storage value")))
                 .transpose()
         })
         .await
@@ -1422,7 +1402,7 @@ impl Store for SqliteStore {
             let id = tx.last_insert_rowid();
             let request = request_rows(tx, "WHERE account_id = ?1 AND id = ?2", params![new.account_id, id])?
                 .pop()
-                .ok_or_else(|| corrupt("permission request"))?;
+                .ok_or_else(|| StoreError::corrupt("permission request"))?;
             log(tx, audit(&request))?;
             Ok(request)
         })
@@ -1483,7 +1463,7 @@ impl Store for SqliteStore {
             }
             let request = request_rows(tx, "WHERE account_id = ?1 AND id = ?2", params![account, id])?
                 .pop()
-                .ok_or_else(|| corrupt("permission request"))?;
+                .ok_or_else(|| StoreError::corrupt("permission request"))?;
             log(tx, audit(&request))?;
             Ok(Some(request))
         })
