@@ -39,16 +39,28 @@ pub struct AuditParams {
     pub cursor: Option<u64>,
 }
 
-impl AuditParams {
-    pub(crate) fn split_types(raw: Option<&str>) -> Vec<String> {
-        raw.map(|s| {
-            s.split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-    }
+/// The filters that the query and the CSV export share, parsed into a query
+/// with no cursor and the default limit.
+pub(crate) fn filtered_query(
+    from: Option<&str>,
+    to: Option<&str>,
+    action_types: Option<&str>,
+    violations_only: Option<bool>,
+) -> HttpResult<AuditQuery> {
+    Ok(AuditQuery {
+        from: from.map(|f| parse_time("from", f, false)).transpose()?,
+        to: to.map(|t| parse_time("to", t, true)).transpose()?,
+        action_types: action_types
+            .map(|s| {
+                s.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        violations_only: violations_only.unwrap_or(false),
+        ..Default::default()
+    })
 }
 
 pub(crate) fn parse_time(field: &str, raw: &str, end_of_day: bool) -> HttpResult<OffsetDateTime> {
@@ -85,31 +97,16 @@ pub async fn query(
         ));
     }
     let query = AuditQuery {
-        from: params
-            .from
-            .as_deref()
-            .map(|f| parse_time("from", f, false))
-            .transpose()?,
-        to: params
-            .to
-            .as_deref()
-            .map(|t| parse_time("to", t, true))
-            .transpose()?,
-        action_types: params
-            .action_types
-            .as_deref()
-            .map(|s| {
-                s.split(',')
-                    .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        violations_only: params.violations_only.unwrap_or(false),
         agent_id: params.agent_id,
         execution_id: params.execution_id,
         after: params.cursor,
         limit,
+        ..filtered_query(
+            params.from.as_deref(),
+            params.to.as_deref(),
+            params.action_types.as_deref(),
+            params.violations_only,
+        )?
     };
     let page = state.store.query_audit(caller.account(), &query).await?;
     Ok(Json(AuditList {

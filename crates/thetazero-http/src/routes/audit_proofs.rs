@@ -9,14 +9,13 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_core::audit::AuditQuery;
 use thetazero_runtime::ledger::LedgerError;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::extract::{Id, Query};
-use crate::routes::audit::{parse_time, AuditParams};
+use crate::routes::audit::filtered_query;
 use crate::state::AppState;
 use crate::views;
 
@@ -162,21 +161,12 @@ pub async fn export(
             ("application/x-ndjson", "audit-bundle.jsonl")
         }
         "csv" => {
-            let query = AuditQuery {
-                from: params
-                    .from
-                    .as_deref()
-                    .map(|f| parse_time("from", f, false))
-                    .transpose()?,
-                to: params
-                    .to
-                    .as_deref()
-                    .map(|t| parse_time("to", t, true))
-                    .transpose()?,
-                action_types: AuditParams::split_types(params.action_types.as_deref()),
-                violations_only: params.violations_only.unwrap_or(false),
-                ..Default::default()
-            };
+            let query = filtered_query(
+                params.from.as_deref(),
+                params.to.as_deref(),
+                params.action_types.as_deref(),
+                params.violations_only,
+            )?;
             let ledger = state.ledger.clone();
             tokio::spawn(async move {
                 if let Err(e) = ledger.export_csv(account, query, tx).await {
