@@ -80,6 +80,25 @@ struct Counters {
     minute: VecDeque<Instant>,
 }
 
+impl Counters {
+    /// Adds an audit row, or counts it as dropped past `MAX_AUDIT_ENTRIES`,
+    /// and returns its index so the duration can be filled in.
+    fn push_audit(&mut self, function: &str, args_summary: String, allowed: bool) -> Option<usize> {
+        if self.audit.len() >= MAX_AUDIT_ENTRIES {
+            self.audit_dropped += 1;
+            return None;
+        }
+        self.audit.push(HostCallAudit {
+            function: function.to_string(),
+            args_summary,
+            allowed,
+            duration_ms: 0.0,
+            at: OffsetDateTime::now_utc(),
+        });
+        Some(self.audit.len() - 1)
+    }
+}
+
 /// Everything the bridge functions share for one execution.
 struct ExecState {
     host: Arc<dyn Host>,
@@ -144,10 +163,6 @@ impl ExecState {
         stop
     }
 
-    fn at(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-
     /// Adds an audit row and returns its index so the duration can be filled in.
     fn push_audit(&self, function: HostFn, args_summary: String, allowed: bool) -> Option<usize> {
         let mut c = self.counters();
@@ -155,18 +170,7 @@ impl ExecState {
         if !allowed {
             c.denied += 1;
         }
-        if c.audit.len() >= MAX_AUDIT_ENTRIES {
-            c.audit_dropped += 1;
-            return None;
-        }
-        c.audit.push(HostCallAudit {
-            function: function.name().to_string(),
-            args_summary,
-            allowed,
-            duration_ms: 0.0,
-            at: self.at(),
-        });
-        Some(c.audit.len() - 1)
+        c.push_audit(function.name(), args_summary, allowed)
     }
 
     fn finish_audit(&self, index: Option<usize>, allowed: bool, duration: Duration) {
@@ -647,17 +651,7 @@ fn bridge_log<'js>(
         message,
         at: OffsetDateTime::now_utc(),
     });
-    if c.audit.len() < MAX_AUDIT_ENTRIES {
-        c.audit.push(HostCallAudit {
-            function: "log".into(),
-            args_summary: summary,
-            allowed: true,
-            duration_ms: 0.0,
-            at: OffsetDateTime::now_utc(),
-        });
-    } else {
-        c.audit_dropped += 1;
-    }
+    c.push_audit("log", summary, true);
     Ok(())
 }
 
@@ -695,17 +689,7 @@ fn bridge_write_result<'js>(
     let mut c = state.counters();
     c.host_calls += 1;
     c.result = Some(text);
-    if c.audit.len() < MAX_AUDIT_ENTRIES {
-        c.audit.push(HostCallAudit {
-            function: "write_result".into(),
-            args_summary: summary,
-            allowed: true,
-            duration_ms: 0.0,
-            at: OffsetDateTime::now_utc(),
-        });
-    } else {
-        c.audit_dropped += 1;
-    }
+    c.push_audit("write_result", summary, true);
     Ok(())
 }
 
