@@ -9,6 +9,7 @@ pub mod bus;
 pub mod limits;
 pub mod model;
 pub mod permissions;
+pub mod rate;
 pub mod store;
 
 pub use limits::{AgentConfig, Ceilings, ConfigError, Limits, Template};

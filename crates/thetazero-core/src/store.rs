@@ -15,6 +15,7 @@ use crate::model::{
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
+use crate::rate::{RateDecision, RateLimit};
 use crate::{AgentConfig, Ceilings, Permissions};
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +136,9 @@ pub trait Store: Send + Sync + 'static {
     }
     async fn list_agents(&self, account: AccountId, page: PageRequest) -> StoreResult<Page<Agent>>;
     async fn get_agent(&self, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>>;
+    /// The account's agent called `name` (names are unique per account).
+    async fn get_agent_by_name(&self, account: AccountId, name: &str)
+        -> StoreResult<Option<Agent>>;
     /// `audit` runs only when the agent exists.
     async fn update_agent_audited(
         &self,
@@ -372,6 +376,10 @@ pub trait Store: Send + Sync + 'static {
         value: Option<String>,
         audit: Audit<()>,
     ) -> StoreResult<()>;
+
+    /// Counts one event against `limit` (see [`crate::rate`]): shared by
+    /// every replica on PostgreSQL, kept in the process on SQLite.
+    async fn rate_acquire(&self, limit: &RateLimit) -> StoreResult<RateDecision>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod rate;
 pub mod routes;
 pub mod state;
 pub mod stream_token;

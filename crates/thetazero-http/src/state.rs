@@ -26,6 +26,12 @@ pub struct Settings {
     pub stream_keepalive: std::time::Duration,
     /// How long one audit stream lasts before it says `timeout`.
     pub stream_max_duration: std::time::Duration,
+    /// Executions one API key may start per minute, across replicas; 0 is
+    /// no limit.
+    pub executions_per_key_per_minute: u32,
+    /// Entry-code changes per agent per hour (the evolution rate); 0 is no
+    /// limit.
+    pub code_updates_per_agent_per_hour: u32,
 }
 
 impl Default for Settings {
@@ -37,6 +43,8 @@ impl Default for Settings {
             max_code_bytes: 512 << 10,
             stream_keepalive: std::time::Duration::from_secs(15),
             stream_max_duration: std::time::Duration::from_secs(600),
+            executions_per_key_per_minute: 1200,
+            code_updates_per_agent_per_hour: 60,
         }
     }
 }

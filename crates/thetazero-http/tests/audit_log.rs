@@ -8,7 +8,6 @@ mod common;
 use std::io::Cursor;
 
 use common::{assert_error, TestApp};
-use rusqlite::Connection;
 use serde_json::{json, Value};
 use thetazero_audit::{
     verify_bundle, verify_receipt, verify_record_proof, RecordProof, VerifierKey,
@@ -391,33 +390,43 @@ async fn execution_receipts_are_signed_and_bind_the_code() {
     assert_error(&r, 404, "not_found");
 }
 
-/// Tampering with the database behind the server's back (triggers dropped, as
-/// an operator with file access could) is caught by the offline verifier.
+/// Tampering with the database behind the server's back (triggers dropped or
+/// bypassed, as an operator with direct access could) is caught by the
+/// offline verifier, on either backend.
 #[tokio::test]
 async fn tampering_with_the_database_is_detected_and_named() {
-    let cases: &[(&str, &[&str], &str)] = &[
+    // (what, SQLite, PostgreSQL, the verifier's finding)
+    let cases: &[(&str, &str, &str, &str)] = &[
         (
             "change one byte of a leaf",
-            &["UPDATE audit_leaves SET leaf_bytes = CAST(replace(CAST(leaf_bytes AS TEXT), 'execution', 'executiox') AS BLOB) WHERE leaf_index = 3"],
+            "UPDATE audit_leaves SET leaf_bytes = CAST(replace(CAST(leaf_bytes AS TEXT), 'execution', 'executiox') AS BLOB) WHERE leaf_index = 3",
+            "UPDATE audit_leaves SET leaf_bytes = convert_to(replace(convert_from(leaf_bytes, 'UTF8'), 'execution', 'executiox'), 'UTF8') WHERE leaf_index = 3",
             "checkpoint_root_mismatch",
         ),
-        ("delete a middle row", &["DELETE FROM audit_leaves WHERE leaf_index = 4"], "index_gap"),
+        (
+            "delete a middle row",
+            "DELETE FROM audit_leaves WHERE leaf_index = 4",
+            "DELETE FROM audit_leaves WHERE leaf_index = 4",
+            "index_gap",
+        ),
         (
             "reorder two rows",
-            &[
-                "UPDATE audit_leaves SET leaf_index = -1 WHERE leaf_index = 5",
-                "UPDATE audit_leaves SET leaf_index = 5 WHERE leaf_index = 6",
-                "UPDATE audit_leaves SET leaf_index = 6 WHERE leaf_index = -1",
-            ],
+            "UPDATE audit_leaves SET leaf_index = -1 WHERE leaf_index = 5;
+             UPDATE audit_leaves SET leaf_index = 5 WHERE leaf_index = 6;
+             UPDATE audit_leaves SET leaf_index = 6 WHERE leaf_index = -1;",
+            "UPDATE audit_leaves SET leaf_index = -1 WHERE leaf_index = 5;
+             UPDATE audit_leaves SET leaf_index = 5 WHERE leaf_index = 6;
+             UPDATE audit_leaves SET leaf_index = 6 WHERE leaf_index = -1;",
             "checkpoint_root_mismatch",
         ),
         (
             "corrupt a checkpoint's signature",
-            &["UPDATE audit_checkpoints SET note = replace(note, '— ', '— x') WHERE size = (SELECT MIN(size) FROM audit_checkpoints)"],
+            "UPDATE audit_checkpoints SET note = replace(note, '— ', '— x') WHERE size = (SELECT MIN(size) FROM audit_checkpoints)",
+            "UPDATE audit_checkpoints SET note = replace(note, '— ', '— x') WHERE size = (SELECT MIN(size) FROM audit_checkpoints)",
             "bad_signature",
         ),
     ];
-    for (what, statements, finding) in cases {
+    for (what, sqlite, postgres, finding) in cases {
         let app = TestApp::new().await;
         busy_log(&app).await;
         let key = verifier(&app).await;
@@ -426,16 +435,7 @@ async fn tampering_with_the_database_is_detected_and_named() {
             verify_bundle(Cursor::new(clean.as_bytes()), &key).is_valid(),
             "{what}: clean first"
         );
-        let conn = Connection::open(app.db_path()).unwrap();
-        conn.execute_batch(
-            "DROP TRIGGER audit_leaves_no_update; DROP TRIGGER audit_leaves_no_delete;
-             DROP TRIGGER audit_checkpoints_no_update; DROP TRIGGER audit_checkpoints_no_delete;",
-        )
-        .unwrap();
-        for sql in *statements {
-            conn.execute(sql, [])
-                .unwrap_or_else(|e| panic!("{what}: {sql}: {e}"));
-        }
+        app.tamper(sqlite, postgres).await;
         let tampered = bundle(&app).await;
         let report = verify_bundle(Cursor::new(tampered.as_bytes()), &key);
         assert!(!report.is_valid(), "{what}: not detected");
@@ -453,21 +453,13 @@ async fn truncating_past_an_issued_receipt_is_detected() {
     let executions = busy_log(&app).await;
     let key = verifier(&app).await;
     let receipt = &executions[5];
-    let conn = Connection::open(app.db_path()).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER audit_leaves_no_delete; DROP TRIGGER audit_checkpoints_no_delete;",
-    )
-    .unwrap();
-    let index = receipt["leaf_index"].as_i64().unwrap();
-    conn.execute(
-        "DELETE FROM audit_leaves WHERE leaf_index >= ?1",
-        [index - 2],
-    )
-    .unwrap();
-    conn.execute("DELETE FROM audit_checkpoints WHERE size > ?1", [index - 2])
-        .unwrap();
-    conn.execute("UPDATE audit_log_heads SET size = ?1", [index - 2])
-        .unwrap();
+    let keep = receipt["leaf_index"].as_i64().unwrap() - 2;
+    let sql = format!(
+        "DELETE FROM audit_leaves WHERE leaf_index >= {keep};
+         DELETE FROM audit_checkpoints WHERE size > {keep};
+         UPDATE audit_log_heads SET size = {keep};"
+    );
+    app.tamper(&sql, &sql).await;
     let mut text = bundle(&app).await;
     // The client adds the receipts it holds before verifying.
     text.push_str(&format!(
@@ -487,26 +479,25 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
     let app = TestApp::new().await;
     busy_log(&app).await;
     let key = verifier(&app).await;
-    let conn = Connection::open(app.db_path()).unwrap();
-    let (size, note): (i64, String) = conn
-        .query_row(
-            "SELECT size, note FROM audit_checkpoints ORDER BY size LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let first = "FROM audit_checkpoints ORDER BY size LIMIT 1";
+    let size = app
+        .query_text(&format!("SELECT CAST(size AS TEXT) {first}"))
+        .await
+        .remove(0);
+    let note = app
+        .query_text(&format!("SELECT note {first}"))
+        .await
+        .remove(0);
     // The same checkpoint body, signed by an impostor with the same key name.
     let body = &note[..note.find("\n\n").unwrap() + 1];
     let impostor = thetazero_audit::AuditSigner::generate(key.name()).unwrap();
     let forged = impostor.sign_note(body.as_bytes()).unwrap();
     assert_ne!(forged, note);
-    conn.execute_batch("DROP TRIGGER audit_checkpoints_no_update;")
-        .unwrap();
-    conn.execute(
-        "UPDATE audit_checkpoints SET note = ?1 WHERE size = ?2",
-        rusqlite::params![forged, size],
-    )
-    .unwrap();
+    let sql = format!(
+        "UPDATE audit_checkpoints SET note = '{}' WHERE size = {size}",
+        forged.replace('\'', "''")
+    );
+    app.tamper(&sql, &sql).await;
     let report = verify_bundle(Cursor::new(bundle(&app).await.as_bytes()), &key);
     assert!(!report.is_valid());
     assert!(

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_error, TestApp};
-use serde_json::{json, Value};
+use common::{assert_error, running, start, TestApp};
+use serde_json::json;
 
 async fn agent(app: &TestApp, name: &str, code: &str) -> i64 {
     let r = app
@@ -23,47 +23,6 @@ async fn agent(app: &TestApp, name: &str, code: &str) -> i64 {
         .await;
     assert!(r.status.is_success(), "{}", r.body);
     r.body["agent"]["id"].as_i64().unwrap()
-}
-
-/// Starts an execution in the background; answers its eventual response.
-fn start(app: &TestApp, id: i64) -> tokio::task::JoinHandle<Value> {
-    let router = app.router.clone();
-    let owner = app.owner.clone();
-    tokio::spawn(async move {
-        use tower::ServiceExt;
-        let req = axum::http::Request::builder()
-            .method("POST")
-            .uri(format!("/api/v1/sdk/agents/{id}/execute"))
-            .header("authorization", format!("Bearer {owner}"))
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from("{}"))
-            .unwrap();
-        let resp = router.oneshot(req).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        serde_json::from_slice(&bytes).unwrap()
-    })
-}
-
-/// Waits until the agent has `n` executions recorded as running.
-async fn running(app: &TestApp, id: i64, n: u64) {
-    for _ in 0..2000 {
-        let r = app
-            .call(
-                "GET",
-                &format!("/api/v1/sdk/agents/{id}/executions?status=running"),
-                Some(&app.owner),
-                None,
-            )
-            .await;
-        if r.body["total"].as_u64() == Some(n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("the executions never started");
 }
 
 async fn audit_types(app: &TestApp, query: &str) -> Vec<String> {

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use thetazero_core::audit::AuditEvent;
-use thetazero_core::model::{AgentId, ExecutionId};
+use thetazero_core::model::{AgentId, Execution, ExecutionId};
+use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::Filter;
-use thetazero_sandbox::{Host, HostError, SandboxEvent};
+use thetazero_sandbox::{CancelHandle, ChildBudget, Host, HostError, SandboxEvent};
 use tokio::runtime::Handle;
 
 use crate::inference::{ChatRequest, InferenceClient};
@@ -23,6 +25,42 @@ use crate::inference::{ChatRequest, InferenceClient};
 use crate::Caller;
 
 const MAX_KEY_BYTES: usize = 256;
+
+/// Cancels a child execution unless disarmed.
+struct CancelOnDrop(Option<CancelHandle>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.0.take() {
+            cancel.cancel();
+        }
+    }
+}
+
+/// What agent code sees of an execution of its account.
+fn child_view(e: &Execution) -> Value {
+    let time = |t: &time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    json!({
+        "execution_id": e.id,
+        "agent_id": e.agent_id,
+        "parent_execution_id": e.parent_execution_id,
+        "status": e.status.as_str(),
+        "output": e.output,
+        "error": e.report.get("error").cloned().unwrap_or(Value::Null),
+        "duration_ms": e.duration_ms,
+        "started_at": time(&e.started_at),
+        "finished_at": e.finished_at.as_ref().map(time),
+    })
+}
 const MAX_VALUE_BYTES: usize = 64 << 10;
 
 /// Content safety (`None` when the agent's template turned it off) and the
@@ -30,6 +68,10 @@ const MAX_VALUE_BYTES: usize = 64 << 10;
 pub(crate) struct HostServices {
     pub safety: Option<Arc<Filter>>,
     pub inference: Option<Arc<InferenceClient>>,
+    /// Starts child executions for `call_agent`.
+    pub launcher: Arc<crate::Launcher>,
+    /// This execution's depth in its swarm: 0 at the top.
+    pub depth: u32,
 }
 
 pub(crate) struct ServerHost {
@@ -45,6 +87,8 @@ pub(crate) struct ServerHost {
     inference: Option<Arc<InferenceClient>>,
     /// Inference tokens this execution may still use.
     tokens_left: AtomicU64,
+    launcher: Arc<crate::Launcher>,
+    depth: u32,
 }
 
 impl ServerHost {
@@ -57,7 +101,12 @@ impl ServerHost {
         gate: Arc<crate::StartGate>,
         services: HostServices,
     ) -> Self {
-        let HostServices { safety, inference } = services;
+        let HostServices {
+            safety,
+            inference,
+            launcher,
+            depth,
+        } = services;
         let tokens = inference
             .as_ref()
             .map(|i| i.config().max_tokens_per_run)
@@ -72,6 +121,8 @@ impl ServerHost {
             safety,
             inference,
             tokens_left: AtomicU64::new(tokens),
+            launcher,
+            depth,
         }
     }
 
@@ -239,6 +290,113 @@ impl Host for ServerHost {
         )
         .await?;
         Ok(completion.to_agent())
+    }
+
+    async fn call_agent(
+        &self,
+        name: &str,
+        input: Value,
+        remaining: ChildBudget,
+    ) -> Result<Value, HostError> {
+        let swarm = self.launcher.swarm;
+        if self.depth >= swarm.max_depth {
+            return Err(HostError::Refused(format!(
+                "swarms nest at most {} deep; this execution is at depth {}",
+                swarm.max_depth, self.depth
+            )));
+        }
+        if remaining.api_calls == 0 || remaining.time_ms == 0 {
+            return Err(HostError::Refused(
+                "this execution has no budget left to give a child".into(),
+            ));
+        }
+        let (store, account, wanted) = (self.store.clone(), self.caller.account, name.to_string());
+        let child = self
+            .on_server(async move { store.get_agent_by_name(account, &wanted).await })
+            .await?
+            .ok_or(HostError::NotFound)?;
+        if swarm.executions_per_account_per_hour > 0 {
+            let limit = RateLimit {
+                key: format!("swarm:account:{account}"),
+                limit: swarm.executions_per_account_per_hour,
+                window: Duration::from_secs(3600),
+            };
+            let store = self.store.clone();
+            let decision = self
+                .on_server(async move { store.rate_acquire(&limit).await })
+                .await?;
+            if !decision.is_admitted() {
+                let retry = decision.retry_after_secs();
+                let mut e = self.event(
+                    "rate_limit_hit",
+                    "limit",
+                    format!(
+                        "rate limit swarm_executions_per_account_per_hour ({}) hit",
+                        swarm.executions_per_account_per_hour
+                    ),
+                );
+                e.is_violation = true;
+                e.payload = json!({
+                    "limit": "swarm_executions_per_account_per_hour",
+                    "max": swarm.executions_per_account_per_hour,
+                    "window_secs": 3600,
+                    "retry_after_secs": retry,
+                    "child_agent": child.name,
+                });
+                let store = self.store.clone();
+                self.on_server(async move { store.append_audit(vec![e]).await.map(|_| ()) })
+                    .await?;
+                return Err(HostError::Refused(format!(
+                    "the account's swarm executions per hour ({}) are used up; retry after {retry} s",
+                    swarm.executions_per_account_per_hour
+                )));
+            }
+        }
+        // The child stops with its parent: when this call's future is
+        // dropped (the parent was killed or ran out of time), so is the child.
+        let cancel = CancelHandle::new();
+        let stop_child = CancelOnDrop(Some(cancel.clone()));
+        let parent = crate::Parent {
+            execution: self.execution,
+            depth: self.depth + 1,
+            budget: remaining,
+            cancel,
+        };
+        let (launcher, caller) = (self.launcher.clone(), self.caller);
+        let run =
+            self.handle
+                .spawn(async move {
+                    crate::execute(launcher, caller, child.id, input, Some(parent)).await
+                })
+                .await;
+        stop_child.disarm();
+        match run {
+            Ok(Ok(done)) => Ok(child_view(&done.execution)),
+            Ok(Err(e)) => Err(match e {
+                crate::RuntimeError::AgentNotFound => HostError::NotFound,
+                crate::RuntimeError::Store(_) | crate::RuntimeError::Sandbox(_) => {
+                    tracing::warn!(execution_id = self.execution, error = %e, "child execution failed");
+                    HostError::Unavailable
+                }
+                other => HostError::Refused(other.to_string()),
+            }),
+            Err(_) => Err(HostError::Unavailable),
+        }
+    }
+
+    async fn get_execution(&self, id: Value) -> Result<Option<Value>, HostError> {
+        let id = match &id {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .filter(|id| *id > 0)
+        .ok_or_else(|| HostError::Refused("an execution id is a positive integer".into()))?;
+        let (store, account) = (self.store.clone(), self.caller.account);
+        let found = self
+            .on_server(async move { store.get_execution(account, id).await })
+            .await?;
+        Ok(found.as_ref().map(child_view))
     }
 
     async fn record(&self, event: SandboxEvent) -> Result<(), HostError> {

@@ -85,18 +85,57 @@ pub struct RuntimeConfig {
     pub bus: Option<Arc<dyn EventBus>>,
     /// The operator's own classifier, consulted for borderline content.
     pub external_scorer: Option<external::ExternalScorerConfig>,
+    /// Bounds on executions that agents start (`thetazero.call_agent`).
+    pub swarm: SwarmConfig,
 }
 
-pub struct Runtime {
+/// Bounds on swarms: executions started by other executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwarmConfig {
+    /// How deep children may nest: 1 lets a top-level execution start
+    /// children that start none.
+    pub max_depth: u32,
+    /// Child executions per account per hour, across replicas; 0 is no limit.
+    pub executions_per_account_per_hour: u32,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            max_depth: 3,
+            executions_per_account_per_hour: 10,
+        }
+    }
+}
+
+/// A parent execution starting a child: the child's budget never exceeds
+/// what the parent has left, and it stops when `cancel` is cancelled.
+pub(crate) struct Parent {
+    pub execution: thetazero_core::model::ExecutionId,
+    /// The child's depth: 1 for a child of a top-level execution.
+    pub depth: u32,
+    pub budget: thetazero_sandbox::ChildBudget,
+    pub cancel: CancelHandle,
+}
+
+/// Everything an execution needs to run, shared by the runtime and by hosts
+/// that start child executions.
+pub(crate) struct Launcher {
     store: Arc<dyn Store>,
-    bus: Arc<dyn EventBus>,
-    safety: Arc<Filter>,
-    inference: Option<Arc<InferenceClient>>,
+    services: Services,
     sandbox: Arc<Sandbox>,
     running: Arc<Running>,
     /// Executions admitted (running or queued); never more than the sandbox
     /// can hold, so a submission is never refused after its record exists.
     admitted: Arc<Semaphore>,
+    swarm: SwarmConfig,
+}
+
+pub struct Runtime {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
+    running: Arc<Running>,
+    launcher: Arc<Launcher>,
 }
 
 /// At most this much of a value goes into an audit summary.
@@ -141,22 +180,28 @@ impl Runtime {
             .unwrap_or_else(|| Arc::new(thetazero_core::bus::LocalBus::new(1024)));
         let running = Arc::new(Running::default());
         governance::listen(bus.clone(), running.clone());
+        let safety = Arc::new({
+            let filter = Filter::new(config.safety);
+            match config.external_scorer {
+                Some(c) => filter.with_external(Arc::new(
+                    external::HttpScorer::new(c).map_err(RuntimeError::Sandbox)?,
+                )),
+                None => filter,
+            }
+        });
+        let launcher = Arc::new(Launcher {
+            store: store.clone(),
+            services: Services { safety, inference },
+            sandbox: Arc::new(sandbox),
+            running: running.clone(),
+            admitted: Arc::new(Semaphore::new(capacity)),
+            swarm: config.swarm,
+        });
         Ok(Runtime {
             store,
             bus,
-            safety: Arc::new({
-                let filter = Filter::new(config.safety);
-                match config.external_scorer {
-                    Some(c) => filter.with_external(Arc::new(
-                        external::HttpScorer::new(c).map_err(RuntimeError::Sandbox)?,
-                    )),
-                    None => filter,
-                }
-            }),
-            inference,
-            sandbox: Arc::new(sandbox),
             running,
-            admitted: Arc::new(Semaphore::new(capacity)),
+            launcher,
         })
     }
 
@@ -219,20 +264,9 @@ impl Runtime {
         agent_id: AgentId,
         input: Value,
     ) -> Result<Executed, RuntimeError> {
-        let store = self.store.clone();
-        let services = Services {
-            safety: self.safety.clone(),
-            inference: self.inference.clone(),
-        };
-        let sandbox = self.sandbox.clone();
-        let running = self.running.clone();
-        let admitted = self.admitted.clone();
-        let task = tokio::spawn(async move {
-            execute(
-                store, services, sandbox, running, admitted, caller, agent_id, input,
-            )
-            .await
-        });
+        let launcher = self.launcher.clone();
+        let task =
+            tokio::spawn(async move { execute(launcher, caller, agent_id, input, None).await });
         task.await
             .map_err(|e| RuntimeError::Sandbox(format!("execution task failed: {e}")))?
     }
@@ -395,17 +429,18 @@ pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> Aud
     e
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn execute(
-    store: Arc<dyn Store>,
-    services: Services,
-    sandbox: Arc<Sandbox>,
-    running: Arc<Running>,
-    admitted: Arc<Semaphore>,
+    launcher: Arc<Launcher>,
     caller: Caller,
     agent_id: AgentId,
     input: Value,
+    parent: Option<Parent>,
 ) -> Result<Executed, RuntimeError> {
+    let store = launcher.store.clone();
+    let services = launcher.services.clone();
+    let sandbox = launcher.sandbox.clone();
+    let running = launcher.running.clone();
+    let admitted = launcher.admitted.clone();
     let generation = running.generation();
     let agent = store
         .get_agent(caller.account, agent_id)
@@ -424,7 +459,12 @@ async fn execute(
         .try_acquire_owned()
         .map_err(|_| RuntimeError::Busy)?;
     let code_sha256 = sha256_hex(agent.entry_code.as_bytes());
-    let limits = agent.config.limits();
+    let mut limits = agent.config.limits();
+    if let Some(parent) = &parent {
+        // Cost delta vs parent: the child gets at most what the parent has left.
+        limits.max_api_calls_per_run = limits.max_api_calls_per_run.min(parent.budget.api_calls);
+        limits.cpu_time_ms = limits.cpu_time_ms.min(parent.budget.time_ms);
+    }
     let execution_id = store.reserve_execution_id().await?;
     let event = |action: &str, description: String| {
         let mut e = AuditEvent::new(caller.account, action, "execution", description)
@@ -448,6 +488,8 @@ async fn execute(
         "template": agent.config.template().name(),
         "permissions": agent.permissions.to_json(),
         "content_safety": agent.config.content_safety(),
+        "parent_execution_id": parent.as_ref().map(|p| p.execution),
+        "depth": parent.as_ref().map_or(0, |p| p.depth),
     }));
     if !agent.config.content_safety() {
         started
@@ -475,7 +517,7 @@ async fn execute(
             None => input.clone(),
         },
         key_id: caller.key_id,
-        parent_execution_id: None,
+        parent_execution_id: parent.as_ref().map(|p| p.execution),
     };
     if let Some(verdict) = blocked_input {
         started.input_summary = verdict.excerpt.clone();
@@ -541,7 +583,9 @@ async fn execute(
         });
     }
 
-    let cancel = CancelHandle::new();
+    let cancel = parent
+        .as_ref()
+        .map_or_else(CancelHandle::new, |p| p.cancel.clone());
     let host = Arc::new(host::ServerHost::new(
         store.clone(),
         tokio::runtime::Handle::current(),
@@ -552,6 +596,8 @@ async fn execute(
         host::HostServices {
             safety: safety.clone(),
             inference: services.inference.clone(),
+            launcher: launcher.clone(),
+            depth: parent.as_ref().map_or(0, |p| p.depth),
         },
     ));
     let job = Job {
@@ -586,7 +632,12 @@ async fn execute(
             }
         });
     }
-    let report = match sandbox.submit(job) {
+    let submitted = if parent.is_some() {
+        sandbox.submit_nested(job)
+    } else {
+        sandbox.submit(job)
+    };
+    let report = match submitted {
         Ok(rx) => rx
             .await
             .map_err(|_| RuntimeError::Sandbox("the sandbox stopped".into())),

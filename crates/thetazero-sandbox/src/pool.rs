@@ -64,7 +64,14 @@ struct Envelope {
 pub struct Sandbox {
     tx: SyncSender<Envelope>,
     workers: usize,
+    network: NetworkPolicy,
+    stack_bytes: usize,
+    /// Child executions running on threads of their own (`submit_nested`).
+    nested: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Child executions that may run at once beyond the pool, per worker.
+const NESTED_PER_WORKER: usize = 4;
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +110,9 @@ impl Sandbox {
         Ok(Sandbox {
             tx,
             workers: config.workers,
+            network: config.network,
+            stack_bytes: config.worker_stack_bytes,
+            nested: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 
@@ -119,6 +129,54 @@ impl Sandbox {
         // Finished: nothing left to cancel.
         guard.0 = None;
         report
+    }
+
+    /// Runs a child execution at once on a thread of its own. A parent waits
+    /// for its child while holding its worker, so a child queued behind busy
+    /// workers could wait for ever on its own ancestors; a child never waits
+    /// for a worker. At most `NESTED_PER_WORKER` x workers run this way at
+    /// once; beyond that the child is refused with `QueueFull`.
+    pub fn submit_nested(
+        &self,
+        job: Job,
+    ) -> Result<oneshot::Receiver<ExecutionReport>, SubmitError> {
+        use std::sync::atomic::Ordering;
+        let cap = self.workers * NESTED_PER_WORKER;
+        if self
+            .nested
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(SubmitError::QueueFull);
+        }
+        let (reply, rx) = oneshot::channel();
+        let (nested, network) = (self.nested.clone(), self.network.clone());
+        let spawned = thread::Builder::new()
+            .name("thetazero-sandbox-child".into())
+            .stack_size(self.stack_bytes)
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let report = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()
+                    .and_then(|rt| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            rt.block_on(engine::run(job, network, None))
+                        }))
+                        .ok()
+                    })
+                    .unwrap_or_else(|| ExecutionReport::internal_failure(started.elapsed()));
+                nested.fetch_sub(1, Ordering::SeqCst);
+                let _ = reply.send(report);
+            });
+        if spawned.is_err() {
+            self.nested.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::QueueFull);
+        }
+        Ok(rx)
     }
 
     /// Queues a job without waiting; the receiver yields its report.

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use thetazero_audit::merkle;
 use thetazero_core::audit::{commit_payload, leaf_bytes, AuditEvent, AuditRecord};
-use thetazero_core::model::AccountId;
+use thetazero_core::model::{AccountId, Execution, ExecutionId, ExecutionOutcome, NewExecution};
 use thetazero_core::store::{StoreError, StoreResult};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -31,9 +31,31 @@ const MAX_BATCH_EVENTS: usize = 4096;
 /// Appends that may wait for a writer before callers are held back.
 const QUEUE: usize = 1024;
 
+/// An execution row written in the same transaction as its events.
+pub(crate) enum ExecWrite {
+    /// Its start: the row, `running`.
+    Create { id: ExecutionId, new: NewExecution },
+    /// Its end; records nothing when it is not running any more.
+    Finish {
+        account: AccountId,
+        id: ExecutionId,
+        outcome: ExecutionOutcome,
+    },
+    /// A whole run at once.
+    Record {
+        id: ExecutionId,
+        new: NewExecution,
+        outcome: ExecutionOutcome,
+    },
+}
+
+/// What a job leaves: the execution row it wrote, if any, and its records.
+type Written = (Option<Execution>, Vec<AuditRecord>);
+
 struct Job {
+    exec: Option<ExecWrite>,
     events: Vec<AuditEvent>,
-    done: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+    done: oneshot::Sender<StoreResult<Written>>,
 }
 
 /// The events of a batch, and with them their payloads and salts (matched to
@@ -92,11 +114,29 @@ impl AuditWriter {
 
     /// Answers only after the transaction holding the events committed.
     pub(crate) async fn append(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
+        Ok(self.submit(None, events).await?.1)
+    }
+
+    /// Writes an execution row and its events in one transaction, shared
+    /// with whatever else this writer commits at the same time.
+    pub(crate) async fn execution(
+        &self,
+        write: ExecWrite,
+        events: Vec<AuditEvent>,
+    ) -> StoreResult<Written> {
+        self.submit(Some(write), events).await
+    }
+
+    async fn submit(
+        &self,
+        exec: Option<ExecWrite>,
+        events: Vec<AuditEvent>,
+    ) -> StoreResult<Written> {
         let (done, answer) = oneshot::channel();
         let account = events.first().map_or(0, |e| e.account_id);
         let slot = account.rem_euclid(self.queues.len() as i64) as usize;
         self.queues[slot]
-            .send(Job { events, done })
+            .send(Job { exec, events, done })
             .await
             .map_err(|_| StoreError::Internal("the audit writer has stopped".into()))?;
         answer
@@ -130,36 +170,45 @@ async fn run(pool: Pool, mut queue: mpsc::Receiver<Job>) {
 }
 
 async fn commit(pool: &Pool, batch: Vec<Job>) {
-    let all: Vec<&AuditEvent> = batch.iter().flat_map(|j| j.events.iter()).collect();
-    match append_once(pool, &all).await {
-        Ok(placements) => {
-            let mut placements = placements.into_iter();
-            for job in batch {
-                let records = job
-                    .events
-                    .into_iter()
-                    .zip(placements.by_ref())
-                    .map(|(event, p)| record(event, p))
-                    .collect();
-                // The caller may have gone away (request cancelled); the
-                // append stands.
-                let _ = job.done.send(Ok(records));
-            }
-        }
-        // A data error in one caller's events must not fail the others: the
-        // transaction certainly rolled back, so each caller is retried alone.
-        // An unavailable database (or a lone job) fails as it is; retrying
-        // after a lost COMMIT could append twice.
-        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-            for job in batch {
-                let events: Vec<&AuditEvent> = job.events.iter().collect();
-                let result = append_once(pool, &events).await.map(|placements| {
-                    job.events
+    let parts: Vec<(&Option<ExecWrite>, &[AuditEvent])> = batch
+        .iter()
+        .map(|j| (&j.exec, j.events.as_slice()))
+        .collect();
+    match commit_once(pool, &parts).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                // The caller may have gone away (request cancelled); what
+                // committed stands.
+                let _ = job.done.send(outcome.map(|(row, placements)| {
+                    let records = job
+                        .events
                         .into_iter()
                         .zip(placements)
                         .map(|(event, p)| record(event, p))
-                        .collect()
-                });
+                        .collect();
+                    (row, records)
+                }));
+            }
+        }
+        // A data error in one caller's part must not fail the others: the
+        // transaction certainly rolled back, so each caller is retried alone.
+        // An unavailable database (or a lone job) fails as it is; retrying
+        // after a lost COMMIT could write twice.
+        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            for job in batch {
+                let result = commit_once(pool, &[(&job.exec, job.events.as_slice())])
+                    .await
+                    .and_then(|mut v| v.pop().ok_or_else(|| clone_err(&e)))
+                    .and_then(|outcome| outcome)
+                    .map(|(row, placements)| {
+                        let records = job
+                            .events
+                            .into_iter()
+                            .zip(placements)
+                            .map(|(event, p)| record(event, p))
+                            .collect();
+                        (row, records)
+                    });
                 let _ = job.done.send(result);
             }
         }
@@ -169,6 +218,84 @@ async fn commit(pool: &Pool, batch: Vec<Job>) {
             }
         }
     }
+}
+
+/// One job's result inside a committed batch: its execution row and where
+/// its events landed, or why its part was left out.
+type Outcome = StoreResult<(Option<Execution>, Vec<Placement>)>;
+
+/// One transaction for a batch: each job's execution write in a savepoint of
+/// its own (a failing one is undone alone and its events left out), then
+/// every remaining event in one append, then one durable commit.
+async fn commit_once(
+    pool: &Pool,
+    jobs: &[(&Option<ExecWrite>, &[AuditEvent])],
+) -> StoreResult<Vec<Outcome>> {
+    let mut client = pool.get().await.map_err(map_pool)?;
+    let mut tx = client.transaction().await.map_err(map_pg)?;
+    let mut rows: Vec<StoreResult<(Option<Execution>, bool)>> = Vec::with_capacity(jobs.len());
+    for (exec, _) in jobs {
+        let Some(write) = exec else {
+            rows.push(Ok((None, true)));
+            continue;
+        };
+        let sp = tx.savepoint("execution").await.map_err(map_pg)?;
+        let written = match write {
+            ExecWrite::Create { id, new } => {
+                crate::insert_execution(&sp, *id, new, None).await.map(Some)
+            }
+            ExecWrite::Record { id, new, outcome } => {
+                crate::insert_execution(&sp, *id, new, Some(outcome))
+                    .await
+                    .map(Some)
+            }
+            ExecWrite::Finish {
+                account,
+                id,
+                outcome,
+            } => crate::end_execution(&sp, *account, *id, outcome).await,
+        };
+        match written {
+            Ok(row) => {
+                sp.commit().await.map_err(map_pg)?;
+                let keep = row.is_some();
+                rows.push(Ok((row, keep)));
+            }
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                sp.rollback().await.map_err(map_pg)?;
+                rows.push(Err(e));
+            }
+        }
+    }
+    let kept: Vec<&AuditEvent> = jobs
+        .iter()
+        .zip(&rows)
+        .filter(|(_, r)| matches!(r, Ok((_, true))))
+        .flat_map(|((_, events), _)| events.iter())
+        .collect();
+    let mut placements = if kept.is_empty() {
+        Vec::new()
+    } else {
+        append_in(&tx, &kept).await?
+    }
+    .into_iter();
+    // Answered only after the commit: what is acknowledged is durable.
+    tx.commit().await.map_err(map_pg)?;
+    Ok(jobs
+        .iter()
+        .zip(rows)
+        .map(|((_, events), row)| {
+            row.map(|(execution, keep)| {
+                let mine = if keep {
+                    placements.by_ref().take(events.len()).collect()
+                } else {
+                    Vec::new()
+                };
+                (execution, mine)
+            })
+        })
+        .collect())
 }
 
 pub(crate) fn record(event: AuditEvent, p: Placement) -> AuditRecord {
@@ -187,15 +314,6 @@ fn clone_err(e: &StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }
-}
-
-async fn append_once(pool: &Pool, events: &[&AuditEvent]) -> StoreResult<Vec<Placement>> {
-    let mut client = pool.get().await.map_err(map_pool)?;
-    let tx = client.transaction().await.map_err(map_pg)?;
-    let placements = append_in(&tx, events).await?;
-    // Answered only after the commit: an acknowledged append is durable.
-    tx.commit().await.map_err(map_pg)?;
-    Ok(placements)
 }
 
 /// Appends `events` inside the caller's transaction, which then holds the

@@ -29,6 +29,7 @@ use thetazero_core::model::{
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
+use thetazero_core::rate::{interval_us, RateDecision, RateLimit};
 use thetazero_core::store::{
     decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
 };
@@ -401,13 +402,80 @@ async fn log(tx: &deadpool_postgres::Transaction<'_>, events: Vec<AuditEvent>) -
 }
 
 /// The single placement of a one-event append.
-fn one(mut placements: Vec<audit::Placement>) -> StoreResult<audit::Placement> {
-    match (placements.pop(), placements.is_empty()) {
-        (Some(p), true) => Ok(p),
-        _ => Err(StoreError::Internal(
-            "an audit append returned the wrong number of records".into(),
-        )),
-    }
+/// Inserts an execution: `running` with no outcome (its start), or with its
+/// outcome when the whole run is recorded at once.
+pub(crate) async fn insert_execution<C: GenericClient>(
+    c: &C,
+    id: ExecutionId,
+    new: &NewExecution,
+    outcome: Option<&ExecutionOutcome>,
+) -> StoreResult<Execution> {
+    let now = now_micros();
+    let row = query_one(
+        c,
+        &format!(
+            "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
+             parent_execution_id, status, input, output, report, violation_count, was_terminated,
+             duration_ms, started_at, finished_at)
+             OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             RETURNING {EXECUTION_COLS}"
+        ),
+        &[
+            &id,
+            &new.account_id,
+            &new.agent_id,
+            &new.agent_version,
+            &new.code_sha256,
+            &new.key_id,
+            &new.parent_execution_id,
+            &outcome.map_or("running", |o| o.status.as_str()),
+            &new.input.to_string(),
+            &outcome.and_then(|o| o.output.as_ref().map(|v| v.to_string())),
+            &outcome.map_or_else(|| "{}".to_string(), |o| o.report.to_string()),
+            &outcome.map_or(0, |o| o.violation_count as i64),
+            &outcome.is_some_and(|o| o.was_terminated),
+            &outcome.map_or(0, |o| o.duration_ms as i64),
+            &now,
+            &outcome.map(|_| now),
+        ],
+    )
+    .await?;
+    execution_row(&row)
+}
+
+/// Ends a running execution; `None` when it is unknown or already ended
+/// (the `status = 'running'` guard makes the first finisher win).
+pub(crate) async fn end_execution<C: GenericClient>(
+    c: &C,
+    account: AccountId,
+    id: ExecutionId,
+    outcome: &ExecutionOutcome,
+) -> StoreResult<Option<Execution>> {
+    query_opt(
+        c,
+        &format!(
+            "UPDATE executions SET status = $1, output = $2, report = $3, violation_count = $4,
+             was_terminated = $5, duration_ms = $6, finished_at = $7
+             WHERE id = $8 AND account_id = $9 AND status = 'running'
+             RETURNING {EXECUTION_COLS}"
+        ),
+        &[
+            &outcome.status.as_str(),
+            &outcome.output.as_ref().map(|o| o.to_string()),
+            &outcome.report.to_string(),
+            &(outcome.violation_count as i64),
+            &outcome.was_terminated,
+            &(outcome.duration_ms as i64),
+            &now_micros(),
+            &id,
+            &account,
+        ],
+    )
+    .await?
+    .as_ref()
+    .map(execution_row)
+    .transpose()
 }
 
 fn clamp(n: u64) -> i64 {
@@ -815,6 +883,20 @@ impl Store for PgStore {
         get_agent_in(&self.client().await?, account, id, false).await
     }
 
+    async fn get_agent_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<Agent>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = $1 AND name = $2");
+        query_opt(&client, &sql, &[&account, &name])
+            .await?
+            .as_ref()
+            .map(agent_row)
+            .transpose()
+    }
+
     async fn update_agent_audited(
         &self,
         account: AccountId,
@@ -986,34 +1068,12 @@ impl Store for PgStore {
         new: NewExecution,
         started: AuditEvent,
     ) -> StoreResult<(Execution, AuditRecord)> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_pg)?;
-        let row = query_one(
-            &tx,
-            &format!(
-                "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
-                 parent_execution_id, status, input, report, started_at)
-                 OVERRIDING SYSTEM VALUE
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, '{{}}', $9)
-                 RETURNING {EXECUTION_COLS}"
-            ),
-            &[
-                &id,
-                &new.account_id,
-                &new.agent_id,
-                &new.agent_version,
-                &new.code_sha256,
-                &new.key_id,
-                &new.parent_execution_id,
-                &new.input.to_string(),
-                &now_micros(),
-            ],
-        )
-        .await?;
-        let execution = execution_row(&row)?;
-        let placement = one(audit::append_in(&tx, &[&started]).await?)?;
-        tx.commit().await.map_err(map_pg)?;
-        Ok((execution, audit::record(started, placement)))
+        let (execution, mut records) = self
+            .audit
+            .execution(audit::ExecWrite::Create { id, new }, vec![started])
+            .await?;
+        let execution = execution.ok_or_else(|| StoreError::Internal("no execution row".into()))?;
+        Ok((execution, records.remove(0)))
     }
 
     async fn finish_execution(
@@ -1023,38 +1083,45 @@ impl Store for PgStore {
         outcome: ExecutionOutcome,
         ended: AuditEvent,
     ) -> StoreResult<Option<(Execution, AuditRecord)>> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_pg)?;
-        // The `status = 'running'` guard in the same statement makes the first
-        // finisher win; every later one sees `None` and records nothing.
-        let row = query_opt(
-            &tx,
-            &format!(
-                "UPDATE executions SET status = $1, output = $2, report = $3, violation_count = $4,
-                 was_terminated = $5, duration_ms = $6, finished_at = $7
-                 WHERE id = $8 AND account_id = $9 AND status = 'running'
-                 RETURNING {EXECUTION_COLS}"
-            ),
-            &[
-                &outcome.status.as_str(),
-                &outcome.output.as_ref().map(|o| o.to_string()),
-                &outcome.report.to_string(),
-                &(outcome.violation_count as i64),
-                &outcome.was_terminated,
-                &(outcome.duration_ms as i64),
-                &now_micros(),
-                &id,
-                &account,
-            ],
-        )
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let execution = execution_row(&row)?;
-        let placement = one(audit::append_in(&tx, &[&ended]).await?)?;
-        tx.commit().await.map_err(map_pg)?;
-        Ok(Some((execution, audit::record(ended, placement))))
+        let (execution, mut records) = self
+            .audit
+            .execution(
+                audit::ExecWrite::Finish {
+                    account,
+                    id,
+                    outcome,
+                },
+                vec![ended],
+            )
+            .await?;
+        // The first finisher wins; a later one records nothing.
+        Ok(execution.map(|e| (e, records.remove(0))))
+    }
+
+    async fn record_execution(
+        &self,
+        id: ExecutionId,
+        new: NewExecution,
+        started: AuditEvent,
+        outcome: ExecutionOutcome,
+        ended: AuditEvent,
+    ) -> StoreResult<(Execution, AuditRecord, AuditRecord)> {
+        let (execution, mut records) = self
+            .audit
+            .execution(
+                audit::ExecWrite::Record { id, new, outcome },
+                vec![started, ended],
+            )
+            .await?;
+        let execution = execution.ok_or_else(|| StoreError::Internal("no execution row".into()))?;
+        let last = records.pop();
+        let first = records.pop();
+        match (first, last) {
+            (Some(first), Some(last)) => Ok((execution, first, last)),
+            _ => Err(StoreError::Internal(
+                "an execution was recorded without its events".into(),
+            )),
+        }
     }
 
     async fn get_execution(
@@ -1456,6 +1523,46 @@ impl Store for PgStore {
         )
         .await
         .map(|mut v| v.pop())
+    }
+
+    async fn rate_acquire(&self, limit: &RateLimit) -> StoreResult<RateDecision> {
+        if limit.limit == 0 {
+            return Ok(RateDecision::Refused {
+                retry_after: limit.window,
+            });
+        }
+        let interval = interval_us(limit.limit, limit.window);
+        let window = limit.window.as_micros() as i64;
+        let client = self.client().await?;
+        // GCRA in one statement on the database's clock: EXCLUDED.tat_us is
+        // now + interval, so GREATEST(...) is max(tat, now) + interval.
+        let admitted = client
+            .query_opt(
+                "INSERT INTO rate_limits AS r (key, tat_us)
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $2)
+                 ON CONFLICT (key) DO UPDATE SET tat_us = GREATEST(r.tat_us + $2, EXCLUDED.tat_us)
+                 WHERE GREATEST(r.tat_us + $2, EXCLUDED.tat_us) - (EXCLUDED.tat_us - $2) <= $3
+                 RETURNING tat_us",
+                &[&limit.key, &interval, &window],
+            )
+            .await
+            .map_err(map_pg)?;
+        if admitted.is_some() {
+            return Ok(RateDecision::Admitted);
+        }
+        let wait: i64 = client
+            .query_one(
+                "SELECT GREATEST(tat_us, now_us) + $2 - $3 - now_us FROM rate_limits,
+                 (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us) n
+                 WHERE key = $1",
+                &[&limit.key, &interval, &window],
+            )
+            .await
+            .map_err(map_pg)?
+            .get(0);
+        Ok(RateDecision::Refused {
+            retry_after: std::time::Duration::from_micros(wait.max(0) as u64),
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {

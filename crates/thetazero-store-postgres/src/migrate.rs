@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_permission_requests",
         include_str!("../migrations/0005_permission_requests.sql"),
     ),
+    // PostgreSQL only: state SQLite keeps in its one process.
+    (
+        "shared_0001_rate_limits",
+        include_str!("../migrations/shared/0001_rate_limits.sql"),
+    ),
 ];
 
 /// The event bus's migrations, recorded in the same `schema_migrations`.

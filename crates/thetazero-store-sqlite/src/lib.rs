@@ -26,6 +26,7 @@ use thetazero_core::model::{
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
+use thetazero_core::rate::{gcra, RateDecision, RateLimit};
 use thetazero_core::store::{
     decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
 };
@@ -41,6 +42,9 @@ pub struct SqliteStore {
     /// before its record commits; one process owns an SQLite database.
     next_execution_id: AtomicI64,
     readers: Arc<Vec<Mutex<Connection>>>,
+    /// Rate-limit TATs by counter name; one process owns the database, so
+    /// they live here and start afresh with the process.
+    rates: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -99,6 +103,7 @@ impl SqliteStore {
             writer,
             next_execution_id: AtomicI64::new(last_id.max(sequence) + 1),
             readers: Arc::new(readers),
+            rates: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -826,6 +831,26 @@ impl Store for SqliteStore {
         self.read(move |c| get_agent_tx(c, account, id)).await
     }
 
+    async fn get_agent_by_name(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<Agent>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    &format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = ?1 AND name = ?2"),
+                    params![account, name],
+                    agent_row,
+                )
+                .optional()
+                .map_err(map_err)?;
+            row.map(|r| r.map(|r| r.agent)).transpose()
+        })
+        .await
+    }
+
     async fn update_agent_audited(
         &self,
         account: AccountId,
@@ -1500,6 +1525,27 @@ impl Store for SqliteStore {
             log(tx, audit(&()))
         })
         .await
+    }
+
+    async fn rate_acquire(&self, limit: &RateLimit) -> StoreResult<RateDecision> {
+        let now = OffsetDateTime::now_utc();
+        let now_us = (now.unix_timestamp_nanos() / 1_000) as i64;
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        if rates.len() >= 100_000 {
+            // Counters whose TAT has passed are back to a full burst: the
+            // same as absent.
+            rates.retain(|_, tat| *tat > now_us);
+        }
+        let tat = rates.get(&limit.key).copied();
+        Ok(match gcra(now_us, tat, limit.limit, limit.window) {
+            Ok(next) => {
+                rates.insert(limit.key.clone(), next);
+                RateDecision::Admitted
+            }
+            Err(wait_us) => RateDecision::Refused {
+                retry_after: std::time::Duration::from_micros(wait_us.max(0) as u64),
+            },
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {

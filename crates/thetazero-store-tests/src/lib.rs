@@ -28,7 +28,8 @@ macro_rules! store_conformance {
             executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account,
             audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found,
             anchors_move_from_pending_to_a_final_status, settings_are_set_cleared_and_audited,
-            permission_requests_are_decided_once);
+            permission_requests_are_decided_once, rate_limits_admit_a_burst_then_refuse,
+            rate_limits_hold_under_concurrency, concurrent_executions_commit_together_and_fail_alone);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -166,6 +167,20 @@ pub async fn agents_upsert_by_name(store: Arc<dyn Store>) {
             .unwrap()
             .unwrap(),
         second
+    );
+    assert_eq!(
+        store.get_agent_by_name(account.id, "x").await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(
+        store.get_agent_by_name(account.id, "y").await.unwrap(),
+        None
+    );
+    let other = store.create_account("b").await.unwrap();
+    assert_eq!(
+        store.get_agent_by_name(other.id, "x").await.unwrap(),
+        None,
+        "names are per account"
     );
 }
 
@@ -1070,4 +1085,142 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         .create_permission_request_audited(gone, audit("x"))
         .await
         .is_err());
+}
+
+pub async fn rate_limits_admit_a_burst_then_refuse(store: Arc<dyn Store>) {
+    use std::time::Duration;
+    use thetazero_core::rate::{RateDecision, RateLimit};
+    let hour = |key: &str, limit| RateLimit {
+        key: key.into(),
+        limit,
+        window: Duration::from_secs(3600),
+    };
+    for i in 0..3 {
+        assert_eq!(
+            store.rate_acquire(&hour("a", 3)).await.unwrap(),
+            RateDecision::Admitted,
+            "event {i}"
+        );
+    }
+    match store.rate_acquire(&hour("a", 3)).await.unwrap() {
+        RateDecision::Refused { retry_after } => {
+            // One interval (20 minutes) less what has passed since the burst.
+            assert!(retry_after <= Duration::from_secs(1200), "{retry_after:?}");
+            assert!(retry_after > Duration::from_secs(1190), "{retry_after:?}");
+        }
+        other => panic!("the fourth event in an hour: {other:?}"),
+    }
+    // Counters are independent, and a zero limit admits nothing.
+    assert!(store
+        .rate_acquire(&hour("b", 3))
+        .await
+        .unwrap()
+        .is_admitted());
+    assert!(!store
+        .rate_acquire(&hour("c", 0))
+        .await
+        .unwrap()
+        .is_admitted());
+    // A short window refills.
+    let fast = RateLimit {
+        key: "fast".into(),
+        limit: 2,
+        window: Duration::from_millis(200),
+    };
+    assert!(store.rate_acquire(&fast).await.unwrap().is_admitted());
+    assert!(store.rate_acquire(&fast).await.unwrap().is_admitted());
+    assert!(!store.rate_acquire(&fast).await.unwrap().is_admitted());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.rate_acquire(&fast).await.unwrap().is_admitted());
+}
+
+pub async fn rate_limits_hold_under_concurrency(store: Arc<dyn Store>) {
+    use std::time::Duration;
+    use thetazero_core::rate::RateLimit;
+    let limit = RateLimit {
+        key: "shared".into(),
+        limit: 25,
+        window: Duration::from_secs(3600),
+    };
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            let limit = limit.clone();
+            tokio::spawn(async move { store.rate_acquire(&limit).await.unwrap().is_admitted() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(
+        admitted, 25,
+        "exactly the limit, however the calls interleave"
+    );
+}
+
+/// Many executions recorded at once (a backend may commit them together):
+/// each lands with its events, a whole run's two events are adjacent, and one
+/// that cannot be written (its agent does not exist) fails alone, leaving
+/// nothing behind.
+pub async fn concurrent_executions_commit_together_and_fail_alone(store: Arc<dyn Store>) {
+    let account = store.create_account("a").await.unwrap();
+    let (agent, _) = store.upsert_agent(account.id, spec("x")).await.unwrap();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = store.reserve_execution_id().await.unwrap();
+                let target = if i == 7 { 999_999 } else { agent.id };
+                let new = new_execution(account.id, target);
+                if i % 2 == 0 {
+                    store
+                        .record_execution(
+                            id,
+                            new,
+                            event(account.id, "execution_started"),
+                            outcome(ExecutionStatus::Completed),
+                            event(account.id, "execution_completed"),
+                        )
+                        .await
+                        .map(|(e, first, last)| {
+                            assert_eq!(e.status, ExecutionStatus::Completed);
+                            assert_eq!(last.leaf_index, first.leaf_index + 1, "adjacent");
+                            2
+                        })
+                } else {
+                    store
+                        .create_execution(id, new, event(account.id, "execution_started"))
+                        .await
+                        .map(|(e, _)| {
+                            assert_eq!(e.status, ExecutionStatus::Running);
+                            1
+                        })
+                }
+            })
+        })
+        .collect();
+    let mut events = 0;
+    let mut failures = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(n) => events += n,
+            Err(_) => failures += 1,
+        }
+    }
+    assert_eq!(failures, 1, "only the execution of a missing agent fails");
+    assert_eq!(store.audit_log_size(account.id).await.unwrap(), events);
+    let listed = store
+        .list_executions(
+            account.id,
+            agent.id,
+            None,
+            PageRequest {
+                page: 1,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 23);
 }

@@ -31,9 +31,18 @@ impl Drop for Server {
 
 fn start() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
+    // One key drives every execution: its rate limit is off for the run.
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "[rate_limits]\nexecutions_per_key_per_minute = 0\n",
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_thetazero"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
         .env("THETAZERO_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

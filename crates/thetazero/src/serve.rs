@@ -23,7 +23,7 @@ use thetazero_runtime::external::ExternalScorerConfig;
 use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::sandbox::SandboxConfig;
-use thetazero_runtime::{Runtime, RuntimeConfig};
+use thetazero_runtime::{Runtime, RuntimeConfig, SwarmConfig};
 use thetazero_safety::SafetyConfig;
 use thetazero_store_postgres::{PgBus, PgStore};
 use thetazero_store_sqlite::SqliteStore;
@@ -96,6 +96,22 @@ pub struct FileConfig {
     pub sandbox_workers: Option<usize>,
     /// Executions waiting for a worker before new ones get 503 (default 256).
     pub sandbox_queue: Option<usize>,
+    pub rate_limits: Option<RateLimitsFile>,
+}
+
+/// `[rate_limits]`: limits counted across every replica (0 turns one off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsFile {
+    /// Executions one API key may start per minute (default 1200).
+    pub executions_per_key_per_minute: Option<u32>,
+    /// Entry-code changes per agent per hour, the evolution rate (default 60).
+    pub code_updates_per_agent_per_hour: Option<u32>,
+    /// Executions agents start through `thetazero.call_agent`, per account
+    /// per hour (default 10, the spec's).
+    pub swarm_executions_per_account_per_hour: Option<u32>,
+    /// How deep such executions may nest (default 3).
+    pub swarm_max_depth: Option<u32>,
 }
 
 /// `[safety]`: content-safety thresholds.
@@ -141,6 +157,7 @@ pub struct Config {
     pub external_scorer: Option<ExternalScorerConfig>,
     pub inference: Option<InferenceConfig>,
     pub sandbox: SandboxConfig,
+    pub swarm: SwarmConfig,
     pub settings: Settings,
 }
 
@@ -177,6 +194,24 @@ impl Config {
         if let Some(b) = file.max_body_bytes {
             settings.max_body_bytes = b;
         }
+        let mut swarm = SwarmConfig::default();
+        if let Some(r) = file.rate_limits.take() {
+            if let Some(n) = r.swarm_executions_per_account_per_hour {
+                swarm.executions_per_account_per_hour = n;
+            }
+            if let Some(n) = r.swarm_max_depth {
+                if !(1..=16).contains(&n) {
+                    bail!("swarm_max_depth is between 1 and 16, not {n}");
+                }
+                swarm.max_depth = n;
+            }
+            if let Some(n) = r.executions_per_key_per_minute {
+                settings.executions_per_key_per_minute = n;
+            }
+            if let Some(n) = r.code_updates_per_agent_per_hour {
+                settings.code_updates_per_agent_per_hour = n;
+            }
+        }
         if let Some(ms) = file.stream_keepalive_ms {
             settings.stream_keepalive = std::time::Duration::from_millis(ms.max(10));
         }
@@ -203,6 +238,7 @@ impl Config {
         }
         Ok(Config {
             sandbox,
+            swarm,
             listen: args
                 .listen
                 .clone()
@@ -390,6 +426,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             bus: Some(bus),
             external_scorer: config.external_scorer.clone(),
             sandbox: config.sandbox.clone(),
+            swarm: config.swarm,
         },
     )
     .context("starting the sandbox")?;

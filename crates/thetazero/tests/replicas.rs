@@ -8,107 +8,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use common::{call, Server};
+use common::{call, pair, pair_with, TestDb};
 use serde_json::json;
-
-fn admin_url() -> String {
-    std::env::var("THETAZERO_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A database of its own, dropped (with every connection to it) at the end.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "tz_replicas_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        TestDb { name }
-    }
-
-    fn url(&self) -> String {
-        let admin = admin_url();
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .unwrap_or(admin);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-struct Pair {
-    a: Server,
-    b: Server,
-    owner: String,
-    key: thetazero_audit::VerifierKey,
-    _dir: tempfile::TempDir,
-}
-
-async fn pair(db: &TestDb) -> Pair {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("signing.key");
-    let url = db.url();
-    let args = [
-        "--database-url",
-        url.as_str(),
-        "--signing-key-file",
-        key_file.to_str().unwrap(),
-    ];
-    let a = Server::start(&dir.path().join("a"), &args);
-    let owner = a.owner_key().expect("the first replica bootstraps");
-    let b = Server::start(&dir.path().join("b"), &args);
-    assert_eq!(b.owner_key(), None, "the second replica finds the account");
-    let (_, key) = call(&a.url, "GET", "/api/v1/sdk/audit/key", &owner, None).await;
-    let (_, key_b) = call(&b.url, "GET", "/api/v1/sdk/audit/key", &owner, None).await;
-    assert_eq!(key, key_b, "both replicas sign with the deployment's key");
-    let key = thetazero_audit::VerifierKey::parse(key["verifier_key"].as_str().unwrap()).unwrap();
-    Pair {
-        a,
-        b,
-        owner,
-        key,
-        _dir: dir,
-    }
-}
 
 async fn verify_log(url: &str, owner: &str, key: &thetazero_audit::VerifierKey) -> u64 {
     let bundle = reqwest::Client::new()
@@ -391,4 +292,45 @@ async fn the_stream_of_one_replica_carries_events_made_on_the_other() {
     }
     assert!(text.contains("\"action_type\":\"agent_created\""), "{text}");
     assert!(text.contains("id: 0\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_count_across_replicas() {
+    let db = TestDb::create().await;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[rate_limits]\nexecutions_per_key_per_minute = 4\n",
+    )
+    .unwrap();
+    let p = pair_with(&db, &["--config", config.path().to_str().unwrap()]).await;
+    let (_, agent) = call(
+        &p.a.url,
+        "POST",
+        "/api/v1/sdk/agents",
+        &p.owner,
+        Some(json!({"name": "limited", "entry_code": "return 1;"})),
+    )
+    .await;
+    let execute = format!("/api/v1/sdk/agents/{}/execute", agent["agent"]["id"]);
+    // Two on each replica use up the key's four; the fifth is refused
+    // wherever it lands.
+    for url in [&p.a.url, &p.b.url, &p.a.url, &p.b.url] {
+        let (status, body) = call(url, "POST", &execute, &p.owner, None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for url in [&p.a.url, &p.b.url] {
+        let (status, body) = call(url, "POST", &execute, &p.owner, None).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limited");
+    }
+    let (_, events) = call(
+        &p.b.url,
+        "GET",
+        "/api/v1/sdk/audit?actionTypes=rate_limit_hit",
+        &p.owner,
+        None,
+    )
+    .await;
+    assert_eq!(events["total"], 1, "one event for the counter: {events}");
 }

@@ -5,96 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{call, Server};
-use serde_json::{json, Value};
-
-/// One parsed SSE frame.
-#[derive(Debug, Clone)]
-struct Frame {
-    event: String,
-    id: Option<u64>,
-    data: Value,
-    comment: bool,
-}
-
-/// A minimal SSE reader over a streaming response.
-struct Sse {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl Sse {
-    async fn open(url: &str, auth: Option<&str>, last_event_id: Option<u64>) -> (u16, Option<Sse>) {
-        let mut req = reqwest::Client::new().get(url);
-        if let Some(key) = auth {
-            req = req.bearer_auth(key);
-        }
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return (status, None);
-        }
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        assert_eq!(resp.headers()["cache-control"], "no-cache");
-        assert_eq!(resp.headers()["x-accel-buffering"], "no");
-        (
-            status,
-            Some(Sse {
-                resp,
-                buf: String::new(),
-            }),
-        )
-    }
-
-    async fn next(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut frame = Frame {
-                    event: "message".into(),
-                    id: None,
-                    data: Value::Null,
-                    comment: false,
-                };
-                for line in block.lines() {
-                    if let Some(c) = line.strip_prefix(':') {
-                        frame.comment = true;
-                        frame.event = c.trim().to_string();
-                    } else if let Some(e) = line.strip_prefix("event: ") {
-                        frame.event = e.to_string();
-                    } else if let Some(i) = line.strip_prefix("id: ") {
-                        frame.id = i.parse().ok();
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        frame.data = serde_json::from_str(d).unwrap();
-                    }
-                }
-                return Some(frame);
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.resp.chunk())
-                .await
-                .ok()?
-                .ok()??;
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-
-    /// The next `n` audit events, skipping keepalives and checkpoints.
-    async fn audits(&mut self, n: usize) -> Vec<Frame> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let f = self.next().await.expect("the stream ended early");
-            if f.event == "audit" {
-                out.push(f);
-            }
-        }
-        out
-    }
-}
+use common::{call, Server, Sse};
+use serde_json::json;
 
 async fn register(url: &str, key: &str, name: &str) -> i64 {
     let (status, body) = call(
@@ -117,6 +29,7 @@ async fn events_arrive_in_order_filtered_and_resume_without_gap_or_duplicate() {
     let url = format!("{}/api/sdk/audit/stream", server.url);
     let (_, sse) = Sse::open(&url, Some(&owner), None).await;
     let mut sse = sse.unwrap();
+    assert_eq!(sse.headers["x-accel-buffering"], "no");
     let connected = sse.next().await.unwrap();
     assert_eq!(connected.event, "connected");
     assert_eq!(connected.data["position"], 0);

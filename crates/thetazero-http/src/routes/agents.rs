@@ -102,6 +102,22 @@ pub async fn register(
     )?;
     let permissions =
         parse_permissions(req.permissions.as_ref().unwrap_or(&serde_json::Value::Null))?;
+    // Re-registering with new code is a code change: the evolution rate.
+    if let Some(existing) = state
+        .store
+        .get_agent_by_name(caller.account(), &req.name)
+        .await?
+    {
+        if existing.entry_code != req.entry_code {
+            crate::rate::enforce(
+                &state,
+                &caller,
+                crate::rate::Limited::CodeUpdatesPerAgent,
+                Some(existing.id),
+            )
+            .await?;
+        }
+    }
     let spec = AgentSpec {
         name: req.name,
         version,
@@ -284,6 +300,20 @@ pub async fn patch(
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
     .collect();
+    // A change of code counts against the evolution rate.
+    if req
+        .entry_code
+        .as_ref()
+        .is_some_and(|code| *code != current.entry_code)
+    {
+        crate::rate::enforce(
+            &state,
+            &caller,
+            crate::rate::Limited::CodeUpdatesPerAgent,
+            Some(current.id),
+        )
+        .await?;
+    }
     let (account, key_id) = (caller.account(), caller.key_id());
     let changed: Vec<String> = changed.into_iter().map(str::to_string).collect();
     let agent = state

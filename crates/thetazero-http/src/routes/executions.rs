@@ -87,6 +87,13 @@ pub async fn execute(
     Id(id): Id,
     OptionalJsonBody(req): OptionalJsonBody<ExecuteRequest>,
 ) -> HttpResult<Json<ExecutionResponse>> {
+    crate::rate::enforce(
+        &state,
+        &caller,
+        crate::rate::Limited::ExecutionsPerKey,
+        None,
+    )
+    .await?;
     let input = req.input.unwrap_or_else(|| json!({}));
     let executed = state
         .runtime

@@ -103,6 +103,10 @@ impl TestApp {
     }
 
     pub async fn with_settings(settings: Settings) -> TestApp {
+        Self::with_config(settings, RuntimeConfig::default()).await
+    }
+
+    pub async fn with_config(settings: Settings, config: RuntimeConfig) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, schema): (Arc<dyn Store>, Option<PgSchema>) =
             match std::env::var("THETAZERO_TEST_BACKEND").as_deref() {
@@ -134,8 +138,7 @@ impl TestApp {
             .await
             .expect("bootstrap")
             .expect("fresh database");
-        let runtime =
-            Arc::new(Runtime::new(store.clone(), RuntimeConfig::default()).expect("runtime"));
+        let runtime = Arc::new(Runtime::new(store.clone(), config).expect("runtime"));
         let signer = thetazero_audit::AuditSigner::generate("test.thetazero").unwrap();
         let ledger = Arc::new(
             Ledger::new(store.clone(), &signer.to_key_string(), "test.thetazero").unwrap(),
@@ -158,6 +161,70 @@ impl TestApp {
 
     pub fn db_path(&self) -> std::path::PathBuf {
         self._dir.path().join("t.db")
+    }
+
+    /// Edits the database behind the server's back, as an operator with
+    /// direct access could: the audit tables' triggers are dropped (SQLite) or
+    /// bypassed with `session_replication_role = replica` (PostgreSQL, as a
+    /// superuser), then `sqlite` or `postgres` runs as one batch.
+    pub async fn tamper(&self, sqlite: &str, postgres: &str) {
+        match &self._schema {
+            None => {
+                let conn = rusqlite::Connection::open(self.db_path()).expect("open database");
+                let triggers: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name LIKE 'audit%'")
+                    .and_then(|mut st| {
+                        st.query_map([], |r| r.get(0))?
+                            .collect::<Result<Vec<String>, _>>()
+                    })
+                    .expect("list triggers");
+                for t in triggers {
+                    conn.execute_batch(&format!("DROP TRIGGER {t}"))
+                        .expect("drop trigger");
+                }
+                conn.execute_batch(sqlite)
+                    .unwrap_or_else(|e| panic!("{sqlite}: {e}"));
+            }
+            Some(schema) => {
+                let (client, conn) = tokio_postgres::connect(&schema.url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("PostgreSQL");
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!(
+                        "SET session_replication_role = replica; {postgres}"
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("{postgres}: {e}"));
+            }
+        }
+    }
+
+    /// Runs one query returning a single text column, on either backend.
+    pub async fn query_text(&self, sql: &str) -> Vec<String> {
+        match &self._schema {
+            None => {
+                let conn = rusqlite::Connection::open(self.db_path()).expect("open database");
+                let mut st = conn.prepare(sql).expect("prepare");
+                st.query_map([], |r| r.get(0))
+                    .expect("query")
+                    .collect::<Result<Vec<String>, _>>()
+                    .expect("rows")
+            }
+            Some(schema) => {
+                let (client, conn) = tokio_postgres::connect(&schema.url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("PostgreSQL");
+                tokio::spawn(conn);
+                client
+                    .query(sql, &[])
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            }
+        }
     }
 
     pub async fn raw(&self, req: Request<Body>) -> Reply {
@@ -257,4 +324,45 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
         .as_str()
         .unwrap_or("")
         .is_empty());
+}
+
+/// Starts an execution in the background; answers its eventual response.
+pub fn start(app: &TestApp, id: i64) -> tokio::task::JoinHandle<Value> {
+    let router = app.router.clone();
+    let owner = app.owner.clone();
+    tokio::spawn(async move {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("/api/v1/sdk/agents/{id}/execute"))
+            .header("authorization", format!("Bearer {owner}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    })
+}
+
+/// Waits until the agent has `n` executions recorded as running.
+pub async fn running(app: &TestApp, id: i64, n: u64) {
+    for _ in 0..2000 {
+        let r = app
+            .call(
+                "GET",
+                &format!("/api/v1/sdk/agents/{id}/executions?status=running"),
+                Some(&app.owner),
+                None,
+            )
+            .await;
+        if r.body["total"].as_u64() == Some(n) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the executions never started");
 }

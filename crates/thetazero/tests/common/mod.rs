@@ -6,7 +6,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -110,4 +112,201 @@ pub async fn call(
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub fn admin_url() -> String {
+    std::env::var("THETAZERO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A PostgreSQL database of its own (server at `THETAZERO_TEST_DATABASE_URL`,
+/// default the local one), dropped (with every connection to it) at the end.
+pub struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tz_replicas_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        TestDb { name }
+    }
+
+    pub fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// One parsed SSE frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub event: String,
+    pub id: Option<u64>,
+    pub data: Value,
+    pub comment: bool,
+}
+
+/// A minimal SSE reader over a streaming response.
+pub struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Sse {
+    pub async fn open(
+        url: &str,
+        auth: Option<&str>,
+        last_event_id: Option<u64>,
+    ) -> (u16, Option<Sse>) {
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(key) = auth {
+            req = req.bearer_auth(key);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return (status, None);
+        }
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        assert_eq!(resp.headers()["cache-control"], "no-cache");
+        (
+            status,
+            Some(Sse {
+                headers: resp.headers().clone(),
+                resp,
+                buf: String::new(),
+            }),
+        )
+    }
+
+    pub async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut frame = Frame {
+                    event: "message".into(),
+                    id: None,
+                    data: Value::Null,
+                    comment: false,
+                };
+                for line in block.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        frame.comment = true;
+                        frame.event = c.trim().to_string();
+                    } else if let Some(e) = line.strip_prefix("event: ") {
+                        frame.event = e.to_string();
+                    } else if let Some(i) = line.strip_prefix("id: ") {
+                        frame.id = i.parse().ok();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        frame.data = serde_json::from_str(d).unwrap();
+                    }
+                }
+                return Some(frame);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.resp.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next `n` audit events, skipping keepalives and checkpoints.
+    pub async fn audits(&mut self, n: usize) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let f = self.next().await.expect("the stream ended early");
+            if f.event == "audit" {
+                out.push(f);
+            }
+        }
+        out
+    }
+}
+
+/// Two replicas on one PostgreSQL database sharing one signing key; the
+/// first bootstraps the owner account.
+pub struct Pair {
+    pub a: Server,
+    pub b: Server,
+    pub owner: String,
+    pub key: thetazero_audit::VerifierKey,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn pair(db: &TestDb) -> Pair {
+    pair_with(db, &[]).await
+}
+
+/// As `pair`, with more `serve` arguments for both replicas.
+pub async fn pair_with(db: &TestDb, extra: &[&str]) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("signing.key");
+    let url = db.url();
+    let mut args = vec![
+        "--database-url",
+        url.as_str(),
+        "--signing-key-file",
+        key_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let a = Server::start(&dir.path().join("a"), &args);
+    let owner = a.owner_key().expect("the first replica bootstraps");
+    let b = Server::start(&dir.path().join("b"), &args);
+    assert_eq!(b.owner_key(), None, "the second replica finds the account");
+    let (_, key) = call(&a.url, "GET", "/api/v1/sdk/audit/key", &owner, None).await;
+    let (_, key_b) = call(&b.url, "GET", "/api/v1/sdk/audit/key", &owner, None).await;
+    assert_eq!(key, key_b, "both replicas sign with the deployment's key");
+    let key = thetazero_audit::VerifierKey::parse(key["verifier_key"].as_str().unwrap()).unwrap();
+    Pair {
+        a,
+        b,
+        owner,
+        key,
+        _dir: dir,
+    }
 }
