@@ -71,6 +71,35 @@ impl AuditEvent {
         self.payload = payload;
         self
     }
+
+    /// A step of a permission request (`permission_requested`,
+    /// `permission_approved`, `permission_denied_by_owner`,
+    /// `permission_expired`). A request raised by a suspended call belongs to
+    /// that execution's trail.
+    pub fn approval(
+        account: AccountId,
+        action: &str,
+        request: &crate::model::PermissionRequest,
+        key: Option<KeyId>,
+        description: String,
+    ) -> Self {
+        let mut e = AuditEvent::new(account, action, "approvals", description)
+            .agent(request.agent_id)
+            .key(key)
+            .payload(serde_json::json!({
+                "request_id": request.id,
+                "permissions": request.grant,
+                "reason": request.decision_reason,
+            }));
+        e.execution_id = request.grant["call"]["execution_id"].as_i64();
+        e.permission_state = match action {
+            "permission_approved" => "granted",
+            "permission_denied_by_owner" | "permission_expired" => "denied",
+            _ => "none",
+        }
+        .into();
+        e
+    }
 }
 
 /// A recorded event with its place in the account's log: the receipt a

@@ -129,7 +129,14 @@ pub struct AgentConfig {
     pub allowed_domains: Option<Vec<String>>,
     pub content_safety: Option<bool>,
     pub allow_localhost: Option<bool>,
+    /// When set, a host call the agent's permissions would refuse suspends
+    /// the execution and asks a human (a permission request bound to the
+    /// call's exact arguments), waiting at most this long.
+    pub approval_timeout_ms: Option<u64>,
 }
+
+/// Bounds of `approval_timeout_ms`: a second to ten minutes.
+pub const APPROVAL_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
 
 /// A configuration the API must refuse, naming the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,7 +198,7 @@ fn boolean(map: &Map<String, Value>, field: &'static str) -> Result<Option<bool>
 }
 
 impl AgentConfig {
-    const FIELDS: [&'static str; 10] = [
+    const FIELDS: [&'static str; 11] = [
         "memory_limit_mb",
         "cpu_time_limit_ms",
         "max_api_calls_per_run",
@@ -202,6 +209,7 @@ impl AgentConfig {
         "allowed_domains",
         "content_safety",
         "allow_localhost",
+        "approval_timeout_ms",
     ];
 
     /// Parses and validates a `config` object against the operator's ceilings.
@@ -267,6 +275,7 @@ impl AgentConfig {
             allowed_domains,
             content_safety: boolean(map, "content_safety")?,
             allow_localhost: boolean(map, "allow_localhost")?,
+            approval_timeout_ms: uint(map, "approval_timeout_ms")?,
         };
         config.validate(ceilings)?;
         Ok(config)
@@ -311,6 +320,21 @@ impl AgentConfig {
                 if value < minimum {
                     return Err(ConfigError::BelowMinimum { field, minimum });
                 }
+            }
+        }
+        if let Some(ms) = self.approval_timeout_ms {
+            if ms > *APPROVAL_TIMEOUT_MS.end() {
+                return Err(ConfigError::AboveCeiling {
+                    field: "approval_timeout_ms",
+                    value: ms,
+                    ceiling: *APPROVAL_TIMEOUT_MS.end(),
+                });
+            }
+            if ms < *APPROVAL_TIMEOUT_MS.start() {
+                return Err(ConfigError::BelowMinimum {
+                    field: "approval_timeout_ms",
+                    minimum: *APPROVAL_TIMEOUT_MS.start(),
+                });
             }
         }
         let template = self.template();
@@ -360,6 +384,7 @@ impl AgentConfig {
                 .or_else(|| self.allowed_domains.clone()),
             content_safety: patch.content_safety.or(self.content_safety),
             allow_localhost: patch.allow_localhost.or(self.allow_localhost),
+            approval_timeout_ms: patch.approval_timeout_ms.or(self.approval_timeout_ms),
         };
         merged.validate(ceilings)?;
         Ok(merged)
@@ -401,7 +426,7 @@ impl AgentConfig {
     /// template's defaults filled in.
     pub fn to_json(&self) -> Value {
         let limits = self.limits();
-        serde_json::json!({
+        let mut shown = serde_json::json!({
             "memory_limit_mb": limits.memory_mb,
             "cpu_time_limit_ms": limits.cpu_time_ms,
             "max_api_calls_per_run": limits.max_api_calls_per_run,
@@ -412,7 +437,12 @@ impl AgentConfig {
             "allowed_domains": self.allowed_domains(),
             "content_safety": self.content_safety(),
             "allow_localhost": self.allow_localhost.unwrap_or(false),
-        })
+        });
+        // Shown only when set, so the spec's configuration shape is unchanged.
+        if let (Some(ms), Value::Object(map)) = (self.approval_timeout_ms, &mut shown) {
+            map.insert("approval_timeout_ms".into(), Value::from(ms));
+        }
+        shown
     }
 
     /// The fields the author gave, for storage. Reading it back with
@@ -448,6 +478,10 @@ impl AgentConfig {
         );
         put("content_safety", self.content_safety.map(Value::from));
         put("allow_localhost", self.allow_localhost.map(Value::from));
+        put(
+            "approval_timeout_ms",
+            self.approval_timeout_ms.map(Value::from),
+        );
         Value::Object(map)
     }
 }

@@ -4,35 +4,14 @@
 
 mod common;
 
-use common::{assert_error, TestApp};
-use serde_json::{json, Value};
+use common::{agent, assert_error, execute, TestApp};
+use serde_json::json;
 
 /// The spec's Python SDK example, entry code verbatim.
 const PYTHON_QUICKSTART: &str = r#"
 await thetazero.log("Hello from the sandbox!");
 await thetazero.write_result({ message: "Hello, " + (input.name || "world") + "!" });
 "#;
-
-async fn agent(app: &TestApp, body: Value) -> i64 {
-    let r = app
-        .call("POST", "/api/v1/sdk/agents", Some(&app.owner), Some(body))
-        .await;
-    assert!(r.status.is_success(), "{}", r.body);
-    r.body["agent"]["id"].as_i64().unwrap()
-}
-
-async fn execute(app: &TestApp, id: i64, input: Value) -> Value {
-    let r = app
-        .call(
-            "POST",
-            &format!("/api/v1/sdk/agents/{id}/execute"),
-            Some(&app.owner),
-            Some(json!({"input": input})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
 
 async fn audit_types(app: &TestApp, execution: i64) -> Vec<(String, bool)> {
     let r = app

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_error, running, start, TestApp};
+use common::{assert_error, audit_types, running, start, TestApp};
 use serde_json::json;
 
 async fn agent(app: &TestApp, name: &str, code: &str) -> i64 {
@@ -23,23 +23,6 @@ async fn agent(app: &TestApp, name: &str, code: &str) -> i64 {
         .await;
     assert!(r.status.is_success(), "{}", r.body);
     r.body["agent"]["id"].as_i64().unwrap()
-}
-
-async fn audit_types(app: &TestApp, query: &str) -> Vec<String> {
-    let r = app
-        .call(
-            "GET",
-            &format!("/api/v1/sdk/audit?limit=1000&{query}"),
-            Some(&app.owner),
-            None,
-        )
-        .await;
-    r.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action_type"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,31 +5,10 @@
 
 mod common;
 
-use common::{running, start, TestApp};
+use common::{agent, execute, running, start, TestApp};
 use serde_json::{json, Value};
 use thetazero_http::Settings;
 use thetazero_runtime::{RuntimeConfig, SwarmConfig};
-
-async fn agent(app: &TestApp, body: Value) -> i64 {
-    let r = app
-        .call("POST", "/api/v1/sdk/agents", Some(&app.owner), Some(body))
-        .await;
-    assert!(r.status.is_success(), "{}", r.body);
-    r.body["agent"]["id"].as_i64().unwrap()
-}
-
-async fn execute(app: &TestApp, id: i64, input: Value) -> Value {
-    let r = app
-        .call(
-            "POST",
-            &format!("/api/v1/sdk/agents/{id}/execute"),
-            Some(&app.owner),
-            Some(json!({"input": input})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
 
 async fn execution(app: &TestApp, agent: i64, id: i64) -> Value {
     let r = app

@@ -13,11 +13,13 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thetazero_core::audit::AuditEvent;
-use thetazero_core::model::{AgentId, Execution, ExecutionId};
+use thetazero_core::model::{
+    AgentId, Execution, ExecutionId, NewPermissionRequest, RequestDecision,
+};
 use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::Filter;
-use thetazero_sandbox::{CancelHandle, ChildBudget, Host, HostError, SandboxEvent};
+use thetazero_sandbox::{ApprovalAsk, CancelHandle, ChildBudget, Host, HostError, SandboxEvent};
 use tokio::runtime::Handle;
 
 use crate::inference::{ChatRequest, InferenceClient};
@@ -25,6 +27,53 @@ use crate::inference::{ChatRequest, InferenceClient};
 use crate::Caller;
 
 const MAX_KEY_BYTES: usize = 256;
+
+/// How often a suspended call looks for its decision; decisions made on any
+/// replica land in the store.
+const APPROVAL_POLL: Duration = Duration::from_millis(50);
+
+/// Marks a call-bound request expired unless disarmed (`store` taken).
+struct ExpireOnDrop {
+    store: Option<Arc<dyn Store>>,
+    handle: Handle,
+    account: thetazero_core::model::AccountId,
+    id: thetazero_core::model::PermissionRequestId,
+}
+
+impl Drop for ExpireOnDrop {
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let (account, id) = (self.account, self.id);
+        self.handle.spawn(async move {
+            let decided = store
+                .decide_permission_request_audited(
+                    account,
+                    id,
+                    RequestDecision {
+                        status: "expired".into(),
+                        decided_by: None,
+                        reason: Some("no decision before the call's wait ended".into()),
+                        grant_expires_at: None,
+                    },
+                    Box::new(move |r| {
+                        vec![AuditEvent::approval(
+                            account,
+                            "permission_expired",
+                            r,
+                            None,
+                            format!("permission request {} expired without a decision", r.id),
+                        )]
+                    }),
+                )
+                .await;
+            if let Err(e) = decided {
+                tracing::warn!(request_id = id, error = %e, "could not expire a call-bound permission request");
+            }
+        });
+    }
+}
 
 /// Cancels a child execution unless disarmed.
 struct CancelOnDrop(Option<CancelHandle>);
@@ -381,6 +430,105 @@ impl Host for ServerHost {
                 other => HostError::Refused(other.to_string()),
             }),
             Err(_) => Err(HostError::Unavailable),
+        }
+    }
+
+    async fn request_approval(&self, ask: ApprovalAsk) -> Result<bool, HostError> {
+        // The execution's start is durable before anything it asks for.
+        let gate = self.gate.clone();
+        match self.handle.spawn(async move { gate.ensure().await }).await {
+            Ok(Ok(())) => {}
+            _ => return Err(HostError::Unavailable),
+        }
+        // Bound to the exact call: its function and arguments, hashed as
+        // sorted JSON.
+        let bound = json!({"fn": ask.function.name(), "args": ask.args});
+        let args_sha256 = crate::sha256_hex(bound.to_string().as_bytes());
+        let grant = json!({"call": {
+            "fn": ask.function.name(),
+            "args_sha256": args_sha256,
+            "summary": ask.summary,
+            "execution_id": self.execution,
+        }});
+        let (account, agent, key, execution) = (
+            self.caller.account,
+            self.agent,
+            self.caller.key_id,
+            self.execution,
+        );
+        let justification = format!(
+            "execution {execution} asks to run thetazero.{}({}): {}",
+            ask.function.name(),
+            ask.summary,
+            ask.reason
+        );
+        let timeout = time::Duration::try_from(ask.timeout).unwrap_or(time::Duration::MINUTE);
+        let store = self.store.clone();
+        let request = self
+            .on_server(async move {
+                store
+                    .create_permission_request_audited(
+                        NewPermissionRequest {
+                            account_id: account,
+                            agent_id: agent,
+                            requested_by: key,
+                            grant,
+                            justification,
+                            expires_at: time::OffsetDateTime::now_utc() + timeout,
+                        },
+                        Box::new(move |r| {
+                            vec![AuditEvent::approval(
+                                account,
+                                "permission_requested",
+                                r,
+                                key,
+                                format!(
+                                    "execution {execution} suspended: permission request {} for one call",
+                                    r.id
+                                ),
+                            )]
+                        }),
+                    )
+                    .await
+            })
+            .await?;
+        // Whatever ends the wait early (a kill, the parent's deadline) leaves
+        // the request expired rather than pending.
+        let mut expire = ExpireOnDrop {
+            store: Some(self.store.clone()),
+            handle: self.handle.clone(),
+            account,
+            id: request.id,
+        };
+        let deadline = tokio::time::Instant::now() + ask.timeout;
+        loop {
+            let store = self.store.clone();
+            let id = request.id;
+            let now = self
+                .on_server(async move {
+                    store
+                        .permission_requests(account, Some(id), None, None, 1)
+                        .await
+                })
+                .await?
+                .pop()
+                .ok_or(HostError::Unavailable)?;
+            match now.status.as_str() {
+                "approved" => {
+                    expire.store = None;
+                    return Ok(true);
+                }
+                "denied" | "expired" => {
+                    expire.store = None;
+                    return Ok(false);
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                // Dropping `expire` records the expiry.
+                return Ok(false);
+            }
+            tokio::time::sleep(APPROVAL_POLL.min(deadline - tokio::time::Instant::now())).await;
         }
     }
 

@@ -612,6 +612,10 @@ async fn execute(
         allow_network: agent.config.allow_network(),
         allowed_domains: agent.config.allowed_domains().to_vec(),
         allow_localhost: agent.config.allow_localhost.unwrap_or(false),
+        approval_timeout: agent
+            .config
+            .approval_timeout_ms
+            .map(std::time::Duration::from_millis),
         cancel: cancel.clone(),
         host,
     };

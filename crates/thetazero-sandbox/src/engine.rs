@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use crate::alloc::{AllocStats, CountingAllocator};
-use crate::host::{ChildBudget, Host, HostError, HostFn, SandboxEvent};
+use crate::host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
 use crate::job::{CancelHandle, Job};
 use crate::net::{self, HttpCall, HttpRules, NetworkPolicy};
 use crate::report::{
@@ -109,7 +109,13 @@ struct ExecState {
     http_rules: Arc<HttpRules>,
     cancel: CancelHandle,
     started: Instant,
-    deadline: Instant,
+    /// The deadline before any time spent waiting for a human.
+    deadline_base: Instant,
+    /// Time spent waiting for approvals, which the deadline does not count:
+    /// the total of finished waits and the start of the current one.
+    waited: Mutex<(Duration, Option<Instant>)>,
+    /// Ask a human for calls the permissions refuse, waiting at most this.
+    approval_timeout: Option<Duration>,
     abort: Mutex<Option<(LimitKind, String)>>,
     aborted: AtomicBool,
     abort_notify: Notify,
@@ -152,11 +158,40 @@ impl ExecState {
         }
     }
 
+    /// The deadline, moved on by every moment spent waiting for a human.
+    fn deadline(&self) -> Instant {
+        let (total, current) = *self.waited.lock().unwrap_or_else(|e| e.into_inner());
+        let running = current.map_or(Duration::ZERO, |since| since.elapsed());
+        self.deadline_base + total + running
+    }
+
+    fn begin_wait(&self) {
+        self.waited.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(Instant::now());
+    }
+
+    fn end_wait(&self) {
+        let mut w = self.waited.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = w.1.take() {
+            w.0 += since.elapsed();
+        }
+    }
+
+    /// Resolves when the deadline has passed, however often it moved.
+    async fn deadline_passed(&self) {
+        loop {
+            let deadline = self.deadline();
+            tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+            if Instant::now() >= self.deadline() {
+                return;
+            }
+        }
+    }
+
     fn should_interrupt(&self) -> bool {
         let stop = self.cancel.is_cancelled()
             || self.aborted.load(Ordering::Relaxed)
             || self.alloc.limit_hit()
-            || Instant::now() >= self.deadline;
+            || Instant::now() >= self.deadline();
         if stop {
             self.interrupted.store(true, Ordering::Relaxed);
         }
@@ -234,7 +269,7 @@ impl ExecState {
                 .max_api_calls_per_run
                 .saturating_sub(c.api_calls),
             time_ms: self
-                .deadline
+                .deadline()
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64,
         }
@@ -317,7 +352,9 @@ pub(crate) async fn run(
         }),
         cancel: job.cancel.clone(),
         started,
-        deadline: started + Duration::from_millis(limits.cpu_time_ms),
+        deadline_base: started + Duration::from_millis(limits.cpu_time_ms),
+        waited: Mutex::new((Duration::ZERO, None)),
+        approval_timeout: job.approval_timeout,
         abort: Mutex::new(None),
         aborted: AtomicBool::new(false),
         abort_notify: Notify::new(),
@@ -393,12 +430,11 @@ async fn run_engine(
         inner: Box::pin(engine),
         spent: spent.clone(),
     };
-    let deadline = tokio::time::Instant::from_std(state.deadline);
     let ended = tokio::select! {
         biased;
         _ = state.cancel.cancelled() => Ended::Killed,
         _ = state.aborted() => Ended::Aborted,
-        _ = tokio::time::sleep_until(deadline) => Ended::TimedOut,
+        _ = state.deadline_passed() => Ended::TimedOut,
         outcome = timed => Ended::Finished(outcome),
     };
     // Contexts go before their runtime. Pending host futures are dropped with
@@ -845,6 +881,57 @@ fn http_args<'js>(
     })
 }
 
+/// The call's exact arguments, which an approval is bound to.
+fn args_json(args: &CallArgs) -> Json {
+    match args {
+        CallArgs::Key(k) => serde_json::json!({"key": k}),
+        CallArgs::KeyValue(k, v) => serde_json::json!({"key": k, "value": v}),
+        CallArgs::Value(v) => v.clone(),
+        CallArgs::NameValue(n, v) => serde_json::json!({"name": n, "input": v}),
+        CallArgs::Http(call) => serde_json::json!({
+            "method": call.method,
+            "url": call.url,
+            "headers": call.headers,
+            "body_hex": call.body.as_ref().map(|b| {
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            }),
+        }),
+    }
+}
+
+/// The host of an `http_request` URL when the allow-list does not admit it
+/// (a reason to ask a human); `None` for anything else, including URLs the
+/// network rules refuse whatever the allow-list says.
+fn outside_allowlist(state: &ExecState, args: &CallArgs) -> Option<String> {
+    let CallArgs::Http(call) = args else {
+        return None;
+    };
+    if state.http_rules.dev_localhost {
+        return None;
+    }
+    let url = url::Url::parse(&call.url).ok()?;
+    let host = match url.host()? {
+        url::Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(_) => return None,
+    };
+    (!net::domain_allowed(&host, &state.http_rules.allowed_domains))
+        .then(|| format!("{host} is not in allowed_domains"))
+}
+
+/// The allow-list with the host of `url` added, for one approved call.
+fn approved_rules(state: &ExecState, url: &str) -> Option<Arc<HttpRules>> {
+    let url = url::Url::parse(url).ok()?;
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    let mut allowed = state.http_rules.allowed_domains.clone();
+    allowed.push(host);
+    Some(Arc::new(HttpRules {
+        allowed_domains: allowed,
+        dev_localhost: state.http_rules.dev_localhost,
+        limits: state.http_rules.limits,
+    }))
+}
+
 fn args_summary(args: &CallArgs) -> String {
     let s = match args {
         CallArgs::Key(k) => format!("key={k:?}"),
@@ -932,6 +1019,51 @@ async fn host_call(
 ) -> Reply {
     let start = Instant::now();
     let scope = f.scope().map(|s| s.as_str().to_string());
+    // A call the permissions refuse may be put to a human instead.
+    let mut denial = denial;
+    let mut rules = None;
+    if let Some(timeout) = state.approval_timeout {
+        let refused = match &denial {
+            Some(("PERMISSION_DENIED", reason)) => Some(reason.clone()),
+            Some(_) => None,
+            None => outside_allowlist(&state, &args),
+        };
+        if let Some(reason) = refused {
+            let was_denied = denial.is_some();
+            let ask = ApprovalAsk {
+                function: f,
+                args: args_json(&args),
+                summary: summary.clone(),
+                reason: reason.clone(),
+                timeout,
+            };
+            state.begin_wait();
+            let answer = state.host.request_approval(ask).await;
+            state.end_wait();
+            match answer {
+                Ok(true) => {
+                    if was_denied {
+                        let mut c = state.counters();
+                        c.denied = c.denied.saturating_sub(1);
+                    }
+                    // The approved host joins the allow-list for this call.
+                    if let CallArgs::Http(call) = &args {
+                        rules = approved_rules(&state, &call.url);
+                    }
+                    denial = None;
+                }
+                Ok(false) | Err(_) => {
+                    if !was_denied {
+                        state.counters().denied += 1;
+                    }
+                    denial = Some((
+                        "PERMISSION_DENIED",
+                        format!("{reason}; a human did not approve this call"),
+                    ));
+                }
+            }
+        }
+    }
     let decision = SandboxEvent::HostCallDecision {
         function: f,
         scope: scope.clone(),
@@ -955,7 +1087,7 @@ async fn host_call(
             message: reason,
         };
     }
-    let result = perform(&state, f, args).await;
+    let result = perform(&state, f, args, rules).await;
     let duration = start.elapsed();
     state.finish_audit(index, true, duration);
     let (ok, error_code) = match &result {
@@ -1032,7 +1164,14 @@ enum Failure {
     Net(crate::net::NetError),
 }
 
-async fn perform(state: &ExecState, f: HostFn, args: CallArgs) -> Result<Json, Failure> {
+/// Runs an allowed call; `approved` is the allow-list widened by a human's
+/// approval of this one call.
+async fn perform(
+    state: &ExecState,
+    f: HostFn,
+    args: CallArgs,
+    approved: Option<Arc<HttpRules>>,
+) -> Result<Json, Failure> {
     let host = &state.host;
     let h = Failure::Host;
     match (f, args) {
@@ -1068,7 +1207,8 @@ async fn perform(state: &ExecState, f: HostFn, args: CallArgs) -> Result<Json, F
             .map_err(h),
         (HostFn::HttpRequest, CallArgs::Http(call)) => {
             let url = call.url.clone();
-            let response = net::http_request(call, &state.http_rules, &state.net)
+            let rules = approved.unwrap_or_else(|| state.http_rules.clone());
+            let response = net::http_request(call, &rules, &state.net)
                 .await
                 .map_err(Failure::Net)?;
             // Fetched content can carry instructions aimed at the agent
@@ -1162,7 +1302,7 @@ async fn finish(
 ) -> ExecutionReport {
     let abort = state.abort_reason();
     let interrupted = state.interrupted.load(Ordering::Relaxed);
-    let past_deadline = Instant::now() >= state.deadline;
+    let past_deadline = Instant::now() >= state.deadline();
     let mut error = None;
     let mut output = Json::Null;
     let mut limit: Option<(LimitKind, String)> = None;

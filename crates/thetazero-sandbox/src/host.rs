@@ -74,10 +74,31 @@ pub trait Host: Send + Sync {
         Err(HostError::Unsupported("call_agent"))
     }
 
+    /// Asks a human to allow one call the agent's permissions refuse (the
+    /// agent's `approval_timeout_ms` is set). Answers whether it was approved
+    /// before `ask.timeout`; `Ok(false)` for denied or expired. The execution
+    /// is suspended meanwhile, and the wait does not count against its
+    /// deadline.
+    async fn request_approval(&self, _ask: ApprovalAsk) -> Result<bool, HostError> {
+        Ok(false)
+    }
+
     /// `thetazero.get_execution(id)` (`agents:read`).
     async fn get_execution(&self, _id: Value) -> Result<Option<Value>, HostError> {
         Err(HostError::Unsupported("get_execution"))
     }
+}
+
+/// One refused call put to a human: the approval is bound to `args`, the
+/// call's exact arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalAsk {
+    pub function: HostFn,
+    pub args: Value,
+    pub summary: String,
+    /// Why the permissions refuse it.
+    pub reason: String,
+    pub timeout: std::time::Duration,
 }
 
 /// What a parent execution has left when it starts a child.

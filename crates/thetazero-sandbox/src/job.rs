@@ -77,6 +77,9 @@ pub struct Job {
     pub allowed_domains: Vec<String>,
     /// DEV only: lets `http://localhost` through. Ignored on other templates.
     pub allow_localhost: bool,
+    /// Set: a call the permissions refuse is put to a human, who has this
+    /// long to approve it (`Host::request_approval`). None: refused at once.
+    pub approval_timeout: Option<std::time::Duration>,
     pub cancel: CancelHandle,
     pub host: Arc<dyn Host>,
 }
@@ -96,6 +99,7 @@ impl Job {
             allow_network: false,
             allowed_domains: Vec::new(),
             allow_localhost: false,
+            approval_timeout: None,
             cancel: CancelHandle::new(),
             host,
         }

@@ -21,7 +21,7 @@ pub mod net;
 pub mod pool;
 pub mod report;
 
-pub use host::{ChildBudget, Host, HostError, HostFn, SandboxEvent};
+pub use host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
 pub use job::{CancelHandle, Job};
 pub use net::{is_public_ip, NetError, NetworkPolicy, Resolver, SystemResolver};
 pub use pool::{Sandbox, SandboxConfig, SandboxError, SubmitError};

@@ -179,15 +179,9 @@ async fn commit(pool: &Pool, batch: Vec<Job>) {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 // The caller may have gone away (request cancelled); what
                 // committed stands.
-                let _ = job.done.send(outcome.map(|(row, placements)| {
-                    let records = job
-                        .events
-                        .into_iter()
-                        .zip(placements)
-                        .map(|(event, p)| record(event, p))
-                        .collect();
-                    (row, records)
-                }));
+                let _ = job
+                    .done
+                    .send(outcome.map(|(row, placements)| (row, records(job.events, placements))));
             }
         }
         // A data error in one caller's part must not fail the others: the
@@ -200,15 +194,7 @@ async fn commit(pool: &Pool, batch: Vec<Job>) {
                     .await
                     .and_then(|mut v| v.pop().ok_or_else(|| clone_err(&e)))
                     .and_then(|outcome| outcome)
-                    .map(|(row, placements)| {
-                        let records = job
-                            .events
-                            .into_iter()
-                            .zip(placements)
-                            .map(|(event, p)| record(event, p))
-                            .collect();
-                        (row, records)
-                    });
+                    .map(|(row, placements)| (row, records(job.events, placements)));
                 let _ = job.done.send(result);
             }
         }
@@ -296,6 +282,14 @@ async fn commit_once(
             })
         })
         .collect())
+}
+
+fn records(events: Vec<AuditEvent>, placements: Vec<Placement>) -> Vec<AuditRecord> {
+    events
+        .into_iter()
+        .zip(placements)
+        .map(|(event, p)| record(event, p))
+        .collect()
 }
 
 pub(crate) fn record(event: AuditEvent, p: Placement) -> AuditRecord {

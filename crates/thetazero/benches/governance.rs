@@ -130,7 +130,13 @@ fn rss_kb(pid: u32) -> u64 {
 
 /// `rounds` executions, one at a time, watched by `subscribers` streams;
 /// answers every (subscriber, round) delivery latency in ms.
-async fn stream_latency(url: &str, key: &str, id: i64, subscribers: usize, rounds: usize) -> Vec<f64> {
+async fn stream_latency(
+    url: &str,
+    key: &str,
+    id: i64,
+    subscribers: usize,
+    rounds: usize,
+) -> Vec<f64> {
     let arrivals: Arc<Mutex<Vec<Vec<Instant>>>> = Arc::new(Mutex::new(Vec::new()));
     let stream_url = format!("{url}/api/sdk/audit/stream?agentId={id}");
     let mut tasks = Vec::new();
@@ -202,11 +208,19 @@ async fn main() {
     let key = server.owner_key().unwrap();
     let url = server.url.clone();
     let spinner = register(&url, &key, "spinner", "while (true) {}").await;
-    let quick = register(&url, &key, "quick", "await thetazero.log('hi'); return {ok: true};").await;
+    let quick = register(
+        &url,
+        &key,
+        "quick",
+        "await thetazero.log('hi'); return {ok: true};",
+    )
+    .await;
 
     println!("governance benchmarks (2-core machine; server, database and clients share it)");
     let (base50, base99) = summary(healthz_ms(&url, 500).await);
-    println!("GET /healthz round trip (baseline)             p50 {base50:>7.2} ms  p99 {base99:>7.2} ms");
+    println!(
+        "GET /healthz round trip (baseline)             p50 {base50:>7.2} ms  p99 {base99:>7.2} ms"
+    );
 
     // Kill latency, one server.
     kill_once(&url, &url, &key, spinner).await;
@@ -225,7 +239,9 @@ async fn main() {
     // Stream delivery: one subscriber, then 1,000.
     let one = stream_latency(&url, &key, quick, 1, 20).await;
     let (s1_50, s1_99) = summary(one);
-    println!("stream delivery, 1 subscriber (baseline)       p50 {s1_50:>7.2} ms  p99 {s1_99:>7.2} ms");
+    println!(
+        "stream delivery, 1 subscriber (baseline)       p50 {s1_50:>7.2} ms  p99 {s1_99:>7.2} ms"
+    );
     let many = stream_latency(&url, &key, quick, 1000, 20).await;
     let deliveries = many.len();
     let (s50, s99) = summary(many);

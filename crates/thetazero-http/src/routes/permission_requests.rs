@@ -92,17 +92,7 @@ fn event(
     key: Option<i64>,
     description: String,
 ) -> AuditEvent {
-    let mut e = AuditEvent::new(account, action, "approvals", description)
-        .agent(r.agent_id)
-        .key(key)
-        .payload(json!({"request_id": r.id, "permissions": r.grant, "reason": r.decision_reason}));
-    e.permission_state = match action {
-        "permission_approved" => "granted",
-        "permission_denied_by_owner" | "permission_expired" => "denied",
-        _ => "none",
-    }
-    .into();
-    e
+    AuditEvent::approval(account, action, r, key, description)
 }
 
 /// Marks overdue pending requests expired, each with its audit event.

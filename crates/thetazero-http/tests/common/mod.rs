@@ -328,8 +328,13 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
 
 /// Starts an execution in the background; answers its eventual response.
 pub fn start(app: &TestApp, id: i64) -> tokio::task::JoinHandle<Value> {
+    start_with(app, &app.owner, id)
+}
+
+/// As `start`, with another key.
+pub fn start_with(app: &TestApp, key: &str, id: i64) -> tokio::task::JoinHandle<Value> {
     let router = app.router.clone();
-    let owner = app.owner.clone();
+    let owner = key.to_string();
     tokio::spawn(async move {
         use tower::ServiceExt;
         let req = axum::http::Request::builder()
@@ -365,4 +370,45 @@ pub async fn running(app: &TestApp, id: i64, n: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     panic!("the executions never started");
+}
+
+/// Registers an agent with the owner key; answers its id.
+pub async fn agent(app: &TestApp, body: Value) -> i64 {
+    let r = app
+        .call("POST", "/api/v1/sdk/agents", Some(&app.owner), Some(body))
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    r.body["agent"]["id"].as_i64().unwrap()
+}
+
+/// Executes an agent with the owner key; answers the execution response.
+pub async fn execute(app: &TestApp, id: i64, input: Value) -> Value {
+    let r = app
+        .call(
+            "POST",
+            &format!("/api/v1/sdk/agents/{id}/execute"),
+            Some(&app.owner),
+            Some(serde_json::json!({"input": input})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// The action types of the audit events a query finds, oldest first.
+pub async fn audit_types(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/audit?limit=1000&{query}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action_type"].as_str().unwrap().to_string())
+        .collect()
 }
