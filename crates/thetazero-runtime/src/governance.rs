@@ -96,6 +96,10 @@ pub(crate) async fn kill_agent(
 ) -> Result<KillOutcome, RuntimeError> {
     let started = Instant::now();
     let why = reason.clone();
+    // Stop what runs here at once, before the durable write: an execution
+    // of another account's agent id is never touched (the registry is keyed
+    // by account), and an unknown agent has nothing running.
+    let mut ids = running.cancel_agent(account, agent);
     let killed = store
         .update_agent_audited(
             account,
@@ -118,8 +122,14 @@ pub(crate) async fn kill_agent(
         )
         .await?
         .ok_or(RuntimeError::AgentNotFound)?;
-    // From here no replica starts a new execution of it; now stop the ones running.
-    let ids = running.cancel_agent(account, agent);
+    // From here no replica starts a new execution of it. Sweep again for
+    // executions that registered while the status was being written (those
+    // that register later see the generation move and read the status).
+    for id in running.cancel_agent(account, agent) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     if let Err(e) = bus
         .publish("kill", json!({"account": account, "agent": agent}))
         .await

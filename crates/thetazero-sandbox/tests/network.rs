@@ -81,6 +81,9 @@ struct Server {
     hits: Arc<AtomicUsize>,
 }
 
+/// Requests to `/hang` that arrived.
+static HANGING: AtomicUsize = AtomicUsize::new(0);
+
 async fn handle(
     req: Request<hyper::body::Incoming>,
     hits: Arc<AtomicUsize>,
@@ -131,6 +134,12 @@ async fn handle(
             .body(Full::new(Bytes::from(vec![b'x'; 6 << 20])))
             .unwrap(),
         "/loop" => redirect("/loop"),
+        // Answers only after the longest run any test allows.
+        "/hang" => {
+            HANGING.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            json_response(json!({"late": true}))
+        }
         "/redirect" => {
             let to = query.strip_prefix("to=").unwrap_or("/data");
             redirect(&url_decode(to))
@@ -608,4 +617,42 @@ await tz.write_result({
         r.host_call_audit[2].args_summary,
         "GET https://api.example.com/data"
     );
+}
+
+/// A kill while the agent waits on the network: the pending request is
+/// dropped and the execution ends `killed` at once, not when the server
+/// answers or the request times out.
+#[tokio::test]
+async fn a_cancel_stops_a_pending_http_request() {
+    let host = MemHost::new();
+    let mut j = job(
+        "await thetazero.http_request('https://api.example.com/hang'); return 'answered';",
+        &host,
+    );
+    j.scopes = BTreeSet::from([Scope::NetworkOutbound]);
+    j.allow_network = true;
+    j.allowed_domains = vec!["api.example.com".into()];
+    j.limits.cpu_time_ms = 120_000;
+    let cancel = j.cancel.clone();
+    let before = HANGING.load(Ordering::SeqCst);
+    let run = tokio::spawn(net(true).sandbox.execute(j));
+    // Wait until the request reached the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while HANGING.load(Ordering::SeqCst) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let killed_at = std::time::Instant::now();
+    cancel.cancel();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(5), run)
+        .await
+        .expect("the kill does not wait for the server")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.status, Status::Killed, "{report:?}");
+    assert!(report.was_terminated);
+    assert!(killed_at.elapsed() < std::time::Duration::from_secs(5));
 }

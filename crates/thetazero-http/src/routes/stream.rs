@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::pin::Pin;
 use thetazero_api::ErrorBody;
 use thetazero_core::audit::{AuditQuery, AuditRecord};
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+
+use thetazero_runtime::feed::Subscription;
 use utoipa::IntoParams;
 
 use crate::auth::{Caller, StreamAccess};
@@ -69,6 +71,135 @@ impl Filters {
     }
 }
 
+enum Phase {
+    Connect,
+    Replay,
+    Live,
+    Done,
+}
+
+/// One stream's position: the replay from the database, then the live feed.
+struct Progress {
+    state: AppState,
+    account: i64,
+    filters: Filters,
+    since: Option<OffsetDateTime>,
+    next: u64,
+    size: u64,
+    phase: Phase,
+    live: Subscription,
+    keepalive: Option<tokio::time::Interval>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    checkpoint_size: u64,
+}
+
+impl Progress {
+    fn resume_after(&self) -> Option<u64> {
+        self.next.checked_sub(1)
+    }
+
+    /// The next bytes to send; `None` when the stream is over.
+    async fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        loop {
+            match self.phase {
+                Phase::Connect => {
+                    self.phase = Phase::Replay;
+                    return Some(frame(
+                        "connected",
+                        None,
+                        &json!({"account_id": self.account, "position": self.next, "log_size": self.size}),
+                    ));
+                }
+                Phase::Replay => {
+                    let query = AuditQuery {
+                        after: self.resume_after(),
+                        from: self.since,
+                        agent_id: self.filters.agent_id,
+                        execution_id: self.filters.execution_id,
+                        limit: REPLAY_PAGE,
+                        ..Default::default()
+                    };
+                    let page = match self.state.store.query_audit(self.account, &query).await {
+                        Ok(p) => p.items,
+                        Err(e) => {
+                            tracing::warn!(account = self.account, error = %e, "audit stream replay failed");
+                            self.phase = Phase::Done;
+                            return Some(frame(
+                                "timeout",
+                                None,
+                                &json!({"reason": "unavailable", "resume_after": self.resume_after()}),
+                            ));
+                        }
+                    };
+                    if (page.len() as u64) < REPLAY_PAGE {
+                        let settings = &self.state.settings;
+                        let mut keepalive = tokio::time::interval_at(
+                            tokio::time::Instant::now() + settings.stream_keepalive,
+                            settings.stream_keepalive,
+                        );
+                        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        self.keepalive = Some(keepalive);
+                        self.deadline =
+                            Some(Box::pin(tokio::time::sleep(settings.stream_max_duration)));
+                        self.phase = Phase::Live;
+                    }
+                    let mut out = Vec::new();
+                    for r in &page {
+                        self.next = r.leaf_index + 1;
+                        out.extend(frame("audit", Some(r.leaf_index), &json!(views::audit(r))));
+                    }
+                    if !out.is_empty() {
+                        return Some(out);
+                    }
+                }
+                Phase::Live => {
+                    let (Some(keepalive), Some(deadline)) =
+                        (self.keepalive.as_mut(), self.deadline.as_mut())
+                    else {
+                        return None;
+                    };
+                    tokio::select! {
+                        received = self.live.recv() => match received {
+                            Ok(r) => {
+                                // Records replayed already come again live: skip them.
+                                if r.leaf_index < self.next {
+                                    continue;
+                                }
+                                self.next = r.leaf_index + 1;
+                                if self.filters.keep(&r) {
+                                    return Some(frame("audit", Some(r.leaf_index), &json!(views::audit(&r))));
+                                }
+                            }
+                            Err(RecvError::Lagged(_)) => {
+                                // A consumer that cannot keep up resumes from the database.
+                                self.phase = Phase::Done;
+                                return Some(frame("timeout", None, &json!({"reason": "lagging", "resume_after": self.resume_after()})));
+                            }
+                            Err(RecvError::Closed) => return None,
+                        },
+                        _ = keepalive.tick() => {
+                            let mut bytes = b": keepalive\n\n".to_vec();
+                            bytes.extend(frame("keepalive", None, &json!({"position": self.next, "at": views::rfc3339(OffsetDateTime::now_utc())})));
+                            if let Ok(Some(c)) = self.state.store.latest_checkpoint(self.account).await {
+                                if c.size > self.checkpoint_size {
+                                    self.checkpoint_size = c.size;
+                                    bytes.extend(frame("checkpoint", None, &json!({"size": c.size, "note": c.note})));
+                                }
+                            }
+                            return Some(bytes);
+                        }
+                        _ = deadline => {
+                            self.phase = Phase::Done;
+                            return Some(frame("timeout", None, &json!({"reason": "limit", "resume_after": self.resume_after()})));
+                        }
+                    }
+                }
+                Phase::Done => return None,
+            }
+        }
+    }
+}
+
 async fn stream(
     state: AppState,
     account: i64,
@@ -93,7 +224,7 @@ async fn stream(
         agent_id: params.agent_id,
     };
     // Subscribe before reading anything, so nothing appended meanwhile is missed.
-    let mut live = state.feed.subscribe(account).await;
+    let live = state.feed.subscribe(account).await;
     let size = state.store.audit_log_size(account).await?;
     // Where replay starts: after the resumed event, from `since`, or (live
     // only) at the end of the log.
@@ -102,107 +233,25 @@ async fn stream(
         (None, Some(_)) => 0,
         (None, None) => size,
     };
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
-    let settings = state.settings.clone();
-    tokio::spawn(async move {
-        let send = |bytes: Vec<u8>| {
-            let tx = tx.clone();
-            async move { tx.send(bytes).await.is_ok() }
-        };
-        let mut next = next;
-        if !send(frame(
-            "connected",
-            None,
-            &json!({"account_id": account, "position": next, "log_size": size}),
-        ))
-        .await
-        {
-            return;
-        }
-        // Replay from the database.
-        loop {
-            let query = AuditQuery {
-                after: next.checked_sub(1),
-                from: since,
-                agent_id: filters.agent_id,
-                execution_id: filters.execution_id,
-                limit: REPLAY_PAGE,
-                ..Default::default()
-            };
-            let page = match state.store.query_audit(account, &query).await {
-                Ok(p) => p.items,
-                Err(e) => {
-                    tracing::warn!(account, error = %e, "audit stream replay failed");
-                    let _ = send(frame(
-                        "timeout",
-                        None,
-                        &json!({"reason": "unavailable", "resume_after": next.checked_sub(1)}),
-                    ))
-                    .await;
-                    return;
-                }
-            };
-            let full = page.len() as u64 == REPLAY_PAGE;
-            for r in &page {
-                next = r.leaf_index + 1;
-                if !send(frame("audit", Some(r.leaf_index), &json!(views::audit(r)))).await {
-                    return;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        let mut checkpoint_size = 0;
-        let mut keepalive = tokio::time::interval(settings.stream_keepalive);
-        keepalive.tick().await;
-        let deadline = tokio::time::sleep(settings.stream_max_duration);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                received = live.recv() => match received {
-                    Ok(r) => {
-                        // Records replayed already come again live: skip them.
-                        if r.leaf_index < next {
-                            continue;
-                        }
-                        next = r.leaf_index + 1;
-                        if filters.keep(&r) && !send(frame("audit", Some(r.leaf_index), &json!(views::audit(&r)))).await {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        // A consumer that cannot keep up resumes from the database.
-                        let _ = send(frame("timeout", None, &json!({"reason": "lagging", "resume_after": next.checked_sub(1)}))).await;
-                        return;
-                    }
-                    Err(RecvError::Closed) => return,
-                },
-                _ = keepalive.tick() => {
-                    let mut bytes = b": keepalive\n\n".to_vec();
-                    bytes.extend(frame("keepalive", None, &json!({"position": next, "at": views::rfc3339(OffsetDateTime::now_utc())})));
-                    if let Ok(Some(c)) = state.store.latest_checkpoint(account).await {
-                        if c.size > checkpoint_size {
-                            checkpoint_size = c.size;
-                            bytes.extend(frame("checkpoint", None, &json!({"size": c.size, "note": c.note})));
-                        }
-                    }
-                    if !send(bytes).await {
-                        return;
-                    }
-                }
-                _ = &mut deadline => {
-                    let _ = send(frame("timeout", None, &json!({"reason": "limit", "resume_after": next.checked_sub(1)}))).await;
-                    return;
-                }
-                _ = tx.closed() => return,
-            }
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
+    // The response body drives the stream: nothing runs while the client
+    // is not reading, and a client that goes away drops it all.
+    let progress = Progress {
+        state,
+        account,
+        filters,
+        since,
+        next,
+        size,
+        phase: Phase::Connect,
+        live,
+        keepalive: None,
+        deadline: None,
+        checkpoint_size: 0,
+    };
+    let body = futures_util::stream::unfold(progress, |mut p| async move {
+        p.next_chunk()
             .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), p))
     });
     Ok((
         StatusCode::OK,
