@@ -133,7 +133,22 @@ pub struct AgentConfig {
     /// the execution and asks a human (a permission request bound to the
     /// call's exact arguments), waiting at most this long.
     pub approval_timeout_ms: Option<u64>,
+    /// Which host calls may be put to a human (names such as
+    /// `http_request`); `None` is every call the permissions refuse.
+    pub approval_calls: Option<Vec<String>>,
 }
+
+/// The host calls a human may approve mid-run: the counted ones.
+pub const APPROVABLE_CALLS: [&str; 8] = [
+    "read_context",
+    "write_context",
+    "http_request",
+    "storage_get",
+    "storage_put",
+    "inference",
+    "call_agent",
+    "get_execution",
+];
 
 /// Bounds of `approval_timeout_ms`: a second to ten minutes.
 pub const APPROVAL_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
@@ -198,7 +213,7 @@ fn boolean(map: &Map<String, Value>, field: &'static str) -> Result<Option<bool>
 }
 
 impl AgentConfig {
-    const FIELDS: [&'static str; 11] = [
+    const FIELDS: [&'static str; 12] = [
         "memory_limit_mb",
         "cpu_time_limit_ms",
         "max_api_calls_per_run",
@@ -210,6 +225,7 @@ impl AgentConfig {
         "content_safety",
         "allow_localhost",
         "approval_timeout_ms",
+        "approval_calls",
     ];
 
     /// Parses and validates a `config` object against the operator's ceilings.
@@ -264,6 +280,34 @@ impl AgentConfig {
                 })
             }
         };
+        let approval_calls = match map.get("approval_calls") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => {
+                let mut calls = Vec::with_capacity(items.len());
+                for item in items {
+                    let name = item
+                        .as_str()
+                        .filter(|n| APPROVABLE_CALLS.contains(n))
+                        .ok_or_else(|| ConfigError::Invalid {
+                            field: "approval_calls",
+                            reason: format!(
+                                "{item} is not a host call a human can approve; expected some of {}",
+                                APPROVABLE_CALLS.join(", ")
+                            ),
+                        })?;
+                    if !calls.iter().any(|c| c == name) {
+                        calls.push(name.to_string());
+                    }
+                }
+                Some(calls)
+            }
+            Some(_) => {
+                return Err(ConfigError::WrongType {
+                    field: "approval_calls",
+                    expected: "a list of host call names",
+                })
+            }
+        };
         let config = AgentConfig {
             memory_limit_mb: uint(map, "memory_limit_mb")?,
             cpu_time_limit_ms: uint(map, "cpu_time_limit_ms")?,
@@ -276,6 +320,7 @@ impl AgentConfig {
             content_safety: boolean(map, "content_safety")?,
             allow_localhost: boolean(map, "allow_localhost")?,
             approval_timeout_ms: uint(map, "approval_timeout_ms")?,
+            approval_calls,
         };
         config.validate(ceilings)?;
         Ok(config)
@@ -385,6 +430,10 @@ impl AgentConfig {
             content_safety: patch.content_safety.or(self.content_safety),
             allow_localhost: patch.allow_localhost.or(self.allow_localhost),
             approval_timeout_ms: patch.approval_timeout_ms.or(self.approval_timeout_ms),
+            approval_calls: patch
+                .approval_calls
+                .clone()
+                .or_else(|| self.approval_calls.clone()),
         };
         merged.validate(ceilings)?;
         Ok(merged)
@@ -441,6 +490,9 @@ impl AgentConfig {
         // Shown only when set, so the spec's configuration shape is unchanged.
         if let (Some(ms), Value::Object(map)) = (self.approval_timeout_ms, &mut shown) {
             map.insert("approval_timeout_ms".into(), Value::from(ms));
+            if let Some(calls) = &self.approval_calls {
+                map.insert("approval_calls".into(), Value::from(calls.clone()));
+            }
         }
         shown
     }
@@ -481,6 +533,10 @@ impl AgentConfig {
         put(
             "approval_timeout_ms",
             self.approval_timeout_ms.map(Value::from),
+        );
+        put(
+            "approval_calls",
+            self.approval_calls.as_ref().map(|c| Value::from(c.clone())),
         );
         Value::Object(map)
     }

@@ -126,12 +126,16 @@ async fn a_request_off_the_allow_list_waits_and_its_wait_is_not_cpu_time() {
     let id = agent(
         &app,
         json!({"name": "fetcher", "permissions": ["network:outbound"],
-               "config": {"approval_timeout_ms": 1500, "cpu_time_limit_ms": 300,
+               "config": {"approval_timeout_ms": 1500, "approval_calls": ["http_request"],
+                          "cpu_time_limit_ms": 300,
                           "allow_network": true, "allowed_domains": ["api.example.com"]},
                "entry_code": "
+            // Only http_request is put to a human: this refusal is immediate.
+            let write = null;
+            try { await thetazero.write_context('k', 1); } catch (e) { write = e.code; }
             try { await thetazero.http_request('https://other.example.net/data'); }
-            catch (e) { return {code: e.code}; }
-            return {code: null};
+            catch (e) { return {write, code: e.code}; }
+            return {write, code: null};
         "}),
     )
     .await;
@@ -146,7 +150,10 @@ async fn a_request_off_the_allow_list_waits_and_its_wait_is_not_cpu_time() {
     // did not run while it waited.
     let done = run.await.unwrap();
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["output"], json!({"code": "PERMISSION_DENIED"}));
+    assert_eq!(
+        done["output"],
+        json!({"write": "PERMISSION_DENIED", "code": "PERMISSION_DENIED"})
+    );
     assert!(done["duration_ms"].as_u64().unwrap() >= 1500, "{done}");
     let r = app
         .call(
@@ -213,15 +220,23 @@ async fn a_kill_ends_the_wait_and_expires_the_request() {
 }
 
 #[tokio::test]
-async fn approval_timeouts_are_bounded() {
+async fn approval_settings_are_checked() {
     let app = TestApp::new().await;
-    for (ms, code) in [(999, "invalid_config"), (600_001, "limit_above_ceiling")] {
+    for (config, code) in [
+        (json!({"approval_timeout_ms": 999}), "invalid_config"),
+        (
+            json!({"approval_timeout_ms": 600_001}),
+            "limit_above_ceiling",
+        ),
+        (json!({"approval_calls": ["eval"]}), "invalid_config"),
+        (json!({"approval_calls": "http_request"}), "invalid_config"),
+    ] {
         let r = app
             .call(
                 "POST",
                 "/api/v1/sdk/agents",
                 Some(&app.owner),
-                Some(json!({"name": "x", "entry_code": "return 1;", "config": {"approval_timeout_ms": ms}})),
+                Some(json!({"name": "x", "entry_code": "return 1;", "config": config})),
             )
             .await;
         common::assert_error(&r, 400, code);

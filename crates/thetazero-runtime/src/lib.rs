@@ -616,6 +616,7 @@ async fn execute(
             .config
             .approval_timeout_ms
             .map(std::time::Duration::from_millis),
+        approval_calls: agent.config.approval_calls.clone(),
         cancel: cancel.clone(),
         host,
     };

@@ -116,6 +116,8 @@ struct ExecState {
     waited: Mutex<(Duration, Option<Instant>)>,
     /// Ask a human for calls the permissions refuse, waiting at most this.
     approval_timeout: Option<Duration>,
+    /// Which calls may be asked about; `None` is every one.
+    approval_calls: Option<Vec<String>>,
     abort: Mutex<Option<(LimitKind, String)>>,
     aborted: AtomicBool,
     abort_notify: Notify,
@@ -355,6 +357,7 @@ pub(crate) async fn run(
         deadline_base: started + Duration::from_millis(limits.cpu_time_ms),
         waited: Mutex::new((Duration::ZERO, None)),
         approval_timeout: job.approval_timeout,
+        approval_calls: job.approval_calls.clone(),
         abort: Mutex::new(None),
         aborted: AtomicBool::new(false),
         abort_notify: Notify::new(),
@@ -1022,7 +1025,11 @@ async fn host_call(
     // A call the permissions refuse may be put to a human instead.
     let mut denial = denial;
     let mut rules = None;
-    if let Some(timeout) = state.approval_timeout {
+    let approvable = state
+        .approval_calls
+        .as_ref()
+        .is_none_or(|calls| calls.iter().any(|c| c == f.name()));
+    if let Some(timeout) = state.approval_timeout.filter(|_| approvable) {
         let refused = match &denial {
             Some(("PERMISSION_DENIED", reason)) => Some(reason.clone()),
             Some(_) => None,

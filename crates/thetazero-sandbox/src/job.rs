@@ -80,6 +80,9 @@ pub struct Job {
     /// Set: a call the permissions refuse is put to a human, who has this
     /// long to approve it (`Host::request_approval`). None: refused at once.
     pub approval_timeout: Option<std::time::Duration>,
+    /// With `approval_timeout`: only these calls (by name) are put to a
+    /// human; `None` is every refused call.
+    pub approval_calls: Option<Vec<String>>,
     pub cancel: CancelHandle,
     pub host: Arc<dyn Host>,
 }
@@ -100,6 +103,7 @@ impl Job {
             allowed_domains: Vec::new(),
             allow_localhost: false,
             approval_timeout: None,
+            approval_calls: None,
             cancel: CancelHandle::new(),
             host,
         }
