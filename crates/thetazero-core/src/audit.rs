@@ -72,6 +72,31 @@ impl AuditEvent {
         self
     }
 
+    /// A refusal by a rate limit: `limit` names it, `max` per `window_secs`,
+    /// retry after `retry_after_secs`. A violation.
+    pub fn rate_limit_hit(
+        account: AccountId,
+        limit: &str,
+        max: u32,
+        window_secs: u64,
+        retry_after_secs: u64,
+    ) -> Self {
+        let mut e = AuditEvent::new(
+            account,
+            "rate_limit_hit",
+            "limit",
+            format!("rate limit {limit} ({max}) hit"),
+        )
+        .payload(serde_json::json!({
+            "limit": limit,
+            "max": max,
+            "window_secs": window_secs,
+            "retry_after_secs": retry_after_secs,
+        }));
+        e.is_violation = true;
+        e
+    }
+
     /// A step of a permission request (`permission_requested`,
     /// `permission_approved`, `permission_denied_by_owner`,
     /// `permission_expired`). A request raised by a suspended call belongs to

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use thetazero_api::{ApiError, ErrorCode};
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::model::AgentId;
@@ -79,24 +78,19 @@ pub async fn enforce(
         })
         .await?;
     if record.is_admitted() {
-        let mut event = AuditEvent::new(
+        let mut event = AuditEvent::rate_limit_hit(
             caller.account(),
-            "rate_limit_hit",
-            "limit",
-            format!("rate limit {} ({limit}) hit", which.name()),
+            which.name(),
+            limit,
+            window.as_secs(),
+            retry_after,
         )
         .key(caller.key_id());
         if let Some(agent) = agent {
             event = event.agent(agent);
         }
-        event.is_violation = true;
-        event.payload = json!({
-            "limit": which.name(),
-            "max": limit,
-            "window_secs": window.as_secs(),
-            "retry_after_secs": retry_after,
-            "note": "further refusals of this counter within a minute are not recorded one by one",
-        });
+        event.payload["note"] =
+            "further refusals of this counter within a minute are not recorded one by one".into();
         state.store.append_audit(vec![event]).await?;
     }
     let mut err = ApiError::new(

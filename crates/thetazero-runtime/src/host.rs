@@ -75,23 +75,6 @@ impl Drop for ExpireOnDrop {
     }
 }
 
-/// Cancels a child execution unless disarmed.
-struct CancelOnDrop(Option<CancelHandle>);
-
-impl CancelOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(cancel) = self.0.take() {
-            cancel.cancel();
-        }
-    }
-}
-
 /// What agent code sees of an execution of its account.
 fn child_view(e: &Execution) -> Value {
     let time = |t: &time::OffsetDateTime| {
@@ -376,22 +359,17 @@ impl Host for ServerHost {
                 .await?;
             if !decision.is_admitted() {
                 let retry = decision.retry_after_secs();
-                let mut e = self.event(
-                    "rate_limit_hit",
-                    "limit",
-                    format!(
-                        "rate limit swarm_executions_per_account_per_hour ({}) hit",
-                        swarm.executions_per_account_per_hour
-                    ),
-                );
-                e.is_violation = true;
-                e.payload = json!({
-                    "limit": "swarm_executions_per_account_per_hour",
-                    "max": swarm.executions_per_account_per_hour,
-                    "window_secs": 3600,
-                    "retry_after_secs": retry,
-                    "child_agent": child.name,
-                });
+                let mut e = AuditEvent::rate_limit_hit(
+                    account,
+                    "swarm_executions_per_account_per_hour",
+                    swarm.executions_per_account_per_hour,
+                    3600,
+                    retry,
+                )
+                .agent(self.agent)
+                .key(self.caller.key_id);
+                e.execution_id = Some(self.execution);
+                e.payload["child_agent"] = child.name.clone().into();
                 let store = self.store.clone();
                 self.on_server(async move { store.append_audit(vec![e]).await.map(|_| ()) })
                     .await?;
@@ -404,7 +382,7 @@ impl Host for ServerHost {
         // The child stops with its parent: when this call's future is
         // dropped (the parent was killed or ran out of time), so is the child.
         let cancel = CancelHandle::new();
-        let stop_child = CancelOnDrop(Some(cancel.clone()));
+        let stop_child = cancel.cancel_on_drop();
         let parent = crate::Parent {
             execution: self.execution,
             depth: self.depth + 1,

@@ -902,9 +902,18 @@ fn args_json(args: &CallArgs) -> Json {
     }
 }
 
-/// The host of an `http_request` URL when the allow-list does not admit it
-/// (a reason to ask a human); `None` for anything else, including URLs the
-/// network rules refuse whatever the allow-list says.
+/// The normalised host an `http_request` names, as the allow-list sees it
+/// (IPv6 literals are refused by the network rules whatever the list says).
+fn request_host(url: &str) -> Option<String> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Domain(d) => Some(d.trim_end_matches('.').to_ascii_lowercase()),
+        url::Host::Ipv4(ip) => Some(ip.to_string()),
+        url::Host::Ipv6(_) => None,
+    }
+}
+
+/// Why an `http_request` needs a human when the allow-list does not admit its
+/// host; `None` for anything else.
 fn outside_allowlist(state: &ExecState, args: &CallArgs) -> Option<String> {
     let CallArgs::Http(call) = args else {
         return None;
@@ -912,22 +921,15 @@ fn outside_allowlist(state: &ExecState, args: &CallArgs) -> Option<String> {
     if state.http_rules.dev_localhost {
         return None;
     }
-    let url = url::Url::parse(&call.url).ok()?;
-    let host = match url.host()? {
-        url::Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
-        url::Host::Ipv4(ip) => ip.to_string(),
-        url::Host::Ipv6(_) => return None,
-    };
+    let host = request_host(&call.url)?;
     (!net::domain_allowed(&host, &state.http_rules.allowed_domains))
         .then(|| format!("{host} is not in allowed_domains"))
 }
 
-/// The allow-list with the host of `url` added, for one approved call.
+/// The allow-list with the request's host added, for one approved call.
 fn approved_rules(state: &ExecState, url: &str) -> Option<Arc<HttpRules>> {
-    let url = url::Url::parse(url).ok()?;
-    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
     let mut allowed = state.http_rules.allowed_domains.clone();
-    allowed.push(host);
+    allowed.push(request_host(url)?);
     Some(Arc::new(HttpRules {
         allowed_domains: allowed,
         dev_localhost: state.http_rules.dev_localhost,

@@ -30,6 +30,24 @@ impl std::fmt::Debug for CancelHandle {
     }
 }
 
+/// Cancels its execution when dropped, unless `disarm`ed first.
+pub struct CancelOnDrop(Option<CancelHandle>);
+
+impl CancelOnDrop {
+    /// The wait ended normally: nothing to cancel.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.cancel();
+        }
+    }
+}
+
 impl CancelHandle {
     pub fn new() -> CancelHandle {
         CancelHandle::default()
@@ -43,6 +61,12 @@ impl CancelHandle {
 
     pub fn is_cancelled(&self) -> bool {
         self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// A guard that cancels this execution when dropped, unless disarmed:
+    /// for waiting on an execution from a future that may itself be dropped.
+    pub fn cancel_on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(Some(self.clone()))
     }
 
     /// Resolves once `cancel` has been called (immediately if it already was).

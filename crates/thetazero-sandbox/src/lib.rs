@@ -22,7 +22,7 @@ pub mod pool;
 pub mod report;
 
 pub use host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
-pub use job::{CancelHandle, Job};
+pub use job::{CancelHandle, CancelOnDrop, Job};
 pub use net::{is_public_ip, NetError, NetworkPolicy, Resolver, SystemResolver};
 pub use pool::{Sandbox, SandboxConfig, SandboxError, SubmitError};
 pub use report::{

@@ -7,7 +7,7 @@ use std::thread;
 use tokio::sync::oneshot;
 
 use crate::engine;
-use crate::job::{CancelHandle, Job};
+use crate::job::Job;
 use crate::net::NetworkPolicy;
 use crate::report::ExecutionReport;
 
@@ -81,17 +81,6 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// Cancels the execution if the caller stops waiting for it.
-struct CancelOnDrop(Option<CancelHandle>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.cancel();
-        }
-    }
-}
-
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         if config.workers == 0 {
@@ -123,11 +112,12 @@ impl Sandbox {
     /// Queues a job and waits for its report. Dropping the returned future
     /// cancels the execution.
     pub async fn execute(&self, job: Job) -> Result<ExecutionReport, SubmitError> {
-        let mut guard = CancelOnDrop(Some(job.cancel.clone()));
+        // Cancels the execution if the caller stops waiting for it.
+        let guard = job.cancel.cancel_on_drop();
         let rx = self.submit(job)?;
         let report = rx.await.map_err(|_| SubmitError::ShutDown);
         // Finished: nothing left to cancel.
-        guard.0 = None;
+        guard.disarm();
         report
     }
 

@@ -21,7 +21,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{call, pair_with, Server, Sse, TestDb};
+use common::{call, pair_with, register, Server, Sse, TestDb};
 use serde_json::json;
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -51,17 +51,14 @@ async fn healthz_ms(url: &str, n: usize) -> Vec<f64> {
     out
 }
 
-async fn register(url: &str, key: &str, name: &str, code: &str) -> i64 {
-    let (status, body) = call(
+/// A named agent; long-running ones get two minutes.
+async fn agent(url: &str, key: &str, name: &str, code: &str) -> i64 {
+    register(
         url,
-        "POST",
-        "/api/v1/sdk/agents",
         key,
-        Some(json!({"name": name, "entry_code": code, "config": {"cpu_time_limit_ms": 120000}})),
+        json!({"name": name, "entry_code": code, "config": {"cpu_time_limit_ms": 120000}}),
     )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["agent"]["id"].as_i64().unwrap()
+    .await
 }
 
 /// Starts a spinning execution on `run_on`, kills it through `kill_via`, and
@@ -207,8 +204,8 @@ async fn main() {
     let server = Server::start(&dir.path().join("one"), &["--config", &config_arg]);
     let key = server.owner_key().unwrap();
     let url = server.url.clone();
-    let spinner = register(&url, &key, "spinner", "while (true) {}").await;
-    let quick = register(
+    let spinner = agent(&url, &key, "spinner", "while (true) {}").await;
+    let quick = agent(
         &url,
         &key,
         "quick",
@@ -288,7 +285,7 @@ async fn main() {
     // Kill across two replicas on PostgreSQL: started on A, killed through B.
     let db = TestDb::create().await;
     let p = pair_with(&db, &["--config", &config_arg]).await;
-    let spinner = register(&p.a.url, &p.owner, "spinner", "while (true) {}").await;
+    let spinner = agent(&p.a.url, &p.owner, "spinner", "while (true) {}").await;
     kill_once(&p.a.url, &p.b.url, &p.owner, spinner).await;
     let mut across = Vec::new();
     for _ in 0..30 {

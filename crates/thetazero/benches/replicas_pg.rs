@@ -20,7 +20,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{call, pair_with, TestDb};
+use common::{call, pair_with, register, TestDb};
 use serde_json::json;
 
 const TRIVIAL: &str = "await thetazero.log('hi'); return {ok: true}";
@@ -93,17 +93,8 @@ async fn drive(urls: &[String], key: &str, id: i64, concurrency: usize, total: u
     }
 }
 
-async fn register(url: &str, key: &str, name: &str, code: &str) -> i64 {
-    let (status, body) = call(
-        url,
-        "POST",
-        "/api/v1/sdk/agents",
-        key,
-        Some(json!({"name": name, "entry_code": code})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["agent"]["id"].as_i64().unwrap()
+async fn agent(url: &str, key: &str, name: &str, code: &str) -> i64 {
+    register(url, key, json!({"name": name, "entry_code": code})).await
 }
 
 fn row(label: &str, r: &Run) {
@@ -126,8 +117,8 @@ async fn main() {
     let p = pair_with(&db, &["--config", config.path().to_str().unwrap()]).await;
     let one = vec![p.a.url.clone()];
     let two = vec![p.a.url.clone(), p.b.url.clone()];
-    let trivial = register(&p.a.url, &p.owner, "trivial", TRIVIAL).await;
-    let logger = register(&p.a.url, &p.owner, "logger", LOGGER).await;
+    let trivial = agent(&p.a.url, &p.owner, "trivial", TRIVIAL).await;
+    let logger = agent(&p.a.url, &p.owner, "logger", LOGGER).await;
 
     // Warm both replicas' connections, caches and sandbox pools.
     drive(&two, &p.owner, trivial, 16, 1_600).await;

@@ -92,6 +92,13 @@ impl Drop for Server {
     }
 }
 
+/// Registers an agent (`body` is the registration request); answers its id.
+pub async fn register(url: &str, key: &str, body: Value) -> i64 {
+    let (status, body) = call(url, "POST", "/api/v1/sdk/agents", key, Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    body["agent"]["id"].as_i64().unwrap()
+}
+
 pub async fn call(
     url: &str,
     method: &str,
