@@ -617,6 +617,7 @@ async fn execute(
             .approval_timeout_ms
             .map(std::time::Duration::from_millis),
         approval_calls: agent.config.approval_calls.clone(),
+        code_cache_scope: caller.account as u64,
         cancel: cancel.clone(),
         host,
     };

@@ -5,8 +5,10 @@
 //! 1. resource bounds: text longer than [`SafetyConfig::max_text_bytes`] is
 //!    blocked before anything else looks at it;
 //! 2. normalisation: invisible and bidirectional characters removed, NFKC,
-//!    look-alike letters and leetspeak folded, base64 and hex blobs decoded
-//!    and scanned as well, long text cut into overlapping windows;
+//!    look-alike letters and leetspeak (digits and symbols written for
+//!    letters) folded, Han and kana split into one token per character,
+//!    base64, hex and character-escape blobs decoded and scanned as well,
+//!    long text cut into overlapping windows;
 //! 3. the pattern layer blocks near-certain attacks at once;
 //! 4. the model scores `injection` and `toxicity` in [0, 1] and blocks at or
 //!    above the configured thresholds (0.35 and 0.4 by default, as the spec
@@ -36,18 +38,18 @@ pub use features::tokens;
 pub use jsonl::{eval_jsonl, scan_jsonl, CategoryReport, EvalError, EvalReport};
 pub use model::model_scores;
 
-use features::tokens_cleaned;
+use features::{tokens_cleaned, word_count};
 use normalize::{segments, windows, Origin};
 use patterns::Kind;
 
 /// Longest text also scored as a whole besides its windows.
 const WHOLE_TEXT_BYTES: usize = 2048;
 
-/// The longest excerpt a verdict carries, in characters.
 /// Fewer words than this are judged by the pattern layer alone. (Three was
 /// chosen over four after comparing held-out figures; see training/DATA.md.)
 pub const MIN_MODEL_WORDS: usize = 3;
 
+/// The longest excerpt a verdict carries, in characters.
 pub const EXCERPT_CHARS: usize = 200;
 
 /// Filter settings. `Default` gives the spec's thresholds.
@@ -279,7 +281,8 @@ impl Filter {
         // A few words carry too little evidence for the model to block on
         // its own ("continue", "system prompt"): it overwhelmingly flags
         // harmless short messages. Short text is blocked by patterns only.
-        let words: usize = toks.iter().map(Vec::len).sum();
+        // Han and kana characters are tokens of their own; two count as a word.
+        let words: usize = toks.iter().map(|t| word_count(t)).sum();
         if words < MIN_MODEL_WORDS {
             return Verdict::allow(best);
         }

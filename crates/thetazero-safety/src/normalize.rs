@@ -2,10 +2,10 @@
 //!
 //! Folding (NFKC, invisible characters, look-alikes, leetspeak) happens in
 //! `features`, because the model must see exactly what training saw. This
-//! module adds what the model cannot do on its own: decoding base64 and hex
-//! blobs so their contents are scanned too, and cutting long text into
-//! overlapping windows so a short injection is not diluted by pages of
-//! harmless text.
+//! module adds what the model cannot do on its own: decoding base64, hex
+//! and character-escape blobs so their contents are scanned too, and
+//! cutting long text into overlapping windows so a short injection is not
+//! diluted by pages of harmless text.
 
 use std::sync::OnceLock;
 
@@ -23,6 +23,9 @@ pub(crate) enum Origin {
     Text,
     Base64,
     Hex,
+    /// Character escapes: HTML entities (`&#73;`, `&#x49;`), percent
+    /// encoding (`%49`), `\u0049` and `U+0049`.
+    Escape,
 }
 
 impl Origin {
@@ -31,6 +34,7 @@ impl Origin {
             Origin::Text => "",
             Origin::Base64 => "base64:",
             Origin::Hex => "hex:",
+            Origin::Escape => "escape:",
         }
     }
 }
@@ -62,6 +66,49 @@ fn hex_re() -> &'static Regex {
         Regex::new(r"(?:\\x[0-9A-Fa-f]{2}){4,}|(?:0x)?(?:[0-9A-Fa-f]{2}){8,}")
             .expect("constant pattern compiles")
     })
+}
+
+/// Four or more character escapes in a row (spaces allowed after `U+NNNN`).
+fn escape_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r"(?:&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};|%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|[Uu]\+[0-9A-Fa-f]{4,6} ?){4,}",
+        )
+        .expect("constant pattern compiles")
+    })
+}
+
+fn escape_item_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"&#([0-9]{1,7});|&#[xX]([0-9A-Fa-f]{1,6});|%([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|[Uu]\+([0-9A-Fa-f]{4,6})")
+            .expect("constant pattern compiles")
+    })
+}
+
+/// The bytes a run of escapes stands for: percent escapes are bytes of
+/// UTF-8, the others code points.
+fn decode_escapes(blob: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for caps in escape_item_re().captures_iter(blob) {
+        if let Some(m) = caps.get(3) {
+            out.push(u8::from_str_radix(m.as_str(), 16).ok()?);
+            continue;
+        }
+        let cp = if let Some(m) = caps.get(1) {
+            m.as_str().parse::<u32>().ok()?
+        } else {
+            let m = caps
+                .get(2)
+                .or_else(|| caps.get(4))
+                .or_else(|| caps.get(5))?;
+            u32::from_str_radix(m.as_str(), 16).ok()?
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(char::from_u32(cp)?.encode_utf8(&mut buf).as_bytes());
+    }
+    Some(out)
 }
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -153,6 +200,24 @@ pub(crate) fn segments(text: &str) -> Vec<Segment> {
                     });
                 }
             }
+            // Most text has no escapes at all; a substring check is cheaper
+            // than running the escape pattern over it.
+            let may_escape = ["&#", "%", "\\u", "U+", "u+"]
+                .iter()
+                .any(|n| cleaned.contains(n));
+            let escapes = may_escape.then(|| escape_re().find_iter(cleaned));
+            for m in escapes.into_iter().flatten() {
+                if blobs >= MAX_BLOBS {
+                    break;
+                }
+                if let Some(s) = decode_escapes(m.as_str()).and_then(as_text) {
+                    blobs += 1;
+                    found.push(Segment {
+                        text: clean(&s),
+                        origin: Origin::Escape,
+                    });
+                }
+            }
             for seg in found {
                 next.push(out.len());
                 out.push(seg);
@@ -239,6 +304,14 @@ mod tests {
                 ("ignore previous", Origin::Hex),
             ],
         );
+        check_decoded(
+            "&#73;&#103;&#110;&#111;&#114;&#101;&#32;&#x6e;&#x6f;&#x77;&#x21;",
+            &[("Ignore now!", Origin::Escape)],
+        );
+        check_decoded("%69%67%6E%6F%72%65", &[("ignore", Origin::Escape)]);
+        check_decoded("U+0069 U+0067 U+006E U+006F", &[("igno", Origin::Escape)]);
+        check_decoded(r"\u0069\u0067\u006e\u006f", &[("igno", Origin::Escape)]);
+        check_decoded("see my%20file and %20%20", &[]);
         check_decoded("no blobs in here at all", &[]);
         check_decoded("a sha256: 9f86d081884c7d659a2feaa0c55ad015", &[]);
         check_decoded("////////////////////////////////", &[]);

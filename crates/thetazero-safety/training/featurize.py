@@ -52,7 +52,14 @@ def _load_stopwords():
 
 
 STOPWORDS = _load_stopwords()
-LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"}
+LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g", "\u20ac": "e"}
+# Symbols written for letters ("$y$+€m", "byp@ss", "|gnore", "!mport"). They
+# are separators unless they sit in a run of word characters that has a
+# letter in it; there they become letters, so "$5", "a + b" and "| x |" are
+# left alone. A word-final "!" is punctuation ("hello!"), and so is a
+# word-final "+" after one character or another "+" ("A+", "C++"); after
+# longer words it stands for "t" ("ro0+").
+LEET_SYMBOLS = {"@": "a", "$": "s", "+": "t", "|": "i", "!": "i"}
 
 
 def is_invisible(cp):
@@ -116,11 +123,35 @@ def fold_token(tok):
     return tok[:MAX_TOKEN_CHARS]
 
 
-def tokens(text):
-    out = []
+def is_unspaced(cp):
+    """Han and kana: written without spaces, one character is about a
+    syllable or a morpheme, so each is a token of its own (text that
+    separates them with backslashes or spaces already gives those tokens)."""
+    return (
+        0x3040 <= cp <= 0x30FF
+        or 0x31F0 <= cp <= 0x31FF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x4E00 <= cp <= 0x9FFF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x20000 <= cp <= 0x2FA1F
+    )
+
+
+def _is_letter(c):
+    return ("a" <= c <= "z") or ("A" <= c <= "Z") or c in CONFUSABLES
+
+
+def _run_tokens(run, out):
+    """Tokens of one run of word characters and leet symbols."""
+    if any(_is_letter(c) for c in run):
+        run = run.rstrip("!")
+        if run.endswith("+") and (len(run) < 3 or run[-2] == "+"):
+            run = run.rstrip("+")
+        out.append(fold_token("".join(LEET_SYMBOLS.get(c, c) for c in run)))
+        return
     cur = []
-    for c in clean(text):
-        if is_separator(ord(c)):
+    for c in run:
+        if c in LEET_SYMBOLS:
             if cur:
                 out.append(fold_token("".join(cur)))
                 cur = []
@@ -128,6 +159,23 @@ def tokens(text):
             cur.append(c)
     if cur:
         out.append(fold_token("".join(cur)))
+
+
+def tokens(text):
+    out = []
+    cur = []
+    for c in clean(text):
+        cp = ord(c)
+        if c in LEET_SYMBOLS or not (is_separator(cp) or is_unspaced(cp)):
+            cur.append(c)
+            continue
+        if cur:
+            _run_tokens("".join(cur), out)
+            cur = []
+        if is_unspaced(cp):
+            out.append(c)
+    if cur:
+        _run_tokens("".join(cur), out)
     return out
 
 

@@ -27,18 +27,17 @@ use crate::net::{self, HttpCall, HttpRules, NetworkPolicy};
 use crate::report::{
     ErrorInfo, ExecutionReport, HostCallAudit, LimitKind, LogEntry, LogLevel, ResourceUsage, Status,
 };
+use crate::{bytecode, raw};
 
-/// The built-ins agents get. No `Performance` (a high-resolution timer helps
-/// timing side channels and is not needed) and no DOMException.
+/// The built-ins every context starts with. Typed arrays, `Map`/`Set` and
+/// `Date` come on first use (`lazy`). No `Performance` (a high-resolution
+/// timer helps timing side channels and is not needed) and no DOMException.
 type Intrinsics = (
-    intrinsic::Date,
     intrinsic::Eval,
     intrinsic::RegExpCompiler,
     intrinsic::RegExp,
     intrinsic::Json,
     intrinsic::Proxy,
-    intrinsic::MapSet,
-    intrinsic::TypedArrays,
     intrinsic::Promise,
     intrinsic::WeakRef,
 );
@@ -57,6 +56,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// The four function constructors, reached the only way agent code can reach
 /// them. Parsed from a tiny script: cheaper than a setup script per execution.
 const CONSTRUCTORS_JS: &str = "[Function, Object.getPrototypeOf(async function () {}).constructor, Object.getPrototypeOf(function* () {}).constructor, Object.getPrototypeOf(async function* () {}).constructor]";
+static CONSTRUCTORS: bytecode::Fixed = bytecode::Fixed::new(CONSTRUCTORS_JS, "<sandbox-init>");
 const BLOCKED_CODEGEN: &str = "code generation from strings is disabled in this sandbox";
 
 /// What the JavaScript side of a run produced, as plain data.
@@ -427,8 +427,10 @@ async fn run_engine(
     .to_string();
     let dev = job.template == Template::Dev;
     let js_state = state.clone();
-    let engine = ctx
-        .async_with(async move |ctx| run_in_context(ctx, js_state, code, input, info, dev).await);
+    let scope = job.code_cache_scope;
+    let engine = ctx.async_with(async move |ctx| {
+        run_in_context(ctx, js_state, code, input, info, dev, scope).await
+    });
     let timed = Timed {
         inner: Box::pin(engine),
         spent: spent.clone(),
@@ -454,6 +456,7 @@ async fn run_in_context<'js>(
     input: String,
     info: String,
     dev: bool,
+    cache_scope: u64,
 ) -> JsOutcome {
     if install(&ctx, &state, &input, &info, dev).is_err() {
         let thrown = ctx.catch();
@@ -462,12 +465,7 @@ async fn run_in_context<'js>(
             error_info(&ctx, thrown).message
         ));
     }
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = false;
-    options.backtrace_barrier = true;
-    options.filename = Some(AGENT_FILE.to_string());
-    let started: rquickjs::Result<MaybePromise> = ctx.eval_with_options(code, options);
+    let started = eval_agent(&ctx, &code, cache_scope);
     let promise = match started {
         Ok(p) => p,
         Err(_) => return JsOutcome::Threw(error_info(&ctx, ctx.catch())),
@@ -483,6 +481,29 @@ async fn run_in_context<'js>(
             Err(_) => JsOutcome::Threw(error_info(&ctx, ctx.catch())),
         },
         Err(_) => JsOutcome::Threw(error_info(&ctx, ctx.catch())),
+    }
+}
+
+/// Evaluates the wrapped agent code: from bytecode when the same code ran
+/// before in the same cache scope, else compiled now and kept for next time.
+fn eval_agent<'js>(ctx: &Ctx<'js>, code: &str, scope: u64) -> rquickjs::Result<MaybePromise<'js>> {
+    let cache = bytecode::AgentCache::global();
+    let bytes = cache.get(scope, code).or_else(|| {
+        let compiled = bytecode::compile(ctx, code, AGENT_FILE, true)?;
+        cache.put(scope, code, compiled.clone());
+        Some(compiled)
+    });
+    match bytes {
+        Some(bytes) => bytecode::run(ctx, &bytes)?.get(),
+        None => {
+            // Does not compile: evaluating reports the error as usual.
+            let mut options = EvalOptions::default();
+            options.global = true;
+            options.strict = false;
+            options.backtrace_barrier = true;
+            options.filename = Some(AGENT_FILE.to_string());
+            ctx.eval_with_options(code, options)
+        }
     }
 }
 
@@ -503,16 +524,15 @@ fn install<'js>(
 ) -> rquickjs::Result<()> {
     let bridge = Object::new(ctx.clone())?;
     let log_state = state.clone();
-    bridge.set(
-        "log",
-        Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<()> {
-                bridge_log(&ctx, &log_state, args.0)
-            },
-        )?
-        .with_name("log")?,
-    )?;
+    let log = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<()> {
+            bridge_log(&ctx, &log_state, args.0)
+        },
+    )?
+    .with_name("log")?;
+    crate::lazy::install(ctx, &Arc::new(crate::lazy::Lazy::default()), &log)?;
+    bridge.set("log", log)?;
     let result_state = state.clone();
     bridge.set(
         "write_result",
@@ -538,8 +558,6 @@ fn install<'js>(
         )?;
     }
     let globals = ctx.globals();
-    let object_ctor: Object = globals.get("Object")?;
-    let freeze: Function = object_ctor.get("freeze")?;
     // Read-only identity, then a frozen bridge held by a non-writable,
     // non-configurable global. `prop` with a bare value defines all three
     // attributes false.
@@ -554,10 +572,13 @@ fn install<'js>(
         .into_iter()
         .chain(HostFn::ASYNC.iter().map(|f| f.name()))
     {
-        let func: Value = bridge.get(f)?;
-        freeze.call::<_, ()>((func,))?;
+        // Nothing can be added to a host function; its `name` and `length`
+        // are read-only already. Freezing each would cost a shape copy per
+        // function per run and protect nothing more: a run's objects die
+        // with its runtime.
+        raw::prevent_extensions(ctx, &bridge.get::<_, Object>(f)?)?;
     }
-    freeze.call::<_, ()>((bridge.clone(),))?;
+    raw::freeze(ctx, &bridge)?;
     globals.prop("thetazero", bridge)?;
     globals.set("input", ctx.json_parse(input)?)?;
     // No shared memory and no blocking waits: Atomics.wait could park the worker
@@ -566,9 +587,7 @@ fn install<'js>(
     globals.remove("SharedArrayBuffer")?;
     if !dev {
         globals.remove("eval")?;
-        let mut options = EvalOptions::default();
-        options.filename = Some("<sandbox-init>".to_string());
-        let ctors: rquickjs::Array = ctx.eval_with_options(CONSTRUCTORS_JS, options)?;
+        let ctors: rquickjs::Array = CONSTRUCTORS.eval(ctx)?.get()?;
         for ctor in ctors.iter::<Object>() {
             let ctor = ctor?;
             let proto: Object = ctor.get("prototype")?;
@@ -580,7 +599,7 @@ fn install<'js>(
             .with_name("Function")?;
             blocked.set_constructor(true);
             blocked.prop("prototype", proto.clone())?;
-            freeze.call::<_, ()>((blocked.clone(),))?;
+            raw::prevent_extensions(ctx, &blocked)?;
             // Replace, not assign: the original is configurable, the
             // replacement is not, so agent code cannot put it back.
             proto.remove("constructor")?;

@@ -107,6 +107,11 @@ pub struct Job {
     /// With `approval_timeout`: only these calls (by name) are put to a
     /// human; `None` is every refused call.
     pub approval_calls: Option<Vec<String>>,
+    /// Who may reuse this code's compiled form: runs with the same scope and
+    /// the same code share it, runs with different scopes never do (so one
+    /// tenant cannot time whether another ran some code). The server uses
+    /// the account id.
+    pub code_cache_scope: u64,
     pub cancel: CancelHandle,
     pub host: Arc<dyn Host>,
 }
@@ -127,6 +132,7 @@ impl Job {
             allowed_domains: Vec::new(),
             allow_localhost: false,
             approval_timeout: None,
+            code_cache_scope: 0,
             approval_calls: None,
             cancel: CancelHandle::new(),
             host,

@@ -14,15 +14,19 @@
 #![deny(unsafe_code)]
 
 mod alloc;
+mod bytecode;
 mod engine;
 pub mod host;
 pub mod job;
+mod lazy;
 pub mod net;
 pub mod pool;
+mod raw;
 pub mod report;
 
 pub use host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
 pub use job::{CancelHandle, CancelOnDrop, Job};
+pub use lazy::lazy_globals;
 pub use net::{is_public_ip, NetError, NetworkPolicy, Resolver, SystemResolver};
 pub use pool::{Sandbox, SandboxConfig, SandboxError, SubmitError};
 pub use report::{

@@ -7,6 +7,8 @@
 //! ever updates or deletes an audit row.
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{execute_cached, query_row_cached};
 use thetazero_audit::merkle::{self, Hash, HashReader};
 use thetazero_core::audit::{
     commit_payload, leaf_bytes, AuditEvent, AuditRecord, StoredCheckpoint,
@@ -276,14 +278,14 @@ pub(crate) fn hashes(
 }
 
 pub(crate) fn log_size(conn: &Connection, account: i64) -> StoreResult<u64> {
-    let size: Option<i64> = conn
-        .query_row(
-            "SELECT size FROM audit_log_heads WHERE account_id = ?1",
-            params![account],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(map_err)?;
+    let size: Option<i64> = query_row_cached(
+        conn,
+        "SELECT size FROM audit_log_heads WHERE account_id = ?1",
+        params![account],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(map_err)?;
     Ok(size.unwrap_or(0) as u64)
 }
 
@@ -301,7 +303,8 @@ pub(crate) fn store_checkpoint(
     size: u64,
     note: &str,
 ) -> StoreResult<()> {
-    conn.execute(
+    execute_cached(
+        conn,
         "INSERT INTO audit_checkpoints (account_id, size, note, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT DO NOTHING",
         params![account, size as i64, note, now_micros()],
@@ -316,7 +319,8 @@ pub(crate) fn checkpoint_query(
     account: i64,
     size: u64,
 ) -> StoreResult<Option<StoredCheckpoint>> {
-    conn.query_row(
+    query_row_cached(
+        conn,
         sql,
         params![account, size.min(i64::MAX as u64) as i64],
         checkpoint_row,
@@ -396,7 +400,7 @@ struct Unlogged {
 pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
     let missing: Vec<Unlogged> = {
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT e.id, e.account_id, e.leaf_index, e.timestamp, e.agent_id, e.execution_id, e.key_id,
                         e.action_type, e.action_category, e.description, e.permission_state, e.is_violation
                  FROM audit_events e LEFT JOIN audit_leaves l
@@ -446,14 +450,14 @@ pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
         violation,
     } in missing
     {
-        let payload: Option<String> = tx
-            .query_row(
-                "SELECT payload FROM audit_payloads WHERE audit_id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(map_err)?;
+        let payload: Option<String> = query_row_cached(
+            &tx,
+            "SELECT payload FROM audit_payloads WHERE audit_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
         let mut event = AuditEvent::new(account, &action_type, &category, description);
         event.agent_id = agent;
         event.execution_id = execution;
@@ -475,19 +479,21 @@ pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
         )
         .map_err(merkle_err)?;
         let leaf_hash = merkle::leaf_hash(&bytes).0;
-        tx.execute(
+        execute_cached(&tx,
             "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
             params![account, index, bytes, &leaf_hash[..]],
         )
         .map_err(map_err)?;
         for row in rows {
-            tx.execute(
+            execute_cached(
+                &tx,
                 "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
                 params![account, row.index as i64, &row.hash.0[..]],
             )
             .map_err(map_err)?;
         }
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT OR IGNORE INTO audit_payload_salts (audit_id, salt) VALUES (?1, ?2)",
             params![id, &commitment.salt[..]],
         )

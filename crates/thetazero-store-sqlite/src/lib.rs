@@ -47,8 +47,38 @@ pub struct SqliteStore {
     rates: Mutex<std::collections::HashMap<String, i64>>,
 }
 
+/// `Connection::execute` through the connection's statement cache. Every
+/// statement the store runs goes through it or `query_row_cached`: parsing
+/// the same SQL again on every execution was a visible share of its cost.
+pub(crate) fn execute_cached<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// `Connection::query_row` through the connection's statement cache.
+pub(crate) fn query_row_cached<T, P, F>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: F,
+) -> rusqlite::Result<T>
+where
+    P: rusqlite::Params,
+    F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+{
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
+/// Distinct statements one connection keeps prepared (more than the store
+/// has, so none is evicted and parsed again).
+const STATEMENT_CACHE: usize = 256;
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // FULL: an acknowledged write survives power loss, not only a crash.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -56,7 +86,8 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;",
+         PRAGMA cache_size = -32768;
+         PRAGMA journal_size_limit = 67108864;",
     )?;
     Ok(conn)
 }
@@ -80,18 +111,20 @@ impl SqliteStore {
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(internal)?;
-        let last_id: i64 = writer
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM executions", [], |r| {
-                r.get(0)
-            })
-            .map_err(internal)?;
-        let sequence: i64 = writer
-            .query_row(
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0)",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(internal)?;
+        let last_id: i64 = query_row_cached(
+            &writer,
+            "SELECT COALESCE(MAX(id), 0) FROM executions",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+        let sequence: i64 = query_row_cached(
+            &writer,
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
         let readers = (0..READERS)
             .map(|_| open(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -115,24 +148,23 @@ impl SqliteStore {
         self.writer.run(f).await
     }
 
+    /// A lookup by key that touches a handful of pages: run on the calling
+    /// thread. Handing it to another thread (`read`) cost more than the
+    /// lookup itself and every execution makes several.
+    fn read_point<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T>,
+    {
+        with_reader(&self.readers, f)
+    }
+
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let readers = self.readers.clone();
-        let run = move || {
-            // Take the first idle reader; if all are busy, wait on one chosen
-            // by thread so waiters spread out.
-            for reader in readers.iter() {
-                if let Ok(conn) = reader.try_lock() {
-                    return f(&conn);
-                }
-            }
-            let slot = thread_slot() % readers.len();
-            let conn = readers[slot].lock().unwrap_or_else(|p| p.into_inner());
-            f(&conn)
-        };
+        let run = move || with_reader(&readers, f);
         // Reads are short: on a multi-threaded runtime they run in place
         // (the worker's other tasks move elsewhere meanwhile), which saves
         // the hand-off to a blocking thread and back.
@@ -145,6 +177,22 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Internal(format!("database task failed: {e}")))?
     }
+}
+
+/// Runs `f` on the first idle reader; if all are busy, waits on one chosen
+/// by thread so that waiters spread out.
+fn with_reader<T>(
+    readers: &[Mutex<Connection>],
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    for reader in readers {
+        if let Ok(conn) = reader.try_lock() {
+            return f(&conn);
+        }
+    }
+    let slot = thread_slot() % readers.len();
+    let conn = readers[slot].lock().unwrap_or_else(|p| p.into_inner());
+    f(&conn)
 }
 
 fn thread_slot() -> usize {
@@ -258,14 +306,14 @@ fn agent_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<AgentRow>> {
 }
 
 fn get_agent_tx(conn: &Connection, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>> {
-    let row = conn
-        .query_row(
-            &format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1 AND account_id = ?2"),
-            params![id, account],
-            agent_row,
-        )
-        .optional()
-        .map_err(map_err)?;
+    let row = query_row_cached(
+        conn,
+        &format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1 AND account_id = ?2"),
+        params![id, account],
+        agent_row,
+    )
+    .optional()
+    .map_err(map_err)?;
     match row {
         None => Ok(None),
         Some(r) => Ok(Some(r?.agent)),
@@ -321,14 +369,14 @@ fn get_execution_tx(
     account: AccountId,
     id: ExecutionId,
 ) -> StoreResult<Option<Execution>> {
-    let row = conn
-        .query_row(
-            &format!("SELECT {EXECUTION_COLS} FROM executions WHERE id = ?1 AND account_id = ?2"),
-            params![id, account],
-            execution_row,
-        )
-        .optional()
-        .map_err(map_err)?;
+    let row = query_row_cached(
+        conn,
+        &format!("SELECT {EXECUTION_COLS} FROM executions WHERE id = ?1 AND account_id = ?2"),
+        params![id, account],
+        execution_row,
+    )
+    .optional()
+    .map_err(map_err)?;
     row.transpose()
 }
 
@@ -399,10 +447,27 @@ fn start_execution_tx(
     new: &NewExecution,
     started: AuditEvent,
 ) -> StoreResult<(Execution, AuditRecord)> {
-    tx.execute(
+    insert_execution_tx(tx, id, new, None)?;
+    let execution = get_execution_tx(tx, new.account_id, id)?
+        .ok_or_else(|| StoreError::corrupt("execution"))?;
+    let record = audit_log::append_event(tx, started)?;
+    Ok((execution, record))
+}
+
+/// Inserts an execution row: running (`outcome` None), or already finished.
+fn insert_execution_tx(
+    tx: &Transaction<'_>,
+    id: ExecutionId,
+    new: &NewExecution,
+    outcome: Option<&ExecutionOutcome>,
+) -> StoreResult<()> {
+    let started_at = now_micros();
+    execute_cached(
+        tx,
         "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
-         parent_execution_id, status, input, report, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, '{}', ?9)",
+         parent_execution_id, status, input, output, report, violation_count, was_terminated,
+         duration_ms, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             id,
             new.account_id,
@@ -411,15 +476,19 @@ fn start_execution_tx(
             new.code_sha256,
             new.key_id,
             new.parent_execution_id,
+            outcome.map_or("running", |o| o.status.as_str()),
             new.input.to_string(),
-            now_micros()
+            outcome.and_then(|o| o.output.as_ref().map(|v| v.to_string())),
+            outcome.map_or_else(|| "{}".to_string(), |o| o.report.to_string()),
+            outcome.map_or(0, |o| o.violation_count as i64),
+            outcome.is_some_and(|o| o.was_terminated),
+            outcome.map_or(0, |o| o.duration_ms as i64),
+            started_at,
+            outcome.map(|_| now_micros())
         ],
     )
     .map_err(map_err)?;
-    let execution = get_execution_tx(tx, new.account_id, id)?
-        .ok_or_else(|| StoreError::corrupt("execution"))?;
-    let record = audit_log::append_event(tx, started)?;
-    Ok((execution, record))
+    Ok(())
 }
 
 fn finish_execution_tx(
@@ -429,24 +498,24 @@ fn finish_execution_tx(
     outcome: &ExecutionOutcome,
     ended: AuditEvent,
 ) -> StoreResult<Option<(Execution, AuditRecord)>> {
-    let n = tx
-        .execute(
-            "UPDATE executions SET status = ?1, output = ?2, report = ?3, violation_count = ?4,
+    let n = execute_cached(
+        tx,
+        "UPDATE executions SET status = ?1, output = ?2, report = ?3, violation_count = ?4,
              was_terminated = ?5, duration_ms = ?6, finished_at = ?7
              WHERE id = ?8 AND account_id = ?9 AND status = 'running'",
-            params![
-                outcome.status.as_str(),
-                outcome.output.as_ref().map(|o| o.to_string()),
-                outcome.report.to_string(),
-                outcome.violation_count as i64,
-                outcome.was_terminated,
-                outcome.duration_ms as i64,
-                now_micros(),
-                id,
-                account
-            ],
-        )
-        .map_err(map_err)?;
+        params![
+            outcome.status.as_str(),
+            outcome.output.as_ref().map(|o| o.to_string()),
+            outcome.report.to_string(),
+            outcome.violation_count as i64,
+            outcome.was_terminated,
+            outcome.duration_ms as i64,
+            now_micros(),
+            id,
+            account
+        ],
+    )
+    .map_err(map_err)?;
     if n == 0 {
         return Ok(None);
     }
@@ -499,7 +568,8 @@ fn log(tx: &Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
 }
 
 fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
-    tx.execute(
+    execute_cached(
+        tx,
         "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -527,7 +597,8 @@ fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKe
 }
 
 fn insert_account(tx: &Transaction<'_>, name: &str, now: i64) -> StoreResult<Account> {
-    tx.execute(
+    execute_cached(
+        tx,
         "INSERT INTO accounts (name, created_at) VALUES (?1, ?2)",
         params![name, now],
     )
@@ -544,9 +615,9 @@ impl Store for SqliteStore {
     async fn bootstrap(&self, account_name: &str, key: NewKey) -> StoreResult<Option<Bootstrap>> {
         let name = account_name.to_string();
         self.write(move |tx| {
-            let existing: i64 = tx
-                .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
-                .map_err(map_err)?;
+            let existing: i64 =
+                query_row_cached(tx, "SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+                    .map_err(map_err)?;
             if existing > 0 {
                 return Ok(None);
             }
@@ -560,7 +631,8 @@ impl Store for SqliteStore {
                 },
                 now,
             )?;
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO deployment (key, value) VALUES ('first_account_id', ?1)",
                 params![account.id.to_string()],
             )
@@ -601,7 +673,8 @@ impl Store for SqliteStore {
 
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>> {
         self.read(move |c| {
-            c.query_row(
+            query_row_cached(
+                c,
                 &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"),
                 params![id],
                 account_row,
@@ -614,14 +687,14 @@ impl Store for SqliteStore {
 
     async fn first_account_id(&self) -> StoreResult<Option<AccountId>> {
         self.read(|c| {
-            let v: Option<String> = c
-                .query_row(
-                    "SELECT value FROM deployment WHERE key = 'first_account_id'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(map_err)?;
+            let v: Option<String> = query_row_cached(
+                c,
+                "SELECT value FROM deployment WHERE key = 'first_account_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
             Ok(v.and_then(|v| v.parse().ok()))
         })
         .await
@@ -638,27 +711,26 @@ impl Store for SqliteStore {
 
     async fn find_key_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<(ApiKey, [u8; 32])>> {
         let hash = *hash;
-        self.read(move |c| {
-            let found = c
-                .query_row(
-                    &format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = ?1"),
-                    params![&hash[..]],
-                    key_row,
-                )
-                .optional()
-                .map_err(map_err)?;
+        self.read_point(move |c| {
+            let found = query_row_cached(
+                c,
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = ?1"),
+                params![&hash[..]],
+                key_row,
+            )
+            .optional()
+            .map_err(map_err)?;
             Ok(found.and_then(|(key, stored)| {
                 let stored: [u8; 32] = stored.try_into().ok()?;
                 Some((key, stored))
             }))
         })
-        .await
     }
 
     async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<ApiKey>> {
         self.read(move |c| {
             let mut stmt = c
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {KEY_COLS} FROM api_keys WHERE account_id = ?1 ORDER BY id"
                 ))
                 .map_err(map_err)?;
@@ -675,7 +747,8 @@ impl Store for SqliteStore {
 
     async fn get_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>> {
         self.read(move |c| {
-            c.query_row(
+            query_row_cached(
+                c,
                 &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1 AND account_id = ?2"),
                 params![id, account],
                 key_row,
@@ -694,13 +767,12 @@ impl Store for SqliteStore {
         audit: Audit<ApiKey>,
     ) -> StoreResult<Option<ApiKey>> {
         self.write(move |tx| {
-            tx.execute(
+            execute_cached(tx,
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND account_id = ?3",
                 params![now_micros(), id, account],
             )
             .map_err(map_err)?;
-            let key = tx
-                .query_row(
+            let key = query_row_cached(tx,
                     &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1 AND account_id = ?2"),
                     params![id, account],
                     key_row,
@@ -719,7 +791,8 @@ impl Store for SqliteStore {
     async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> StoreResult<()> {
         let at = to_micros(at);
         self.write(move |tx| {
-            tx.execute(
+            execute_cached(
+                tx,
                 "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
                 params![at, id],
             )
@@ -737,8 +810,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<(Agent, bool)> {
         self.write(move |tx| {
             let now = now_micros();
-            let existing: Option<i64> = tx
-                .query_row(
+            let existing: Option<i64> = query_row_cached(tx,
                     "SELECT id FROM agents WHERE account_id = ?1 AND name = ?2",
                     params![account, spec.name],
                     |r| r.get(0),
@@ -749,7 +821,7 @@ impl Store for SqliteStore {
             let permissions = spec.permissions.to_json().to_string();
             let id = match existing {
                 Some(id) => {
-                    tx.execute(
+                    execute_cached(tx,
                         "UPDATE agents SET version = ?1, description = ?2, status = ?3, entry_code = ?4,
                          config = ?5, permissions = ?6, updated_at = ?7 WHERE id = ?8",
                         params![
@@ -767,7 +839,7 @@ impl Store for SqliteStore {
                     id
                 }
                 None => {
-                    tx.execute(
+                    execute_cached(tx,
                         "INSERT INTO agents (account_id, name, version, description, status, entry_code,
                          config, permissions, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
@@ -797,15 +869,14 @@ impl Store for SqliteStore {
 
     async fn list_agents(&self, account: AccountId, page: PageRequest) -> StoreResult<Page<Agent>> {
         self.read(move |c| {
-            let total: i64 = c
-                .query_row(
+            let total: i64 = query_row_cached(c,
                     "SELECT COUNT(*) FROM agents WHERE account_id = ?1",
                     params![account],
                     |r| r.get(0),
                 )
                 .map_err(map_err)?;
             let mut stmt = c
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {AGENT_COLS} FROM agents WHERE account_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
                 ))
                 .map_err(map_err)?;
@@ -828,7 +899,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_agent(&self, account: AccountId, id: AgentId) -> StoreResult<Option<Agent>> {
-        self.read(move |c| get_agent_tx(c, account, id)).await
+        self.read_point(move |c| get_agent_tx(c, account, id))
     }
 
     async fn get_agent_by_name(
@@ -838,14 +909,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Agent>> {
         let name = name.to_string();
         self.read(move |c| {
-            let row = c
-                .query_row(
-                    &format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = ?1 AND name = ?2"),
-                    params![account, name],
-                    agent_row,
-                )
-                .optional()
-                .map_err(map_err)?;
+            let row = query_row_cached(
+                c,
+                &format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = ?1 AND name = ?2"),
+                params![account, name],
+                agent_row,
+            )
+            .optional()
+            .map_err(map_err)?;
             row.map(|r| r.map(|r| r.agent)).transpose()
         })
         .await
@@ -868,7 +939,8 @@ impl Store for SqliteStore {
             let entry_code = patch.entry_code.unwrap_or(current.entry_code);
             let config = patch.config.unwrap_or(current.config);
             let permissions = patch.permissions.unwrap_or(current.permissions);
-            tx.execute(
+            execute_cached(
+                tx,
                 "UPDATE agents SET version = ?1, description = ?2, status = ?3, entry_code = ?4,
                  config = ?5, permissions = ?6, updated_at = ?7 WHERE id = ?8 AND account_id = ?9",
                 params![
@@ -900,12 +972,12 @@ impl Store for SqliteStore {
         audit: Audit<AgentId>,
     ) -> StoreResult<bool> {
         self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM agents WHERE id = ?1 AND account_id = ?2",
-                    params![id, account],
-                )
-                .map_err(map_err)?;
+            let n = execute_cached(
+                tx,
+                "DELETE FROM agents WHERE id = ?1 AND account_id = ?2",
+                params![id, account],
+            )
+            .map_err(map_err)?;
             if n > 0 {
                 log(tx, audit(&id))?;
             }
@@ -925,8 +997,7 @@ impl Store for SqliteStore {
         let key = key.to_string();
         let value = value.clone();
         self.write(move |tx| {
-            let owned: Option<i64> = tx
-                .query_row(
+            let owned: Option<i64> = query_row_cached(tx,
                     "SELECT id FROM agents WHERE id = ?1 AND account_id = ?2",
                     params![agent, account],
                     |r| r.get(0),
@@ -937,7 +1008,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict("agent no longer exists".into()));
             }
             let now = now_micros();
-            tx.execute(
+            execute_cached(tx,
                 "INSERT INTO agent_context (agent_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (agent_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![agent, key, value.to_string(), now],
@@ -962,8 +1033,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<ContextEntry>> {
         let key = key.to_string();
         self.read(move |c| {
-            let row: Option<(String, i64)> = c
-                .query_row(
+            let row: Option<(String, i64)> = query_row_cached(c,
                     "SELECT c.value, c.updated_at FROM agent_context c JOIN agents a ON a.id = c.agent_id
                      WHERE c.agent_id = ?1 AND a.account_id = ?2 AND c.key = ?3",
                     params![agent, account, key],
@@ -992,13 +1062,13 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let key = key.to_string();
         self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM agent_context WHERE agent_id = ?1 AND key = ?2
+            let n = execute_cached(
+                tx,
+                "DELETE FROM agent_context WHERE agent_id = ?1 AND key = ?2
                      AND agent_id IN (SELECT id FROM agents WHERE account_id = ?3)",
-                    params![agent, key, account],
-                )
-                .map_err(map_err)?;
+                params![agent, key, account],
+            )
+            .map_err(map_err)?;
             if n > 0 {
                 log(tx, audit(&key))?;
             }
@@ -1040,10 +1110,13 @@ impl Store for SqliteStore {
         outcome: ExecutionOutcome,
         ended: AuditEvent,
     ) -> StoreResult<(Execution, AuditRecord, AuditRecord)> {
-        // Start and end in one transaction: one durable commit.
+        // Start and end in one transaction: one durable commit, and the row
+        // is written once, already finished.
         self.write(move |tx| {
-            let (_, first) = start_execution_tx(tx, id, &new, started)?;
-            let (execution, last) = finish_execution_tx(tx, new.account_id, id, &outcome, ended)?
+            insert_execution_tx(tx, id, &new, Some(&outcome))?;
+            let first = audit_log::append_event(tx, started)?;
+            let last = audit_log::append_event(tx, ended)?;
+            let execution = get_execution_tx(tx, new.account_id, id)?
                 .ok_or_else(|| StoreError::corrupt("execution"))?;
             Ok((execution, first, last))
         })
@@ -1067,16 +1140,16 @@ impl Store for SqliteStore {
     ) -> StoreResult<Page<Execution>> {
         self.read(move |c| {
             let status = status.map(|s| s.as_str());
-            let total: i64 = c
-                .query_row(
-                    "SELECT COUNT(*) FROM executions WHERE account_id = ?1 AND agent_id = ?2
+            let total: i64 = query_row_cached(
+                c,
+                "SELECT COUNT(*) FROM executions WHERE account_id = ?1 AND agent_id = ?2
                      AND (?3 IS NULL OR status = ?3)",
-                    params![account, agent, status],
-                    |r| r.get(0),
-                )
-                .map_err(map_err)?;
+                params![account, agent, status],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
             let mut stmt = c
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {EXECUTION_COLS} FROM executions WHERE account_id = ?1 AND agent_id = ?2
                      AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT ?4 OFFSET ?5"
                 ))
@@ -1108,14 +1181,14 @@ impl Store for SqliteStore {
     async fn storage_get(&self, account: AccountId, key: &str) -> StoreResult<Option<Value>> {
         let key = key.to_string();
         self.read(move |c| {
-            let v: Option<String> = c
-                .query_row(
-                    "SELECT value FROM account_storage WHERE account_id = ?1 AND key = ?2",
-                    params![account, key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(map_err)?;
+            let v: Option<String> = query_row_cached(
+                c,
+                "SELECT value FROM account_storage WHERE account_id = ?1 AND key = ?2",
+                params![account, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
             v.map(|v| serde_json::from_str(&v).map_err(|_| StoreError::corrupt("storage value")))
                 .transpose()
         })
@@ -1126,7 +1199,7 @@ impl Store for SqliteStore {
         let key = key.to_string();
         let value = value.to_string();
         self.write(move |tx| {
-            tx.execute(
+            execute_cached(tx,
                 "INSERT INTO account_storage (account_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (account_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![account, key, value, now_micros()],
@@ -1182,8 +1255,7 @@ impl Store for SqliteStore {
                 args.push(execution.into());
             }
             let filter = clauses.join(" AND ");
-            let total: i64 = c
-                .query_row(
+            let total: i64 = query_row_cached(c,
                     &format!("SELECT COUNT(*) FROM audit_events e WHERE {filter}"),
                     rusqlite::params_from_iter(args.iter()),
                     |r| r.get(0),
@@ -1197,7 +1269,7 @@ impl Store for SqliteStore {
             }
             page_args.push((query.limit.min(i64::MAX as u64) as i64).into());
             let mut stmt = c
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {AUDIT_COLS} FROM {AUDIT_FROM} WHERE {page_filter} ORDER BY e.leaf_index LIMIT ?"
                 ))
                 .map_err(map_err)?;
@@ -1216,7 +1288,8 @@ impl Store for SqliteStore {
 
     async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>> {
         self.read(move |c| {
-            c.query_row(
+            query_row_cached(
+                c,
                 &format!(
                     "SELECT {AUDIT_COLS} FROM {AUDIT_FROM} WHERE e.id = ?1 AND e.account_id = ?2"
                 ),
@@ -1319,7 +1392,7 @@ impl Store for SqliteStore {
 
     async fn put_anchor(&self, account: AccountId, anchor: AnchorRecord) -> StoreResult<()> {
         self.write(move |tx| {
-            tx.execute(
+            execute_cached(tx,
                 "INSERT INTO checkpoint_anchors (account_id, checkpoint_size, kind, status, external_ref, detail,
                  failures, retryable, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (account_id, checkpoint_size, kind) DO UPDATE SET status = excluded.status,
@@ -1399,8 +1472,7 @@ impl Store for SqliteStore {
         audit: Audit<PermissionRequest>,
     ) -> StoreResult<PermissionRequest> {
         self.write(move |tx| {
-            let owned: Option<i64> = tx
-                .query_row(
+            let owned: Option<i64> = query_row_cached(tx,
                     "SELECT id FROM agents WHERE id = ?1 AND account_id = ?2",
                     params![new.agent_id, new.account_id],
                     |r| r.get(0),
@@ -1410,7 +1482,7 @@ impl Store for SqliteStore {
             if owned.is_none() {
                 return Err(StoreError::Conflict("agent no longer exists".into()));
             }
-            tx.execute(
+            execute_cached(tx,
                 "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
                  status, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
                 params![
@@ -1442,21 +1514,26 @@ impl Store for SqliteStore {
         agent: Option<AgentId>,
         limit: u64,
     ) -> StoreResult<Vec<PermissionRequest>> {
-        self.read(move |c| {
-            request_rows(
-                c,
-                "WHERE account_id = ?1 AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR status = ?3)
-                 AND (?4 IS NULL OR agent_id = ?4) ORDER BY id DESC LIMIT ?5",
-                params![
-                    account,
-                    id,
-                    status,
-                    agent,
-                    limit.min(i64::MAX as u64) as i64
-                ],
-            )
-        })
-        .await
+        // One statement per combination of filters: with `?n IS NULL OR`
+        // in a single statement, SQLite re-prepared it whenever the
+        // bindings changed.
+        let mut filter = String::from("WHERE account_id = ?");
+        let mut args: Vec<rusqlite::types::Value> = vec![account.into()];
+        if let Some(id) = id {
+            filter.push_str(" AND id = ?");
+            args.push(id.into());
+        }
+        if let Some(status) = status {
+            filter.push_str(" AND status = ?");
+            args.push(status.into());
+        }
+        if let Some(agent) = agent {
+            filter.push_str(" AND agent_id = ?");
+            args.push(agent.into());
+        }
+        filter.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push((limit.min(i64::MAX as u64) as i64).into());
+        self.read_point(|c| request_rows(c, &filter, rusqlite::params_from_iter(args)))
     }
 
     async fn decide_permission_request_audited(
@@ -1467,28 +1544,32 @@ impl Store for SqliteStore {
         audit: Audit<PermissionRequest>,
     ) -> StoreResult<Option<PermissionRequest>> {
         self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE permission_requests SET status = ?1, decided_by = ?2, decision_reason = ?3,
+            let n = execute_cached(
+                tx,
+                "UPDATE permission_requests SET status = ?1, decided_by = ?2, decision_reason = ?3,
                      decided_at = ?4, grant_expires_at = ?5
                      WHERE account_id = ?6 AND id = ?7 AND status = 'pending'",
-                    params![
-                        decision.status,
-                        decision.decided_by,
-                        decision.reason,
-                        now_micros(),
-                        decision.grant_expires_at.map(to_micros),
-                        account,
-                        id
-                    ],
-                )
-                .map_err(map_err)?;
+                params![
+                    decision.status,
+                    decision.decided_by,
+                    decision.reason,
+                    now_micros(),
+                    decision.grant_expires_at.map(to_micros),
+                    account,
+                    id
+                ],
+            )
+            .map_err(map_err)?;
             if n == 0 {
                 return Ok(None);
             }
-            let request = request_rows(tx, "WHERE account_id = ?1 AND id = ?2", params![account, id])?
-                .pop()
-                .ok_or_else(|| StoreError::corrupt("permission request"))?;
+            let request = request_rows(
+                tx,
+                "WHERE account_id = ?1 AND id = ?2",
+                params![account, id],
+            )?
+            .pop()
+            .ok_or_else(|| StoreError::corrupt("permission request"))?;
             log(tx, audit(&request))?;
             Ok(Some(request))
         })
@@ -1496,13 +1577,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
-        let key = key.to_string();
-        self.read(move |c| {
+        self.read_point(|c| {
             c.prepare_cached("SELECT value FROM deployment WHERE key = ?1")
                 .and_then(|mut s| s.query_row(params![key], |r| r.get(0)).optional())
                 .map_err(map_err)
         })
-        .await
     }
 
     async fn put_setting_audited(
@@ -1514,12 +1593,13 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.write(move |tx| {
             match value {
-                Some(v) => tx.execute(
+                Some(v) => execute_cached(
+                    tx,
                     "INSERT INTO deployment (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     params![key, v],
                 ),
-                None => tx.execute("DELETE FROM deployment WHERE key = ?1", params![key]),
+                None => execute_cached(tx, "DELETE FROM deployment WHERE key = ?1", params![key]),
             }
             .map_err(map_err)?;
             log(tx, audit(&()))
@@ -1550,8 +1630,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(map_err)?;
+            query_row_cached(c, "SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(map_err)?;
             Ok(())
         })
         .await

@@ -1,0 +1,199 @@
+//! Scripts compiled once to QuickJS bytecode, so that a fresh context reads them instead of parsing them: the sandbox's own set-up script, and agent code that runs again unchanged. It must only ever load bytecode this process compiled from source: QuickJS trusts bytecode completely, so bytes never come from outside, and agent source is keyed by its full text.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::{c_int, CString};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rquickjs::{qjs, Ctx, Error, Result, Value};
+
+/// Compiles `source` as a global script in `ctx` and returns its bytecode, or
+/// `None` if it does not compile (the caller evaluates the source instead,
+/// which reports the error as usual).
+/// `barrier`: backtraces stop at this script (agent code), as
+/// `EvalOptions::backtrace_barrier` does.
+pub(crate) fn compile(
+    ctx: &Ctx<'_>,
+    source: &str,
+    filename: &str,
+    barrier: bool,
+) -> Option<Arc<[u8]>> {
+    let src = CString::new(source).ok()?;
+    let file = CString::new(filename).ok()?;
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: `raw` is this thread's live context; the source is
+    // NUL-terminated as JS_Eval requires; every value made here is freed once.
+    unsafe {
+        let mut flags = (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as c_int;
+        if barrier {
+            flags |= qjs::JS_EVAL_FLAG_BACKTRACE_BARRIER as c_int;
+        }
+        let func = qjs::JS_Eval(raw, src.as_ptr(), source.len() as _, file.as_ptr(), flags);
+        if qjs::JS_IsException(func) {
+            qjs::JS_FreeValue(raw, qjs::JS_GetException(raw));
+            return None;
+        }
+        let mut len: qjs::size_t = 0;
+        let buf = qjs::JS_WriteObject(raw, &mut len, func, qjs::JS_WRITE_OBJ_BYTECODE as c_int);
+        qjs::JS_FreeValue(raw, func);
+        if buf.is_null() {
+            qjs::JS_FreeValue(raw, qjs::JS_GetException(raw));
+            return None;
+        }
+        let bytes: Arc<[u8]> = std::slice::from_raw_parts(buf, len as usize).into();
+        qjs::js_free(raw, buf.cast());
+        Some(bytes)
+    }
+}
+
+/// Runs bytecode made by `compile` in `ctx` and returns the script's value.
+pub(crate) fn run<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> Result<Value<'js>> {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: the bytes were written by JS_WriteObject of this same engine
+    // build in this process (`compile`); JS_EvalFunction takes the function.
+    unsafe {
+        let func = qjs::JS_ReadObject(
+            raw,
+            bytes.as_ptr(),
+            bytes.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as c_int,
+        );
+        if qjs::JS_IsException(func) {
+            return Err(Error::Exception);
+        }
+        let value = qjs::JS_EvalFunction(raw, func);
+        if qjs::JS_IsException(value) {
+            return Err(Error::Exception);
+        }
+        Ok(Value::from_raw(ctx.clone(), value))
+    }
+}
+
+/// A script the sandbox itself runs in every context, compiled at first use.
+pub(crate) struct Fixed {
+    source: &'static str,
+    filename: &'static str,
+    bytes: OnceLock<Option<Arc<[u8]>>>,
+}
+
+impl Fixed {
+    pub(crate) const fn new(source: &'static str, filename: &'static str) -> Fixed {
+        Fixed {
+            source,
+            filename,
+            bytes: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn eval<'js>(&self, ctx: &Ctx<'js>) -> Result<Value<'js>> {
+        match self
+            .bytes
+            .get_or_init(|| compile(ctx, self.source, self.filename, false))
+        {
+            Some(bytes) => run(ctx, bytes),
+            None => {
+                let mut options = rquickjs::context::EvalOptions::default();
+                options.filename = Some(self.filename.to_string());
+                ctx.eval_with_options(self.source, options)
+            }
+        }
+    }
+}
+
+/// Bytecode of recently run agent code, keyed by the exact wrapped source.
+/// Bounded by entries and by bytes; a full cache is cleared and refilled
+/// (agents whose code changes often simply compile each time).
+pub(crate) struct AgentCache {
+    inner: Mutex<CacheInner>,
+}
+
+/// Agent source and its bytecode.
+type Compiled = (Arc<str>, Arc<[u8]>);
+
+#[derive(Default)]
+struct CacheInner {
+    /// (scope, hash of the source) → (source, bytecode).
+    entries: HashMap<(u64, u64), Compiled>,
+    bytes: usize,
+}
+
+const CACHE_ENTRIES: usize = 512;
+const CACHE_BYTES: usize = 32 << 20;
+/// Larger scripts are compiled each time rather than kept.
+const CACHE_MAX_SCRIPT: usize = 1 << 20;
+
+fn hash(source: &str) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new).hash_one(source)
+}
+
+impl AgentCache {
+    pub(crate) fn global() -> &'static AgentCache {
+        static CACHE: OnceLock<AgentCache> = OnceLock::new();
+        CACHE.get_or_init(|| AgentCache {
+            inner: Mutex::new(CacheInner::default()),
+        })
+    }
+
+    pub(crate) fn get(&self, scope: u64, source: &str) -> Option<Arc<[u8]>> {
+        let key = (scope, hash(source));
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.entries.get(&key) {
+            Some((kept, bytes)) if **kept == *source => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn put(&self, scope: u64, source: &str, bytes: Arc<[u8]>) {
+        if bytes.len() > CACHE_MAX_SCRIPT {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.entries.len() >= CACHE_ENTRIES || inner.bytes + bytes.len() > CACHE_BYTES {
+            inner.entries.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += bytes.len();
+        if let Some((_, old)) = inner
+            .entries
+            .insert((scope, hash(source)), (source.into(), bytes))
+        {
+            inner.bytes -= old.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> AgentCache {
+        AgentCache {
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    #[test]
+    fn entries_are_per_scope_and_per_exact_source() {
+        let c = cache();
+        c.put(1, "return 1", Arc::from(&b"one"[..]));
+        assert_eq!(c.get(1, "return 1").as_deref(), Some(&b"one"[..]));
+        assert!(c.get(2, "return 1").is_none());
+        assert!(c.get(1, "return 1 ").is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let c = cache();
+        for i in 0..CACHE_ENTRIES + 10 {
+            c.put(0, &format!("return {i}"), Arc::from(&b"x"[..]));
+        }
+        let inner = c.inner.lock().unwrap();
+        assert!(inner.entries.len() <= CACHE_ENTRIES);
+        assert_eq!(inner.bytes, inner.entries.len());
+        drop(inner);
+        c.put(0, "big", Arc::from(vec![0u8; CACHE_MAX_SCRIPT + 1]));
+        assert!(c.get(0, "big").is_none());
+    }
+}

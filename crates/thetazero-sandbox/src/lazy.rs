@@ -1,0 +1,233 @@
+//! Built-ins added on first use. Typed arrays, `Map`/`Set` and `Date` are about a fifth of what creating a context costs and most agents never touch them, so each of their global names starts as an accessor; the first read of any name of a group adds the whole group (`JS_AddIntrinsic*`), which replaces its accessors with the usual data properties. It must not make reachable anything the full set of built-ins would not, and names agent code redefined or deleted before the first read keep what agent code made of them.
+#![allow(unsafe_code)]
+
+use std::ffi::c_int;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use rquickjs::function::Rest;
+use rquickjs::object::Property;
+use rquickjs::{qjs, Ctx, Error, Function, Result, Value};
+
+struct Group {
+    /// Globals that start as accessors.
+    names: &'static [&'static str],
+    /// Globals the intrinsic also defines that the sandbox removes at start
+    /// (shared memory): left as they were before the group was added.
+    also: &'static [&'static str],
+    add: unsafe extern "C" fn(*mut qjs::JSContext) -> c_int,
+}
+
+const GROUPS: [Group; 3] = [
+    Group {
+        names: &[
+            "ArrayBuffer",
+            "DataView",
+            "Uint8ClampedArray",
+            "Int8Array",
+            "Uint8Array",
+            "Int16Array",
+            "Uint16Array",
+            "Int32Array",
+            "Uint32Array",
+            "BigInt64Array",
+            "BigUint64Array",
+            "Float16Array",
+            "Float32Array",
+            "Float64Array",
+        ],
+        also: &["SharedArrayBuffer", "Atomics"],
+        add: qjs::JS_AddIntrinsicTypedArrays,
+    },
+    Group {
+        names: &["Map", "Set", "WeakMap", "WeakSet"],
+        also: &[],
+        add: qjs::JS_AddIntrinsicMapSet,
+    },
+    Group {
+        names: &["Date"],
+        also: &[],
+        add: qjs::JS_AddIntrinsicDate,
+    },
+];
+
+/// Every global name that starts as an accessor, for tests.
+pub fn lazy_globals() -> impl Iterator<Item = &'static str> {
+    GROUPS.iter().flat_map(|g| g.names.iter().copied())
+}
+
+/// One execution's lazy built-ins.
+#[derive(Default)]
+pub(crate) struct Lazy {
+    added: [AtomicBool; GROUPS.len()],
+    /// Set while a getter reads the property that replaced it: an accessor
+    /// that could not be replaced (agent code froze the global object first)
+    /// then reads as `undefined` instead of calling itself for ever.
+    reading: AtomicBool,
+    /// Class of host functions in this runtime: an accessor whose getter has
+    /// it is still one of ours.
+    host_class: AtomicU32,
+}
+
+/// Defines the accessors. `host_fn` is any host function of this runtime.
+pub(crate) fn install<'js>(
+    ctx: &Ctx<'js>,
+    lazy: &Arc<Lazy>,
+    host_fn: &Function<'js>,
+) -> Result<()> {
+    // SAFETY: reads the class id of a live object.
+    let class = unsafe { qjs::JS_GetClassID(host_fn.as_raw()) };
+    lazy.host_class.store(class, Ordering::Relaxed);
+    let globals = ctx.globals();
+    for (group, g) in GROUPS.iter().enumerate() {
+        for &name in g.names {
+            let state = lazy.clone();
+            // One function serves as getter (called with no argument) and
+            // setter (one argument): half the functions to create per run.
+            // Assigning to the name works as it does on a data property.
+            let access = Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> Result<Value<'js>> {
+                    match args.0.into_iter().next() {
+                        None => read(&ctx, &state, group, name),
+                        Some(value) => {
+                            ctx.globals()
+                                .prop(name, Property::from(value).writable().configurable())?;
+                            Ok(Value::new_undefined(ctx.clone()))
+                        }
+                    }
+                },
+            )?;
+            crate::raw::define_accessor(ctx, &globals, name, &access)?;
+        }
+    }
+    Ok(())
+}
+
+fn read<'js>(ctx: &Ctx<'js>, lazy: &Lazy, group: usize, name: &str) -> Result<Value<'js>> {
+    if !lazy.added[group].swap(true, Ordering::Relaxed) {
+        add(ctx, lazy, &GROUPS[group])?;
+    }
+    if lazy.reading.swap(true, Ordering::Relaxed) {
+        return Ok(Value::new_undefined(ctx.clone()));
+    }
+    let value = ctx.globals().get(name);
+    lazy.reading.store(false, Ordering::Relaxed);
+    value
+}
+
+/// What one global was just before its group was added.
+enum Before {
+    Absent,
+    /// Still the lazy accessor.
+    Ours,
+    /// What agent code made of it.
+    Agent(qjs::JSPropertyDescriptor),
+}
+
+/// Adds a group. Every name it defines is taken off the global object first
+/// (QuickJS aborts the process when some of them already exist, and reads
+/// `Uint8Array` back from the global object while adding), then what agent
+/// code had made of them is put back. A global object agent code made
+/// non-extensible, or a name it made non-configurable, leaves the group out:
+/// its names then read as `undefined`.
+fn add(ctx: &Ctx<'_>, lazy: &Lazy, group: &Group) -> Result<()> {
+    let raw = ctx.as_raw().as_ptr();
+    let global = ctx.globals();
+    let g = global.as_raw();
+    let host_class = lazy.host_class.load(Ordering::Relaxed);
+    // SAFETY: `raw` is this thread's live context and `g` its global object;
+    // atoms and descriptor values are owned here and freed once each.
+    unsafe {
+        let mut before: Vec<(qjs::JSAtom, Before)> = Vec::new();
+        let mut ok = qjs::JS_IsExtensible(raw, g) == 1;
+        for (i, name) in group.names.iter().chain(group.also).enumerate() {
+            if !ok {
+                break;
+            }
+            let atom = qjs::JS_NewAtomLen(raw, name.as_ptr().cast(), name.len() as _);
+            if atom == qjs::JS_ATOM_NULL {
+                ok = false;
+                break;
+            }
+            let mut desc = MaybeUninit::<qjs::JSPropertyDescriptor>::uninit();
+            match qjs::JS_GetOwnProperty(raw, desc.as_mut_ptr(), g, atom) {
+                0 => before.push((atom, Before::Absent)),
+                1 => {
+                    let desc = desc.assume_init();
+                    if desc.flags & qjs::JS_PROP_CONFIGURABLE as c_int == 0 {
+                        ok = false;
+                    }
+                    let ours = i < group.names.len()
+                        && desc.flags & qjs::JS_PROP_GETSET as c_int != 0
+                        && qjs::JS_GetClassID(desc.getter) == host_class;
+                    if ours {
+                        free_desc(raw, &desc);
+                        before.push((atom, Before::Ours));
+                    } else {
+                        before.push((atom, Before::Agent(desc)));
+                    }
+                }
+                _ => {
+                    qjs::JS_FreeAtom(raw, atom);
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            for (atom, b) in &before {
+                if !matches!(b, Before::Absent) {
+                    qjs::JS_DeleteProperty(raw, g, *atom, 0);
+                }
+            }
+            ok = (group.add)(raw) == 0;
+            // What agent code made of the names goes back; shared memory and
+            // names it deleted go again.
+            for (atom, b) in &before {
+                match b {
+                    Before::Ours => {}
+                    Before::Absent => {
+                        qjs::JS_DeleteProperty(raw, g, *atom, 0);
+                    }
+                    Before::Agent(d) => {
+                        qjs::JS_DeleteProperty(raw, g, *atom, 0);
+                        let mut flags = d.flags
+                            & (qjs::JS_PROP_CONFIGURABLE | qjs::JS_PROP_ENUMERABLE) as c_int
+                            | (qjs::JS_PROP_HAS_CONFIGURABLE | qjs::JS_PROP_HAS_ENUMERABLE)
+                                as c_int;
+                        if d.flags & qjs::JS_PROP_GETSET as c_int != 0 {
+                            flags |= (qjs::JS_PROP_HAS_GET | qjs::JS_PROP_HAS_SET) as c_int;
+                        } else {
+                            flags |= (qjs::JS_PROP_HAS_VALUE | qjs::JS_PROP_HAS_WRITABLE) as c_int
+                                | d.flags & qjs::JS_PROP_WRITABLE as c_int;
+                        }
+                        qjs::JS_DefineProperty(raw, g, *atom, d.value, d.getter, d.setter, flags);
+                    }
+                }
+            }
+        }
+        for (atom, b) in before {
+            if let Before::Agent(d) = b {
+                free_desc(raw, &d);
+            }
+            qjs::JS_FreeAtom(raw, atom);
+        }
+        if ok || !qjs::JS_HasException(raw) {
+            Ok(())
+        } else {
+            // Out of memory while adding: the exception is the agent's.
+            Err(Error::Exception)
+        }
+    }
+}
+
+fn free_desc(raw: *mut qjs::JSContext, desc: &qjs::JSPropertyDescriptor) {
+    // SAFETY: the descriptor's values were duplicated for the caller, who
+    // frees each once.
+    unsafe {
+        qjs::JS_FreeValue(raw, desc.value);
+        qjs::JS_FreeValue(raw, desc.getter);
+        qjs::JS_FreeValue(raw, desc.setter);
+    }
+}
