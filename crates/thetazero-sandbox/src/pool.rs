@@ -208,9 +208,6 @@ fn worker(rx: Arc<Mutex<Receiver<Envelope>>>, network: NetworkPolicy) {
         }))
         .unwrap_or_else(|_| ExecutionReport::internal_failure(started.elapsed()));
         let _ = reply.send(report);
-        // Let the thread the report wakes run first: on a small machine it
-        // would otherwise wait for this core while the next runtime is made.
-        thread::yield_now();
         ready = rt.block_on(engine::prepare());
     }
 }
