@@ -26,23 +26,43 @@ pub(crate) struct TxHashes<'a> {
 
 impl HashReader for TxHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, merkle::StoreError> {
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for all of them (one per count of indexes, cached):
+        // an append reads about log2(size) hashes.
+        let placeholders = vec!["?"; indexes.len()].join(",");
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT hash FROM audit_hashes WHERE account_id = ?1 AND storage_index = ?2",
-            )
+            .prepare_cached(&format!(
+                "SELECT storage_index, hash FROM audit_hashes WHERE account_id = ? AND storage_index IN ({placeholders})"
+            ))
             .map_err(|e| merkle::StoreError::msg(e.to_string()))?;
-        let mut out = Vec::with_capacity(indexes.len());
-        for index in indexes {
-            let bytes: Vec<u8> = stmt
-                .query_row(params![self.account, *index as i64], |r| r.get(0))
-                .map_err(|e| merkle::StoreError::msg(format!("hash {index}: {e}")))?;
+        let mut args: Vec<i64> = Vec::with_capacity(indexes.len() + 1);
+        args.push(self.account);
+        args.extend(indexes.iter().map(|i| *i as i64));
+        let mut found = std::collections::HashMap::with_capacity(indexes.len());
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| merkle::StoreError::msg(e.to_string()))?;
+        for row in rows {
+            let (index, bytes) = row.map_err(|e| merkle::StoreError::msg(e.to_string()))?;
             let hash: [u8; 32] = bytes
                 .try_into()
                 .map_err(|_| merkle::StoreError::msg(format!("hash {index} is not 32 bytes")))?;
-            out.push(Hash(hash));
+            found.insert(index as u64, Hash(hash));
         }
-        Ok(out)
+        indexes
+            .iter()
+            .map(|index| {
+                found
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| merkle::StoreError::msg(format!("hash {index}: not stored")))
+            })
+            .collect()
     }
 }
 

@@ -1114,8 +1114,13 @@ impl Store for SqliteStore {
         // is written once, already finished.
         self.write(move |tx| {
             insert_execution_tx(tx, id, &new, Some(&outcome))?;
-            let first = audit_log::append_event(tx, started)?;
-            let last = audit_log::append_event(tx, ended)?;
+            // Both events in one append: one head update, one Merkle step.
+            let mut records = audit_log::append_events(tx, vec![started, ended])?.into_iter();
+            let (Some(first), Some(last)) = (records.next(), records.next()) else {
+                return Err(StoreError::Internal(
+                    "append produced too few records".into(),
+                ));
+            };
             let execution = get_execution_tx(tx, new.account_id, id)?
                 .ok_or_else(|| StoreError::corrupt("execution"))?;
             Ok((execution, first, last))
