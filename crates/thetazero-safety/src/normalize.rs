@@ -156,6 +156,9 @@ fn decode_base64(blob: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Decodes one blob a pattern found.
+type Decode = fn(&str) -> Option<Vec<u8>>;
+
 /// The text itself and every blob decoded from it, breadth first, each
 /// cleaned (invisible characters out, NFKC, combining marks out).
 pub(crate) fn segments(text: &str) -> Vec<Segment> {
@@ -172,50 +175,38 @@ pub(crate) fn segments(text: &str) -> Vec<Segment> {
             // fullwidth digits cannot break a blob apart.
             let cleaned = out[idx].text.as_str();
             let mut found: Vec<Segment> = Vec::new();
-            for m in hex_re().find_iter(cleaned) {
-                if blobs >= MAX_BLOBS {
-                    break;
-                }
-                if let Some(s) = decode_hex(m.as_str()).and_then(as_text) {
-                    blobs += 1;
-                    found.push(Segment {
-                        text: clean(&s),
-                        origin: Origin::Hex,
-                    });
-                }
-            }
-            for m in base64_re().find_iter(cleaned) {
-                if blobs >= MAX_BLOBS {
-                    break;
-                }
-                // A blob made only of hex digits was handled above.
-                if m.as_str().chars().all(|c| c.is_ascii_hexdigit()) {
-                    continue;
-                }
-                if let Some(s) = decode_base64(m.as_str()).and_then(as_text) {
-                    blobs += 1;
-                    found.push(Segment {
-                        text: clean(&s),
-                        origin: Origin::Base64,
-                    });
-                }
-            }
             // Most text has no escapes at all; a substring check is cheaper
             // than running the escape pattern over it.
             let may_escape = ["&#", "%", "\\u", "U+", "u+"]
                 .iter()
                 .any(|n| cleaned.contains(n));
-            let escapes = may_escape.then(|| escape_re().find_iter(cleaned));
-            for m in escapes.into_iter().flatten() {
-                if blobs >= MAX_BLOBS {
-                    break;
-                }
-                if let Some(s) = decode_escapes(m.as_str()).and_then(as_text) {
-                    blobs += 1;
-                    found.push(Segment {
-                        text: clean(&s),
-                        origin: Origin::Escape,
-                    });
+            // A blob made only of hex digits is decoded as hex, not base64.
+            let base64: Decode = |blob| {
+                (!blob.chars().all(|c| c.is_ascii_hexdigit()))
+                    .then(|| decode_base64(blob))
+                    .flatten()
+            };
+            let kinds: [(Option<regex::Matches>, Decode, Origin); 3] = [
+                (Some(hex_re().find_iter(cleaned)), decode_hex, Origin::Hex),
+                (Some(base64_re().find_iter(cleaned)), base64, Origin::Base64),
+                (
+                    may_escape.then(|| escape_re().find_iter(cleaned)),
+                    decode_escapes,
+                    Origin::Escape,
+                ),
+            ];
+            for (matches, decode, origin) in kinds {
+                for m in matches.into_iter().flatten() {
+                    if blobs >= MAX_BLOBS {
+                        break;
+                    }
+                    if let Some(s) = decode(m.as_str()).and_then(as_text) {
+                        blobs += 1;
+                        found.push(Segment {
+                            text: clean(&s),
+                            origin,
+                        });
+                    }
                 }
             }
             for seg in found {

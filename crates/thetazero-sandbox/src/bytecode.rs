@@ -73,7 +73,7 @@ pub(crate) fn run<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> Result<Value<'js>> {
 pub(crate) struct Fixed {
     source: &'static str,
     filename: &'static str,
-    bytes: OnceLock<Option<Arc<[u8]>>>,
+    bytes: OnceLock<Arc<[u8]>>,
 }
 
 impl Fixed {
@@ -86,11 +86,16 @@ impl Fixed {
     }
 
     pub(crate) fn eval<'js>(&self, ctx: &Ctx<'js>) -> Result<Value<'js>> {
-        match self
-            .bytes
-            .get_or_init(|| compile(ctx, self.source, self.filename, false))
-        {
-            Some(bytes) => run(ctx, bytes),
+        // Only a success is kept: compiling runs under the job's memory
+        // limit, and one run short of memory must not leave every later
+        // run parsing the script.
+        let bytes = match self.bytes.get() {
+            Some(bytes) => Some(bytes.clone()),
+            None => compile(ctx, self.source, self.filename, false)
+                .map(|b| self.bytes.get_or_init(|| b).clone()),
+        };
+        match bytes {
+            Some(bytes) => run(ctx, &bytes),
             None => {
                 let mut options = rquickjs::context::EvalOptions::default();
                 options.filename = Some(self.filename.to_string());

@@ -531,7 +531,7 @@ fn install<'js>(
         },
     )?
     .with_name("log")?;
-    crate::lazy::install(ctx, &Arc::new(crate::lazy::Lazy::default()), &log)?;
+    crate::lazy::install(ctx, &log)?;
     bridge.set("log", log)?;
     let result_state = state.clone();
     bridge.set(

@@ -3,7 +3,7 @@
 
 use std::ffi::c_int;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rquickjs::function::Rest;
@@ -58,8 +58,7 @@ pub fn lazy_globals() -> impl Iterator<Item = &'static str> {
 }
 
 /// One execution's lazy built-ins.
-#[derive(Default)]
-pub(crate) struct Lazy {
+struct Lazy {
     added: [AtomicBool; GROUPS.len()],
     /// Set while a getter reads the property that replaced it: an accessor
     /// that could not be replaced (agent code froze the global object first)
@@ -67,18 +66,17 @@ pub(crate) struct Lazy {
     reading: AtomicBool,
     /// Class of host functions in this runtime: an accessor whose getter has
     /// it is still one of ours.
-    host_class: AtomicU32,
+    host_class: qjs::JSClassID,
 }
 
 /// Defines the accessors. `host_fn` is any host function of this runtime.
-pub(crate) fn install<'js>(
-    ctx: &Ctx<'js>,
-    lazy: &Arc<Lazy>,
-    host_fn: &Function<'js>,
-) -> Result<()> {
-    // SAFETY: reads the class id of a live object.
-    let class = unsafe { qjs::JS_GetClassID(host_fn.as_raw()) };
-    lazy.host_class.store(class, Ordering::Relaxed);
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, host_fn: &Function<'js>) -> Result<()> {
+    let lazy = Arc::new(Lazy {
+        added: Default::default(),
+        reading: AtomicBool::new(false),
+        // SAFETY: reads the class id of a live object.
+        host_class: unsafe { qjs::JS_GetClassID(host_fn.as_raw()) },
+    });
     let globals = ctx.globals();
     for (group, g) in GROUPS.iter().enumerate() {
         for &name in g.names {
@@ -136,7 +134,7 @@ fn add(ctx: &Ctx<'_>, lazy: &Lazy, group: &Group) -> Result<()> {
     let raw = ctx.as_raw().as_ptr();
     let global = ctx.globals();
     let g = global.as_raw();
-    let host_class = lazy.host_class.load(Ordering::Relaxed);
+    let host_class = lazy.host_class;
     // SAFETY: `raw` is this thread's live context and `g` its global object;
     // atoms and descriptor values are owned here and freed once each.
     unsafe {
