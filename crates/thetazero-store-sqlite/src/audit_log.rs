@@ -70,13 +70,6 @@ fn merkle_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("audit log: {e}"))
 }
 
-/// Appends one event to its account's log; part of the caller's transaction.
-pub(crate) fn append_event(conn: &Connection, event: AuditEvent) -> StoreResult<AuditRecord> {
-    append_events(conn, vec![event])?
-        .pop()
-        .ok_or_else(|| StoreError::Internal("append produced no record".into()))
-}
-
 /// An event turned into its leaf, ready to append. Preparing (canonical
 /// JSON, hashes, the payload commitment) needs no database, so callers do it
 /// before they reach the single writer.

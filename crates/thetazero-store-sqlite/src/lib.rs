@@ -79,6 +79,14 @@ const STATEMENT_CACHE: usize = 256;
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans never depend on bound values. Without this SQLite reads a bound
+    // `LIMIT ?` while planning and marks the statement to be prepared again
+    // whenever that parameter is bound, which was every call: the grants
+    // read of every execution was parsed and planned each time.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     // FULL: an acknowledged write survives power loss, not only a crash.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -444,24 +452,32 @@ fn anchor_query(
 fn start_execution_tx(
     tx: &Transaction<'_>,
     id: ExecutionId,
-    new: &NewExecution,
-    started: AuditEvent,
+    new: NewExecution,
+    started: audit_log::Prepared,
 ) -> StoreResult<(Execution, AuditRecord)> {
-    insert_execution_tx(tx, id, new, None)?;
-    let execution = get_execution_tx(tx, new.account_id, id)?
-        .ok_or_else(|| StoreError::corrupt("execution"))?;
-    let record = audit_log::append_event(tx, started)?;
+    let execution = insert_execution_tx(tx, id, new, None)?;
+    let record = one(audit_log::append_prepared(tx, vec![started])?)?;
     Ok((execution, record))
 }
 
+/// The only record of a one-event append.
+fn one(mut records: Vec<AuditRecord>) -> StoreResult<AuditRecord> {
+    records
+        .pop()
+        .ok_or_else(|| StoreError::Internal("append produced no record".into()))
+}
+
 /// Inserts an execution row: running (`outcome` None), or already finished.
+/// Answers the row as written, without reading it back.
 fn insert_execution_tx(
     tx: &Transaction<'_>,
     id: ExecutionId,
-    new: &NewExecution,
-    outcome: Option<&ExecutionOutcome>,
-) -> StoreResult<()> {
+    new: NewExecution,
+    outcome: Option<ExecutionOutcome>,
+) -> StoreResult<Execution> {
     let started_at = now_micros();
+    let finished_at = outcome.as_ref().map(|_| now_micros());
+    let outcome = outcome.as_ref();
     execute_cached(
         tx,
         "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
@@ -484,11 +500,28 @@ fn insert_execution_tx(
             outcome.is_some_and(|o| o.was_terminated),
             outcome.map_or(0, |o| o.duration_ms as i64),
             started_at,
-            outcome.map(|_| now_micros())
+            finished_at
         ],
     )
     .map_err(map_err)?;
-    Ok(())
+    Ok(Execution {
+        id,
+        account_id: new.account_id,
+        agent_id: new.agent_id,
+        agent_version: new.agent_version,
+        code_sha256: new.code_sha256,
+        key_id: new.key_id,
+        parent_execution_id: new.parent_execution_id,
+        status: outcome.map_or(ExecutionStatus::Running, |o| o.status),
+        input: new.input,
+        output: outcome.and_then(|o| o.output.clone()),
+        report: outcome.map_or_else(|| Value::Object(Default::default()), |o| o.report.clone()),
+        violation_count: outcome.map_or(0, |o| o.violation_count),
+        was_terminated: outcome.is_some_and(|o| o.was_terminated),
+        duration_ms: outcome.map_or(0, |o| o.duration_ms),
+        started_at: from_micros(started_at),
+        finished_at: finished_at.map(from_micros),
+    })
 }
 
 fn finish_execution_tx(
@@ -496,7 +529,7 @@ fn finish_execution_tx(
     account: AccountId,
     id: ExecutionId,
     outcome: &ExecutionOutcome,
-    ended: AuditEvent,
+    ended: audit_log::Prepared,
 ) -> StoreResult<Option<(Execution, AuditRecord)>> {
     let n = execute_cached(
         tx,
@@ -521,7 +554,7 @@ fn finish_execution_tx(
     }
     let execution =
         get_execution_tx(tx, account, id)?.ok_or_else(|| StoreError::corrupt("execution"))?;
-    let record = audit_log::append_event(tx, ended)?;
+    let record = one(audit_log::append_prepared(tx, vec![ended])?)?;
     Ok(Some((execution, record)))
 }
 
@@ -1087,7 +1120,10 @@ impl Store for SqliteStore {
         new: NewExecution,
         started: AuditEvent,
     ) -> StoreResult<(Execution, AuditRecord)> {
-        self.write(move |tx| start_execution_tx(tx, id, &new, started))
+        // The leaf is built here, on the caller's thread; the single writer
+        // only places it.
+        let started = audit_log::prepare(started)?;
+        self.write(move |tx| start_execution_tx(tx, id, new, started))
             .await
     }
 
@@ -1098,6 +1134,7 @@ impl Store for SqliteStore {
         outcome: ExecutionOutcome,
         ended: AuditEvent,
     ) -> StoreResult<Option<(Execution, AuditRecord)>> {
+        let ended = audit_log::prepare(ended)?;
         self.write(move |tx| finish_execution_tx(tx, account, id, &outcome, ended))
             .await
     }
@@ -1111,18 +1148,18 @@ impl Store for SqliteStore {
         ended: AuditEvent,
     ) -> StoreResult<(Execution, AuditRecord, AuditRecord)> {
         // Start and end in one transaction: one durable commit, and the row
-        // is written once, already finished.
+        // is written once, already finished. The leaves are built before the
+        // writer gets the work.
+        let events = vec![audit_log::prepare(started)?, audit_log::prepare(ended)?];
         self.write(move |tx| {
-            insert_execution_tx(tx, id, &new, Some(&outcome))?;
+            let execution = insert_execution_tx(tx, id, new, Some(outcome))?;
             // Both events in one append: one head update, one Merkle step.
-            let mut records = audit_log::append_events(tx, vec![started, ended])?.into_iter();
+            let mut records = audit_log::append_prepared(tx, events)?.into_iter();
             let (Some(first), Some(last)) = (records.next(), records.next()) else {
                 return Err(StoreError::Internal(
                     "append produced too few records".into(),
                 ));
             };
-            let execution = get_execution_tx(tx, new.account_id, id)?
-                .ok_or_else(|| StoreError::corrupt("execution"))?;
             Ok((execution, first, last))
         })
         .await
@@ -1639,5 +1676,34 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// A statement with a bound `LIMIT`, bound again on every call, is
+    /// prepared once: its plan does not depend on the value.
+    #[test]
+    fn bound_limits_do_not_prepare_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = open(&path).unwrap();
+        let sql = "SELECT id FROM permission_requests WHERE account_id = ?1 AND status = ?2
+                   ORDER BY id DESC LIMIT ?3";
+        for limit in [100, 100, 7, 100] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let rows = stmt
+                .query_map(params![1, "approved", limit], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .count();
+            assert_eq!(rows, 0);
+        }
+        let stmt = conn.prepare_cached(sql).unwrap();
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
     }
 }

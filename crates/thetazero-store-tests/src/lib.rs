@@ -1186,7 +1186,7 @@ pub async fn concurrent_executions_commit_together_and_fail_alone(store: Arc<dyn
                         .map(|(e, first, last)| {
                             assert_eq!(e.status, ExecutionStatus::Completed);
                             assert_eq!(last.leaf_index, first.leaf_index + 1, "adjacent");
-                            2
+                            e
                         })
                 } else {
                     store
@@ -1194,7 +1194,7 @@ pub async fn concurrent_executions_commit_together_and_fail_alone(store: Arc<dyn
                         .await
                         .map(|(e, _)| {
                             assert_eq!(e.status, ExecutionStatus::Running);
-                            1
+                            e
                         })
                 }
             })
@@ -1204,7 +1204,16 @@ pub async fn concurrent_executions_commit_together_and_fail_alone(store: Arc<dyn
     let mut failures = 0;
     for t in tasks {
         match t.await.unwrap() {
-            Ok(n) => events += n,
+            Ok(answered) => {
+                events += if answered.status == ExecutionStatus::Running {
+                    1
+                } else {
+                    2
+                };
+                // What a write answers is what a read finds.
+                let stored = store.get_execution(account.id, answered.id).await.unwrap();
+                assert_eq!(stored.as_ref(), Some(&answered));
+            }
             Err(_) => failures += 1,
         }
     }
