@@ -411,9 +411,10 @@ async fn tampering_with_the_database_is_detected_and_named() {
         ),
         (
             "reorder two rows",
-            "UPDATE audit_leaves SET leaf_index = -1 WHERE leaf_index = 5;
-             UPDATE audit_leaves SET leaf_index = 5 WHERE leaf_index = 6;
-             UPDATE audit_leaves SET leaf_index = 6 WHERE leaf_index = -1;",
+            // SQLite keys a leaf by account and index packed in one integer.
+            "UPDATE audit_leaves SET leaf_key = leaf_key + 1000000 WHERE leaf_index = 5;
+             UPDATE audit_leaves SET leaf_key = leaf_key - 1 WHERE leaf_index = 6;
+             UPDATE audit_leaves SET leaf_key = leaf_key - 999999 WHERE leaf_index = 1000005;",
             "UPDATE audit_leaves SET leaf_index = -1 WHERE leaf_index = 5;
              UPDATE audit_leaves SET leaf_index = 5 WHERE leaf_index = 6;
              UPDATE audit_leaves SET leaf_index = 6 WHERE leaf_index = -1;",

@@ -26,44 +26,72 @@ pub(crate) struct TxHashes<'a> {
 
 impl HashReader for TxHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, merkle::StoreError> {
-        if indexes.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One statement for all of them (one per count of indexes, cached):
-        // an append reads about log2(size) hashes.
-        let placeholders = vec!["?"; indexes.len()].join(",");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT storage_index, hash FROM audit_hashes WHERE account_id = ? AND storage_index IN ({placeholders})"
-            ))
-            .map_err(|e| merkle::StoreError::msg(e.to_string()))?;
-        let mut args: Vec<i64> = Vec::with_capacity(indexes.len() + 1);
-        args.push(self.account);
-        args.extend(indexes.iter().map(|i| *i as i64));
-        let mut found = std::collections::HashMap::with_capacity(indexes.len());
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(|e| merkle::StoreError::msg(e.to_string()))?;
-        for row in rows {
-            let (index, bytes) = row.map_err(|e| merkle::StoreError::msg(e.to_string()))?;
-            let hash: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| merkle::StoreError::msg(format!("hash {index} is not 32 bytes")))?;
-            found.insert(index as u64, Hash(hash));
-        }
-        indexes
-            .iter()
-            .map(|index| {
-                found
-                    .get(index)
-                    .copied()
-                    .ok_or_else(|| merkle::StoreError::msg(format!("hash {index}: not stored")))
-            })
-            .collect()
+        read_hashes(self.conn, self.account, indexes)
+            .map(|found| found.into_iter().map(Hash).collect())
+            .map_err(merkle::StoreError::msg)
     }
+}
+
+/// Bits of a leaf's or a stored hash's key that hold its index; the account
+/// id is above them (migration `0006_audit_keys`).
+const INDEX_BITS: u32 = 40;
+const INDEX_MASK: i64 = (1 << INDEX_BITS) - 1;
+
+/// The key of an account's leaf or stored hash with this index.
+fn log_key(account: i64, index: u64) -> Result<i64, String> {
+    if !(0..1 << (63 - INDEX_BITS)).contains(&account) || index > INDEX_MASK as u64 {
+        return Err(format!(
+            "account {account}, index {index} is outside the audit log's keys"
+        ));
+    }
+    Ok((account << INDEX_BITS) | index as i64)
+}
+
+/// The first key past every index of the account (`to` clamped to them).
+fn key_bound(account: i64, to: u64) -> Result<i64, String> {
+    Ok(log_key(account, to.min(INDEX_MASK as u64))? + i64::from(to > INDEX_MASK as u64))
+}
+
+/// Interior hashes of one account's log by storage index, in one statement
+/// (one per count of indexes, cached): an append or a proof reads about
+/// log2(size) of them.
+fn read_hashes(conn: &Connection, account: i64, indexes: &[u64]) -> Result<Vec<[u8; 32]>, String> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; indexes.len()].join(",");
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT hash_key, hash FROM audit_hashes WHERE hash_key IN ({marks})"
+        ))
+        .map_err(|e| e.to_string())?;
+    let keys = indexes
+        .iter()
+        .map(|i| log_key(account, *i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut found = std::collections::HashMap::with_capacity(indexes.len());
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(keys), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(|e| e.to_string())?;
+    for row in rows {
+        let (k, bytes) = row.map_err(|e| e.to_string())?;
+        let index = (k & INDEX_MASK) as u64;
+        let hash: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("hash {index} is not 32 bytes"))?;
+        found.insert(index, hash);
+    }
+    indexes
+        .iter()
+        .map(|i| {
+            found
+                .get(i)
+                .copied()
+                .ok_or_else(|| format!("hash {i} is not stored"))
+        })
+        .collect()
 }
 
 fn merkle_err(e: impl std::fmt::Display) -> StoreError {
@@ -159,7 +187,7 @@ fn append_run(
         .map_err(map_err)?;
     let mut insert_leaf = conn
         .prepare_cached(
-            "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO audit_leaves (leaf_key, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3)",
         )
         .map_err(map_err)?;
     let mut insert_payload = conn
@@ -190,7 +218,11 @@ fn append_run(
             .map_err(map_err)?;
         let id = conn.last_insert_rowid();
         insert_leaf
-            .execute(params![account, index, p.bytes, &p.leaf_hash[..]])
+            .execute(params![
+                log_key(account, index as u64).map_err(merkle_err)?,
+                p.bytes,
+                &p.leaf_hash[..]
+            ])
             .map_err(map_err)?;
         if let Some(text) = &p.payload {
             insert_payload.execute(params![id, text]).map_err(map_err)?;
@@ -206,14 +238,24 @@ fn append_run(
             event,
         });
     }
-    let mut insert_hash = conn
-        .prepare_cached(
-            "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
-        )
+    insert_hashes(conn, account, rows)
+}
+
+/// Stores the interior hashes an append computed.
+fn insert_hashes(
+    conn: &Connection,
+    account: i64,
+    rows: Vec<merkle::StoredHash>,
+) -> StoreResult<()> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO audit_hashes (hash_key, hash) VALUES (?1, ?2)")
         .map_err(map_err)?;
     for row in rows {
-        insert_hash
-            .execute(params![account, row.index as i64, &row.hash.0[..]])
+        insert
+            .execute(params![
+                log_key(account, row.index).map_err(merkle_err)?,
+                &row.hash.0[..]
+            ])
             .map_err(map_err)?;
     }
     Ok(())
@@ -226,18 +268,20 @@ pub(crate) fn leaves(
     to: u64,
     limit: u64,
 ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
     let mut stmt = conn
         .prepare_cached(
-            "SELECT leaf_index, leaf_bytes FROM audit_leaves WHERE account_id = ?1
-             AND leaf_index >= ?2 AND leaf_index < ?3 ORDER BY leaf_index LIMIT ?4",
+            "SELECT leaf_index, leaf_bytes FROM audit_leaves
+             WHERE leaf_key >= ?1 AND leaf_key < ?2 ORDER BY leaf_key LIMIT ?3",
         )
         .map_err(map_err)?;
     let rows = stmt
         .query_map(
             params![
-                account,
-                from.min(i64::MAX as u64) as i64,
-                to.min(i64::MAX as u64) as i64,
+                key_bound(account, from).map_err(merkle_err)?,
+                key_bound(account, to).map_err(merkle_err)?,
                 limit.min(i64::MAX as u64) as i64
             ],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
@@ -253,41 +297,7 @@ pub(crate) fn hashes(
     account: i64,
     indexes: &[u64],
 ) -> StoreResult<Vec<[u8; 32]>> {
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One statement for the whole proof: its hashes are a few dozen rows.
-    let marks = vec!["?"; indexes.len()].join(", ");
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT storage_index, hash FROM audit_hashes WHERE account_id = ? AND storage_index IN ({marks})"
-        ))
-        .map_err(map_err)?;
-    let mut args: Vec<i64> = Vec::with_capacity(indexes.len() + 1);
-    args.push(account);
-    args.extend(indexes.iter().map(|i| (*i).min(i64::MAX as u64) as i64));
-    let mut found = std::collections::HashMap::with_capacity(indexes.len());
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-        })
-        .map_err(map_err)?;
-    for row in rows {
-        let (index, bytes) = row.map_err(map_err)?;
-        let hash: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| merkle_err(format!("hash {index} is not 32 bytes")))?;
-        found.insert(index, hash);
-    }
-    indexes
-        .iter()
-        .map(|i| {
-            found
-                .get(i)
-                .copied()
-                .ok_or_else(|| merkle_err(format!("hash {i} is missing")))
-        })
-        .collect()
+    read_hashes(conn, account, indexes).map_err(merkle_err)
 }
 
 pub(crate) fn log_size(conn: &Connection, account: i64) -> StoreResult<u64> {
@@ -417,8 +427,8 @@ pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
                 "SELECT e.id, e.account_id, e.leaf_index, e.timestamp, e.agent_id, e.execution_id, e.key_id,
                         e.action_type, e.action_category, e.description, e.permission_state, e.is_violation
                  FROM audit_events e LEFT JOIN audit_leaves l
-                   ON l.account_id = e.account_id AND l.leaf_index = e.leaf_index
-                 WHERE l.leaf_index IS NULL ORDER BY e.account_id, e.leaf_index",
+                   ON l.leaf_key = (e.account_id << 40) | e.leaf_index
+                 WHERE l.leaf_key IS NULL ORDER BY e.account_id, e.leaf_index",
             )
             .map_err(map_err)?;
         let rows = stmt
@@ -492,19 +502,17 @@ pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
         )
         .map_err(merkle_err)?;
         let leaf_hash = merkle::leaf_hash(&bytes).0;
-        execute_cached(&tx,
-            "INSERT INTO audit_leaves (account_id, leaf_index, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
-            params![account, index, bytes, &leaf_hash[..]],
+        execute_cached(
+            &tx,
+            "INSERT INTO audit_leaves (leaf_key, leaf_bytes, leaf_hash) VALUES (?1, ?2, ?3)",
+            params![
+                log_key(account, index as u64).map_err(merkle_err)?,
+                bytes,
+                &leaf_hash[..]
+            ],
         )
         .map_err(map_err)?;
-        for row in rows {
-            execute_cached(
-                &tx,
-                "INSERT INTO audit_hashes (account_id, storage_index, hash) VALUES (?1, ?2, ?3)",
-                params![account, row.index as i64, &row.hash.0[..]],
-            )
-            .map_err(map_err)?;
-        }
+        insert_hashes(&tx, account, rows)?;
         execute_cached(
             &tx,
             "INSERT OR IGNORE INTO audit_payload_salts (audit_id, salt) VALUES (?1, ?2)",

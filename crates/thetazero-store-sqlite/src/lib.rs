@@ -389,7 +389,9 @@ fn get_execution_tx(
 }
 
 const AUDIT_COLS: &str = "e.id, e.account_id, e.leaf_index, e.timestamp, e.agent_id, e.execution_id, e.key_id, e.action_type, e.action_category, e.description, e.permission_state, e.is_violation, e.input_summary, e.output_summary, l.leaf_hash";
-const AUDIT_FROM: &str = "audit_events e JOIN audit_leaves l ON l.account_id = e.account_id AND l.leaf_index = e.leaf_index";
+/// Events with their leaves (keyed as `audit_log` keys them).
+const AUDIT_FROM: &str =
+    "audit_events e JOIN audit_leaves l ON l.leaf_key = (e.account_id << 40) | e.leaf_index";
 
 fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     let leaf_hash: Vec<u8> = row.get(14)?;

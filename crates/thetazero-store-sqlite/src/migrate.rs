@@ -21,6 +21,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_permission_requests",
         include_str!("../migrations/0005_permission_requests.sql"),
     ),
+    (
+        "0006_audit_keys",
+        include_str!("../migrations/0006_audit_keys.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

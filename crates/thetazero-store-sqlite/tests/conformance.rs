@@ -80,9 +80,14 @@ async fn merkle_tables_refuse_update_and_delete() {
         .unwrap();
     store.store_checkpoint(account.id, 1, "note").await.unwrap();
     let conn = Connection::open(&path).unwrap();
-    for table in ["audit_leaves", "audit_hashes", "audit_checkpoints"] {
+    for (table, column) in [
+        ("audit_leaves", "leaf_key"),
+        ("audit_leaves", "leaf_bytes"),
+        ("audit_hashes", "hash_key"),
+        ("audit_checkpoints", "account_id"),
+    ] {
         for sql in [
-            format!("UPDATE {table} SET account_id = 99"),
+            format!("UPDATE {table} SET {column} = 99"),
             format!("DELETE FROM {table}"),
         ] {
             let err = conn.execute(&sql, []).unwrap_err().to_string();
@@ -158,4 +163,96 @@ async fn events_from_before_leaves_get_leaves_in_order_at_open() {
         thetazero_audit::merkle::root(3, &prefetched).unwrap(),
         memory.root().unwrap()
     );
+}
+
+/// A database whose leaves and hashes use the composite keys of migration
+/// 0003 is moved to the packed keys of 0006 at open: every log reads back
+/// the same, proves the same root, and grows from where it was.
+#[tokio::test]
+async fn audit_tables_move_to_packed_keys_intact() {
+    use thetazero_audit::merkle;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let accounts = {
+        let store = SqliteStore::open(&path).unwrap();
+        let a = store.create_account("a").await.unwrap();
+        let b = store.create_account("b").await.unwrap();
+        for i in 0..33 {
+            let account = if i % 3 == 0 { b.id } else { a.id };
+            store
+                .append_audit(vec![AuditEvent::new(account, "api_call", "host", "x")])
+                .await
+                .unwrap();
+        }
+        [a.id, b.id]
+    };
+    /// `(account, index, bytes)` of every leaf, then of every stored hash.
+    type Rows = Vec<(i64, i64, Vec<u8>)>;
+    let dump = |conn: &Connection| -> (Rows, Rows) {
+        let rows = |sql: &str| {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        };
+        (
+            rows("SELECT account_id, leaf_index, leaf_bytes FROM audit_leaves ORDER BY account_id, leaf_index"),
+            rows("SELECT account_id, storage_index, hash FROM audit_hashes ORDER BY account_id, storage_index"),
+        )
+    };
+    // Back to the layout of migration 0003, as an older version left it.
+    let conn = Connection::open(&path).unwrap();
+    let before = dump(&conn);
+    assert_eq!(before.0.len(), 33);
+    conn.execute_batch(
+        "CREATE TABLE old_leaves (account_id INTEGER NOT NULL, leaf_index INTEGER NOT NULL,
+             leaf_bytes BLOB NOT NULL, leaf_hash BLOB NOT NULL,
+             PRIMARY KEY (account_id, leaf_index)) WITHOUT ROWID;
+         INSERT INTO old_leaves SELECT account_id, leaf_index, leaf_bytes, leaf_hash FROM audit_leaves;
+         CREATE TABLE old_hashes (account_id INTEGER NOT NULL, storage_index INTEGER NOT NULL,
+             hash BLOB NOT NULL, PRIMARY KEY (account_id, storage_index)) WITHOUT ROWID;
+         INSERT INTO old_hashes SELECT account_id, storage_index, hash FROM audit_hashes;
+         DROP TABLE audit_leaves; DROP TABLE audit_hashes;
+         ALTER TABLE old_leaves RENAME TO audit_leaves;
+         ALTER TABLE old_hashes RENAME TO audit_hashes;
+         DELETE FROM schema_migrations WHERE name = '0006_audit_keys';",
+    )
+    .unwrap();
+    assert_eq!(dump(&conn), before);
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(dump(&conn), before, "the same rows under the new keys");
+    for account in accounts {
+        let size = store.audit_log_size(account).await.unwrap();
+        let next = store
+            .append_audit(vec![AuditEvent::new(account, "api_call", "host", "y")])
+            .await
+            .unwrap();
+        assert_eq!(next[0].leaf_index, size, "the log grows from where it was");
+        let mut memory = thetazero_audit::MemoryHashStore::new();
+        for (_, bytes) in store.audit_leaves(account, 0, 100, 100).await.unwrap() {
+            memory.push(&bytes).unwrap();
+        }
+        let indexes = merkle::indexes_for_root(size + 1).unwrap();
+        let hashes = store.audit_hashes(account, indexes.clone()).await.unwrap();
+        let stored = merkle::PrefetchedHashes::new(
+            indexes
+                .into_iter()
+                .zip(hashes.into_iter().map(merkle::Hash)),
+        );
+        assert_eq!(
+            merkle::root(size + 1, &stored).unwrap(),
+            memory.root().unwrap()
+        );
+    }
+    // The append-only triggers came back with the tables.
+    let err = conn
+        .execute("DELETE FROM audit_leaves", [])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("append-only"), "{err}");
 }
