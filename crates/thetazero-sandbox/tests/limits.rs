@@ -79,6 +79,30 @@ async fn stack_limit() {
     }
 }
 
+/// An overflow the agent catches is an ordinary `RangeError` to it: the
+/// stack held, the run goes on, and its other limits still end it.
+#[tokio::test]
+async fn a_caught_stack_overflow_is_a_range_error_and_the_run_goes_on() {
+    let host = MemHost::new();
+    let r = run(job(
+        "function f(n) { return f(n + 1) + 1 } try { f(0) } catch (e) { return [e instanceof RangeError, e.message] }",
+        &host,
+    ))
+    .await;
+    assert_eq!(r.status, Status::Completed, "{r:?}");
+    assert_eq!(r.output, json!([true, "Maximum call stack size exceeded"]));
+    assert!(host.limit_events().is_empty());
+    // Overflowing again and again only spends the run's own time.
+    let host = MemHost::new();
+    let mut j = job(
+        "function f(n) { return f(n + 1) + 1 } for (;;) { try { f(0) } catch (e) {} }",
+        &host,
+    );
+    j.limits.cpu_time_ms = 300;
+    expect_limit(j, &host, Status::TimedOut, LimitKind::CpuTime).await;
+    assert_clean_next().await;
+}
+
 #[tokio::test]
 async fn api_calls_per_run() {
     let host = MemHost::new();
