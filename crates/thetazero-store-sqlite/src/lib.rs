@@ -88,8 +88,14 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
         true,
     )?;
     // FULL: an acknowledged write survives power loss, not only a crash.
+    // 2 KiB pages (a new database only; an existing one keeps its own): a
+    // commit rewrites whole pages, and an execution's commit touches about
+    // fifteen of them, so smaller pages halve the bytes each commit syncs;
+    // inclusion proofs also read fewer bytes per hash (both measured in
+    // BENCHMARKS.md). 1 KiB slowed batched appends and exports.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA page_size = 2048;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;

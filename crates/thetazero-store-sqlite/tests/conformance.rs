@@ -256,3 +256,31 @@ async fn audit_tables_move_to_packed_keys_intact() {
         .to_string();
     assert!(err.contains("append-only"), "{err}");
 }
+
+#[tokio::test]
+async fn a_new_database_has_2_kib_pages_and_an_old_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("new.db");
+    drop(SqliteStore::open(&fresh).unwrap());
+    let size = |path: &std::path::Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(size(&fresh), 2048);
+    // A database an earlier version made with 4 KiB pages.
+    let old = dir.path().join("old.db");
+    Connection::open(&old)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);")
+        .unwrap();
+    let store = SqliteStore::open(&old).unwrap();
+    let account = store.create_account("a").await.unwrap();
+    store
+        .append_audit(vec![AuditEvent::new(account.id, "api_call", "host", "x")])
+        .await
+        .unwrap();
+    drop(store);
+    assert_eq!(size(&old), 4096);
+}
