@@ -36,10 +36,12 @@ impl HashReader for TxHashes<'_> {
 /// id is above them (migration `0006_audit_keys`).
 const INDEX_BITS: u32 = 40;
 const INDEX_MASK: i64 = (1 << INDEX_BITS) - 1;
+/// The highest account id whose log the keys can hold.
+pub(crate) const MAX_ACCOUNT_ID: i64 = (1 << (63 - INDEX_BITS)) - 1;
 
 /// The key of an account's leaf or stored hash with this index.
 fn log_key(account: i64, index: u64) -> Result<i64, String> {
-    if !(0..1 << (63 - INDEX_BITS)).contains(&account) || index > INDEX_MASK as u64 {
+    if !(0..=MAX_ACCOUNT_ID).contains(&account) || index > INDEX_MASK as u64 {
         return Err(format!(
             "account {account}, index {index} is outside the audit log's keys"
         ));
@@ -47,9 +49,11 @@ fn log_key(account: i64, index: u64) -> Result<i64, String> {
     Ok((account << INDEX_BITS) | index as i64)
 }
 
-/// The first key past every index of the account (`to` clamped to them).
+/// The key of index `to`, or past every index of the account when `to` is
+/// beyond them (saturating at the last account's last key).
 fn key_bound(account: i64, to: u64) -> Result<i64, String> {
-    Ok(log_key(account, to.min(INDEX_MASK as u64))? + i64::from(to > INDEX_MASK as u64))
+    Ok(log_key(account, to.min(INDEX_MASK as u64))?
+        .saturating_add(i64::from(to > INDEX_MASK as u64)))
 }
 
 /// Interior hashes of one account's log by storage index, in one statement

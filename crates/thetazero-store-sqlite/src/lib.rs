@@ -644,8 +644,17 @@ fn insert_account(tx: &Transaction<'_>, name: &str, now: i64) -> StoreResult<Acc
         params![name, now],
     )
     .map_err(map_err)?;
+    let id = tx.last_insert_rowid();
+    // An account's audit log is keyed below its id (see `audit_log`): ids
+    // past the keys' range are refused here, with the write undone.
+    if id > audit_log::MAX_ACCOUNT_ID {
+        return Err(StoreError::Conflict(format!(
+            "this deployment holds its most accounts ({})",
+            audit_log::MAX_ACCOUNT_ID
+        )));
+    }
     Ok(Account {
-        id: tx.last_insert_rowid(),
+        id,
         name: name.to_string(),
         created_at: from_micros(now),
     })

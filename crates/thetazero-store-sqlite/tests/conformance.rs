@@ -284,3 +284,40 @@ async fn a_new_database_has_2_kib_pages_and_an_old_one_keeps_its_own() {
     drop(store);
     assert_eq!(size(&old), 4096);
 }
+
+/// Account ids stop where the audit log's keys do: the last one works, the
+/// next is refused as a conflict and leaves nothing behind.
+#[tokio::test]
+async fn accounts_past_the_audit_keys_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.create_account("first").await.unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'accounts'",
+            [(1i64 << 23) - 2],
+        )
+        .unwrap();
+    let last = store.create_account("last").await.unwrap();
+    assert_eq!(last.id, (1 << 23) - 1);
+    let record = store
+        .append_audit(vec![AuditEvent::new(last.id, "api_call", "host", "x")])
+        .await
+        .unwrap();
+    assert_eq!(record[0].leaf_index, 0, "its log works");
+    // Reading to the end of the last account's keys does not overflow them.
+    let leaves = store.audit_leaves(last.id, 0, u64::MAX, 10).await.unwrap();
+    assert_eq!(leaves.len(), 1);
+    let err = store.create_account("one too many").await.unwrap_err();
+    assert!(
+        matches!(err, thetazero_core::store::StoreError::Conflict(_)),
+        "{err:?}"
+    );
+    let count: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 2);
+}
