@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{agent, assert_error, execute, TestApp};
+use common::{agent, assert_error, execute, start, TestApp};
 use serde_json::json;
 
 /// The spec's Python SDK example, entry code verbatim.
@@ -300,4 +300,50 @@ async fn disabled_agents_refuse_and_inputs_are_checked() {
         )
         .await;
     assert_error(&r, 403, "missing_scope");
+}
+
+/// A run that makes no host call has its start written with its end, unless
+/// it goes on for more than a moment: then it is listed as running while it
+/// runs, and still ends with exactly one start and one end.
+#[tokio::test]
+async fn a_long_quiet_run_is_listed_as_running_and_a_quick_one_is_not() {
+    async fn running(app: &TestApp, id: i64) -> u64 {
+        let path = format!("/api/v1/sdk/agents/{id}/executions?status=running");
+        let r = app.call("GET", &path, Some(&app.owner), None).await;
+        r.body["total"].as_u64().unwrap()
+    }
+    let app = TestApp::new().await;
+    let quick = agent(&app, json!({"name": "quick", "entry_code": "return 1"})).await;
+    let r = execute(&app, quick, json!({})).await;
+    let quick_execution = r["execution_id"].as_i64().unwrap();
+    let slow = agent(
+        &app,
+        json!({"name": "slow", "entry_code": "const end = Date.now() + 400; while (Date.now() < end) {} return 2"}),
+    )
+    .await;
+    let run = start(&app, slow);
+    let mut seen = false;
+    for _ in 0..100 {
+        if running(&app, slow).await == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(seen, "the slow run was never listed as running");
+    let ended = run.await.unwrap();
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(running(&app, slow).await, 0);
+    // Some time later the quick run still has only its two events: its start
+    // timer went when it ended.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for execution in [quick_execution, ended["execution_id"].as_i64().unwrap()] {
+        let mut types: Vec<String> = audit_types(&app, execution)
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        types.sort();
+        assert_eq!(types, ["execution_completed", "execution_started"]);
+    }
 }

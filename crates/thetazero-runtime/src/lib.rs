@@ -575,11 +575,18 @@ async fn execute(
     // and end written in one commit; a longer one gets its start written
     // after a moment, so that it shows as running.
     let gate = Arc::new(StartGate::new(store.clone(), execution_id, new, started));
+    // Dropped when the run ends: a quick run's timer then goes at once
+    // instead of waking a worker later for nothing.
+    let (run_ended, ended_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let gate = gate.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(WRITE_START_AFTER).await;
-            let _ = gate.ensure().await;
+            tokio::select! {
+                _ = tokio::time::sleep(WRITE_START_AFTER) => {
+                    let _ = gate.ensure().await;
+                }
+                _ = ended_rx => {}
+            }
         });
     }
 
@@ -650,6 +657,7 @@ async fn execute(
         Err(e) => Err(RuntimeError::Sandbox(e.to_string())),
     };
     drop(guard);
+    drop(run_ended);
 
     let report = match report {
         Ok(r) => r,
