@@ -4,7 +4,7 @@
 Starts `thetazero serve` on a fresh SQLite data directory, registers the
 trivial agent, drives executions over keep-alive connections, and divides
 each thread's CPU time (from /proc/<pid>/task/*/schedstat, Linux only) by the
-number of executions. Threads are grouped by name (sqlite-writer, the sandbox
+number of executions; prints the server's peak resident memory too. Threads are grouped by name (sqlite-writer, the sandbox
 workers, tokio's workers). Compare two builds by running it on each.
 
 Run: cargo build --release -p thetazero
@@ -98,6 +98,9 @@ def run(server, total, clients):
         if spent >= 0.5:
             print(f"  {name:<24} {spent:7.1f}")
     print(f"  {'all threads':<24} {overall:7.1f}")
+    with open(f"/proc/{server.pid}/status") as f:
+        peak = next(l.split()[1] for l in f if l.startswith("VmHWM:"))
+    print(f"server peak resident memory: {int(peak) / 1024:.1f} MB")
 
 
 if __name__ == "__main__":
