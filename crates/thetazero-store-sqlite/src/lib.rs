@@ -485,7 +485,7 @@ fn insert_execution_tx(
 ) -> StoreResult<Execution> {
     let started_at = now_micros();
     let finished_at = outcome.as_ref().map(|_| now_micros());
-    let outcome = outcome.as_ref();
+    let written = outcome.as_ref();
     execute_cached(
         tx,
         "INSERT INTO executions (id, account_id, agent_id, agent_version, code_sha256, key_id,
@@ -500,18 +500,26 @@ fn insert_execution_tx(
             new.code_sha256,
             new.key_id,
             new.parent_execution_id,
-            outcome.map_or("running", |o| o.status.as_str()),
+            written.map_or("running", |o| o.status.as_str()),
             new.input.to_string(),
-            outcome.and_then(|o| o.output.as_ref().map(|v| v.to_string())),
-            outcome.map_or_else(|| "{}".to_string(), |o| o.report.to_string()),
-            outcome.map_or(0, |o| o.violation_count as i64),
-            outcome.is_some_and(|o| o.was_terminated),
-            outcome.map_or(0, |o| o.duration_ms as i64),
+            written.and_then(|o| o.output.as_ref().map(|v| v.to_string())),
+            written.map_or_else(|| "{}".to_string(), |o| o.report.to_string()),
+            written.map_or(0, |o| o.violation_count as i64),
+            written.is_some_and(|o| o.was_terminated),
+            written.map_or(0, |o| o.duration_ms as i64),
             started_at,
             finished_at
         ],
     )
     .map_err(map_err)?;
+    let outcome = outcome.unwrap_or(ExecutionOutcome {
+        status: ExecutionStatus::Running,
+        output: None,
+        report: Value::Object(Default::default()),
+        violation_count: 0,
+        was_terminated: false,
+        duration_ms: 0,
+    });
     Ok(Execution {
         id,
         account_id: new.account_id,
@@ -520,13 +528,13 @@ fn insert_execution_tx(
         code_sha256: new.code_sha256,
         key_id: new.key_id,
         parent_execution_id: new.parent_execution_id,
-        status: outcome.map_or(ExecutionStatus::Running, |o| o.status),
+        status: outcome.status,
         input: new.input,
-        output: outcome.and_then(|o| o.output.clone()),
-        report: outcome.map_or_else(|| Value::Object(Default::default()), |o| o.report.clone()),
-        violation_count: outcome.map_or(0, |o| o.violation_count),
-        was_terminated: outcome.is_some_and(|o| o.was_terminated),
-        duration_ms: outcome.map_or(0, |o| o.duration_ms),
+        output: outcome.output,
+        report: outcome.report,
+        violation_count: outcome.violation_count,
+        was_terminated: outcome.was_terminated,
+        duration_ms: outcome.duration_ms,
         started_at: from_micros(started_at),
         finished_at: finished_at.map(from_micros),
     })
