@@ -89,18 +89,45 @@ impl Fixed {
         // Only a success is kept: compiling runs under the job's memory
         // limit, and one run short of memory must not leave every later
         // run parsing the script.
-        let bytes = match self.bytes.get() {
-            Some(bytes) => Some(bytes.clone()),
-            None => compile(ctx, self.source, self.filename, false)
-                .map(|b| self.bytes.get_or_init(|| b).clone()),
-        };
-        match bytes {
-            Some(bytes) => run(ctx, &bytes),
-            None => {
-                let mut options = rquickjs::context::EvalOptions::default();
-                options.filename = Some(self.filename.to_string());
-                ctx.eval_with_options(self.source, options)
-            }
+        eval(
+            ctx,
+            self.source,
+            self.filename,
+            false,
+            self.bytes.get().cloned(),
+            |bytes| {
+                let _ = self.bytes.set(bytes);
+            },
+        )
+    }
+}
+
+/// Runs `source` as a global script from bytecode: `cached` when there is
+/// some, else compiled now and handed to `keep`. Source that does not compile
+/// is evaluated as it is, which reports its error as usual.
+pub(crate) fn eval<'js>(
+    ctx: &Ctx<'js>,
+    source: &str,
+    filename: &str,
+    barrier: bool,
+    cached: Option<Arc<[u8]>>,
+    keep: impl FnOnce(Arc<[u8]>),
+) -> Result<Value<'js>> {
+    let bytes = cached.or_else(|| {
+        let compiled = compile(ctx, source, filename, barrier)?;
+        keep(compiled.clone());
+        Some(compiled)
+    });
+    match bytes {
+        Some(bytes) => run(ctx, &bytes),
+        None => {
+            // As `compile` would have: global, not strict.
+            let mut options = rquickjs::context::EvalOptions::default();
+            options.global = true;
+            options.strict = false;
+            options.backtrace_barrier = barrier;
+            options.filename = Some(filename.to_string());
+            ctx.eval_with_options(source, options)
         }
     }
 }

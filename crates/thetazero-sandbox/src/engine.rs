@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use rquickjs::context::{intrinsic, EvalOptions};
+use rquickjs::context::intrinsic;
 use rquickjs::function::Rest;
 use rquickjs::object::Property;
 use rquickjs::promise::MaybePromise;
@@ -488,23 +488,15 @@ async fn run_in_context<'js>(
 /// before in the same cache scope, else compiled now and kept for next time.
 fn eval_agent<'js>(ctx: &Ctx<'js>, code: &str, scope: u64) -> rquickjs::Result<MaybePromise<'js>> {
     let cache = bytecode::AgentCache::global();
-    let bytes = cache.get(scope, code).or_else(|| {
-        let compiled = bytecode::compile(ctx, code, AGENT_FILE, true)?;
-        cache.put(scope, code, compiled.clone());
-        Some(compiled)
-    });
-    match bytes {
-        Some(bytes) => bytecode::run(ctx, &bytes)?.get(),
-        None => {
-            // Does not compile: evaluating reports the error as usual.
-            let mut options = EvalOptions::default();
-            options.global = true;
-            options.strict = false;
-            options.backtrace_barrier = true;
-            options.filename = Some(AGENT_FILE.to_string());
-            ctx.eval_with_options(code, options)
-        }
-    }
+    bytecode::eval(
+        ctx,
+        code,
+        AGENT_FILE,
+        true,
+        cache.get(scope, code),
+        |bytes| cache.put(scope, code, bytes),
+    )?
+    .get()
 }
 
 fn type_error(message: &str) -> ErrorInfo {

@@ -395,7 +395,8 @@ fn get_execution_tx(
 }
 
 const AUDIT_COLS: &str = "e.id, e.account_id, e.leaf_index, e.timestamp, e.agent_id, e.execution_id, e.key_id, e.action_type, e.action_category, e.description, e.permission_state, e.is_violation, e.input_summary, e.output_summary, l.leaf_hash";
-/// Events with their leaves (keyed as `audit_log` keys them).
+/// Events with their leaves (keyed as `audit_log` keys them: the 40 is its
+/// `INDEX_BITS`, fixed by migration `0006_audit_keys`).
 const AUDIT_FROM: &str =
     "audit_events e JOIN audit_leaves l ON l.leaf_key = (e.account_id << 40) | e.leaf_index";
 
