@@ -592,6 +592,7 @@ impl Host for ServerHost {
                 limit,
                 detail,
                 is_violation,
+                enforcement,
             } => {
                 let mut e = self.event(
                     "sandbox_limit_hit",
@@ -599,7 +600,28 @@ impl Host for ServerHost {
                     format!("limit {} hit: {detail}", limit.as_str()),
                 );
                 e.is_violation = *is_violation;
-                e.payload = json!({"limit": limit.as_str(), "detail": detail});
+                e.payload = json!({
+                    "limit": limit.as_str(),
+                    "detail": detail,
+                    "enforcement": enforcement.as_str(),
+                });
+                e
+            }
+            SandboxEvent::WorkerStopped {
+                cause_execution_id,
+                reason,
+            } => {
+                let mut e = self.event(
+                    "worker_stopped",
+                    "limit",
+                    format!("the sandbox worker running this execution was ended: {reason}"),
+                );
+                e.permission_state = "failed".into();
+                e.payload = json!({
+                    "code": "WORKER_STOPPED",
+                    "cause_execution_id": cause_execution_id,
+                    "reason": reason,
+                });
                 e
             }
         };

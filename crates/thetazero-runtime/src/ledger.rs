@@ -42,9 +42,16 @@ fn integrity(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Integrity(e.to_string())
 }
 
-/// How the code was isolated, reported as `tee_mode`. Honest by design: no
-/// hardware attestation is claimed.
-pub const TEE_MODE: &str = "in_process";
+/// How the code was isolated, reported as `tee_mode`: what the execution's
+/// own record says it had (`process_sandbox`, `in_process`, or `none` when
+/// no code ran). Records written before the engine said so ran in process.
+/// Honest by design: no hardware attestation is claimed.
+fn tee_mode(report: &Value) -> String {
+    match report.get("tee_mode").and_then(Value::as_str) {
+        Some(mode @ ("process_sandbox" | "in_process" | "none")) => mode.to_string(),
+        _ => "in_process".to_string(),
+    }
+}
 
 pub struct Ledger {
     store: Arc<dyn Store>,
@@ -342,7 +349,7 @@ impl Ledger {
             input_digest: Digest(Sha256::digest(execution.input.to_string().as_bytes()).into()),
             output_digest,
             limits,
-            tee_mode: TEE_MODE.to_string(),
+            tee_mode: tee_mode(&execution.report),
             audit_first_leaf: first.leaf_index,
             audit_last_leaf: last.leaf_index,
             checkpoint: checkpoint.note.clone(),
@@ -359,7 +366,7 @@ impl Ledger {
             "input_digest": receipt.input_digest.to_hex(),
             "output_digest": receipt.output_digest.map(|d| d.to_hex()),
             "limits": receipt.limits,
-            "tee_mode": TEE_MODE,
+            "tee_mode": receipt.tee_mode,
             "attestation_id": attestation_id,
             "receipt": note,
             "audit_range": {"first_leaf": first.leaf_index, "last_leaf": last.leaf_index},

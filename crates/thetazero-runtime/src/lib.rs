@@ -46,6 +46,8 @@ pub enum RuntimeError {
     Busy,
     #[error("executions are halted: {0}")]
     Halted(String),
+    #[error("the server is shutting down and takes no new executions")]
+    ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the sandbox could not run the execution: {0}")]
@@ -136,6 +138,8 @@ pub struct Runtime {
     bus: Arc<dyn EventBus>,
     running: Arc<Running>,
     launcher: Arc<Launcher>,
+    /// Set by `stop_admitting` (shutdown): new executions are refused.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// At most this much of a value goes into an audit summary.
@@ -166,7 +170,15 @@ fn status_of(report: &ExecutionReport) -> ExecutionStatus {
 
 impl Runtime {
     pub fn new(store: Arc<dyn Store>, config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let capacity = config.sandbox.workers + config.sandbox.queue_capacity;
+        // Confined runs hold no thread while they wait, so the engine takes
+        // as many as it is configured for; in process, a thread each plus
+        // the queue.
+        let capacity = match &config.sandbox.mode {
+            thetazero_sandbox::EngineMode::Process(p) => p.max_runs,
+            thetazero_sandbox::EngineMode::InProcess => {
+                config.sandbox.workers + config.sandbox.queue_capacity
+            }
+        };
         let inference = config
             .inference
             .map(InferenceClient::new)
@@ -202,7 +214,30 @@ impl Runtime {
             bus,
             running,
             launcher,
+            stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Shutdown: refuse new executions from now on (runs in flight go on).
+    pub fn stop_admitting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once `stop_admitting` was called.
+    pub async fn stopping(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Waits at most `grace` for every run in flight to end; answers whether
+    /// they all did.
+    pub async fn drained(&self, grace: std::time::Duration) -> bool {
+        self.running.wait_all_stopped(grace).await
+    }
+
+    /// Which isolation runs get (`process_sandbox` or `in_process`).
+    pub fn tee_mode(&self) -> &'static str {
+        self.launcher.sandbox.tee_mode()
     }
 
     pub fn running(&self) -> &Arc<Running> {
@@ -264,6 +299,9 @@ impl Runtime {
         agent_id: AgentId,
         input: Value,
     ) -> Result<Executed, RuntimeError> {
+        if *self.stopping.borrow() {
+            return Err(RuntimeError::ShuttingDown);
+        }
         let launcher = self.launcher.clone();
         let task =
             tokio::spawn(async move { execute(launcher, caller, agent_id, input, None).await });
@@ -546,6 +584,8 @@ async fn execute(
                 "resource_usage": {"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0},
                 "content_safety": verdict,
                 "limits": limits,
+                // No agent code ran.
+                "tee_mode": "none",
             }),
             violation_count: 1,
             was_terminated: false,

@@ -120,6 +120,23 @@ impl Running {
         }
     }
 
+    /// Waits until nothing is running, at most `timeout`; answers whether
+    /// everything stopped.
+    pub async fn wait_all_stopped(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.left.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count() == 0;
+            }
+        }
+    }
+
     /// Cancels everything running in this process.
     pub fn cancel_all(&self) -> Vec<ExecutionId> {
         self.generation

@@ -1,4 +1,4 @@
-//! Throughput and latency of trivial executions through the sandbox pool, side by side with the spec's Node design (bench/node-baseline.js) measured in the same run. A benchmark only: it must not be used as a test.
+//! Throughput and latency of trivial executions through the sandbox, in process and in confined worker processes side by side, and against the spec's Node design (bench/node-baseline.js), all measured in the same run. A benchmark only: it must not be used as a test.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use thetazero_sandbox::{
-    ExecutionReport, Host, HostError, Job, Sandbox, SandboxConfig, SandboxEvent, Status,
+    EngineMode, ExecutionReport, Host, HostError, Job, ProcessConfig, Sandbox, SandboxConfig,
+    SandboxEvent, Status,
 };
 
 const AGENT: &str = "await thetazero.log('hi'); return {ok: true}";
@@ -164,6 +165,35 @@ fn main() {
     client.block_on(measure(&all, &host, 2_000, cores * 4, None));
     let multi = client.block_on(measure(&all, &host, total, cores * 4, None));
     let rss_after = peak_rss_kb();
+    drop(all);
+
+    // The same on confined worker processes: one account's worker for the
+    // single-lane figures, one worker per core for the rest.
+    let confined = |per_account: usize| {
+        let mut p = ProcessConfig::new(env!("CARGO_BIN_EXE_thetazero-sandbox-worker"), Vec::new());
+        p.workers_per_account = per_account;
+        Sandbox::new(SandboxConfig {
+            mode: EngineMode::Process(p),
+            ..SandboxConfig::default()
+        })
+        .expect("confined workers")
+    };
+    let p_one = confined(1);
+    client.block_on(measure(&p_one, &host, 2_000, 1, None));
+    let p_single = client.block_on(measure(&p_one, &host, total, 1, None));
+    let p_single_busy = client.block_on(measure(&p_one, &host, total, 4, None));
+    let p_idle = client.block_on(measure(
+        &p_one,
+        &host,
+        5_000,
+        1,
+        Some(Duration::from_micros(500)),
+    ));
+    drop(p_one);
+    let p_all = confined(cores);
+    client.block_on(measure(&p_all, &host, 2_000, cores * 4, None));
+    let p_multi = client.block_on(measure(&p_all, &host, total, cores * 4, None));
+    drop(p_all);
 
     println!(
         "thetazero sandbox (rquickjs, fresh runtime per execution), {total} executions of: {AGENT}"
@@ -203,6 +233,26 @@ fn main() {
         rss_after.saturating_sub(rss_before)
     );
 
+    println!("confined worker processes (tee_mode process_sandbox), same agent:");
+    let row = |label: &str, c: &Run, i: &Run| {
+        println!(
+            "  {label}: {:>9.0} execs/s ({:.2}x in process)  p50 {:>6.1} µs ({:+.1} µs)  p99 {:>6.1} µs",
+            c.execs_per_sec,
+            c.execs_per_sec / i.execs_per_sec,
+            c.p50.as_secs_f64() * 1e6,
+            (c.p50.as_secs_f64() - i.p50.as_secs_f64()) * 1e6,
+            c.p99.as_secs_f64() * 1e6
+        );
+    };
+    row("1 worker,  1 in flight ", &p_single, &single);
+    row("1 worker, idle (0.5 ms)", &p_idle, &idle);
+    row("1 worker,  4 in flight ", &p_single_busy, &single_busy);
+    row(
+        &format!("{cores} workers, {} in flight", cores * 4),
+        &p_multi,
+        &multi,
+    );
+
     let node_n: usize = std::env::var("BENCH_NODE_EXECUTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -225,9 +275,11 @@ fn main() {
                 nc["p99_ms"].as_f64().unwrap_or(f64::NAN)
             );
             println!(
-                "ratio: {:.0}x on one thread, {:.0}x on all cores",
+                "ratio: {:.0}x on one thread, {:.0}x on all cores (confined: {:.0}x, {:.0}x)",
                 single_busy.execs_per_sec / n1_rate,
-                multi.execs_per_sec / nc_rate
+                multi.execs_per_sec / nc_rate,
+                p_single_busy.execs_per_sec / n1_rate,
+                p_multi.execs_per_sec / nc_rate
             );
         }
         _ => println!("node not found or failed: no baseline ratio"),

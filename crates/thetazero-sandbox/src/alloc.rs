@@ -70,6 +70,16 @@ impl AllocStats {
         }
     }
 
+    /// Charges bytes held for the run outside the engine's heap; false (and
+    /// the limit marked as hit) when they do not fit.
+    pub(crate) fn charge(&self, bytes: usize) -> bool {
+        self.reserve(bytes)
+    }
+
+    pub(crate) fn uncharge(&self, bytes: usize) {
+        self.release(bytes);
+    }
+
     fn release(&self, bytes: usize) {
         let used = self.used.load(Ordering::Relaxed);
         self.used

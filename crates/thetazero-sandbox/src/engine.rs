@@ -1,6 +1,6 @@
-//! Runs one job in a fresh QuickJS runtime: installs the frozen bridge, enforces limits, drives promises and host futures, and builds the report. It must not share any engine state between executions or let a host file path reach agent code.
+//! Runs one job in a fresh QuickJS runtime: installs the frozen bridge, enforces limits, drives promises and host calls, and builds the report. It must not share any engine state between executions or let a host file path reach agent code; every counted host call leaves through the `Bridge`, never directly.
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,15 +17,19 @@ use rquickjs::{
 };
 use serde_json::Value as Json;
 use thetazero_core::limits::{Limits, Template};
+use thetazero_core::permissions::Scope;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use crate::alloc::{AllocStats, CountingAllocator};
-use crate::host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
-use crate::job::{CancelHandle, Job};
-use crate::net::{self, HttpCall, HttpRules, NetworkPolicy};
+use crate::broker::{self, Broker, Budget, CallArgs, CallReply, Reply};
+use crate::clock::RunClock;
+use crate::host::HostFn;
+use crate::job::{CancelHandle, RunSpec};
+use crate::net::HttpCall;
 use crate::report::{
-    ErrorInfo, ExecutionReport, HostCallAudit, LimitKind, LogEntry, LogLevel, ResourceUsage, Status,
+    Enforcement, ErrorInfo, ExecutionReport, HostCallAudit, LimitKind, LogEntry, LogLevel,
+    ResourceUsage, Status,
 };
 use crate::{bytecode, raw};
 
@@ -49,8 +53,6 @@ const MAX_KEY_BYTES: usize = 1024;
 /// already bounded by `max_api_calls_per_run`; this bounds `write_result` floods).
 const MAX_AUDIT_ENTRIES: usize = 2048;
 const MAX_SUMMARY_CHARS: usize = 200;
-/// Extra time after the deadline for the final audit records of a run.
-const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The four function constructors, reached the only way agent code can reach
@@ -74,10 +76,9 @@ struct Counters {
     audit: Vec<HostCallAudit>,
     audit_dropped: u64,
     result: Option<String>,
-    api_calls: u64,
+    budget: Budget,
     host_calls: u64,
     denied: u64,
-    minute: VecDeque<Instant>,
 }
 
 impl Counters {
@@ -99,25 +100,39 @@ impl Counters {
     }
 }
 
+/// How counted host calls leave the engine.
+pub(crate) enum Bridge {
+    /// In process: the broker performs them here.
+    Local(Arc<Broker>),
+    /// In a worker process: they cross to the server, whose broker performs them.
+    Remote(Arc<crate::worker::RemoteRun>),
+}
+
+impl Bridge {
+    fn call(
+        &self,
+        f: HostFn,
+        args: CallArgs,
+        summary: String,
+    ) -> Pin<Box<dyn Future<Output = CallReply> + Send + 'static>> {
+        match self {
+            Bridge::Local(broker) => {
+                let broker = broker.clone();
+                Box::pin(async move { broker.call(f, args, summary).await })
+            }
+            Bridge::Remote(remote) => Box::pin(remote.clone().call(f, args, summary)),
+        }
+    }
+}
+
 /// Everything the bridge functions share for one execution.
 struct ExecState {
-    host: Arc<dyn Host>,
-    net: NetworkPolicy,
+    bridge: Bridge,
     limits: Limits,
-    scopes: std::collections::BTreeSet<thetazero_core::permissions::Scope>,
+    scopes: BTreeSet<Scope>,
     allow_network: bool,
-    http_rules: Arc<HttpRules>,
     cancel: CancelHandle,
-    started: Instant,
-    /// The deadline before any time spent waiting for a human.
-    deadline_base: Instant,
-    /// Time spent waiting for approvals, which the deadline does not count:
-    /// the total of finished waits and the start of the current one.
-    waited: Mutex<(Duration, Option<Instant>)>,
-    /// Ask a human for calls the permissions refuse, waiting at most this.
-    approval_timeout: Option<Duration>,
-    /// Which calls may be asked about; `None` is every one.
-    approval_calls: Option<Vec<String>>,
+    clock: Arc<RunClock>,
     abort: Mutex<Option<(LimitKind, String)>>,
     aborted: AtomicBool,
     abort_notify: Notify,
@@ -160,40 +175,11 @@ impl ExecState {
         }
     }
 
-    /// The deadline, moved on by every moment spent waiting for a human.
-    fn deadline(&self) -> Instant {
-        let (total, current) = *self.waited.lock().unwrap_or_else(|e| e.into_inner());
-        let running = current.map_or(Duration::ZERO, |since| since.elapsed());
-        self.deadline_base + total + running
-    }
-
-    fn begin_wait(&self) {
-        self.waited.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(Instant::now());
-    }
-
-    fn end_wait(&self) {
-        let mut w = self.waited.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(since) = w.1.take() {
-            w.0 += since.elapsed();
-        }
-    }
-
-    /// Resolves when the deadline has passed, however often it moved.
-    async fn deadline_passed(&self) {
-        loop {
-            let deadline = self.deadline();
-            tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-            if Instant::now() >= self.deadline() {
-                return;
-            }
-        }
-    }
-
     fn should_interrupt(&self) -> bool {
         let stop = self.cancel.is_cancelled()
             || self.aborted.load(Ordering::Relaxed)
             || self.alloc.limit_hit()
-            || Instant::now() >= self.deadline();
+            || self.clock.expired();
         if stop {
             self.interrupted.store(true, Ordering::Relaxed);
         }
@@ -204,19 +190,18 @@ impl ExecState {
     fn push_audit(&self, function: HostFn, args_summary: String, allowed: bool) -> Option<usize> {
         let mut c = self.counters();
         c.host_calls += 1;
-        if !allowed {
-            c.denied += 1;
-        }
         c.push_audit(function.name(), args_summary, allowed)
     }
 
-    fn finish_audit(&self, index: Option<usize>, allowed: bool, duration: Duration) {
-        if let Some(i) = index {
-            let mut c = self.counters();
-            if let Some(row) = c.audit.get_mut(i) {
-                row.allowed = allowed;
-                row.duration_ms = duration.as_secs_f64() * 1000.0;
-            }
+    /// Fills in a settled call's row and counts a refusal.
+    fn settle_audit(&self, index: Option<usize>, reply: &CallReply) {
+        let mut c = self.counters();
+        if reply.denied {
+            c.denied += 1;
+        }
+        if let Some(row) = index.and_then(|i| c.audit.get_mut(i)) {
+            row.allowed = reply.allowed;
+            row.duration_ms = reply.duration_ms;
         }
     }
 
@@ -227,69 +212,48 @@ impl ExecState {
             // Already ending: do not count or audit calls made while unwinding.
             return Err(limit);
         }
-        let mut c = self.counters();
-        c.api_calls += 1;
-        if c.api_calls > self.limits.max_api_calls_per_run {
-            drop(c);
-            self.abort(
-                LimitKind::ApiCalls,
-                format!(
-                    "more than {} host API calls in one run",
-                    self.limits.max_api_calls_per_run
-                ),
-            );
-            return Err(LimitKind::ApiCalls);
+        let counted = self.counters().budget.count(&self.limits);
+        match counted {
+            Ok(()) => Ok(()),
+            Err((limit, detail)) => {
+                self.abort(limit, detail);
+                Err(limit)
+            }
         }
-        let now = Instant::now();
-        while c
-            .minute
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            c.minute.pop_front();
-        }
-        if c.minute.len() as u64 >= self.limits.max_api_calls_per_minute {
-            drop(c);
-            self.abort(
-                LimitKind::ApiCallsPerMinute,
-                format!(
-                    "more than {} host API calls in one minute",
-                    self.limits.max_api_calls_per_minute
-                ),
-            );
-            return Err(LimitKind::ApiCallsPerMinute);
-        }
-        c.minute.push_back(now);
-        Ok(())
     }
 
-    fn remaining_budget(&self) -> ChildBudget {
-        let c = self.counters();
-        ChildBudget {
-            api_calls: self
-                .limits
-                .max_api_calls_per_run
-                .saturating_sub(c.api_calls),
-            time_ms: self
-                .deadline()
-                .saturating_duration_since(Instant::now())
-                .as_millis() as u64,
+    /// Charges bytes the run makes the sandbox hold outside the QuickJS heap
+    /// (pending call arguments, log entries, the written result) against its
+    /// memory limit; past it the run ends.
+    fn charge(&self, bytes: usize) -> bool {
+        if self.alloc.charge(bytes) {
+            return true;
         }
+        self.abort(
+            LimitKind::Memory,
+            format!("memory limit of {} MiB reached", self.limits.memory_mb),
+        );
+        false
     }
 }
 
 /// Wraps the engine future to add up the time spent inside its polls, which is
-/// the time this execution held the worker thread.
+/// the time this execution held the worker thread, and to tell the clock when
+/// agent code may be running (an approval wait pauses the deadline only
+/// while none is).
 struct Timed<F> {
     inner: Pin<Box<F>>,
     spent: Arc<Mutex<Duration>>,
+    clock: Arc<RunClock>,
 }
 
 impl<F: Future> Future for Timed<F> {
     type Output = F::Output;
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let start = Instant::now();
+        self.clock.busy(true);
         let out = self.inner.as_mut().poll(cx);
+        self.clock.busy(false);
         let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
         *spent += start.elapsed();
         out
@@ -324,12 +288,13 @@ pub(crate) async fn prepare() -> Option<Prepared> {
 
 /// Runs one job to completion and reports. Never panics on agent input.
 pub(crate) async fn run(
-    job: Job,
-    net: NetworkPolicy,
+    spec: RunSpec,
+    bridge: Bridge,
+    cancel: CancelHandle,
+    clock: Arc<RunClock>,
     prepared: Option<Prepared>,
 ) -> ExecutionReport {
-    let started = Instant::now();
-    let limits = job.limits;
+    let limits = spec.limits;
     let memory_limit =
         usize::try_from(limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let prepared = match prepared {
@@ -342,22 +307,12 @@ pub(crate) async fn run(
     };
     alloc.set_limit(memory_limit);
     let state = Arc::new(ExecState {
-        host: job.host.clone(),
-        net,
+        bridge,
         limits,
-        scopes: job.scopes.clone(),
-        allow_network: job.allow_network,
-        http_rules: Arc::new(HttpRules {
-            allowed_domains: job.allowed_domains.clone(),
-            dev_localhost: job.template == Template::Dev && job.allow_localhost,
-            limits,
-        }),
-        cancel: job.cancel.clone(),
-        started,
-        deadline_base: started + Duration::from_millis(limits.cpu_time_ms),
-        waited: Mutex::new((Duration::ZERO, None)),
-        approval_timeout: job.approval_timeout,
-        approval_calls: job.approval_calls.clone(),
+        scopes: spec.scopes(),
+        allow_network: spec.allow_network,
+        cancel: cancel.clone(),
+        clock,
         abort: Mutex::new(None),
         aborted: AtomicBool::new(false),
         abort_notify: Notify::new(),
@@ -369,20 +324,19 @@ pub(crate) async fn run(
             audit: Vec::new(),
             audit_dropped: 0,
             result: None,
-            api_calls: 0,
+            budget: Budget::default(),
             host_calls: 0,
             denied: 0,
-            minute: VecDeque::new(),
         }),
     });
     let spent = Arc::new(Mutex::new(Duration::ZERO));
 
-    let ended = if job.cancel.is_cancelled() {
+    let ended = if cancel.is_cancelled() {
         Ended::Killed
     } else {
-        match serde_json::to_string(&job.input) {
+        match serde_json::to_string(&spec.input) {
             Ok(input) if input.len() as u64 <= limits.max_input_bytes => match prepared {
-                Some(prepared) => run_engine(&job, input, &state, prepared, &spent).await,
+                Some(prepared) => run_engine(&spec, input, &state, prepared, &spent).await,
                 None => Ended::Finished(JsOutcome::Setup("could not create a runtime".into())),
             },
             Ok(input) => {
@@ -400,11 +354,11 @@ pub(crate) async fn run(
         }
     };
 
-    finish(&job, &state, ended, &spent).await
+    finish(&cancel, &state, ended, &spent)
 }
 
 async fn run_engine(
-    job: &Job,
+    spec: &RunSpec,
     input: String,
     state: &Arc<ExecState>,
     prepared: Prepared,
@@ -412,34 +366,35 @@ async fn run_engine(
 ) -> Ended {
     let Prepared { rt, ctx, alloc: _ } = prepared;
     // 1–4 MiB: deep enough for real code, well below the worker's own stack.
-    let stack = job.limits.stack_kb.clamp(1024, 4096) as usize * 1024;
+    let stack = spec.limits.stack_kb.clamp(1024, 4096) as usize * 1024;
     rt.set_max_stack_size(stack).await;
     let watcher = state.clone();
     rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())))
         .await;
 
-    let code = format!("(async () => {{{}\n}})()", job.code);
+    let code = format!("(async () => {{{}\n}})()", spec.code);
     let info = serde_json::json!({
-        "agentName": job.agent_name,
-        "agentVersion": job.agent_version,
-        "executionId": job.execution_id,
+        "agentName": spec.agent_name,
+        "agentVersion": spec.agent_version,
+        "executionId": spec.execution_id,
     })
     .to_string();
-    let dev = job.template == Template::Dev;
+    let dev = spec.template == Template::Dev;
     let js_state = state.clone();
-    let scope = job.code_cache_scope;
+    let scope = spec.code_cache_scope;
     let engine = ctx.async_with(async move |ctx| {
         run_in_context(ctx, js_state, code, input, info, dev, scope).await
     });
     let timed = Timed {
         inner: Box::pin(engine),
         spent: spent.clone(),
+        clock: state.clock.clone(),
     };
     let ended = tokio::select! {
         biased;
         _ = state.cancel.cancelled() => Ended::Killed,
         _ = state.aborted() => Ended::Aborted,
-        _ = state.deadline_passed() => Ended::TimedOut,
+        _ = state.clock.passed() => Ended::TimedOut,
         outcome = timed => Ended::Finished(outcome),
     };
     // Contexts go before their runtime. Pending host futures are dropped with
@@ -500,11 +455,7 @@ fn eval_agent<'js>(ctx: &Ctx<'js>, code: &str, scope: u64) -> rquickjs::Result<M
 }
 
 fn type_error(message: &str) -> ErrorInfo {
-    ErrorInfo {
-        kind: "TypeError".into(),
-        message: message.into(),
-        stack: None,
-    }
+    ErrorInfo::new("TypeError", message)
 }
 
 fn install<'js>(
@@ -675,6 +626,10 @@ fn bridge_log<'js>(
         }
     };
     let limits = state.limits;
+    // Log entries are held outside the engine's heap until the run ends.
+    if !state.charge(message.len() + std::mem::size_of::<LogEntry>()) {
+        return Err(throw_coded(ctx, "LIMIT_EXCEEDED", "memory limit reached"));
+    }
     let mut c = state.counters();
     c.host_calls += 1;
     let entries = c.logs.len() as u64 + 1;
@@ -736,9 +691,14 @@ fn bridge_write_result<'js>(
         ));
     }
     let summary = format!("{} bytes", text.len());
+    if !state.charge(text.len()) {
+        return Err(throw_coded(ctx, "LIMIT_EXCEEDED", "memory limit reached"));
+    }
     let mut c = state.counters();
     c.host_calls += 1;
-    c.result = Some(text);
+    if let Some(previous) = c.result.replace(text) {
+        state.alloc.uncharge(previous.len());
+    }
     c.push_audit("write_result", summary, true);
     Ok(())
 }
@@ -751,16 +711,6 @@ fn summarize(s: &str) -> String {
         out.push('…');
         out
     }
-}
-
-/// The arguments of an asynchronous call, converted before any await so agent
-/// traps run now, inside the sandbox.
-enum CallArgs {
-    Key(String),
-    KeyValue(String, Json),
-    Value(Json),
-    NameValue(String, Json),
-    Http(HttpCall),
 }
 
 fn string_arg<'js>(ctx: &Ctx<'js>, v: Option<&Value<'js>>, what: &str) -> rquickjs::Result<String> {
@@ -816,23 +766,27 @@ fn parse_args<'js>(
     // Values stored through the bridge are capped like an output.
     let cap = state.limits.max_output_bytes;
     Ok(match f {
-        HostFn::ReadContext | HostFn::StorageGet => {
-            CallArgs::Key(string_arg(ctx, args.first(), "key")?)
-        }
-        HostFn::WriteContext | HostFn::StoragePut => CallArgs::KeyValue(
-            string_arg(ctx, args.first(), "key")?,
-            json_arg(ctx, args.get(1), cap, "value")?,
-        ),
-        HostFn::Inference => CallArgs::Value(json_arg(ctx, args.first(), cap, "request")?),
-        HostFn::GetExecution => {
-            CallArgs::Value(json_arg(ctx, args.first(), MAX_KEY_BYTES as u64, "id")?)
-        }
-        HostFn::CallAgent => CallArgs::NameValue(
-            string_arg(ctx, args.first(), "name")?,
-            json_arg(ctx, args.get(1), state.limits.max_input_bytes, "input")?,
-        ),
-        HostFn::HttpRequest => CallArgs::Http(http_args(ctx, state, args)?),
-        HostFn::Log | HostFn::WriteResult => CallArgs::Value(Json::Null),
+        HostFn::ReadContext | HostFn::StorageGet => CallArgs::Key {
+            key: string_arg(ctx, args.first(), "key")?,
+        },
+        HostFn::WriteContext | HostFn::StoragePut => CallArgs::KeyValue {
+            key: string_arg(ctx, args.first(), "key")?,
+            value: json_arg(ctx, args.get(1), cap, "value")?,
+        },
+        HostFn::Inference => CallArgs::Value {
+            value: json_arg(ctx, args.first(), cap, "request")?,
+        },
+        HostFn::GetExecution => CallArgs::Value {
+            value: json_arg(ctx, args.first(), MAX_KEY_BYTES as u64, "id")?,
+        },
+        HostFn::CallAgent => CallArgs::NameValue {
+            name: string_arg(ctx, args.first(), "name")?,
+            input: json_arg(ctx, args.get(1), state.limits.max_input_bytes, "input")?,
+        },
+        HostFn::HttpRequest => CallArgs::Http {
+            call: http_args(ctx, state, args)?,
+        },
+        HostFn::Log | HostFn::WriteResult => CallArgs::Value { value: Json::Null },
     })
 }
 
@@ -895,66 +849,17 @@ fn http_args<'js>(
     })
 }
 
-/// The call's exact arguments, which an approval is bound to.
-fn args_json(args: &CallArgs) -> Json {
-    match args {
-        CallArgs::Key(k) => serde_json::json!({"key": k}),
-        CallArgs::KeyValue(k, v) => serde_json::json!({"key": k, "value": v}),
-        CallArgs::Value(v) => v.clone(),
-        CallArgs::NameValue(n, v) => serde_json::json!({"name": n, "input": v}),
-        CallArgs::Http(call) => serde_json::json!({
-            "method": call.method,
-            "url": call.url,
-            "headers": call.headers,
-            "body_hex": call.body.as_ref().map(|b| {
-                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-            }),
-        }),
-    }
-}
-
-/// The normalised host an `http_request` names, as the allow-list sees it
-/// (IPv6 literals are refused by the network rules whatever the list says).
-fn request_host(url: &str) -> Option<String> {
-    match url::Url::parse(url).ok()?.host()? {
-        url::Host::Domain(d) => Some(d.trim_end_matches('.').to_ascii_lowercase()),
-        url::Host::Ipv4(ip) => Some(ip.to_string()),
-        url::Host::Ipv6(_) => None,
-    }
-}
-
-/// Why an `http_request` needs a human when the allow-list does not admit its
-/// host; `None` for anything else.
-fn outside_allowlist(state: &ExecState, args: &CallArgs) -> Option<String> {
-    let CallArgs::Http(call) = args else {
-        return None;
-    };
-    if state.http_rules.dev_localhost {
-        return None;
-    }
-    let host = request_host(&call.url)?;
-    (!net::domain_allowed(&host, &state.http_rules.allowed_domains))
-        .then(|| format!("{host} is not in allowed_domains"))
-}
-
-/// The allow-list with the request's host added, for one approved call.
-fn approved_rules(state: &ExecState, url: &str) -> Option<Arc<HttpRules>> {
-    let mut allowed = state.http_rules.allowed_domains.clone();
-    allowed.push(request_host(url)?);
-    Some(Arc::new(HttpRules {
-        allowed_domains: allowed,
-        dev_localhost: state.http_rules.dev_localhost,
-        limits: state.http_rules.limits,
-    }))
-}
-
 fn args_summary(args: &CallArgs) -> String {
     let s = match args {
-        CallArgs::Key(k) => format!("key={k:?}"),
-        CallArgs::KeyValue(k, v) => format!("key={k:?} value={} bytes", v.to_string().len()),
-        CallArgs::Value(v) => format!("{} bytes", v.to_string().len()),
-        CallArgs::NameValue(n, v) => format!("name={n:?} input={} bytes", v.to_string().len()),
-        CallArgs::Http(call) => {
+        CallArgs::Key { key } => format!("key={key:?}"),
+        CallArgs::KeyValue { key, value } => {
+            format!("key={key:?} value={} bytes", value.to_string().len())
+        }
+        CallArgs::Value { value } => format!("{} bytes", value.to_string().len()),
+        CallArgs::NameValue { name, input } => {
+            format!("name={name:?} input={} bytes", input.to_string().len())
+        }
+        CallArgs::Http { call } => {
             // Scheme, host and path only: queries and headers may carry secrets.
             let shown = url::Url::parse(&call.url)
                 .map(|mut u| {
@@ -970,20 +875,14 @@ fn args_summary(args: &CallArgs) -> String {
     };
     summarize(&s)
 }
-
 /// The settled value of a host call, converted to JavaScript when the promise
 /// resolves (inside the engine lock).
-enum Reply {
-    Json(Json),
-    Fail { code: &'static str, message: String },
-}
-
 impl<'js> IntoJs<'js> for Reply {
     fn into_js(self, ctx: &Ctx<'js>) -> rquickjs::Result<Value<'js>> {
         match self {
-            Reply::Json(Json::Null) => Ok(Value::new_null(ctx.clone())),
-            Reply::Json(v) => ctx.json_parse(v.to_string()),
-            Reply::Fail { code, message } => Err(throw_coded(ctx, code, &message)),
+            Reply::Json { value: Json::Null } => Ok(Value::new_null(ctx.clone())),
+            Reply::Json { value } => ctx.json_parse(value.to_string()),
+            Reply::Fail { code, message } => Err(throw_coded(ctx, &code, &message)),
         }
     }
 }
@@ -997,9 +896,7 @@ fn bridge_async<'js>(
     // Every attempt counts, refused ones included: a flood of refused calls
     // must end the run rather than flood the audit log.
     if let Err(limit) = state.count_call() {
-        let mut c = state.counters();
-        c.host_calls += 1;
-        drop(c);
+        state.counters().host_calls += 1;
         return Err(throw_coded(
             ctx,
             "LIMIT_EXCEEDED",
@@ -1008,237 +905,22 @@ fn bridge_async<'js>(
     }
     let parsed = parse_args(ctx, state, f, &args)?;
     let summary = args_summary(&parsed);
-    let scope = f.scope();
-    let denial = match scope {
-        Some(s) if !state.scopes.contains(&s) => Some((
-            "PERMISSION_DENIED",
-            format!("{} needs the {} permission", f.name(), s.as_str()),
-        )),
-        _ if f == HostFn::HttpRequest && !state.allow_network => Some((
-            "PERMISSION_DENIED",
-            "http_request needs allow_network: true in the agent's config".to_string(),
-        )),
-        _ => None,
+    // What the server holds for this call counts against the run's memory.
+    let held = parsed.held_bytes();
+    if !state.charge(held) {
+        return Err(throw_coded(ctx, "LIMIT_EXCEEDED", "memory limit reached"));
+    }
+    let allowed = broker::denial(f, &state.scopes, state.allow_network).is_none();
+    let index = state.push_audit(f, summary.clone(), allowed);
+    let call = state.bridge.call(f, parsed, summary);
+    let settle = state.clone();
+    let fut = async move {
+        let reply = call.await;
+        settle.alloc.uncharge(held);
+        settle.settle_audit(index, &reply);
+        rquickjs::Result::Ok(reply.reply)
     };
-    let index = state.push_audit(f, summary.clone(), denial.is_none());
-    let fut = host_call(state.clone(), f, parsed, summary, denial, index);
     Promise::wrap_future(ctx, fut).map(|p| p.into_value())
-}
-
-async fn host_call(
-    state: Arc<ExecState>,
-    f: HostFn,
-    args: CallArgs,
-    summary: String,
-    denial: Option<(&'static str, String)>,
-    index: Option<usize>,
-) -> Reply {
-    let start = Instant::now();
-    let scope = f.scope().map(|s| s.as_str().to_string());
-    // A call the permissions refuse may be put to a human instead.
-    let mut denial = denial;
-    let mut rules = None;
-    let approvable = state
-        .approval_calls
-        .as_ref()
-        .is_none_or(|calls| calls.iter().any(|c| c == f.name()));
-    if let Some(timeout) = state.approval_timeout.filter(|_| approvable) {
-        let refused = match &denial {
-            Some(("PERMISSION_DENIED", reason)) => Some(reason.clone()),
-            Some(_) => None,
-            None => outside_allowlist(&state, &args),
-        };
-        if let Some(reason) = refused {
-            let was_denied = denial.is_some();
-            let ask = ApprovalAsk {
-                function: f,
-                args: args_json(&args),
-                summary: summary.clone(),
-                reason: reason.clone(),
-                timeout,
-            };
-            state.begin_wait();
-            let answer = state.host.request_approval(ask).await;
-            state.end_wait();
-            match answer {
-                Ok(true) => {
-                    if was_denied {
-                        let mut c = state.counters();
-                        c.denied = c.denied.saturating_sub(1);
-                    }
-                    // The approved host joins the allow-list for this call.
-                    if let CallArgs::Http(call) = &args {
-                        rules = approved_rules(&state, &call.url);
-                    }
-                    denial = None;
-                }
-                Ok(false) | Err(_) => {
-                    if !was_denied {
-                        state.counters().denied += 1;
-                    }
-                    denial = Some((
-                        "PERMISSION_DENIED",
-                        format!("{reason}; a human did not approve this call"),
-                    ));
-                }
-            }
-        }
-    }
-    let decision = SandboxEvent::HostCallDecision {
-        function: f,
-        scope: scope.clone(),
-        args_summary: summary,
-        allowed: denial.is_none(),
-    };
-    let recorded = state.host.record(decision).await;
-    let denial = match (denial, recorded) {
-        (Some(d), _) => Some(d),
-        // Fail closed: a decision that could not be recorded is a refusal.
-        (None, Err(_)) => Some((
-            "AUDIT_UNAVAILABLE",
-            "the call was refused because it could not be audited".to_string(),
-        )),
-        (None, Ok(())) => None,
-    };
-    if let Some((code, reason)) = denial {
-        deny(&state, f, scope, code, &reason, index, start).await;
-        return Reply::Fail {
-            code,
-            message: reason,
-        };
-    }
-    let result = perform(&state, f, args, rules).await;
-    let duration = start.elapsed();
-    state.finish_audit(index, true, duration);
-    let (ok, error_code) = match &result {
-        Ok(_) => (true, None),
-        Err(Failure::Host(e)) => (false, Some(e.code().to_string())),
-        Err(Failure::Net(e)) => (false, Some(e.code().to_string())),
-    };
-    let _ = state
-        .host
-        .record(SandboxEvent::HostCallOutcome {
-            function: f,
-            ok,
-            error_code,
-            duration_ms: duration.as_secs_f64() * 1000.0,
-        })
-        .await;
-    match result {
-        Ok(v) => Reply::Json(v),
-        Err(Failure::Host(e)) => Reply::Fail {
-            code: e.code(),
-            message: e.to_string(),
-        },
-        Err(Failure::Net(e)) => {
-            if let crate::net::NetError::Refused(reason) = &e {
-                // Network policy refusals are permission denials too.
-                {
-                    let mut c = state.counters();
-                    c.denied += 1;
-                }
-                state.finish_audit(index, false, duration);
-                let _ = state
-                    .host
-                    .record(SandboxEvent::PermissionDenied {
-                        function: f,
-                        scope: f.scope().map(|s| s.as_str().to_string()),
-                        code: e.code().to_string(),
-                        reason: reason.clone(),
-                        is_violation: true,
-                    })
-                    .await;
-            }
-            Reply::Fail {
-                code: e.code(),
-                message: e.to_string(),
-            }
-        }
-    }
-}
-
-async fn deny(
-    state: &ExecState,
-    f: HostFn,
-    scope: Option<String>,
-    code: &'static str,
-    reason: &str,
-    index: Option<usize>,
-    start: Instant,
-) {
-    state.finish_audit(index, false, start.elapsed());
-    let _ = state
-        .host
-        .record(SandboxEvent::PermissionDenied {
-            function: f,
-            scope,
-            code: code.to_string(),
-            reason: reason.to_string(),
-            is_violation: true,
-        })
-        .await;
-}
-
-enum Failure {
-    Host(HostError),
-    Net(crate::net::NetError),
-}
-
-/// Runs an allowed call; `approved` is the allow-list widened by a human's
-/// approval of this one call.
-async fn perform(
-    state: &ExecState,
-    f: HostFn,
-    args: CallArgs,
-    approved: Option<Arc<HttpRules>>,
-) -> Result<Json, Failure> {
-    let host = &state.host;
-    let h = Failure::Host;
-    match (f, args) {
-        (HostFn::ReadContext, CallArgs::Key(k)) => host
-            .read_context(&k)
-            .await
-            .map(|v| v.unwrap_or(Json::Null))
-            .map_err(h),
-        (HostFn::WriteContext, CallArgs::KeyValue(k, v)) => host
-            .write_context(&k, v)
-            .await
-            .map(|()| Json::Null)
-            .map_err(h),
-        (HostFn::StorageGet, CallArgs::Key(k)) => host
-            .storage_get(&k)
-            .await
-            .map(|v| v.unwrap_or(Json::Null))
-            .map_err(h),
-        (HostFn::StoragePut, CallArgs::KeyValue(k, v)) => host
-            .storage_put(&k, v)
-            .await
-            .map(|()| Json::Null)
-            .map_err(h),
-        (HostFn::Inference, CallArgs::Value(v)) => host.inference(v).await.map_err(h),
-        (HostFn::CallAgent, CallArgs::NameValue(name, input)) => {
-            let budget = state.remaining_budget();
-            host.call_agent(&name, input, budget).await.map_err(h)
-        }
-        (HostFn::GetExecution, CallArgs::Value(id)) => host
-            .get_execution(id)
-            .await
-            .map(|v| v.unwrap_or(Json::Null))
-            .map_err(h),
-        (HostFn::HttpRequest, CallArgs::Http(call)) => {
-            let url = call.url.clone();
-            let rules = approved.unwrap_or_else(|| state.http_rules.clone());
-            let response = net::http_request(call, &rules, &state.net)
-                .await
-                .map_err(Failure::Net)?;
-            // Fetched content can carry instructions aimed at the agent
-            // (indirect injection): the host screens it before the agent
-            // sees any of it.
-            host.screen_fetched(&url, &response).await.map_err(h)?;
-            Ok(response)
-        }
-        _ => Err(Failure::Host(HostError::Unsupported("this call"))),
-    }
 }
 
 /// Type, message and an agent-only stack of a thrown value. Reading `name` or
@@ -1271,9 +953,8 @@ fn error_info<'js>(ctx: &Ctx<'js>, thrown: Value<'js>) -> ErrorInfo {
                 .and_then(|v| v.as_string().and_then(|s| s.to_string().ok()))
                 .map(|s| clean_stack(&s));
             return ErrorInfo {
-                kind,
-                message: summarize_long(message),
                 stack,
+                ..ErrorInfo::new(&kind, summarize_long(message))
             };
         }
     }
@@ -1284,11 +965,7 @@ fn error_info<'js>(ctx: &Ctx<'js>, thrown: Value<'js>) -> ErrorInfo {
     } else {
         as_text(thrown).unwrap_or_else(|| "a value that cannot be shown".into())
     };
-    ErrorInfo {
-        kind: "Error".into(),
-        message: summarize_long(format!("uncaught {message}")),
-        stack: None,
-    }
+    ErrorInfo::new("Error", summarize_long(format!("uncaught {message}")))
 }
 
 fn summarize_long(s: String) -> String {
@@ -1314,19 +991,21 @@ fn clean_stack(stack: &str) -> String {
     summarize_long(kept.join("\n"))
 }
 
-async fn finish(
-    job: &Job,
+fn finish(
+    cancel: &CancelHandle,
     state: &Arc<ExecState>,
     ended: Ended,
     spent: &Arc<Mutex<Duration>>,
 ) -> ExecutionReport {
     let abort = state.abort_reason();
     let interrupted = state.interrupted.load(Ordering::Relaxed);
-    let past_deadline = Instant::now() >= state.deadline();
+    // A run that ends after its deadline never counts as completed, however
+    // it got there (a native loop that ignored the interrupt and returned).
+    let past_deadline = state.clock.expired();
     let mut error = None;
     let mut output = Json::Null;
     let mut limit: Option<(LimitKind, String)> = None;
-    let status = if matches!(ended, Ended::Killed) || job.cancel.is_cancelled() {
+    let status = if matches!(ended, Ended::Killed) || cancel.is_cancelled() {
         Status::Killed
     } else if let Some(reason) = abort {
         limit = Some(reason);
@@ -1337,10 +1016,11 @@ async fn finish(
             format!("memory limit of {} MiB reached", state.limits.memory_mb),
         ));
         Status::LimitExceeded
+    } else if past_deadline {
+        Status::TimedOut
     } else {
         match ended {
             Ended::TimedOut => Status::TimedOut,
-            Ended::Finished(_) if interrupted && past_deadline => Status::TimedOut,
             Ended::Finished(JsOutcome::Returned(text)) => {
                 let text = match text {
                     Some(t) => Some(t),
@@ -1382,17 +1062,15 @@ async fn finish(
                     ));
                     error = Some(info);
                     Status::LimitExceeded
+                } else if interrupted && past_deadline {
+                    Status::TimedOut
                 } else {
                     error = Some(info);
                     Status::Failed
                 }
             }
             Ended::Finished(JsOutcome::Setup(message)) => {
-                error = Some(ErrorInfo {
-                    kind: "SandboxError".into(),
-                    message,
-                    stack: None,
-                });
+                error = Some(ErrorInfo::new("SandboxError", message));
                 Status::Failed
             }
             // Aborted without a reason cannot happen; report it as a failure.
@@ -1407,35 +1085,23 @@ async fn finish(
     }
     if error.is_none() {
         error = match status {
-            Status::Killed => Some(ErrorInfo {
-                kind: "Killed".into(),
-                message: "the execution was killed".into(),
-                stack: None,
-            }),
-            Status::TimedOut | Status::LimitExceeded => {
-                limit.as_ref().map(|(_, detail)| ErrorInfo {
-                    kind: "LimitExceeded".into(),
-                    message: detail.clone(),
-                    stack: None,
-                })
-            }
+            Status::Killed => Some(ErrorInfo::new("Killed", "the execution was killed")),
+            Status::TimedOut | Status::LimitExceeded => limit
+                .as_ref()
+                .map(|(_, detail)| ErrorInfo::new("LimitExceeded", detail.clone())),
             _ => None,
         };
-    }
-    if let Some((kind, detail)) = &limit {
-        let event = SandboxEvent::SandboxLimitHit {
-            limit: *kind,
-            detail: detail.clone(),
-            is_violation: true,
-        };
-        let _ = tokio::time::timeout(RECORD_TIMEOUT, state.host.record(event)).await;
     }
     let cpu = *spent.lock().unwrap_or_else(|e| e.into_inner());
     let c = state.counters();
     let violations = c.denied + u64::from(limit.is_some());
+    let stopped = matches!(
+        status,
+        Status::Killed | Status::TimedOut | Status::LimitExceeded
+    );
     ExecutionReport {
         status,
-        limit: limit.map(|(k, _)| k),
+        limit: limit.as_ref().map(|(k, _)| *k),
         output,
         error,
         logs: c.logs.clone(),
@@ -1444,14 +1110,15 @@ async fn finish(
         resource_usage: ResourceUsage {
             cpu_ms: cpu.as_secs_f64() * 1000.0,
             memory_mb: state.alloc.peak() as f64 / MIB,
-            api_calls: c.api_calls,
+            api_calls: c.budget.api_calls,
             host_calls: c.host_calls,
         },
         violation_count: violations,
-        was_terminated: matches!(
-            status,
-            Status::Killed | Status::TimedOut | Status::LimitExceeded
-        ),
-        duration_ms: state.started.elapsed().as_secs_f64() * 1000.0,
+        was_terminated: stopped,
+        duration_ms: state.clock.started().elapsed().as_secs_f64() * 1000.0,
+        tee_mode: crate::report::TEE_IN_PROCESS.to_string(),
+        enforcement: stopped.then_some(Enforcement::Cooperative),
+        limit_detail: limit.map(|(_, d)| d),
+        worker_stopped: None,
     }
 }

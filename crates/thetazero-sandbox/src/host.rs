@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thetazero_core::permissions::Scope;
 
-use crate::report::LimitKind;
+use crate::report::{Enforcement, LimitKind};
 
 /// A failure of the host side of a call. Its text may reach agent code, so it
 /// must not carry internal detail (paths, SQL, stack traces).
@@ -203,5 +203,15 @@ pub enum SandboxEvent {
         limit: LimitKind,
         detail: String,
         is_violation: bool,
+        /// Whether the engine stopped itself or its worker was ended.
+        enforcement: Enforcement,
+    },
+    /// The run's worker process was ended because of another run of the same
+    /// account (its deadline passed or a kill did not land in time), and this
+    /// run ended with it.
+    WorkerStopped {
+        /// The execution whose stop ended the worker, when one did.
+        cause_execution_id: Option<i64>,
+        reason: String,
     },
 }

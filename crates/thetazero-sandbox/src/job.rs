@@ -107,16 +107,75 @@ pub struct Job {
     /// With `approval_timeout`: only these calls (by name) are put to a
     /// human; `None` is every refused call.
     pub approval_calls: Option<Vec<String>>,
-    /// Who may reuse this code's compiled form: runs with the same scope and
-    /// the same code share it, runs with different scopes never do (so one
-    /// tenant cannot time whether another ran some code). The server uses
-    /// the account id.
+    /// The tenant: runs with the same scope and the same code share its
+    /// compiled form, and only runs of one scope share a worker process;
+    /// runs with different scopes never share either (so one tenant can
+    /// neither time whether another ran some code nor be stopped with it).
+    /// The server uses the account id.
     pub code_cache_scope: u64,
     pub cancel: CancelHandle,
     pub host: Arc<dyn Host>,
 }
 
+/// What a run needs to start, as plain data: it crosses to a worker process,
+/// so it holds no handles. Scopes travel by name.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RunSpec {
+    pub code: String,
+    pub input: Value,
+    pub agent_name: String,
+    pub agent_version: String,
+    pub execution_id: i64,
+    pub limits: Limits,
+    pub scopes: Vec<String>,
+    pub template: Template,
+    pub allow_network: bool,
+    pub allowed_domains: Vec<String>,
+    pub allow_localhost: bool,
+    pub code_cache_scope: u64,
+}
+
+impl RunSpec {
+    pub(crate) fn scopes(&self) -> BTreeSet<Scope> {
+        self.scopes.iter().filter_map(|s| Scope::parse(s)).collect()
+    }
+}
+
 impl Job {
+    /// The plain-data part of the job.
+    pub(crate) fn spec(&self) -> RunSpec {
+        RunSpec {
+            code: self.code.clone(),
+            input: self.input.clone(),
+            agent_name: self.agent_name.clone(),
+            agent_version: self.agent_version.clone(),
+            execution_id: self.execution_id,
+            limits: self.limits,
+            scopes: self.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            template: self.template,
+            allow_network: self.allow_network,
+            allowed_domains: self.allowed_domains.clone(),
+            allow_localhost: self.allow_localhost,
+            code_cache_scope: self.code_cache_scope,
+        }
+    }
+
+    /// The rules the server's broker holds this run to.
+    pub(crate) fn rules(&self) -> crate::broker::Rules {
+        crate::broker::Rules {
+            limits: self.limits,
+            scopes: self.scopes.clone(),
+            allow_network: self.allow_network,
+            http: std::sync::Arc::new(crate::net::HttpRules {
+                allowed_domains: self.allowed_domains.clone(),
+                dev_localhost: self.template == Template::Dev && self.allow_localhost,
+                limits: self.limits,
+            }),
+            approval_timeout: self.approval_timeout,
+            approval_calls: self.approval_calls.clone(),
+        }
+    }
+
     /// A job with the template's default limits and nothing granted.
     pub fn new(code: impl Into<String>, input: Value, host: Arc<dyn Host>) -> Job {
         Job {

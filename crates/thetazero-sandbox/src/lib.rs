@@ -1,8 +1,11 @@
 //! thetazero's sandbox: runs untrusted agent JavaScript in a fresh QuickJS runtime per execution, behind limits, a kill switch and a permission-checked host bridge. It must not know HTTP servers, SQL or wire formats; the server implements `Host`.
 //!
 //! ```text
-//! Sandbox::new(config) ──execute(Job)──▶ bounded queue ──▶ worker thread
-//!     worker: fresh AsyncRuntime + context ─ frozen `thetazero` bridge ─▶ Host (server)
+//! Sandbox::new(config) ──execute(Job)──▶ confined mode: worker process of the job's tenant
+//!                                          (many runs per process, one engine thread;
+//!                                           host calls cross back to the server's broker)
+//!                                      └─▶ in process: bounded queue ──▶ worker thread
+//!     each run: fresh AsyncRuntime + context ─ frozen `thetazero` bridge ─▶ broker ─▶ Host
 //! ```
 //!
 //! The server builds one `Sandbox` at start-up (never running executions on its
@@ -14,23 +17,32 @@
 #![deny(unsafe_code)]
 
 mod alloc;
+mod broker;
 mod bytecode;
+mod clock;
+pub mod confine;
 mod engine;
 pub mod host;
 pub mod job;
 mod lazy;
 pub mod net;
 pub mod pool;
+pub mod process;
+mod proto;
 mod raw;
 pub mod report;
+pub mod worker;
 
+pub use confine::Probe;
 pub use host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
 pub use job::{CancelHandle, CancelOnDrop, Job};
 pub use lazy::lazy_globals;
 pub use net::{is_public_ip, NetError, NetworkPolicy, Resolver, SystemResolver};
-pub use pool::{Sandbox, SandboxConfig, SandboxError, SubmitError};
+pub use pool::{EngineMode, Sandbox, SandboxConfig, SandboxError, SubmitError};
+pub use process::ProcessConfig;
 pub use report::{
-    ErrorInfo, ExecutionReport, HostCallAudit, LimitKind, LogEntry, LogLevel, ResourceUsage, Status,
+    Enforcement, ErrorInfo, ExecutionReport, HostCallAudit, LimitKind, LogEntry, LogLevel,
+    ResourceUsage, Status, TEE_IN_PROCESS, TEE_PROCESS_SANDBOX,
 };
 pub use thetazero_core::limits::{Limits, Template};
 pub use thetazero_core::permissions::Scope;

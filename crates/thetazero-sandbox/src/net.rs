@@ -181,6 +181,7 @@ pub(crate) struct HttpRules {
     pub limits: Limits,
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct HttpCall {
     pub url: String,
     pub method: String,

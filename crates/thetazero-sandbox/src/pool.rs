@@ -1,4 +1,4 @@
-//! The bounded pool of OS threads executions run on, with a bounded queue in front. It must never run agent code on the caller's (server's) threads.
+//! The sandbox's front: the engine mode the operator chose (confined worker processes, or in-process threads for development and benchmarks) behind one submit API, and the audit events every ending needs. It must never run agent code on the caller's (server's) threads, and never report an isolation it did not provide.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -6,23 +6,41 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use crate::engine;
+use crate::broker::Broker;
+use crate::clock::RunClock;
+use crate::engine::{self, Bridge};
+use crate::host::{Host, SandboxEvent};
 use crate::job::Job;
 use crate::net::NetworkPolicy;
-use crate::report::ExecutionReport;
+use crate::process::{ProcessConfig, ProcessPool};
+use crate::report::{Enforcement, ExecutionReport, TEE_IN_PROCESS, TEE_PROCESS_SANDBOX};
+
+/// Where agent code runs.
+#[derive(Debug, Clone, Default)]
+pub enum EngineMode {
+    /// On threads of the server process, isolated by QuickJS alone. For
+    /// development and benchmarks; receipts say `in_process`.
+    #[default]
+    InProcess,
+    /// In worker processes the kernel confines; receipts say
+    /// `process_sandbox`. Refuses to start if any part of the confinement
+    /// is missing.
+    Process(ProcessConfig),
+}
 
 /// How the pool is built.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    /// Worker threads; each runs one execution at a time. Executions that wait
-    /// on the network hold their worker, so size above the core count when
-    /// agents are I/O-bound.
+    /// In process: worker threads; each runs one execution at a time, and
+    /// executions that wait on the network hold theirs.
     pub workers: usize,
-    /// Jobs waiting for a worker before `execute` refuses with `QueueFull`.
+    /// In process: jobs waiting for a worker before `execute` refuses with
+    /// `QueueFull`.
     pub queue_capacity: usize,
     /// Each worker's stack; must stay well above the largest `stack_kb` (4 MiB).
     pub worker_stack_bytes: usize,
     pub network: NetworkPolicy,
+    pub mode: EngineMode,
 }
 
 impl Default for SandboxConfig {
@@ -34,6 +52,7 @@ impl Default for SandboxConfig {
             queue_capacity: 256,
             worker_stack_bytes: 16 << 20,
             network: NetworkPolicy::default(),
+            mode: EngineMode::InProcess,
         }
     }
 }
@@ -53,6 +72,8 @@ pub enum SandboxError {
     Spawn(#[from] std::io::Error),
     #[error("the sandbox needs at least one worker")]
     NoWorkers,
+    #[error("the kernel does not confine sandbox workers: {0}. The confined mode refuses to start without it; set sandbox_mode = \"in_process\" only for development")]
+    Confinement(String),
 }
 
 struct Envelope {
@@ -68,6 +89,8 @@ pub struct Sandbox {
     stack_bytes: usize,
     /// Child executions running on threads of their own (`submit_nested`).
     nested: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set in the confined mode: every run goes there.
+    processes: Option<ProcessPool>,
 }
 
 /// Child executions that may run at once beyond the pool, per worker.
@@ -86,9 +109,21 @@ impl Sandbox {
         if config.workers == 0 {
             return Err(SandboxError::NoWorkers);
         }
+        let processes = match &config.mode {
+            EngineMode::InProcess => None,
+            EngineMode::Process(cfg) => {
+                Some(ProcessPool::new(cfg.clone(), config.network.clone())?)
+            }
+        };
         let (tx, rx) = sync_channel::<Envelope>(config.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..config.workers {
+        // The confined mode runs nothing on these threads.
+        let threads = if processes.is_some() {
+            0
+        } else {
+            config.workers
+        };
+        for i in 0..threads {
             let rx = rx.clone();
             let network = config.network.clone();
             thread::Builder::new()
@@ -102,11 +137,33 @@ impl Sandbox {
             network: config.network,
             stack_bytes: config.worker_stack_bytes,
             nested: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            processes,
         })
     }
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// The isolation runs get, as receipts state it.
+    pub fn tee_mode(&self) -> &'static str {
+        if self.processes.is_some() {
+            TEE_PROCESS_SANDBOX
+        } else {
+            TEE_IN_PROCESS
+        }
+    }
+
+    /// Confined mode: the worker processes alive now, as (tenant, pid).
+    pub fn worker_pids(&self) -> Vec<(u64, u32)> {
+        self.processes
+            .as_ref()
+            .map_or_else(Vec::new, ProcessPool::worker_pids)
+    }
+
+    /// Runs submitted and not yet ended (confined mode; 0 in process).
+    pub fn in_flight(&self) -> usize {
+        self.processes.as_ref().map_or(0, ProcessPool::in_flight)
     }
 
     /// Queues a job and waits for its report. Dropping the returned future
@@ -131,6 +188,11 @@ impl Sandbox {
         job: Job,
     ) -> Result<oneshot::Receiver<ExecutionReport>, SubmitError> {
         use std::sync::atomic::Ordering;
+        // Confined runs hold no thread while they wait, so a child simply
+        // runs like any other run.
+        if let Some(p) = &self.processes {
+            return p.submit(job);
+        }
         let cap = self.workers * NESTED_PER_WORKER;
         if self
             .nested
@@ -154,7 +216,7 @@ impl Sandbox {
                     .ok()
                     .and_then(|rt| {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            rt.block_on(engine::run(job, network, None))
+                            rt.block_on(run_in_process(job, network, None))
                         }))
                         .ok()
                     })
@@ -171,6 +233,9 @@ impl Sandbox {
 
     /// Queues a job without waiting; the receiver yields its report.
     pub fn submit(&self, job: Job) -> Result<oneshot::Receiver<ExecutionReport>, SubmitError> {
+        if let Some(p) = &self.processes {
+            return p.submit(job);
+        }
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Envelope { job, reply }) {
             Ok(()) => Ok(rx),
@@ -204,10 +269,69 @@ fn worker(rx: Arc<Mutex<Receiver<Envelope>>>, network: NetworkPolicy) {
         // slot of the pool) down; the caller gets a failed report instead.
         let started = std::time::Instant::now();
         let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rt.block_on(engine::run(job, network.clone(), ready.take()))
+            rt.block_on(run_in_process(job, network.clone(), ready.take()))
         }))
         .unwrap_or_else(|_| ExecutionReport::internal_failure(started.elapsed()));
         let _ = reply.send(report);
         ready = rt.block_on(engine::prepare());
+    }
+}
+
+/// Runs one job on this thread: the engine and its broker share one clock.
+async fn run_in_process(
+    job: Job,
+    network: NetworkPolicy,
+    prepared: Option<engine::Prepared>,
+) -> ExecutionReport {
+    let clock = RunClock::new(
+        std::time::Instant::now(),
+        std::time::Duration::from_millis(job.limits.cpu_time_ms),
+    );
+    let signal = clock.clone();
+    let broker = Arc::new(Broker::new(
+        job.host.clone(),
+        network,
+        job.rules(),
+        clock.clone(),
+        Box::new(move |waiting| signal.approval(waiting)),
+    ));
+    let report = engine::run(
+        job.spec(),
+        Bridge::Local(broker),
+        job.cancel.clone(),
+        clock,
+        prepared,
+    )
+    .await;
+    record_ending(&job.host, &report).await;
+    report
+}
+
+/// Extra time after the deadline for the final audit records of a run.
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The audit events an ending needs beyond the server's own: which limit
+/// stopped the run and how, and which run's stop ended a shared worker.
+pub(crate) async fn record_ending(host: &Arc<dyn Host>, report: &ExecutionReport) {
+    if let Some(limit) = report.limit {
+        let enforcement = report.enforcement.unwrap_or(Enforcement::Cooperative);
+        let detail = report
+            .limit_detail
+            .clone()
+            .unwrap_or_else(|| format!("{} limit reached", limit.as_str()));
+        let event = SandboxEvent::SandboxLimitHit {
+            limit,
+            detail: format!("{detail} (enforced by {})", enforcement.as_str()),
+            is_violation: true,
+            enforcement,
+        };
+        let _ = tokio::time::timeout(RECORD_TIMEOUT, host.record(event)).await;
+    }
+    if let Some(note) = &report.worker_stopped {
+        let event = SandboxEvent::WorkerStopped {
+            cause_execution_id: note.cause_execution_id,
+            reason: note.reason.clone(),
+        };
+        let _ = tokio::time::timeout(RECORD_TIMEOUT, host.record(event)).await;
     }
 }

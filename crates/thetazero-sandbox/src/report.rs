@@ -52,7 +52,48 @@ pub struct ErrorInfo {
     pub kind: String,
     pub message: String,
     pub stack: Option<String>,
+    /// A stable code where the sandbox, not the agent, ended the run
+    /// (`WORKER_STOPPED`, `WORKER_FAILED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
+
+impl ErrorInfo {
+    pub fn new(kind: &str, message: impl Into<String>) -> ErrorInfo {
+        ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            stack: None,
+            code: None,
+        }
+    }
+}
+
+/// How a run that passed a limit was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// The engine saw the limit (its interrupt handler or allocator) and
+    /// unwound the run itself.
+    Cooperative,
+    /// The engine did not return in time; the run's worker process was
+    /// ended from outside.
+    Watchdog,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Cooperative => "cooperative",
+            Enforcement::Watchdog => "watchdog",
+        }
+    }
+}
+
+/// How agent code was isolated, as receipts state it.
+pub const TEE_IN_PROCESS: &str = "in_process";
+/// Agent code ran in a worker process confined by the kernel.
+pub const TEE_PROCESS_SANDBOX: &str = "process_sandbox";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,6 +166,30 @@ pub struct ExecutionReport {
     /// the code finishing on its own.
     pub was_terminated: bool,
     pub duration_ms: f64,
+    /// The isolation the run actually had (`process_sandbox`, `in_process`).
+    #[serde(default = "default_tee_mode")]
+    pub tee_mode: String,
+    /// Set when a limit or a kill stopped the run: how it was enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+    /// What the limit said, for the `sandbox_limit_hit` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_detail: Option<String>,
+    /// Set when the run's worker was ended because of another run: what the
+    /// `worker_stopped` event names. Not part of the stored report.
+    #[serde(skip)]
+    pub(crate) worker_stopped: Option<WorkerStopNote>,
+}
+
+/// Which run's stop ended a worker, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkerStopNote {
+    pub cause_execution_id: Option<i64>,
+    pub reason: String,
+}
+
+fn default_tee_mode() -> String {
+    TEE_IN_PROCESS.to_string()
 }
 
 impl ExecutionReport {
@@ -134,11 +199,10 @@ impl ExecutionReport {
             status: Status::Failed,
             limit: None,
             output: Value::Null,
-            error: Some(ErrorInfo {
-                kind: "SandboxError".into(),
-                message: "the sandbox failed to run this execution".into(),
-                stack: None,
-            }),
+            error: Some(ErrorInfo::new(
+                "SandboxError",
+                "the sandbox failed to run this execution",
+            )),
             logs: Vec::new(),
             host_call_audit: Vec::new(),
             host_call_audit_dropped: 0,
@@ -146,6 +210,37 @@ impl ExecutionReport {
             violation_count: 0,
             was_terminated: true,
             duration_ms: took.as_secs_f64() * 1000.0,
+            tee_mode: default_tee_mode(),
+            enforcement: None,
+            limit_detail: None,
+            worker_stopped: None,
+        }
+    }
+
+    /// The report of a run whose worker process ended under it.
+    pub(crate) fn worker_ended(
+        took: std::time::Duration,
+        status: Status,
+        limit: Option<(LimitKind, String)>,
+        error: ErrorInfo,
+    ) -> ExecutionReport {
+        let was_terminated = true;
+        ExecutionReport {
+            status,
+            limit: limit.as_ref().map(|(k, _)| *k),
+            output: Value::Null,
+            error: Some(error),
+            logs: Vec::new(),
+            host_call_audit: Vec::new(),
+            host_call_audit_dropped: 0,
+            resource_usage: ResourceUsage::default(),
+            violation_count: u64::from(limit.is_some()),
+            was_terminated,
+            duration_ms: took.as_secs_f64() * 1000.0,
+            tee_mode: TEE_PROCESS_SANDBOX.to_string(),
+            enforcement: Some(Enforcement::Watchdog),
+            limit_detail: limit.map(|(_, d)| d),
+            worker_stopped: None,
         }
     }
 }

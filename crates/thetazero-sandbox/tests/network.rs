@@ -260,6 +260,7 @@ fn net(exempt: bool) -> &'static Net {
             workers: 2,
             queue_capacity: 256,
             network,
+            mode: engine_mode(),
             ..SandboxConfig::default()
         })
         .unwrap();

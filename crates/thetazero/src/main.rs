@@ -49,10 +49,22 @@ enum Command {
         #[command(subcommand)]
         command: cli::AccountsCommand,
     },
+    /// A sandbox worker process; the server starts these itself.
+    #[command(hide = true)]
+    SandboxWorker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // A worker confines itself before it starts any thread, so this comes
+    // before the async runtime (whose threads would escape the filter).
+    if let Command::SandboxWorker { args } = &args.command {
+        let code = thetazero_runtime::sandbox::worker::main(args);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,6 +82,7 @@ fn main() -> std::process::ExitCode {
             Command::Accounts { conn, command } => cli::accounts(conn, command).await,
             Command::Audit { conn, command } => cli::audit(conn, command).await,
             Command::Safety { command } => cli::safety(command),
+            Command::SandboxWorker { .. } => Ok(()),
         }
     });
     match result {

@@ -22,7 +22,7 @@ use thetazero_http::{AppState, Settings};
 use thetazero_runtime::external::ExternalScorerConfig;
 use thetazero_runtime::inference::InferenceConfig;
 use thetazero_runtime::ledger::Ledger;
-use thetazero_runtime::sandbox::SandboxConfig;
+use thetazero_runtime::sandbox::{EngineMode, ProcessConfig, SandboxConfig};
 use thetazero_runtime::{Runtime, RuntimeConfig, SwarmConfig};
 use thetazero_safety::SafetyConfig;
 use thetazero_store_postgres::{PgBus, PgStore};
@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// The provider's API key; held by the server, never visible to agents.
     #[arg(long, env = "THETAZERO_INFERENCE_API_KEY", hide_env_values = true)]
     pub inference_api_key: Option<String>,
+    /// Where agent code runs: `process` (worker processes the kernel
+    /// confines; the default) or `in_process` (development and benchmarks).
+    #[arg(long, env = "THETAZERO_SANDBOX_MODE")]
+    pub sandbox_mode: Option<String>,
 }
 
 /// The config file's shape. Unknown keys are errors, not silently ignored.
@@ -96,6 +100,18 @@ pub struct FileConfig {
     pub sandbox_workers: Option<usize>,
     /// Executions waiting for a worker before new ones get 503 (default 256).
     pub sandbox_queue: Option<usize>,
+    /// `process` (default) or `in_process`.
+    pub sandbox_mode: Option<String>,
+    /// Confined mode: worker processes per account, so CPU-active runs per
+    /// account (default max(1, cores - 1)).
+    pub sandbox_workers_per_account: Option<usize>,
+    /// Confined mode: runs in flight (running or waiting) before new ones get
+    /// 503 (default 20000).
+    pub sandbox_max_runs: Option<usize>,
+    /// After SIGTERM: how long runs in flight may finish before they are
+    /// ended (default 8000, so drain, forced end and exit fit in a container
+    /// runtime's default 10 s).
+    pub shutdown_grace_ms: Option<u64>,
     pub rate_limits: Option<RateLimitsFile>,
 }
 
@@ -159,6 +175,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub swarm: SwarmConfig,
     pub settings: Settings,
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Config {
@@ -219,9 +236,38 @@ impl Config {
             settings.stream_max_duration = std::time::Duration::from_millis(ms.max(10));
         }
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mode = args
+            .sandbox_mode
+            .clone()
+            .or(file.sandbox_mode.take())
+            .unwrap_or_else(|| "process".into());
+        let mode = match mode.as_str() {
+            "process" => {
+                let program = std::env::current_exe()
+                    .context("locating this binary to start sandbox workers")?;
+                let mut p = ProcessConfig::new(program, vec!["sandbox-worker".into()]);
+                if let Some(n) = file.sandbox_workers_per_account {
+                    if !(1..=256).contains(&n) {
+                        bail!("sandbox_workers_per_account is between 1 and 256, not {n}");
+                    }
+                    p.workers_per_account = n;
+                }
+                p.max_runs = file.sandbox_max_runs.unwrap_or(20_000);
+                if !(1..=1_000_000).contains(&p.max_runs) {
+                    bail!(
+                        "sandbox_max_runs is between 1 and 1000000, not {}",
+                        p.max_runs
+                    );
+                }
+                EngineMode::Process(p)
+            }
+            "in_process" => EngineMode::InProcess,
+            other => bail!("sandbox_mode is \"process\" or \"in_process\", not {other:?}"),
+        };
         let sandbox = SandboxConfig {
             workers: file.sandbox_workers.unwrap_or((4 * cores).max(8)),
             queue_capacity: file.sandbox_queue.unwrap_or(256),
+            mode,
             ..SandboxConfig::default()
         };
         if !(1..=4096).contains(&sandbox.workers) {
@@ -239,6 +285,9 @@ impl Config {
         Ok(Config {
             sandbox,
             swarm,
+            shutdown_grace: std::time::Duration::from_millis(
+                file.shutdown_grace_ms.unwrap_or(8000).min(3_600_000),
+            ),
             listen: args
                 .listen
                 .clone()
@@ -375,6 +424,26 @@ fn create_private_dir(path: &Path) -> Result<()> {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = Config::resolve(&args)?;
     init_logging(&config.log_format)?;
+    // Before anything is created: the confined engine refuses to start when
+    // the kernel will not confine its workers, naming the missing part.
+    match &config.sandbox.mode {
+        EngineMode::Process(p) => {
+            let probe = p
+                .check()
+                .context("the sandbox's worker confinement is not available")?;
+            if let Some(c) = &probe.confinement {
+                tracing::info!(
+                    landlock = %c.landlock,
+                    seccomp = c.seccomp,
+                    no_new_privs = c.no_new_privs,
+                    "sandbox workers confined by the kernel (tee_mode process_sandbox)"
+                );
+            }
+        }
+        EngineMode::InProcess => tracing::warn!(
+            "sandbox_mode = in_process: agent code runs on the server's own threads, isolated by the engine alone (tee_mode in_process); for development only"
+        ),
+    }
     create_private_dir(&config.data_dir)?;
 
     let (deployment_key, created) =
@@ -445,7 +514,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if anchoring {
         spawn_anchor_heartbeat(ledger.clone(), config.anchor_interval);
     }
-    let state = AppState::new(store, Arc::new(runtime), ledger, config.settings);
+    let runtime = Arc::new(runtime);
+    let state = AppState::new(store, runtime.clone(), ledger, config.settings);
     let app = thetazero_http::router(state);
     let addr: SocketAddr = config
         .listen
@@ -460,10 +530,43 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // A make-service clones the router per connection (cheap: reference
     // counted); serving the `Router` itself rebuilds its route table for
     // every connection, about 18 KB each, held as long as the connection.
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let grace = config.shutdown_grace;
+    let draining = runtime.clone();
+    let stopping = async move {
+        shutdown_signal().await;
+        // No new runs from here on; runs in flight get the grace period,
+        // then are ended (and recorded as killed) so the process can exit.
+        draining.stop_admitting();
+        let in_flight = draining.running().count();
+        tracing::info!(
+            in_flight,
+            grace_ms = grace.as_millis() as u64,
+            "draining runs"
+        );
+        let ender = draining.clone();
+        tokio::spawn(async move {
+            if !ender.drained(grace).await {
+                let ended = ender.running().cancel_all();
+                tracing::warn!(
+                    ended = ended.len(),
+                    "grace period over: ending the runs still in flight"
+                );
+            }
+        });
+    };
+    let serving = std::future::IntoFuture::into_future(
+        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stopping),
+    );
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served.context("server failed")?,
+        // A request that outlives the grace period and the forced end (a
+        // slow client reading a response) does not keep the process alive.
+        _ = async {
+            runtime.stopping().await;
+            tokio::time::sleep(grace + std::time::Duration::from_millis(1500)).await;
+        } => tracing::warn!("requests still open after the grace period; exiting"),
+    }
     tracing::info!("stopped; every acknowledged write was committed before its response");
     Ok(())
 }

@@ -58,7 +58,7 @@ impl From<RuntimeError> for HttpError {
             RuntimeError::AgentNotFound => HttpError::not_found("agent"),
             RuntimeError::AgentKilled => HttpError::new(ErrorCode::AgentKilled, e.to_string()),
             RuntimeError::AgentDisabled => HttpError::new(ErrorCode::AgentDisabled, e.to_string()),
-            RuntimeError::Busy => {
+            RuntimeError::Busy | RuntimeError::ShuttingDown => {
                 let mut err = ApiError::new(ErrorCode::ServiceUnavailable, e.to_string());
                 err.retry_after = Some(1);
                 HttpError(err)

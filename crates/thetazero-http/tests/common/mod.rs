@@ -19,6 +19,27 @@ use thetazero_store_postgres::PgStore;
 use thetazero_store_sqlite::SqliteStore;
 use tower::ServiceExt;
 
+/// The engine these suites run on: confined worker processes (the default
+/// of `thetazero serve`), or in process with `THETAZERO_TEST_ENGINE=in_process`.
+/// The worker program is the sandbox crate's own binary, which
+/// `cargo test --workspace` builds next to the test executables.
+pub fn engine_mode() -> thetazero_runtime::sandbox::EngineMode {
+    use thetazero_runtime::sandbox::{EngineMode, ProcessConfig};
+    if std::env::var("THETAZERO_TEST_ENGINE").as_deref() == Ok("in_process") {
+        return EngineMode::InProcess;
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let program = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("thetazero-sandbox-worker"))
+        .filter(|p| p.is_file())
+        .expect(
+            "the sandbox worker binary is not built: run `cargo build -p thetazero-sandbox --bin thetazero-sandbox-worker` (cargo test --workspace builds it)",
+        );
+    EngineMode::Process(ProcessConfig::new(program, Vec::new()))
+}
+
 pub struct TestApp {
     /// Dropped after the store: the schema of a PostgreSQL run.
     _schema: Option<PgSchema>,
@@ -106,7 +127,8 @@ impl TestApp {
         Self::with_config(settings, RuntimeConfig::default()).await
     }
 
-    pub async fn with_config(settings: Settings, config: RuntimeConfig) -> TestApp {
+    pub async fn with_config(settings: Settings, mut config: RuntimeConfig) -> TestApp {
+        config.sandbox.mode = engine_mode();
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, schema): (Arc<dyn Store>, Option<PgSchema>) =
             match std::env::var("THETAZERO_TEST_BACKEND").as_deref() {

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use serde_json::Value;
 use thetazero_sandbox::{
-    ExecutionReport, Host, HostError, Job, Sandbox, SandboxConfig, SandboxEvent, Scope,
+    EngineMode, ExecutionReport, Host, HostError, Job, ProcessConfig, Sandbox, SandboxConfig,
+    SandboxEvent, Scope,
 };
 
 #[derive(Default)]
@@ -91,12 +92,27 @@ impl Host for MemHost {
     }
 }
 
+/// The engine these tests run on: confined worker processes, or in process
+/// with `THETAZERO_TEST_ENGINE=in_process` (the test script runs both).
+pub fn engine_mode() -> EngineMode {
+    match std::env::var("THETAZERO_TEST_ENGINE").as_deref() {
+        Ok("in_process") => EngineMode::InProcess,
+        _ => EngineMode::Process(process_config()),
+    }
+}
+
+/// Workers started from this crate's own worker binary.
+pub fn process_config() -> ProcessConfig {
+    ProcessConfig::new(env!("CARGO_BIN_EXE_thetazero-sandbox-worker"), Vec::new())
+}
+
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
         Sandbox::new(SandboxConfig {
             workers: 4,
             queue_capacity: 1024,
+            mode: engine_mode(),
             ..SandboxConfig::default()
         })
         .unwrap()

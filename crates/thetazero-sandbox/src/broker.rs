@@ -1,0 +1,536 @@
+//! The server's side of every counted host call: it checks the permission again, puts refusals to a human where the agent allows that, records the decision before anything happens, performs the call and records its outcome. It runs in the server process whatever the engine mode, and must never trust what a worker says about permissions or budgets.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use thetazero_core::limits::Limits;
+use thetazero_core::permissions::Scope;
+
+use crate::clock::RunClock;
+use crate::host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
+use crate::net::{self, HttpCall, HttpRules, NetworkPolicy};
+use crate::report::LimitKind;
+
+/// The arguments of an asynchronous call, converted inside the engine (where
+/// agent traps run under its limits) before they cross to the broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum CallArgs {
+    Key { key: String },
+    KeyValue { key: String, value: Json },
+    Value { value: Json },
+    NameValue { name: String, input: Json },
+    Http { call: HttpCall },
+}
+
+impl CallArgs {
+    /// Bytes the server holds for these arguments while the call is pending;
+    /// charged against the run's memory limit.
+    pub(crate) fn held_bytes(&self) -> usize {
+        let json = |v: &Json| v.to_string().len();
+        64 + match self {
+            CallArgs::Key { key } => key.len(),
+            CallArgs::KeyValue { key, value } => key.len() + json(value),
+            CallArgs::Value { value } => json(value),
+            CallArgs::NameValue { name, input } => name.len() + json(input),
+            CallArgs::Http { call } => {
+                call.url.len()
+                    + call.method.len()
+                    + call
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+                    + call.body.as_ref().map_or(0, Vec::len)
+            }
+        }
+    }
+}
+
+/// The settled value of a host call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Reply {
+    Json { value: Json },
+    Fail { code: String, message: String },
+}
+
+impl Reply {
+    fn fail(code: &str, message: impl Into<String>) -> Reply {
+        Reply::Fail {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A settled call with what the run's own audit row needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CallReply {
+    pub allowed: bool,
+    /// The call was refused by permission or network policy (a violation).
+    pub denied: bool,
+    pub duration_ms: f64,
+    pub reply: Reply,
+}
+
+/// Host API calls counted against `max_api_calls_per_run` and
+/// `max_api_calls_per_minute`. The engine counts to throw at once; the
+/// broker counts again because a worker may lie.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    pub api_calls: u64,
+    minute: VecDeque<Instant>,
+}
+
+impl Budget {
+    pub(crate) fn count(&mut self, limits: &Limits) -> Result<(), (LimitKind, String)> {
+        self.api_calls += 1;
+        if self.api_calls > limits.max_api_calls_per_run {
+            return Err((
+                LimitKind::ApiCalls,
+                format!(
+                    "more than {} host API calls in one run",
+                    limits.max_api_calls_per_run
+                ),
+            ));
+        }
+        let now = Instant::now();
+        while self
+            .minute
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.minute.pop_front();
+        }
+        if self.minute.len() as u64 >= limits.max_api_calls_per_minute {
+            return Err((
+                LimitKind::ApiCallsPerMinute,
+                format!(
+                    "more than {} host API calls in one minute",
+                    limits.max_api_calls_per_minute
+                ),
+            ));
+        }
+        self.minute.push_back(now);
+        Ok(())
+    }
+}
+
+/// What one run may do, as the server decided when it admitted the run.
+pub(crate) struct Rules {
+    pub limits: Limits,
+    pub scopes: BTreeSet<Scope>,
+    pub allow_network: bool,
+    pub http: Arc<HttpRules>,
+    pub approval_timeout: Option<Duration>,
+    pub approval_calls: Option<Vec<String>>,
+}
+
+impl Rules {
+    /// Why the agent's own configuration refuses `f`, if it does.
+    pub(crate) fn denial(&self, f: HostFn) -> Option<(&'static str, String)> {
+        denial(f, &self.scopes, self.allow_network)
+    }
+}
+
+/// Why an agent with these permissions refuses `f`, if it does. The engine
+/// asks too, for the run's own audit row; the broker's answer is the one
+/// that counts.
+pub(crate) fn denial(
+    f: HostFn,
+    scopes: &BTreeSet<Scope>,
+    allow_network: bool,
+) -> Option<(&'static str, String)> {
+    match f.scope() {
+        Some(s) if !scopes.contains(&s) => Some((
+            "PERMISSION_DENIED",
+            format!("{} needs the {} permission", f.name(), s.as_str()),
+        )),
+        _ if f == HostFn::HttpRequest && !allow_network => Some((
+            "PERMISSION_DENIED",
+            "http_request needs allow_network: true in the agent's config".to_string(),
+        )),
+        _ => None,
+    }
+}
+
+/// Told when an approval wait of the run begins (`true`) and ends.
+pub(crate) type ApprovalSignal = Box<dyn Fn(bool) + Send + Sync>;
+
+/// One run's broker.
+pub(crate) struct Broker {
+    host: Arc<dyn Host>,
+    net: NetworkPolicy,
+    rules: Rules,
+    clock: Arc<RunClock>,
+    approval_signal: ApprovalSignal,
+    budget: Mutex<Budget>,
+    /// Bytes of pending calls' arguments this side holds.
+    held: Mutex<usize>,
+    /// A limit the broker itself saw passed (only a lying worker gets here).
+    overrun: Mutex<Option<(LimitKind, String)>>,
+    denied: Mutex<u64>,
+}
+
+impl Broker {
+    pub(crate) fn new(
+        host: Arc<dyn Host>,
+        net: NetworkPolicy,
+        rules: Rules,
+        clock: Arc<RunClock>,
+        approval_signal: ApprovalSignal,
+    ) -> Broker {
+        Broker {
+            host,
+            net,
+            rules,
+            clock,
+            approval_signal,
+            budget: Mutex::default(),
+            held: Mutex::new(0),
+            overrun: Mutex::new(None),
+            denied: Mutex::new(0),
+        }
+    }
+
+    /// Counted calls the broker saw.
+    pub(crate) fn api_calls(&self) -> u64 {
+        self.budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .api_calls
+    }
+
+    /// Calls the broker refused.
+    pub(crate) fn denied(&self) -> u64 {
+        *self.denied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn overrun(&self) -> Option<(LimitKind, String)> {
+        self.overrun
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_overrun(&self, limit: (LimitKind, String)) {
+        let mut slot = self.overrun.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(limit);
+        }
+    }
+
+    fn count_denied(&self, delta: i64) {
+        let mut d = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        *d = if delta < 0 {
+            d.saturating_sub(delta.unsigned_abs())
+        } else {
+            d.saturating_add(delta as u64)
+        };
+    }
+
+    /// What the run has left, for a child it starts.
+    pub(crate) fn remaining(&self) -> ChildBudget {
+        ChildBudget {
+            api_calls: self
+                .rules
+                .limits
+                .max_api_calls_per_run
+                .saturating_sub(self.api_calls()),
+            time_ms: self
+                .clock
+                .deadline()
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64,
+        }
+    }
+
+    /// Runs one counted call from start to end. Never panics on its input.
+    pub(crate) async fn call(&self, f: HostFn, args: CallArgs, summary: String) -> CallReply {
+        let start = Instant::now();
+        let reply = |allowed: bool, denied: bool, reply: Reply| CallReply {
+            allowed,
+            denied,
+            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+            reply,
+        };
+        if !f.counted() {
+            return reply(false, false, Reply::fail("UNSUPPORTED", "not a host call"));
+        }
+        let counted = self
+            .budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count(&self.rules.limits);
+        if let Err(limit) = counted {
+            let message = format!("host API call limit reached ({})", limit.0.as_str());
+            self.set_overrun(limit);
+            return reply(false, false, Reply::fail("LIMIT_EXCEEDED", message));
+        }
+        let bytes = args.held_bytes();
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let cap = usize::try_from(self.rules.limits.memory_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX);
+            if held.saturating_add(bytes) > cap {
+                drop(held);
+                let detail = format!(
+                    "pending host-call arguments above the memory limit of {} MiB",
+                    self.rules.limits.memory_mb
+                );
+                self.set_overrun((LimitKind::Memory, detail.clone()));
+                return reply(false, false, Reply::fail("LIMIT_EXCEEDED", detail));
+            }
+            *held += bytes;
+        }
+        let out = self.decide_and_perform(f, args, summary, start).await;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        *held = held.saturating_sub(bytes);
+        out
+    }
+
+    async fn decide_and_perform(
+        &self,
+        f: HostFn,
+        args: CallArgs,
+        summary: String,
+        start: Instant,
+    ) -> CallReply {
+        let done = |allowed: bool, denied: bool, reply: Reply| CallReply {
+            allowed,
+            denied,
+            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+            reply,
+        };
+        let scope = f.scope().map(|s| s.as_str().to_string());
+        let mut denial = self.rules.denial(f);
+        let mut approved_http = None;
+        let approvable = self
+            .rules
+            .approval_calls
+            .as_ref()
+            .is_none_or(|calls| calls.iter().any(|c| c == f.name()));
+        if let Some(timeout) = self.rules.approval_timeout.filter(|_| approvable) {
+            let refused = match &denial {
+                Some(("PERMISSION_DENIED", reason)) => Some(reason.clone()),
+                Some(_) => None,
+                None => self.outside_allowlist(&args),
+            };
+            if let Some(reason) = refused {
+                let ask = ApprovalAsk {
+                    function: f,
+                    args: args_json(&args),
+                    summary: summary.clone(),
+                    reason: reason.clone(),
+                    timeout,
+                };
+                (self.approval_signal)(true);
+                let answer = self.host.request_approval(ask).await;
+                (self.approval_signal)(false);
+                match answer {
+                    Ok(true) => {
+                        if let CallArgs::Http { call } = &args {
+                            approved_http = self.approved_rules(&call.url);
+                        }
+                        denial = None;
+                    }
+                    Ok(false) | Err(_) => {
+                        denial = Some((
+                            "PERMISSION_DENIED",
+                            format!("{reason}; a human did not approve this call"),
+                        ));
+                    }
+                }
+            }
+        }
+        let decision = SandboxEvent::HostCallDecision {
+            function: f,
+            scope: scope.clone(),
+            args_summary: summary,
+            allowed: denial.is_none(),
+        };
+        let recorded = self.host.record(decision).await;
+        let denial = match (denial, recorded) {
+            (Some(d), _) => Some(d),
+            // Fail closed: a decision that could not be recorded is a refusal.
+            (None, Err(_)) => Some((
+                "AUDIT_UNAVAILABLE",
+                "the call was refused because it could not be audited".to_string(),
+            )),
+            (None, Ok(())) => None,
+        };
+        if let Some((code, reason)) = denial {
+            self.count_denied(1);
+            let _ = self
+                .host
+                .record(SandboxEvent::PermissionDenied {
+                    function: f,
+                    scope,
+                    code: code.to_string(),
+                    reason: reason.clone(),
+                    is_violation: true,
+                })
+                .await;
+            return done(false, true, Reply::fail(code, reason));
+        }
+        let result = self.perform(f, args, approved_http).await;
+        let duration = start.elapsed();
+        let (ok, error_code) = match &result {
+            Ok(_) => (true, None),
+            Err(Failure::Host(e)) => (false, Some(e.code().to_string())),
+            Err(Failure::Net(e)) => (false, Some(e.code().to_string())),
+        };
+        let _ = self
+            .host
+            .record(SandboxEvent::HostCallOutcome {
+                function: f,
+                ok,
+                error_code,
+                duration_ms: duration.as_secs_f64() * 1000.0,
+            })
+            .await;
+        match result {
+            Ok(value) => done(true, false, Reply::Json { value }),
+            Err(Failure::Host(e)) => done(true, false, Reply::fail(e.code(), e.to_string())),
+            Err(Failure::Net(e)) => {
+                if let net::NetError::Refused(reason) = &e {
+                    // Network policy refusals are permission denials too.
+                    self.count_denied(1);
+                    let _ = self
+                        .host
+                        .record(SandboxEvent::PermissionDenied {
+                            function: f,
+                            scope: f.scope().map(|s| s.as_str().to_string()),
+                            code: e.code().to_string(),
+                            reason: reason.clone(),
+                            is_violation: true,
+                        })
+                        .await;
+                    return done(false, true, Reply::fail(e.code(), e.to_string()));
+                }
+                done(true, false, Reply::fail(e.code(), e.to_string()))
+            }
+        }
+    }
+
+    /// Runs an allowed call; `approved` is the allow-list widened by a
+    /// human's approval of this one call.
+    async fn perform(
+        &self,
+        f: HostFn,
+        args: CallArgs,
+        approved: Option<Arc<HttpRules>>,
+    ) -> Result<Json, Failure> {
+        let host = &self.host;
+        let h = Failure::Host;
+        match (f, args) {
+            (HostFn::ReadContext, CallArgs::Key { key }) => host
+                .read_context(&key)
+                .await
+                .map(|v| v.unwrap_or(Json::Null))
+                .map_err(h),
+            (HostFn::WriteContext, CallArgs::KeyValue { key, value }) => host
+                .write_context(&key, value)
+                .await
+                .map(|()| Json::Null)
+                .map_err(h),
+            (HostFn::StorageGet, CallArgs::Key { key }) => host
+                .storage_get(&key)
+                .await
+                .map(|v| v.unwrap_or(Json::Null))
+                .map_err(h),
+            (HostFn::StoragePut, CallArgs::KeyValue { key, value }) => host
+                .storage_put(&key, value)
+                .await
+                .map(|()| Json::Null)
+                .map_err(h),
+            (HostFn::Inference, CallArgs::Value { value }) => {
+                host.inference(value).await.map_err(h)
+            }
+            (HostFn::CallAgent, CallArgs::NameValue { name, input }) => {
+                let budget = self.remaining();
+                host.call_agent(&name, input, budget).await.map_err(h)
+            }
+            (HostFn::GetExecution, CallArgs::Value { value }) => host
+                .get_execution(value)
+                .await
+                .map(|v| v.unwrap_or(Json::Null))
+                .map_err(h),
+            (HostFn::HttpRequest, CallArgs::Http { call }) => {
+                let url = call.url.clone();
+                let rules = approved.unwrap_or_else(|| self.rules.http.clone());
+                let response = net::http_request(call, &rules, &self.net)
+                    .await
+                    .map_err(Failure::Net)?;
+                // Fetched content can carry instructions aimed at the agent
+                // (indirect injection): the host screens it before the agent
+                // sees any of it.
+                host.screen_fetched(&url, &response).await.map_err(h)?;
+                Ok(response)
+            }
+            _ => Err(Failure::Host(HostError::Unsupported("this call"))),
+        }
+    }
+
+    /// Why an `http_request` needs a human when the allow-list does not admit
+    /// its host; `None` for anything else.
+    fn outside_allowlist(&self, args: &CallArgs) -> Option<String> {
+        let CallArgs::Http { call } = args else {
+            return None;
+        };
+        if self.rules.http.dev_localhost {
+            return None;
+        }
+        let host = request_host(&call.url)?;
+        (!net::domain_allowed(&host, &self.rules.http.allowed_domains))
+            .then(|| format!("{host} is not in allowed_domains"))
+    }
+
+    /// The allow-list with the request's host added, for one approved call.
+    fn approved_rules(&self, url: &str) -> Option<Arc<HttpRules>> {
+        let mut allowed = self.rules.http.allowed_domains.clone();
+        allowed.push(request_host(url)?);
+        Some(Arc::new(HttpRules {
+            allowed_domains: allowed,
+            dev_localhost: self.rules.http.dev_localhost,
+            limits: self.rules.http.limits,
+        }))
+    }
+}
+
+enum Failure {
+    Host(HostError),
+    Net(net::NetError),
+}
+
+/// The call's exact arguments, which an approval is bound to.
+fn args_json(args: &CallArgs) -> Json {
+    match args {
+        CallArgs::Key { key } => serde_json::json!({"key": key}),
+        CallArgs::KeyValue { key, value } => serde_json::json!({"key": key, "value": value}),
+        CallArgs::Value { value } => value.clone(),
+        CallArgs::NameValue { name, input } => serde_json::json!({"name": name, "input": input}),
+        CallArgs::Http { call } => serde_json::json!({
+            "method": call.method,
+            "url": call.url,
+            "headers": call.headers,
+            "body_hex": call.body.as_ref().map(|b| {
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            }),
+        }),
+    }
+}
+
+/// The normalised host an `http_request` names, as the allow-list sees it
+/// (IPv6 literals are refused by the network rules whatever the list says).
+fn request_host(url: &str) -> Option<String> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Domain(d) => Some(d.trim_end_matches('.').to_ascii_lowercase()),
+        url::Host::Ipv4(ip) => Some(ip.to_string()),
+        url::Host::Ipv6(_) => None,
+    }
+}

@@ -1,0 +1,833 @@
+//! The server's side of the confined engine: worker processes per account, the broker tasks that perform their host calls, and the watchdog that ends a worker whose run passed its deadline or ignored a kill. It must never let one account's runs share a worker with another's, and never report a run as completed after its deadline.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::broker::Broker;
+use crate::clock::RunClock;
+use crate::confine::Probe;
+use crate::job::Job;
+use crate::net::NetworkPolicy;
+use crate::proto::{self, FromWorker, ToWorker};
+use crate::report::{
+    Enforcement, ErrorInfo, ExecutionReport, LimitKind, Status, WorkerStopNote, TEE_PROCESS_SANDBOX,
+};
+use crate::{SandboxError, SubmitError};
+
+/// How the confined engine is run.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// The worker program and its arguments: the server binary itself with
+    /// its `sandbox-worker` subcommand.
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Worker processes one account may have, and so the CPU-active runs it
+    /// may hold at once: by default max(1, cores − 1), so one account never
+    /// takes every core from the others.
+    pub workers_per_account: usize,
+    /// Worker processes in all; an account that needs a new one beyond this
+    /// shares its least-loaded existing one.
+    pub max_workers: usize,
+    /// Runs in flight (running or waiting) before new ones are refused.
+    pub max_runs: usize,
+    /// A worker with no run for this long exits.
+    pub idle_timeout: Duration,
+    /// How long past its deadline a run may go before its worker is ended.
+    pub watchdog_grace: Duration,
+    /// How long a killed run may take to stop before its worker is ended.
+    pub kill_grace: Duration,
+    /// The address-space limit of each worker (a backstop; runs are bounded
+    /// by their own memory limits).
+    pub address_space_bytes: u64,
+}
+
+impl ProcessConfig {
+    /// Workers started as `program args...`, with the defaults above.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> ProcessConfig {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        ProcessConfig {
+            program: program.into(),
+            args,
+            workers_per_account: cores.saturating_sub(1).max(1),
+            max_workers: 4096,
+            max_runs: 100_000,
+            idle_timeout: Duration::from_secs(60),
+            watchdog_grace: Duration::from_millis(100),
+            kill_grace: Duration::from_millis(40),
+            address_space_bytes: 64 << 30,
+        }
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.program);
+        c.args(&self.args)
+            .arg("--address-space")
+            .arg(self.address_space_bytes.to_string())
+            .env_clear()
+            .current_dir("/");
+        c
+    }
+
+    /// Starts a worker in check mode: it confines itself and tries what it
+    /// must not be able to do. Fails closed with the part that is missing.
+    pub fn check(&self) -> Result<Probe, SandboxError> {
+        let output = self
+            .command()
+            .arg("--check")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(SandboxError::Spawn)?;
+        let probe: Probe = serde_json::from_slice(&output.stdout).map_err(|_| {
+            SandboxError::Confinement(format!(
+                "the worker program did not report its confinement (exit {})",
+                output.status
+            ))
+        })?;
+        match probe.failure() {
+            None if probe.holds() => Ok(probe),
+            None => Err(SandboxError::Confinement(
+                "the worker did not confirm its confinement".into(),
+            )),
+            Some(why) => Err(SandboxError::Confinement(why)),
+        }
+    }
+}
+
+/// How a run's wait ended on the server's side.
+enum Ending {
+    Report(Box<ExecutionReport>),
+    /// Cancelled while off the engine thread: it runs no more code.
+    Stopped,
+    /// Its worker is gone: ended by the watchdog, a crash or garbage.
+    WorkerGone,
+}
+
+struct RunState {
+    broker: Arc<Broker>,
+    clock: Arc<RunClock>,
+    /// Set when the worker's engine first took the run.
+    started: AtomicBool,
+    started_notify: tokio::sync::Notify,
+    done: Mutex<Option<oneshot::Sender<Ending>>>,
+    calls: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl RunState {
+    fn end(&self, ending: Ending) {
+        if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(ending);
+        }
+        for call in self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            call.abort();
+        }
+    }
+}
+
+/// Why a worker was ended, so its other runs can name the cause.
+#[derive(Clone)]
+struct StopCause {
+    run: u64,
+    execution_id: i64,
+    reason: String,
+}
+
+struct Worker {
+    tenant: u64,
+    pid: u32,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    runs: Mutex<HashMap<u64, Arc<RunState>>>,
+    child: Mutex<Option<std::process::Child>>,
+    dead: AtomicBool,
+    cause: Mutex<Option<StopCause>>,
+    last_active: Mutex<Instant>,
+    /// From the sentinel's last beat: the run on the engine thread and since
+    /// when (server time), and when that beat came.
+    on_thread: Mutex<Option<(u64, Instant)>>,
+    last_beat: Mutex<Instant>,
+}
+
+impl Worker {
+    fn send(&self, message: &ToWorker) -> bool {
+        match proto::encode(message) {
+            Ok(frame) => self.tx.send(frame).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn load(&self) -> usize {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the engine thread has been running `run` for at least `for_at_least`.
+    fn holds_thread(&self, run: u64, for_at_least: Duration) -> bool {
+        matches!(
+            *self.on_thread.lock().unwrap_or_else(|e| e.into_inner()),
+            Some((r, since)) if r == run && since.elapsed() >= for_at_least
+        )
+    }
+
+    /// No beat for so long that the whole process must be stuck.
+    fn silent(&self) -> bool {
+        self.last_beat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            >= SILENCE
+    }
+
+    /// Ends the process now. The reader then sees the channel close and
+    /// ends every run that was on it.
+    fn stop(&self, cause: Option<StopCause>) {
+        if let Some(cause) = cause {
+            let mut slot = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(cause);
+            }
+        }
+        self.dead.store(true, Ordering::SeqCst);
+        if let Some(child) = self
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            let _ = child.kill();
+        }
+    }
+}
+
+struct Shared {
+    cfg: ProcessConfig,
+    network: NetworkPolicy,
+    workers: tokio::sync::Mutex<HashMap<u64, Vec<Arc<Worker>>>>,
+    live_workers: AtomicUsize,
+    /// Live worker processes: pid to tenant.
+    pids: Mutex<HashMap<u32, u64>>,
+    in_flight: AtomicUsize,
+    next_run: AtomicU64,
+}
+
+/// The confined engine.
+pub(crate) struct ProcessPool {
+    /// Taken on drop, which may happen inside another runtime.
+    rt: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+}
+
+impl ProcessPool {
+    pub(crate) fn new(cfg: ProcessConfig, network: NetworkPolicy) -> Result<Self, SandboxError> {
+        cfg.check()?;
+        // The pool's own runtime carries worker channels, brokers and
+        // watchdogs, so they outlive any one caller's runtime. Its threads
+        // start the workers and live as long as the pool: a worker dies with
+        // the thread that started it (PR_SET_PDEATHSIG), so never start one
+        // from a short-lived thread.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("thetazero-sandbox-io")
+            .enable_all()
+            .build()
+            .map_err(SandboxError::Spawn)?;
+        Ok(ProcessPool {
+            rt: Some(rt),
+            shared: Arc::new(Shared {
+                cfg,
+                network,
+                workers: tokio::sync::Mutex::new(HashMap::new()),
+                live_workers: AtomicUsize::new(0),
+                pids: Mutex::new(HashMap::new()),
+                in_flight: AtomicUsize::new(0),
+                next_run: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub(crate) fn submit(
+        &self,
+        job: Job,
+    ) -> Result<oneshot::Receiver<ExecutionReport>, SubmitError> {
+        let shared = self.shared.clone();
+        let admitted = shared
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < shared.cfg.max_runs).then_some(n + 1)
+            });
+        if admitted.is_err() {
+            return Err(SubmitError::QueueFull);
+        }
+        let (reply, rx) = oneshot::channel();
+        let Some(rt) = &self.rt else {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::ShutDown);
+        };
+        rt.spawn(async move {
+            let started = Instant::now();
+            let host = job.host.clone();
+            let report = supervise(&shared, job).await;
+            let report = report.unwrap_or_else(|e| {
+                let mut r = ExecutionReport::internal_failure(started.elapsed());
+                if let Some(err) = r.error.as_mut() {
+                    err.message = e;
+                    err.code = Some("WORKER_FAILED".into());
+                }
+                r.tee_mode = TEE_PROCESS_SANDBOX.to_string();
+                r
+            });
+            crate::pool::record_ending(&host, &report).await;
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let _ = reply.send(report);
+        });
+        Ok(rx)
+    }
+
+    /// The worker processes alive now, as (tenant, pid).
+    pub(crate) fn worker_pids(&self) -> Vec<(u64, u32)> {
+        let mut pids: Vec<_> = self
+            .shared
+            .pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(pid, tenant)| (*tenant, *pid))
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        // Workers die with the pool's threads; ending them here as well makes
+        // it immediate.
+        if let Ok(workers) = self.shared.workers.try_lock() {
+            for w in workers.values().flatten() {
+                w.stop(None);
+            }
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A worker that sends nothing for this long is ended (its sentinel beats
+/// at least every half second).
+const SILENCE: Duration = Duration::from_secs(3);
+/// How often a run past its deadline is looked at again while it waits for
+/// the engine thread.
+const WATCH_TICK: Duration = Duration::from_millis(10);
+
+/// Picks (or starts) a worker for the tenant: its least-loaded one, or a new
+/// one while it has fewer than its share.
+async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
+    let mut workers = shared.workers.lock().await;
+    let list = workers.entry(tenant).or_default();
+    list.retain(|w| !w.dead.load(Ordering::SeqCst));
+    let least = list.iter().min_by_key(|w| w.load()).cloned();
+    let room = list.len() < shared.cfg.workers_per_account
+        && shared.live_workers.load(Ordering::SeqCst) < shared.cfg.max_workers;
+    match least {
+        Some(w) if w.load() == 0 || !room => Ok(w),
+        _ => {
+            let w = spawn_worker(shared, tenant).await?;
+            workers.entry(tenant).or_default().push(w.clone());
+            Ok(w)
+        }
+    }
+}
+
+async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let mut command = shared.cfg.command();
+    command
+        .stdin(std::process::Stdio::from(OwnedFd::from(theirs)))
+        .stdout(std::process::Stdio::null())
+        // Not the server's stderr: a worker must not be able to write into
+        // the server's logs (and may not write to a file at all).
+        .stderr(std::process::Stdio::null());
+    let child = command
+        .spawn()
+        .map_err(|e| format!("could not start a worker: {e}"))?;
+    let pid = child.id();
+    ours.set_nonblocking(true)
+        .map_err(|e| format!("worker channel: {e}"))?;
+    let stream =
+        tokio::net::UnixStream::from_std(ours).map_err(|e| format!("worker channel: {e}"))?;
+    let (mut rd, wr) = stream.into_split();
+    let mut buf = Vec::new();
+    let hello = tokio::time::timeout(
+        Duration::from_secs(10),
+        proto::read::<_, FromWorker>(&mut rd, &mut buf),
+    )
+    .await;
+    let mut child = child;
+    match hello {
+        Ok(Ok(FromWorker::Ready { .. })) => {}
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(match other {
+                Ok(Ok(FromWorker::Refused { reason })) => {
+                    format!("the worker refused to start: {reason}")
+                }
+                Ok(Err(e)) => format!("the worker did not start: {e}"),
+                _ => "the worker did not start in time".into(),
+            });
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let worker = Arc::new(Worker {
+        tenant,
+        pid,
+        tx,
+        runs: Mutex::new(HashMap::new()),
+        child: Mutex::new(Some(child)),
+        dead: AtomicBool::new(false),
+        cause: Mutex::new(None),
+        last_active: Mutex::new(Instant::now()),
+        on_thread: Mutex::new(None),
+        last_beat: Mutex::new(Instant::now()),
+    });
+    shared.live_workers.fetch_add(1, Ordering::SeqCst);
+    shared
+        .pids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid, tenant);
+    tokio::spawn(async move {
+        let _ = proto::write_all(wr, rx).await;
+    });
+    tokio::spawn(read_worker(shared.clone(), worker.clone(), rd, buf));
+    tokio::spawn(reap_when_idle(shared.clone(), worker.clone()));
+    Ok(worker)
+}
+
+/// Handles everything a worker sends until its channel closes or it sends
+/// something malformed; then ends the process and every run on it.
+async fn read_worker(
+    shared: Arc<Shared>,
+    worker: Arc<Worker>,
+    mut rd: tokio::net::unix::OwnedReadHalf,
+    mut buf: Vec<u8>,
+) {
+    loop {
+        let message = proto::read::<_, FromWorker>(&mut rd, &mut buf).await;
+        let run_of = |run: u64| {
+            worker
+                .runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&run)
+                .cloned()
+        };
+        match message {
+            Ok(FromWorker::Call {
+                run,
+                call,
+                f,
+                args,
+                summary,
+            }) => {
+                // A run that already ended here gets no call performed.
+                let Some(state) = run_of(run) else {
+                    continue;
+                };
+                let w = worker.clone();
+                let broker = state.broker.clone();
+                let task = tokio::spawn(async move {
+                    let reply = broker.call(f, args, summary).await;
+                    w.send(&ToWorker::Reply { run, call, reply });
+                });
+                state
+                    .calls
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(task.abort_handle());
+            }
+            Ok(FromWorker::Started { run }) => {
+                if let Some(state) = run_of(run) {
+                    state.clock.restart(Instant::now());
+                    state.started.store(true, Ordering::SeqCst);
+                    state.started_notify.notify_one();
+                }
+            }
+            Ok(FromWorker::Paused { run, paused }) => {
+                if let Some(state) = run_of(run) {
+                    state.clock.set_reported_pause(paused);
+                }
+            }
+            Ok(FromWorker::Beat { on_thread, for_ms }) => {
+                let now = Instant::now();
+                *worker.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = now;
+                *worker.on_thread.lock().unwrap_or_else(|e| e.into_inner()) =
+                    on_thread.map(|run| {
+                        (
+                            run,
+                            now.checked_sub(Duration::from_millis(for_ms))
+                                .unwrap_or(now),
+                        )
+                    });
+            }
+            Ok(FromWorker::Stopped { run }) | Ok(FromWorker::Ended { run, .. })
+                if run_of(run).is_none() =>
+            {
+                // Already ended here (a stop confirmed, then its report).
+            }
+            Ok(FromWorker::Stopped { run }) => {
+                let state = worker
+                    .runs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&run);
+                if let Some(state) = state {
+                    state.end(Ending::Stopped);
+                }
+            }
+            Ok(FromWorker::Ended { run, report }) => {
+                let state = worker
+                    .runs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&run);
+                *worker.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                if let Some(state) = state {
+                    state.end(Ending::Report(report));
+                }
+            }
+            Ok(FromWorker::Ready { .. } | FromWorker::Refused { .. }) => {
+                tracing_garbage(&worker, "a second greeting");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    worker.stop(None);
+    let child = worker
+        .child
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(mut child) = child {
+        // Killed above; reaping takes a moment and must not hold a thread
+        // of the pool's runtime. The pid leaves the registry once reaped.
+        let _ = child.kill();
+        let reaped = tokio::task::spawn_blocking(move || child.wait());
+        let _ = reaped.await;
+    }
+    shared
+        .pids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&worker.pid);
+    shared.live_workers.fetch_sub(1, Ordering::SeqCst);
+    let runs: Vec<_> = worker
+        .runs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    for (_, state) in runs {
+        state.end(Ending::WorkerGone);
+    }
+    let mut workers = shared.workers.lock().await;
+    if let Some(list) = workers.get_mut(&worker.tenant) {
+        list.retain(|w| !Arc::ptr_eq(w, &worker));
+        if list.is_empty() {
+            workers.remove(&worker.tenant);
+        }
+    }
+}
+
+fn tracing_garbage(worker: &Worker, what: &str) {
+    // The worker may be compromised; its runs end and it is replaced.
+    eprintln!(
+        "thetazero: sandbox worker {} sent {what}; ending it",
+        worker.pid
+    );
+}
+
+/// Ends a worker once it has had no run for the idle timeout.
+async fn reap_when_idle(shared: Arc<Shared>, worker: Arc<Worker>) {
+    let idle = shared.cfg.idle_timeout;
+    loop {
+        tokio::time::sleep(idle).await;
+        if worker.dead.load(Ordering::SeqCst) {
+            return;
+        }
+        let quiet = worker
+            .last_active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            >= idle;
+        if !quiet {
+            continue;
+        }
+        // Taken out of the list first, under its lock, so no run is placed
+        // on it while it goes.
+        let mut workers = shared.workers.lock().await;
+        if worker.load() == 0 {
+            if let Some(list) = workers.get_mut(&worker.tenant) {
+                list.retain(|w| !Arc::ptr_eq(w, &worker));
+            }
+            drop(workers);
+            worker.stop(None);
+            return;
+        }
+    }
+}
+
+/// Runs one job on a worker of its tenant, and stops it from outside when
+/// the engine does not: a kill that does not land within `kill_grace`, or a
+/// deadline passed by more than `watchdog_grace`, ends the whole worker.
+async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, String> {
+    let worker = worker_for(shared, job.code_cache_scope).await?;
+    let run = shared.next_run.fetch_add(1, Ordering::SeqCst);
+    let limit = Duration::from_millis(job.limits.cpu_time_ms);
+    let started = Instant::now();
+    let clock = RunClock::mirror(started, limit);
+    let signal_worker = Arc::downgrade(&worker);
+    let broker = Arc::new(Broker::new(
+        job.host.clone(),
+        shared.network.clone(),
+        job.rules(),
+        clock.clone(),
+        Box::new(move |waiting| {
+            if let Some(w) = signal_worker.upgrade() {
+                w.send(&ToWorker::Approval { run, waiting });
+            }
+        }),
+    ));
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let state = Arc::new(RunState {
+        broker: broker.clone(),
+        clock: clock.clone(),
+        started: AtomicBool::new(false),
+        started_notify: tokio::sync::Notify::new(),
+        done: Mutex::new(Some(done_tx)),
+        calls: Mutex::new(Vec::new()),
+    });
+    worker
+        .runs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(run, state.clone());
+    *worker.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    if worker.dead.load(Ordering::SeqCst)
+        || !worker.send(&ToWorker::Start {
+            run,
+            spec: Box::new(job.spec()),
+        })
+    {
+        worker
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run);
+        return Err("the worker stopped before the run could start".into());
+    }
+
+    let cause = |reason: String| StopCause {
+        run,
+        execution_id: job.execution_id,
+        reason,
+    };
+    let grace = shared.cfg.watchdog_grace;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut cancelled = false;
+    let ending = loop {
+        let kill_timer = async {
+            match kill_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        // The watchdog: once the run is past its deadline by the grace, its
+        // worker is ended if the engine thread is still in this run (the
+        // interrupt did not work) or the worker has gone silent. A run past
+        // its deadline that waits for the engine thread behind another run
+        // of its account is not stuck: the interrupt ends it as soon as it
+        // is polled again.
+        let watchdog = async {
+            if !state.started.load(Ordering::SeqCst) {
+                loop {
+                    let notified = state.started_notify.notified();
+                    if state.started.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    notified.await;
+                }
+            }
+            clock.passed().await;
+            tokio::time::sleep(grace).await;
+            loop {
+                if worker.holds_thread(run, grace) || worker.silent() {
+                    return;
+                }
+                tokio::time::sleep(WATCH_TICK).await;
+                clock.passed().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            ending = &mut done_rx => break ending.unwrap_or(Ending::WorkerGone),
+            _ = job.cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                worker.send(&ToWorker::Cancel { run });
+                kill_at = Some(tokio::time::Instant::now() + shared.cfg.kill_grace);
+            }
+            _ = kill_timer => {
+                worker.stop(Some(cause(format!(
+                    "execution {} did not stop within {} ms of a kill",
+                    job.execution_id,
+                    shared.cfg.kill_grace.as_millis()
+                ))));
+                kill_at = None;
+            }
+            _ = watchdog => {
+                worker.stop(Some(cause(format!(
+                    "execution {} ran more than {} ms past its deadline of {} ms",
+                    job.execution_id,
+                    grace.as_millis(),
+                    job.limits.cpu_time_ms
+                ))));
+                // The reader ends the run once the process is gone.
+                break (&mut done_rx).await.unwrap_or(Ending::WorkerGone);
+            }
+        }
+    };
+    let took = started.elapsed();
+    let mut report = match ending {
+        Ending::Report(report) => *report,
+        Ending::Stopped => {
+            let mut r = ExecutionReport::worker_ended(
+                took,
+                Status::Killed,
+                None,
+                ErrorInfo::new("Killed", "the execution was killed"),
+            );
+            r.enforcement = Some(Enforcement::Cooperative);
+            r.violation_count = 0;
+            r
+        }
+        Ending::WorkerGone => {
+            let stopped_by = worker
+                .cause
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            gone_report(&job, run, took, cancelled, stopped_by, &clock)
+        }
+    };
+    report.tee_mode = TEE_PROCESS_SANDBOX.to_string();
+    // The server's own view decides what the worker cannot be trusted with.
+    if report.status == Status::Completed && clock.expired() {
+        report.status = Status::TimedOut;
+        report.output = serde_json::Value::Null;
+        report.limit = Some(LimitKind::CpuTime);
+        report.limit_detail = Some(format!("deadline of {} ms reached", job.limits.cpu_time_ms));
+        report.error = Some(ErrorInfo::new(
+            "LimitExceeded",
+            format!("deadline of {} ms reached", job.limits.cpu_time_ms),
+        ));
+        report.was_terminated = true;
+        report.enforcement = Some(Enforcement::Cooperative);
+        report.violation_count += 1;
+    }
+    if let Some((limit, detail)) = broker.overrun() {
+        if !matches!(report.status, Status::Killed | Status::LimitExceeded) {
+            report.status = Status::LimitExceeded;
+            report.output = serde_json::Value::Null;
+            report.limit = Some(limit);
+            report.error = Some(ErrorInfo::new("LimitExceeded", detail.clone()));
+            report.limit_detail = Some(detail);
+            report.was_terminated = true;
+            report.enforcement = Some(Enforcement::Cooperative);
+            report.violation_count += 1;
+        }
+    }
+    report.resource_usage.api_calls = report.resource_usage.api_calls.max(broker.api_calls());
+    report.violation_count = report.violation_count.max(broker.denied());
+    state.end(Ending::WorkerGone);
+    Ok(report)
+}
+
+/// The report of a run whose worker process is gone.
+fn gone_report(
+    job: &Job,
+    run: u64,
+    took: Duration,
+    cancelled: bool,
+    cause: Option<StopCause>,
+    clock: &RunClock,
+) -> ExecutionReport {
+    let ours = cause.as_ref().is_some_and(|c| c.run == run);
+    // A run that was asked to stop is stopped, whoever's stop ended the
+    // worker: the kill is confirmed by the process being gone.
+    if cancelled || job.cancel.is_cancelled() {
+        let mut r = ExecutionReport::worker_ended(
+            took,
+            Status::Killed,
+            None,
+            ErrorInfo::new("Killed", "the execution was killed"),
+        );
+        r.violation_count = 0;
+        return r;
+    }
+    if ours || clock.expired() {
+        let detail = format!(
+            "deadline of {} ms reached; the engine did not stop, so its worker process was ended",
+            job.limits.cpu_time_ms
+        );
+        return ExecutionReport::worker_ended(
+            took,
+            Status::TimedOut,
+            Some((LimitKind::CpuTime, detail.clone())),
+            ErrorInfo::new("LimitExceeded", detail),
+        );
+    }
+    let (message, cause_id) = match &cause {
+        Some(c) => (
+            format!(
+                "the worker process running this execution was ended because {}",
+                c.reason
+            ),
+            Some(c.execution_id),
+        ),
+        None => (
+            "the worker process running this execution ended unexpectedly".to_string(),
+            None,
+        ),
+    };
+    let mut error = ErrorInfo::new("WorkerStopped", message);
+    error.code = Some("WORKER_STOPPED".into());
+    let mut r = ExecutionReport::worker_ended(took, Status::Failed, None, error);
+    r.enforcement = None;
+    r.worker_stopped = Some(WorkerStopNote {
+        cause_execution_id: cause_id,
+        reason: cause
+            .map(|c| c.reason)
+            .unwrap_or_else(|| "the worker process ended unexpectedly".into()),
+    });
+    r
+}
