@@ -828,7 +828,18 @@ fn http_args<'js>(
         None => None,
         Some(v) if v.is_undefined() || v.is_null() => None,
         Some(v) => match v.as_string() {
-            Some(s) => Some(s.to_string()?.into_bytes()),
+            Some(s) => {
+                let body = s.to_string()?;
+                // Refused here, before the server holds a copy.
+                if body.len() as u64 > cap {
+                    return Err(throw_coded(
+                        ctx,
+                        "REQUEST_TOO_LARGE",
+                        &format!("request body larger than {cap} bytes"),
+                    ));
+                }
+                Some(body.into_bytes())
+            }
             None => {
                 let json = json_arg(ctx, Some(v), cap.saturating_add(1), "body")?;
                 if !headers

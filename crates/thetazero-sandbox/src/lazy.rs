@@ -179,7 +179,15 @@ fn add(ctx: &Ctx<'_>, lazy: &Lazy, group: &Group) -> Result<()> {
                     qjs::JS_DeleteProperty(raw, g, *atom, 0);
                 }
             }
+            // While the group is added, shared memory exists on the global
+            // object for a moment, and adding typed arrays reads
+            // `Array.prototype.toString`: an accessor (or, once deleted, a
+            // lookup through a prototype agent code replaced, a proxy
+            // included) would run agent code inside that moment. A plain
+            // data property stands there meanwhile, so no agent code runs.
+            let shield = Shield::raise(raw);
             ok = (group.add)(raw) == 0;
+            shield.lower(raw);
             // What agent code made of the names goes back; shared memory and
             // names it deleted go again.
             for (atom, b) in &before {
@@ -216,6 +224,93 @@ fn add(ctx: &Ctx<'_>, lazy: &Lazy, group: &Group) -> Result<()> {
         } else {
             // Out of memory while adding: the exception is the agent's.
             Err(Error::Exception)
+        }
+    }
+}
+
+/// `Array.prototype.toString` held as a data property while a group is added.
+struct Shield {
+    proto: qjs::JSValue,
+    atom: qjs::JSAtom,
+    /// What was there, unless it already was a data property (then nothing
+    /// is changed).
+    before: Option<Before>,
+}
+
+impl Shield {
+    /// # Safety
+    /// `raw` is this thread's live context.
+    unsafe fn raise(raw: *mut qjs::JSContext) -> Shield {
+        // SAFETY: the array, its class prototype and the atom are owned here
+        // and freed in `lower`; the prototype of a new array is the realm's
+        // Array.prototype whatever agent code did to `globalThis.Array`.
+        unsafe {
+            let array = qjs::JS_NewArray(raw);
+            let proto = qjs::JS_GetPrototype(raw, array);
+            qjs::JS_FreeValue(raw, array);
+            let atom = qjs::JS_NewAtomLen(raw, c"toString".as_ptr(), 8);
+            let mut desc = MaybeUninit::<qjs::JSPropertyDescriptor>::uninit();
+            let before = match qjs::JS_GetOwnProperty(raw, desc.as_mut_ptr(), proto, atom) {
+                1 => {
+                    let desc = desc.assume_init();
+                    if desc.flags & qjs::JS_PROP_GETSET as c_int == 0 {
+                        free_desc(raw, &desc);
+                        None
+                    } else {
+                        Some(Before::Agent(desc))
+                    }
+                }
+                _ => Some(Before::Absent),
+            };
+            if before.is_some() {
+                qjs::JS_DeleteProperty(raw, proto, atom, 0);
+                qjs::JS_DefineProperty(
+                    raw,
+                    proto,
+                    atom,
+                    qjs::JS_UNDEFINED,
+                    qjs::JS_UNDEFINED,
+                    qjs::JS_UNDEFINED,
+                    (qjs::JS_PROP_HAS_VALUE
+                        | qjs::JS_PROP_HAS_WRITABLE
+                        | qjs::JS_PROP_WRITABLE
+                        | qjs::JS_PROP_HAS_CONFIGURABLE
+                        | qjs::JS_PROP_CONFIGURABLE) as c_int,
+                );
+            }
+            Shield {
+                proto,
+                atom,
+                before,
+            }
+        }
+    }
+
+    /// Puts back what agent code had made of the name.
+    fn lower(self, raw: *mut qjs::JSContext) {
+        // SAFETY: the values raised above, freed exactly once here.
+        unsafe {
+            match &self.before {
+                None => {}
+                Some(Before::Absent) | Some(Before::Ours) => {
+                    qjs::JS_DeleteProperty(raw, self.proto, self.atom, 0);
+                }
+                Some(Before::Agent(d)) => {
+                    qjs::JS_DeleteProperty(raw, self.proto, self.atom, 0);
+                    let flags = d.flags
+                        & (qjs::JS_PROP_CONFIGURABLE | qjs::JS_PROP_ENUMERABLE) as c_int
+                        | (qjs::JS_PROP_HAS_CONFIGURABLE
+                            | qjs::JS_PROP_HAS_ENUMERABLE
+                            | qjs::JS_PROP_HAS_GET
+                            | qjs::JS_PROP_HAS_SET) as c_int;
+                    qjs::JS_DefineProperty(
+                        raw, self.proto, self.atom, d.value, d.getter, d.setter, flags,
+                    );
+                    free_desc(raw, d);
+                }
+            }
+            qjs::JS_FreeAtom(raw, self.atom);
+            qjs::JS_FreeValue(raw, self.proto);
         }
     }
 }

@@ -150,6 +150,8 @@ pub fn main(args: &[String]) -> i32 {
         let _ = out.flush();
         return if probe.holds() { 0 } else { 1 };
     }
+    // If memory runs out, the kernel ends a worker, never the server.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     let confined = confine::apply(limits);
     // The channel is stdin, a Unix socket the server made; duplicated after
     // confinement closed everything above stderr.

@@ -118,3 +118,35 @@ async fn a_memory_bomb_through_a_lazy_constructor_is_still_a_limit_hit() {
     assert_eq!(r.limit, Some(thetazero_sandbox::LimitKind::Memory));
     assert_clean_next().await;
 }
+
+#[tokio::test]
+async fn no_agent_code_runs_while_a_group_is_added() {
+    // Each way agent code could be called back while typed arrays are being
+    // added (when shared memory is briefly on the global object): an
+    // accessor on Array.prototype.toString, one on Object.prototype after
+    // deleting it, and a proxy as Array.prototype's prototype.
+    let traps = [
+        "Object.defineProperty(Array.prototype, 'toString', { configurable: true, get() { seen.push(typeof globalThis.SharedArrayBuffer, typeof globalThis.Atomics); return () => 'x'; } });",
+        "delete Array.prototype.toString; Object.defineProperty(Object.prototype, 'toString', { configurable: true, get() { seen.push(typeof globalThis.SharedArrayBuffer, typeof globalThis.Atomics); return () => 'x'; } });",
+        "delete Array.prototype.toString; Object.setPrototypeOf(Array.prototype, new Proxy({}, { get(t, k) { seen.push(typeof globalThis.SharedArrayBuffer, typeof globalThis.Atomics); return undefined; } }));",
+    ];
+    for trap in traps {
+        let out = output(&format!(
+            "const seen = []; {trap} new Uint8Array(1); \
+             return [seen.filter(t => t !== 'undefined'), typeof SharedArrayBuffer, typeof Atomics, typeof Uint8Array];"
+        ))
+        .await;
+        assert_eq!(
+            out,
+            json!([[], "undefined", "undefined", "function"]),
+            "{trap}"
+        );
+    }
+    // The accessor agent code put there is still there afterwards.
+    let out = output(
+        "Object.defineProperty(Array.prototype, 'toString', { configurable: true, get() { return () => 'mine'; } }); \
+         new Uint8Array(1); return [String([1]), typeof Object.getOwnPropertyDescriptor(Array.prototype, 'toString').get];",
+    )
+    .await;
+    assert_eq!(out, json!(["mine", "function"]));
+}

@@ -209,3 +209,34 @@ async fn deadline() {
         assert!(r.duration_ms < 5_000.0, "{code}: {}", r.duration_ms);
     }
 }
+
+#[tokio::test]
+async fn what_a_run_makes_the_sandbox_hold_counts_against_its_memory() {
+    // Refused calls with 1 MiB arguments, all pending at once: each is held
+    // until it settles, so a 16 MiB run ends at its memory limit instead of
+    // growing the server (600 such calls once held 580 MB).
+    let host = MemHost::new();
+    let mut j = job(
+        "const big = 'x'.repeat(1 << 20); const ps = []; \
+         for (let i = 0; i < 600; i += 1) ps.push(thetazero.storage_put('k' + i, big).catch(e => e.code)); \
+         return await Promise.all(ps);",
+        &host,
+    );
+    j.limits.memory_mb = 16;
+    j.limits.max_output_bytes = 4 << 20;
+    j.limits.max_api_calls_per_run = 1000;
+    j.limits.max_api_calls_per_minute = 1000;
+    let r = expect_limit(j, &host, Status::LimitExceeded, LimitKind::Memory).await;
+    assert!(r.resource_usage.api_calls < 600, "{:?}", r.resource_usage);
+
+    // A log flood of entries each under the volume cap, in a small run.
+    let host = MemHost::new();
+    let mut j = job(
+        "const line = 'y'.repeat(60000); for (;;) await thetazero.log(line);",
+        &host,
+    );
+    j.limits.memory_mb = 4;
+    j.limits.max_log_entries = 1_000_000;
+    j.limits.max_log_bytes = 1 << 40;
+    expect_limit(j, &host, Status::LimitExceeded, LimitKind::Memory).await;
+}

@@ -1,0 +1,134 @@
+//! Worker processes that crash, are SIGKILLed, speak garbage or are not confined: each fails only its own runs with a clear status, the sandbox keeps serving, and an unconfined worker stops the sandbox from starting at all. Test-only.
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use common::*;
+use thetazero_sandbox::{EngineMode, ProcessConfig, Sandbox, SandboxConfig, SandboxError, Status};
+
+fn python() -> PathBuf {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| PathBuf::from(d).join("python3"))
+        .find(|p| p.is_file())
+        .expect("python3 is installed")
+}
+
+fn fake(mode: &str) -> Result<Sandbox, SandboxError> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_worker.py");
+    let config = ProcessConfig::new(python(), vec![script.into(), mode.into()]);
+    Sandbox::new(SandboxConfig {
+        mode: EngineMode::Process(config),
+        ..SandboxConfig::default()
+    })
+}
+
+#[tokio::test]
+async fn a_worker_that_is_not_confined_stops_the_sandbox_from_starting() {
+    match fake("unconfined") {
+        Err(SandboxError::Confinement(why)) => {
+            assert!(why.contains("open a TCP socket"), "{why}")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an unconfined worker was accepted"),
+    }
+    // A worker program that reports nothing fails closed too.
+    let config = ProcessConfig::new("/bin/true", Vec::new());
+    let refused = Sandbox::new(SandboxConfig {
+        mode: EngineMode::Process(config),
+        ..SandboxConfig::default()
+    });
+    assert!(matches!(refused, Err(SandboxError::Confinement(_))));
+}
+
+#[tokio::test]
+async fn the_real_worker_is_confined_by_the_kernel() {
+    let probe = process_config().check().expect("confinement holds here");
+    let c = probe.confinement.clone().expect("confinement reported");
+    assert!(c.seccomp && c.no_new_privs && c.rlimits);
+    assert!(
+        c.landlock == "fully_enforced" || c.landlock == "partially_enforced",
+        "{c:?}"
+    );
+    // Every attempt was tried for real and refused by the kernel.
+    for what in [
+        "read a file (/etc/hostname)",
+        "create a file",
+        "open a TCP socket",
+        "open a UDP socket",
+        "open a Unix socket",
+        "run a program (/bin/sh)",
+        "fork",
+        "signal the server",
+    ] {
+        let outcome = probe.attempts.get(what).expect(what);
+        assert!(outcome.starts_with("refused"), "{what}: {outcome}");
+    }
+    assert_eq!(probe.environment_variables, 0);
+}
+
+#[tokio::test]
+async fn misbehaving_workers_fail_only_their_runs() {
+    for mode in ["garbage", "oversize", "crash", "unknown_run"] {
+        let sandbox = fake(mode).unwrap();
+        for _ in 0..2 {
+            let host = MemHost::new();
+            let r = sandbox.execute(job("return 1", &host)).await.unwrap();
+            assert_eq!(r.status, Status::Failed, "{mode}: {r:?}");
+            let error = r.error.unwrap();
+            assert_eq!(error.code.as_deref(), Some("WORKER_STOPPED"), "{mode}");
+            assert_eq!(host.reached(), 0, "{mode}: a forged call reached the host");
+        }
+        assert!(
+            sandbox.worker_pids().is_empty(),
+            "{mode}: a worker was left"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_fails_its_runs_and_is_replaced() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        mode: EngineMode::Process(process_config()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let host = MemHost::new();
+    host.hang.store(true, Ordering::SeqCst);
+    let mut j = job("await thetazero.read_context('k'); return 1", &host);
+    j.scopes = all_scopes();
+    j.code_cache_scope = 3;
+    let rx = sandbox.submit(j).unwrap();
+    while host.reached() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let pids = sandbox.worker_pids();
+    assert_eq!(pids.len(), 1);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pids[0].1.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let r = rx.await.unwrap();
+    assert_eq!(r.status, Status::Failed, "{r:?}");
+    assert_eq!(r.error.unwrap().code.as_deref(), Some("WORKER_STOPPED"));
+    // The pending host call is dropped with the run (its task is aborted,
+    // which lands at its next poll).
+    for _ in 0..200 {
+        if host.dropped_pending.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(host.dropped_pending.load(Ordering::SeqCst), 1);
+    let (after, _) = {
+        let host = MemHost::new();
+        let mut j = job("return 'again'", &host);
+        j.code_cache_scope = 3;
+        (sandbox.execute(j).await.unwrap(), host)
+    };
+    assert_eq!(after.status, Status::Completed, "{after:?}");
+    assert_ne!(sandbox.worker_pids()[0].1, pids[0].1);
+}
