@@ -413,3 +413,99 @@ async fn a_killed_server_loses_no_acknowledged_event() {
     let report = thetazero_audit::verify_bundle(std::io::Cursor::new(bundle.to_vec()), &key);
     assert!(report.is_valid(), "{:?}", report.findings);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_runs_then_ends_what_is_left_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("thetazero.toml");
+    std::fs::write(&config, "shutdown_grace_ms = 1500\n").unwrap();
+    let server = Server::start(&data, &["--config", config.to_str().unwrap()]);
+    let owner = server.owner_key().unwrap();
+    let url = server.url.clone();
+    let agent = |name: &str, code: &str| json!({"name": name, "entry_code": code, "config": {"cpu_time_limit_ms": 60000}});
+    let quick = common::register(
+        &url,
+        &owner,
+        agent(
+            "quick",
+            "const t = Date.now(); while (Date.now() - t < 300) {} return 'done';",
+        ),
+    )
+    .await;
+    // The runaways belong to another account: one account's runs share its
+    // CPU slot, and the quick run must not wait behind a native loop.
+    let (status, created) = call(
+        &url,
+        "POST",
+        "/api/v1/accounts",
+        &owner,
+        Some(json!({"name": "runaways"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let other = created["secret"].as_str().unwrap().to_string();
+    let native = common::register(
+        &url,
+        &other,
+        agent(
+            "native",
+            "return Array.prototype.join.call({length: 2 ** 53 - 1}, '').length;",
+        ),
+    )
+    .await;
+    let waiting = common::register(
+        &url,
+        &other,
+        agent("waiting", "await new Promise(() => {}); return 1;"),
+    )
+    .await;
+    let mut runs = Vec::new();
+    for (id, key) in [(quick, &owner), (native, &other), (waiting, &other)] {
+        let (url, owner) = (url.clone(), key.clone());
+        runs.push(tokio::spawn(async move {
+            call(
+                &url,
+                "POST",
+                &format!("/api/v1/sdk/agents/{id}/execute"),
+                &owner,
+                Some(json!({"input": {}})),
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut statuses = Vec::new();
+    for run in runs {
+        let (code, body) = run.await.unwrap();
+        statuses.push((code, body["status"].as_str().unwrap_or("").to_string()));
+    }
+    // The quick run finished during the drain; the others were ended when
+    // the grace period was over, and their responses still went out.
+    assert_eq!(statuses[0], (200, "completed".to_string()), "{statuses:?}");
+    assert_eq!(statuses[1].1, "killed", "{statuses:?}");
+    assert_eq!(statuses[2].1, "killed", "{statuses:?}");
+    let mut server = server;
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // Everything was recorded before the exit.
+    let server = Server::start(&data, &[]);
+    let mut ended = Vec::new();
+    for key in [&owner, &other] {
+        let (_, audit) = call(&server.url, "GET", "/api/v1/sdk/audit?limit=100", key, None).await;
+        ended.extend(
+            audit["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action_type"] == "execution_completed")
+                .map(|e| e["description"].as_str().unwrap_or("").to_string()),
+        );
+    }
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    assert_eq!(ended.iter().filter(|d| d.ends_with("killed")).count(), 2);
+    assert_eq!(server.stop().code(), Some(0));
+}
