@@ -19,6 +19,10 @@ pub struct InferenceConfig {
     pub timeout: Duration,
     /// Tokens (prompt and completion) one execution may use in all.
     pub max_tokens_per_run: u64,
+    /// Speak HTTP/2 to an `http://` provider without negotiating it (h2c
+    /// with prior knowledge). An `https://` provider gets HTTP/2 through
+    /// TLS negotiation whenever it offers it.
+    pub http2_prior_knowledge: bool,
 }
 
 impl InferenceConfig {
@@ -29,6 +33,7 @@ impl InferenceConfig {
             api_key,
             timeout: Duration::from_secs(60),
             max_tokens_per_run: 20_000,
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -180,10 +185,11 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 impl InferenceClient {
     pub fn new(config: InferenceConfig) -> Result<InferenceClient, String> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut builder = reqwest::Client::builder().timeout(config.timeout);
+        if config.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        let http = builder.build().map_err(|e| e.to_string())?;
         Ok(InferenceClient { http, config })
     }
 

@@ -1,8 +1,10 @@
 //! End-to-end benchmark through HTTP: the real `thetazero serve` binary on
 //! SQLite (durable: WAL, synchronous = FULL), a trivial agent executed over
 //! keep-alive connections, every execution record and audit event committed
-//! before its response. `GET /healthz` on the same server in the same run is
-//! the baseline: it measures what HTTP alone costs here.
+//! before its response. Two servers run side by side, one with confined
+//! sandbox workers (the default) and one in process, measured alternately in
+//! the same run. `GET /healthz` on the same server in the same run is the
+//! baseline: it measures what HTTP alone costs here.
 //!
 //! Run: `cargo bench -p thetazero --bench http_e2e`
 
@@ -29,7 +31,7 @@ impl Drop for Server {
     }
 }
 
-fn start() -> Server {
+fn start(mode: &str) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     // One key drives every execution: its rate limit is off for the run.
     let config = dir.path().join("bench.toml");
@@ -43,6 +45,7 @@ fn start() -> Server {
         .arg(dir.path())
         .arg("--config")
         .arg(&config)
+        .args(["--sandbox-mode", mode])
         .env("THETAZERO_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -122,13 +125,10 @@ async fn drive(
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let server = start();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
+type MakeRequest = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Registers the trivial agent; answers (execute, health) request makers.
+async fn prepare(client: &reqwest::Client, server: &Server) -> (MakeRequest, MakeRequest, i64) {
     let reg = client
         .post(format!("{}/api/v1/sdk/agents", server.url))
         .bearer_auth(&server.key)
@@ -143,60 +143,82 @@ async fn main() {
     let exec_url = format!("{}/api/v1/sdk/agents/{id}/execute", server.url);
     let health_url = format!("{}/healthz", server.url);
     let key = server.key.clone();
-    let execute: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> =
-        Arc::new(move |c: &reqwest::Client| {
-            c.post(&exec_url)
-                .bearer_auth(&key)
-                .json(&json!({"input": {}}))
-        });
-    let health: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> =
-        Arc::new(move |c: &reqwest::Client| c.get(&health_url));
+    let execute: MakeRequest = Arc::new(move |c: &reqwest::Client| {
+        c.post(&exec_url)
+            .bearer_auth(&key)
+            .json(&json!({"input": {}}))
+    });
+    let health: MakeRequest = Arc::new(move |c: &reqwest::Client| c.get(&health_url));
+    (execute, health, id)
+}
 
-    // Warm up connections, caches and the sandbox pool.
-    drive(&client, 8, 800, execute.clone()).await;
+#[tokio::main]
+async fn main() {
+    let confined = start("process");
+    let in_process = start("in_process");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let (c_exec, c_health, c_id) = prepare(&client, &confined).await;
+    let (i_exec, i_health, _) = prepare(&client, &in_process).await;
+
+    // Warm up connections, caches and the sandbox.
+    drive(&client, 8, 800, c_exec.clone()).await;
+    drive(&client, 8, 800, i_exec.clone()).await;
 
     println!(
         "thetazero end-to-end through HTTP (SQLite, synchronous=FULL), trivial agent: {TRIVIAL}"
     );
     println!(
-        "{:<34} {:>12} {:>10} {:>10}",
+        "{:<44} {:>12} {:>10} {:>10}",
         "", "req/s", "p50 µs", "p99 µs"
     );
+    let line = |label: String, r: &Run| {
+        println!(
+            "{label:<44} {:>12.0} {:>10.0} {:>10.0}",
+            r.per_sec, r.p50_us, r.p99_us
+        )
+    };
     for (concurrency, total) in [(1usize, 2_000usize), (16, 16_000), (64, 32_000)] {
-        let base = drive(&client, concurrency, total, health.clone()).await;
-        let exec = drive(&client, concurrency, total, execute.clone()).await;
-        println!(
-            "{:<34} {:>12.0} {:>10.0} {:>10.0}",
-            format!("GET /healthz (baseline), c={concurrency}"),
-            base.per_sec,
-            base.p50_us,
-            base.p99_us
+        let base = drive(&client, concurrency, total, c_health.clone()).await;
+        let conf = drive(&client, concurrency, total, c_exec.clone()).await;
+        let inproc = drive(&client, concurrency, total, i_exec.clone()).await;
+        let base_i = drive(&client, concurrency, total, i_health.clone()).await;
+        line(format!("GET /healthz (baseline), c={concurrency}"), &base);
+        line(
+            format!("POST .../execute, confined, c={concurrency}"),
+            &conf,
+        );
+        line(
+            format!("POST .../execute, in process, c={concurrency}"),
+            &inproc,
+        );
+        line(
+            format!("GET /healthz (in-process server), c={concurrency}"),
+            &base_i,
         );
         println!(
-            "{:<34} {:>12.0} {:>10.0} {:>10.0}",
-            format!("POST .../execute, c={concurrency}"),
-            exec.per_sec,
-            exec.p50_us,
-            exec.p99_us
-        );
-        println!(
-            "{:<34} {:>12.2}",
-            "  execute / baseline throughput",
-            exec.per_sec / base.per_sec
+            "{:<44} p50 {:.2}x, throughput {:.2}x; execute / baseline throughput {:.2} (confined), {:.2} (in process)",
+            "  confined vs in process:",
+            conf.p50_us / inproc.p50_us,
+            conf.per_sec / inproc.per_sec,
+            conf.per_sec / base.per_sec,
+            inproc.per_sec / base_i.per_sec
         );
     }
     // Every execution was recorded durably: count them through the API.
     let list = client
         .get(format!(
-            "{}/api/v1/sdk/agents/{id}/executions?limit=1",
-            server.url
+            "{}/api/v1/sdk/agents/{c_id}/executions?limit=1",
+            confined.url
         ))
-        .bearer_auth(&server.key)
+        .bearer_auth(&confined.key)
         .send()
         .await
         .unwrap()
         .json::<serde_json::Value>()
         .await
         .unwrap();
-    println!("executions recorded: {}", list["total"]);
+    println!("executions recorded (confined server): {}", list["total"]);
 }

@@ -155,6 +155,8 @@ pub struct InferenceFile {
     pub model: Option<String>,
     pub max_tokens_per_run: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// Speak HTTP/2 to an `http://` provider (h2c with prior knowledge).
+    pub http2: Option<bool>,
 }
 
 /// Everything resolved.
@@ -354,6 +356,7 @@ impl Config {
                         if let Some(ms) = f.timeout_ms {
                             c.timeout = std::time::Duration::from_millis(ms);
                         }
+                        c.http2_prior_knowledge = f.http2.unwrap_or(false);
                         Some(c)
                     }
                     (None, None) => None,
