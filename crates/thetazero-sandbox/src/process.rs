@@ -46,6 +46,27 @@ pub struct ProcessConfig {
     /// The address-space limit of each worker (a backstop; runs are bounded
     /// by their own memory limits).
     pub address_space_bytes: u64,
+    /// Resident memory the server and its workers may use together (default
+    /// 75% of RAM). Near it new runs are refused (503); past it the largest
+    /// worker is ended and its runs end `limit_exceeded` (memory), so the
+    /// kernel's OOM killer never has to choose.
+    pub memory_budget_bytes: u64,
+}
+
+/// Physical memory, from /proc/meminfo (`None` where it cannot be read).
+fn total_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resident bytes of one process (`/proc/PID/statm`, second field in pages).
+fn resident_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
 }
 
 impl ProcessConfig {
@@ -64,6 +85,7 @@ impl ProcessConfig {
             watchdog_grace: Duration::from_millis(100),
             kill_grace: Duration::from_millis(40),
             address_space_bytes: 64 << 30,
+            memory_budget_bytes: total_memory_bytes().map_or(u64::MAX, |t| t / 4 * 3),
         }
     }
 
@@ -159,6 +181,8 @@ struct Worker {
     /// when (server time), and when that beat came.
     on_thread: Mutex<Option<(u64, Instant)>>,
     last_beat: Mutex<Instant>,
+    /// Set when the memory guard ended it.
+    memory_stopped: Mutex<Option<String>>,
 }
 
 impl Worker {
@@ -220,6 +244,8 @@ struct Shared {
     pids: Mutex<HashMap<u32, u64>>,
     in_flight: AtomicUsize,
     next_run: AtomicU64,
+    /// Set by the memory guard while the total is near the budget.
+    near_budget: AtomicBool,
 }
 
 /// The confined engine.
@@ -253,7 +279,13 @@ impl ProcessPool {
                 pids: Mutex::new(HashMap::new()),
                 in_flight: AtomicUsize::new(0),
                 next_run: AtomicU64::new(1),
+                near_budget: AtomicBool::new(false),
             }),
+        })
+        .inspect(|pool: &ProcessPool| {
+            if let Some(rt) = &pool.rt {
+                rt.spawn(guard_memory(pool.shared.clone()));
+            }
         })
     }
 
@@ -262,6 +294,9 @@ impl ProcessPool {
         job: Job,
     ) -> Result<oneshot::Receiver<ExecutionReport>, SubmitError> {
         let shared = self.shared.clone();
+        if shared.near_budget.load(Ordering::SeqCst) {
+            return Err(SubmitError::QueueFull);
+        }
         let admitted = shared
             .in_flight
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -336,6 +371,54 @@ const SILENCE: Duration = Duration::from_secs(3);
 /// the engine thread.
 const WATCH_TICK: Duration = Duration::from_millis(10);
 
+/// How often the memory guard looks.
+const MEMORY_TICK: Duration = Duration::from_millis(200);
+
+/// Keeps the server and its workers under the memory budget: admission stops
+/// at 90% of it, and past it the worker with the most resident memory is
+/// ended (its runs end `limit_exceeded`, memory).
+async fn guard_memory(shared: Arc<Shared>) {
+    let budget = shared.cfg.memory_budget_bytes;
+    if budget == u64::MAX {
+        return;
+    }
+    let mut tick = tokio::time::interval(MEMORY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pids: Vec<u32> = shared
+            .pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let workers: Vec<(u32, u64)> = pids
+            .iter()
+            .map(|p| (*p, resident_bytes(&p.to_string())))
+            .collect();
+        let total = resident_bytes("self") + workers.iter().map(|(_, b)| b).sum::<u64>();
+        shared
+            .near_budget
+            .store(total >= budget / 10 * 9, Ordering::SeqCst);
+        if total < budget {
+            continue;
+        }
+        let Some((pid, bytes)) = workers.into_iter().max_by_key(|(_, b)| *b) else {
+            continue;
+        };
+        let all = shared.workers.lock().await;
+        if let Some(w) = all.values().flatten().find(|w| w.pid == pid) {
+            *w.memory_stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                "the server and its workers reached the memory budget of {} MiB; this account's worker held {} MiB",
+                budget >> 20,
+                bytes >> 20
+            ));
+            w.stop(None);
+        }
+    }
+}
+
 /// Picks (or starts) a worker for the tenant: its least-loaded one, or a new
 /// one while it has fewer than its share.
 async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
@@ -407,6 +490,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
         last_active: Mutex::new(Instant::now()),
         on_thread: Mutex::new(None),
         last_beat: Mutex::new(Instant::now()),
+        memory_stopped: Mutex::new(None),
     });
     shared.live_workers.fetch_add(1, Ordering::SeqCst);
     shared
@@ -736,7 +820,20 @@ async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, St
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            gone_report(&job, run, took, cancelled, stopped_by, &clock)
+            let memory = worker
+                .memory_stopped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            match memory {
+                Some(detail) if !cancelled => ExecutionReport::worker_ended(
+                    took,
+                    Status::LimitExceeded,
+                    Some((LimitKind::Memory, detail.clone())),
+                    ErrorInfo::new("LimitExceeded", detail),
+                ),
+                _ => gone_report(&job, run, took, cancelled, stopped_by, &clock),
+            }
         }
     };
     report.tee_mode = TEE_PROCESS_SANDBOX.to_string();

@@ -132,3 +132,50 @@ async fn a_sigkilled_worker_fails_its_runs_and_is_replaced() {
     assert_eq!(after.status, Status::Completed, "{after:?}");
     assert_ne!(sandbox.worker_pids()[0].1, pids[0].1);
 }
+
+fn resident_bytes_of_self() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_memory_budget_the_largest_worker_ends_and_its_runs_say_memory() {
+    // A budget a little above what this process holds now: one run that
+    // keeps allocating (well under its own 512 MiB limit) passes it.
+    let mut config = process_config();
+    config.memory_budget_bytes = resident_bytes_of_self() + (96 << 20);
+    let sandbox = Sandbox::new(SandboxConfig {
+        mode: EngineMode::Process(config),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let host = MemHost::new();
+    let mut j = job(
+        "const keep = []; for (let i = 0; i < 2000; i += 1) { keep.push('x'.repeat(1 << 20) + i); await null; } return keep.length;",
+        &host,
+    );
+    j.limits.memory_mb = 512;
+    j.limits.cpu_time_ms = 60_000;
+    j.code_cache_scope = 9;
+    let r = sandbox.execute(j).await.unwrap();
+    assert_eq!(r.status, Status::LimitExceeded, "{r:?}");
+    assert_eq!(r.limit, Some(thetazero_sandbox::LimitKind::Memory));
+    let events = host.limit_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    // Once the worker is gone the pool takes runs again.
+    let mut ok = None;
+    for _ in 0..50 {
+        let host = MemHost::new();
+        match sandbox.submit(job("return 2", &host)) {
+            Ok(rx) => {
+                ok = Some(rx.await.unwrap());
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let ok = ok.expect("admission resumed");
+    assert_eq!(ok.status, Status::Completed, "{ok:?}");
+}

@@ -108,6 +108,10 @@ pub struct FileConfig {
     /// Confined mode: runs in flight (running or waiting) before new ones get
     /// 503 (default 20000).
     pub sandbox_max_runs: Option<usize>,
+    /// Confined mode: resident memory of the server and its workers
+    /// together, in MiB (default 75% of RAM); near it new runs get 503, past
+    /// it the largest worker is ended.
+    pub sandbox_memory_budget_mb: Option<u64>,
     /// After SIGTERM: how long runs in flight may finish before they are
     /// ended (default 8000, so drain, forced end and exit fit in a container
     /// runtime's default 10 s).
@@ -260,6 +264,12 @@ impl Config {
                         "sandbox_max_runs is between 1 and 1000000, not {}",
                         p.max_runs
                     );
+                }
+                if let Some(mb) = file.sandbox_memory_budget_mb {
+                    if mb < 64 {
+                        bail!("sandbox_memory_budget_mb is at least 64, not {mb}");
+                    }
+                    p.memory_budget_bytes = mb << 20;
                 }
                 EngineMode::Process(p)
             }
