@@ -389,6 +389,15 @@ impl StartGate {
         }
     }
 
+    /// Changes what the start records before it is written: the input kept
+    /// and its summary (a refused input keeps only a bounded excerpt).
+    async fn replace_start(&self, input: Value, summary: Option<String>) {
+        if let Some((new, started)) = self.pending.lock().await.as_mut() {
+            new.input = input;
+            started.input_summary = summary;
+        }
+    }
+
     /// Writes the end, with the start if it was never written (one commit).
     async fn finish(
         &self,
@@ -467,6 +476,48 @@ pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> Aud
     e
 }
 
+/// An execution admitted to run: its agent as it runs (grants applied), its
+/// limits, id, and the events and record every later phase builds on.
+struct Admitted {
+    launcher: Arc<Launcher>,
+    caller: Caller,
+    agent: thetazero_core::model::Agent,
+    limits: thetazero_core::limits::Limits,
+    execution_id: i64,
+    generation: u64,
+    parent: Option<Parent>,
+    new: NewExecution,
+    started: AuditEvent,
+    safety: Option<Arc<Filter>>,
+    input: Value,
+    /// Held until the run is recorded: the admission slot.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admitted {
+    fn event(&self, action: &str, description: String) -> AuditEvent {
+        let mut e = AuditEvent::new(self.caller.account, action, "execution", description)
+            .agent(self.agent.id)
+            .key(self.caller.key_id);
+        e.execution_id = Some(self.execution_id);
+        e
+    }
+}
+
+/// How a run ended, before it is recorded. Every ending goes through
+/// `record`, the one path that writes an execution's end.
+enum Ending {
+    /// Content safety refused the input: no code ran.
+    InputBlocked(Verdict),
+    /// The sandbox could not run it.
+    SandboxFailed(RuntimeError),
+    /// The sandbox ran it; `blocked_output` when content safety refused the output.
+    Ran {
+        report: Box<ExecutionReport>,
+        blocked_output: Option<Verdict>,
+    },
+}
+
 async fn execute(
     launcher: Arc<Launcher>,
     caller: Caller,
@@ -474,12 +525,37 @@ async fn execute(
     input: Value,
     parent: Option<Parent>,
 ) -> Result<Executed, RuntimeError> {
+    let run = admit(launcher, caller, agent_id, input, parent).await?;
+    let gate = Arc::new(StartGate::new(
+        run.launcher.store.clone(),
+        run.execution_id,
+        run.new.clone(),
+        run.started.clone(),
+    ));
+    let ending = match screen(&run.safety, &run.input).await {
+        Some(verdict) => Ending::InputBlocked(verdict),
+        None => match start_and_run(&run, &gate).await {
+            Ok(report) => Ending::Ran {
+                blocked_output: screen(&run.safety, &report.output).await,
+                report: Box::new(report),
+            },
+            Err(e) => Ending::SandboxFailed(e),
+        },
+    };
+    record(&run, &gate, ending).await
+}
+
+/// Admit: the agent exists and may run, nothing is halted, the engine has
+/// room; the limits it runs under and its execution id.
+async fn admit(
+    launcher: Arc<Launcher>,
+    caller: Caller,
+    agent_id: AgentId,
+    input: Value,
+    parent: Option<Parent>,
+) -> Result<Admitted, RuntimeError> {
     let store = launcher.store.clone();
-    let services = launcher.services.clone();
-    let sandbox = launcher.sandbox.clone();
-    let running = launcher.running.clone();
-    let admitted = launcher.admitted.clone();
-    let generation = running.generation();
+    let generation = launcher.running.generation();
     let agent = store
         .get_agent(caller.account, agent_id)
         .await?
@@ -493,7 +569,9 @@ async fn execute(
         return Err(RuntimeError::Halted(halt.reason));
     }
     let agent = with_grants(&store, caller.account, agent).await?;
-    let _permit = admitted
+    let permit = launcher
+        .admitted
+        .clone()
         .try_acquire_owned()
         .map_err(|_| RuntimeError::Busy)?;
     let code_sha256 = sha256_hex(agent.entry_code.as_bytes());
@@ -504,22 +582,17 @@ async fn execute(
         limits.cpu_time_ms = limits.cpu_time_ms.min(parent.budget.time_ms);
     }
     let execution_id = store.reserve_execution_id().await?;
-    let event = |action: &str, description: String| {
-        let mut e = AuditEvent::new(caller.account, action, "execution", description)
-            .agent(agent_id)
-            .key(caller.key_id);
-        e.execution_id = Some(execution_id);
-        e
-    };
-
-    let input_text = input.to_string();
-    let mut started = event(
+    let mut started = AuditEvent::new(
+        caller.account,
         "execution_started",
+        "execution",
         format!(
             "execution {execution_id} of {} v{} started",
             agent.name, agent.version
         ),
     )
+    .agent(agent_id)
+    .key(caller.key_id)
     .payload(json!({
         "code_sha256": code_sha256,
         "limits": limits,
@@ -529,92 +602,70 @@ async fn execute(
         "parent_execution_id": parent.as_ref().map(|p| p.execution),
         "depth": parent.as_ref().map_or(0, |p| p.depth),
     }));
+    started.execution_id = Some(execution_id);
     if !agent.config.content_safety() {
         started
             .description
             .push_str("; content safety is off (DEV template)");
     }
     started.input_summary = Some(summarize(&input));
-    started.input_digest = Some(Sha256::digest(input_text.as_bytes()).into());
+    started.input_digest = Some(Sha256::digest(input.to_string().as_bytes()).into());
     let safety = agent
         .config
         .content_safety()
-        .then(|| services.safety.clone());
-    let blocked_input = match &safety {
-        Some(f) => Some(f.scan_json_async(&input).await).filter(|v| v.is_block()),
-        None => None,
-    };
+        .then(|| launcher.services.safety.clone());
     let new = NewExecution {
         account_id: caller.account,
         agent_id,
         agent_version: agent.version.clone(),
-        code_sha256: code_sha256.clone(),
-        // A refused input is kept only as a bounded excerpt.
-        input: match &blocked_input {
-            Some(v) => json!({"blocked": true, "excerpt": v.excerpt}),
-            None => input.clone(),
-        },
+        code_sha256,
+        input: input.clone(),
         key_id: caller.key_id,
         parent_execution_id: parent.as_ref().map(|p| p.execution),
     };
-    if let Some(verdict) = blocked_input {
-        started.input_summary = verdict.excerpt.clone();
-        let (_, first) = store.create_execution(execution_id, new, started).await?;
-        store
-            .append_audit(vec![blocked_event(
-                event("content_blocked", String::new()),
-                "execution input",
-                &verdict,
-            )])
-            .await?;
-        let message = format!(
-            "the input was blocked by content safety ({} layer{})",
-            layer_name(&verdict),
-            verdict
-                .rule
-                .as_deref()
-                .map(|r| format!(", rule {r}"))
-                .unwrap_or_default()
-        );
-        let outcome = ExecutionOutcome {
-            status: ExecutionStatus::Blocked,
-            output: None,
-            report: json!({
-                "error": {"type": "ContentBlocked", "message": message, "stack": null},
-                "resource_usage": {"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0},
-                "content_safety": verdict,
-                "limits": limits,
-                // No agent code ran.
-                "tee_mode": "none",
-            }),
-            violation_count: 1,
-            was_terminated: false,
-            duration_ms: 0,
-        };
-        let mut ended = event(
-            "execution_completed",
-            format!("execution {execution_id} ended: blocked"),
-        );
-        ended.permission_state = "blocked".into();
-        ended.is_violation = true;
-        let (finished, last) = store
-            .finish_execution(caller.account, execution_id, outcome, ended)
-            .await?
-            .ok_or_else(|| StoreError::Internal("execution vanished before it finished".into()))?;
-        return Ok(Executed {
-            execution: finished,
-            report: None,
-            audit_range: (first.leaf_index, last.leaf_index),
-            receipt: (last.leaf_index, last.leaf_hash),
-        });
+    Ok(Admitted {
+        launcher,
+        caller,
+        agent,
+        limits,
+        execution_id,
+        generation,
+        parent,
+        new,
+        started,
+        safety,
+        input,
+        _permit: permit,
+    })
+}
+
+/// Screen: a value content safety refuses, with the verdict.
+async fn screen(safety: &Option<Arc<Filter>>, value: &Value) -> Option<Verdict> {
+    match safety {
+        Some(f) => Some(f.scan_json_async(value).await).filter(|v| v.is_block()),
+        None => None,
     }
+}
+
+/// Start and run: the job goes to the sandbox, registered so that kills
+/// reach it; the start is written once the run lasts or first needs it.
+async fn start_and_run(
+    run: &Admitted,
+    gate: &Arc<StartGate>,
+) -> Result<ExecutionReport, RuntimeError> {
+    let launcher = &run.launcher;
+    let (store, caller, agent_id, execution_id) = (
+        launcher.store.clone(),
+        run.caller,
+        run.agent.id,
+        run.execution_id,
+    );
     // The code runs before its start is written. Nothing it does reaches
     // the world before a host call's decision is recorded, and the host
     // records no decision before the start is durable (the gate writes it
     // then). A run that makes no host call and ends quickly has its start
     // and end written in one commit; a longer one gets its start written
     // after a moment, so that it shows as running.
-    let gate = Arc::new(StartGate::new(store.clone(), execution_id, new, started));
     // Dropped when the run ends: a quick run's timer then goes at once
     // instead of waking a worker later for nothing.
     let (run_ended, ended_rx) = tokio::sync::oneshot::channel::<()>();
@@ -629,8 +680,8 @@ async fn execute(
             }
         });
     }
-
-    let cancel = parent
+    let cancel = run
+        .parent
         .as_ref()
         .map_or_else(CancelHandle::new, |p| p.cancel.clone());
     let host = Arc::new(host::ServerHost::new(
@@ -641,19 +692,20 @@ async fn execute(
         execution_id,
         gate.clone(),
         host::HostServices {
-            safety: safety.clone(),
-            inference: services.inference.clone(),
+            safety: run.safety.clone(),
+            inference: launcher.services.inference.clone(),
             launcher: launcher.clone(),
-            depth: parent.as_ref().map_or(0, |p| p.depth),
+            depth: run.parent.as_ref().map_or(0, |p| p.depth),
         },
     ));
+    let agent = &run.agent;
     let job = Job {
         code: agent.entry_code.clone(),
-        input,
+        input: run.input.clone(),
         agent_name: agent.name.clone(),
         agent_version: agent.version.clone(),
         execution_id,
-        limits,
+        limits: run.limits,
         scopes: agent.permissions.granted(),
         template: agent.config.template(),
         allow_network: agent.config.allow_network(),
@@ -668,11 +720,13 @@ async fn execute(
         cancel: cancel.clone(),
         host,
     };
-    let guard = running.register(caller.account, agent_id, execution_id, cancel.clone());
-    // A kill or halt that landed between the checks above and this
-    // registration did not see this execution: if one happened since, look
-    // again now that it is registered, and stop it if it applies.
-    if running.generation() != generation {
+    let guard = launcher
+        .running
+        .register(caller.account, agent_id, execution_id, cancel.clone());
+    // A kill or halt that landed between admission and this registration did
+    // not see this execution: if one happened since, look again now that it
+    // is registered, and stop it if it applies.
+    if launcher.running.generation() != run.generation {
         let (store, cancel) = (store.clone(), cancel.clone());
         tokio::spawn(async move {
             let killed = matches!(
@@ -685,10 +739,10 @@ async fn execute(
             }
         });
     }
-    let submitted = if parent.is_some() {
-        sandbox.submit_nested(job)
+    let submitted = if run.parent.is_some() {
+        launcher.sandbox.submit_nested(job)
     } else {
-        sandbox.submit(job)
+        launcher.sandbox.submit(job)
     };
     let report = match submitted {
         Ok(rx) => rx
@@ -698,91 +752,166 @@ async fn execute(
     };
     drop(guard);
     drop(run_ended);
+    report
+}
 
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            // Record the failure rather than leave the execution running.
-            let outcome = ExecutionOutcome {
-                status: ExecutionStatus::Failed,
-                output: None,
-                report: json!({"error": {"type": "SandboxError", "message": e.to_string()}}),
-                violation_count: 0,
-                was_terminated: true,
-                duration_ms: 0,
-            };
-            let mut ended = event(
-                "execution_completed",
-                format!("execution {execution_id} could not run: {e}"),
-            );
-            ended.permission_state = "failed".into();
-            gate.finish(caller.account, outcome, ended).await?;
-            return Err(e);
-        }
-    };
-    let mut report = report;
-    let mut status = status_of(&report);
-    let mut report_extra = serde_json::Map::new();
-    if status == ExecutionStatus::Completed {
-        let verdict = match &safety {
-            Some(f) => Some(f.scan_json_async(&report.output).await).filter(|v| v.is_block()),
-            None => None,
+/// Record: the one path that writes how a run ended, whatever the ending.
+async fn record(
+    run: &Admitted,
+    gate: &Arc<StartGate>,
+    ending: Ending,
+) -> Result<Executed, RuntimeError> {
+    let store = &run.launcher.store;
+    let account = run.caller.account;
+    let execution_id = run.execution_id;
+    let limits = run.limits;
+    // What each ending stores: the status, the output kept, the report, the
+    // error the caller gets back (for a failure to run), violations.
+    let (status, output, report_json, report, violations, terminated, duration_ms, failure) =
+        match ending {
+            Ending::InputBlocked(verdict) => {
+                // A refused input is kept only as a bounded excerpt, and the
+                // start says so; its `content_blocked` event precedes the end.
+                gate.replace_start(
+                    json!({"blocked": true, "excerpt": verdict.excerpt}),
+                    verdict.excerpt.clone(),
+                )
+                .await;
+                gate.ensure().await.map_err(|e| {
+                    RuntimeError::Sandbox(format!("recording the start failed: {e}"))
+                })?;
+                store
+                    .append_audit(vec![blocked_event(
+                        run.event("content_blocked", String::new()),
+                        "execution input",
+                        &verdict,
+                    )])
+                    .await?;
+                let message = format!(
+                    "the input was blocked by content safety ({} layer{})",
+                    layer_name(&verdict),
+                    verdict
+                        .rule
+                        .as_deref()
+                        .map(|r| format!(", rule {r}"))
+                        .unwrap_or_default()
+                );
+                let report = json!({
+                    "error": {"type": "ContentBlocked", "message": message, "stack": null},
+                    "resource_usage": {"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0},
+                    "content_safety": verdict,
+                    "limits": limits,
+                    // No agent code ran.
+                    "tee_mode": "none",
+                });
+                (
+                    ExecutionStatus::Blocked,
+                    None,
+                    report,
+                    None,
+                    1,
+                    false,
+                    0,
+                    None,
+                )
+            }
+            Ending::SandboxFailed(e) => {
+                let report = json!({"error": {"type": "SandboxError", "message": e.to_string()}});
+                (
+                    ExecutionStatus::Failed,
+                    None,
+                    report,
+                    None,
+                    0,
+                    true,
+                    0,
+                    Some(e),
+                )
+            }
+            Ending::Ran {
+                report,
+                blocked_output,
+            } => {
+                let mut report = *report;
+                let mut status = status_of(&report);
+                let mut extra = serde_json::Map::new();
+                if status == ExecutionStatus::Completed {
+                    if let Some(verdict) = blocked_output {
+                        // The output never leaves: only the verdict and its excerpt stay.
+                        store
+                            .append_audit(vec![blocked_event(
+                                run.event("content_blocked", String::new()),
+                                "execution output",
+                                &verdict,
+                            )])
+                            .await?;
+                        status = ExecutionStatus::Blocked;
+                        report.output = Value::Null;
+                        report.violation_count += 1;
+                        extra.insert(
+                            "error".into(),
+                            json!({"type": "ContentBlocked", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),
+                        );
+                        extra.insert("content_safety".into(), json!(verdict));
+                    }
+                }
+                let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);
+                if let Value::Object(map) = &mut value {
+                    // Kept with the record: the signed receipt states them.
+                    map.insert("limits".into(), json!(limits));
+                    map.extend(extra);
+                }
+                (
+                    status,
+                    Some(report.output.clone()),
+                    value,
+                    Some(report.clone()),
+                    report.violation_count,
+                    report.was_terminated,
+                    report.duration_ms.round() as u64,
+                    None,
+                )
+            }
         };
-        if let Some(verdict) = verdict {
-            // The output never leaves: only the verdict and its excerpt stay.
-            store
-                .append_audit(vec![blocked_event(
-                    event("content_blocked", String::new()),
-                    "execution output",
-                    &verdict,
-                )])
-                .await?;
-            status = ExecutionStatus::Blocked;
-            report.output = Value::Null;
-            report.violation_count += 1;
-            report_extra.insert(
-                "error".into(),
-                json!({"type": "ContentBlocked", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),
-            );
-            report_extra.insert("content_safety".into(), json!(verdict));
-        }
+    let shown_output = output.clone().unwrap_or(Value::Null);
+    let output_text = shown_output.to_string();
+    let description = match &failure {
+        Some(e) => format!("execution {execution_id} could not run: {e}"),
+        None => format!("execution {execution_id} ended: {}", status.as_str()),
+    };
+    let mut ended = run.event("execution_completed", description);
+    if let Some(r) = &report {
+        ended = ended.payload(json!({
+            "status": status.as_str(),
+            "limit": r.limit,
+            "resource_usage": r.resource_usage,
+            "violation_count": r.violation_count,
+            "was_terminated": r.was_terminated,
+            "output_sha256": sha256_hex(output_text.as_bytes()),
+            "tee_mode": r.tee_mode,
+        }));
+        ended.output_summary = Some(summarize(&shown_output));
+        ended.output_digest = Some(Sha256::digest(output_text.as_bytes()).into());
     }
-    let output_text = report.output.to_string();
-    let mut ended = event(
-        "execution_completed",
-        format!("execution {execution_id} ended: {}", status.as_str()),
-    )
-    .payload(json!({
-        "status": status.as_str(),
-        "limit": report.limit,
-        "resource_usage": report.resource_usage,
-        "violation_count": report.violation_count,
-        "was_terminated": report.was_terminated,
-        "output_sha256": sha256_hex(output_text.as_bytes()),
-    }));
-    ended.output_summary = Some(summarize(&report.output));
-    ended.output_digest = Some(Sha256::digest(output_text.as_bytes()).into());
     ended.permission_state = status.as_str().into();
+    if status == ExecutionStatus::Blocked && report.is_none() {
+        ended.is_violation = true;
+    }
     let outcome = ExecutionOutcome {
         status,
-        output: Some(report.output.clone()),
-        report: {
-            let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);
-            if let Value::Object(map) = &mut value {
-                // Kept with the record: the signed receipt states them.
-                map.insert("limits".into(), json!(limits));
-                map.extend(report_extra);
-            }
-            value
-        },
-        violation_count: report.violation_count,
-        was_terminated: report.was_terminated,
-        duration_ms: report.duration_ms.round() as u64,
+        output,
+        report: report_json,
+        violation_count: violations,
+        was_terminated: terminated,
+        duration_ms,
     };
-    let (finished, first, last) = gate.finish(caller.account, outcome, ended).await?;
+    let (finished, first, last) = gate.finish(account, outcome, ended).await?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
     Ok(Executed {
         execution: finished,
-        report: Some(report),
+        report,
         audit_range: (first.leaf_index, last.leaf_index),
         receipt: (last.leaf_index, last.leaf_hash),
     })
