@@ -28,11 +28,46 @@ async fn agent(app: &TestApp, name: &str, code: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_stops_a_tight_loop_and_a_promise_that_never_settles() {
     let app = TestApp::new().await;
-    for (name, code) in [
+    // A child that spins in a native loop, for the parent below.
+    agent(
+        &app,
+        "child",
+        "return Array.prototype.join.call({length: 2 ** 53 - 1}, '').length;",
+    )
+    .await;
+    let mut cases = vec![
         ("spin", "while (true) {}"),
         ("wait", "await new Promise(() => {});"),
-    ] {
-        let id = agent(&app, name, code).await;
+    ];
+    // Native loops that never poll the interrupt handler are stopped by the
+    // confined engine's watchdog; in process nothing can stop them (README).
+    if matches!(
+        common::engine_mode(),
+        thetazero_runtime::sandbox::EngineMode::Process(_)
+    ) {
+        cases.push((
+            "native",
+            "return Array.prototype.join.call({length: 2 ** 53 - 1}, '').length;",
+        ));
+        cases.push(("parent", "return await thetazero.call_agent('child', {});"));
+    }
+    for (name, code) in cases {
+        let id =
+            if name == "parent" {
+                let r = app
+                .call(
+                    "POST",
+                    "/api/v1/sdk/agents",
+                    Some(&app.owner),
+                    Some(json!({"name": name, "entry_code": code, "permissions": ["agents:write"],
+                                "config": {"cpu_time_limit_ms": 120000}})),
+                )
+                .await;
+                assert!(r.status.is_success(), "{}", r.body);
+                r.body["agent"]["id"].as_i64().unwrap()
+            } else {
+                agent(&app, name, code).await
+            };
         let pending = start(&app, id);
         running(&app, id, 1).await;
         let r = app
