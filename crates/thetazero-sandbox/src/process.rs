@@ -689,6 +689,26 @@ async fn reap_when_idle(shared: Arc<Shared>, worker: Arc<Worker>) {
 /// the engine does not: a kill that does not land within `kill_grace`, or a
 /// deadline passed by more than `watchdog_grace`, ends the whole worker.
 async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, String> {
+    // A run its worker never started ran no code: when that worker is ended
+    // because of another run, it goes to a fresh worker instead of failing.
+    for _ in 0..MAX_ATTEMPTS {
+        if let Attempt::Done(report) = supervise_once(shared, &job).await? {
+            return Ok(*report);
+        }
+    }
+    Err("the run's workers kept ending before it could start".into())
+}
+
+/// Workers a run may be placed on before it is failed.
+const MAX_ATTEMPTS: usize = 3;
+
+enum Attempt {
+    Done(Box<ExecutionReport>),
+    /// The worker ended before it took the run.
+    NeverStarted,
+}
+
+async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, String> {
     let worker = worker_for(shared, job.code_cache_scope).await?;
     let run = shared.next_run.fetch_add(1, Ordering::SeqCst);
     let limit = Duration::from_millis(job.limits.cpu_time_ms);
@@ -805,6 +825,14 @@ async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, St
         }
     };
     let took = started.elapsed();
+    if matches!(ending, Ending::WorkerGone)
+        && !state.started.load(Ordering::SeqCst)
+        && !cancelled
+        && !job.cancel.is_cancelled()
+    {
+        state.end(Ending::WorkerGone);
+        return Ok(Attempt::NeverStarted);
+    }
     let mut report = match ending {
         Ending::Report(report) => *report,
         Ending::Stopped => {
@@ -836,7 +864,7 @@ async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, St
                     Some((LimitKind::Memory, detail.clone())),
                     ErrorInfo::new("LimitExceeded", detail),
                 ),
-                _ => gone_report(&job, run, took, cancelled, stopped_by, &clock),
+                _ => gone_report(job, run, took, cancelled, stopped_by, &clock),
             }
         }
     };
@@ -870,7 +898,7 @@ async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, St
     report.resource_usage.api_calls = report.resource_usage.api_calls.max(broker.api_calls());
     report.violation_count = report.violation_count.max(broker.denied());
     state.end(Ending::WorkerGone);
-    Ok(report)
+    Ok(Attempt::Done(Box::new(report)))
 }
 
 /// The report of a run whose worker process is gone.

@@ -226,3 +226,31 @@ async fn kills_land_in_every_state() {
         assert_eq!(after.status, Status::Completed, "{name}: {after:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_queued_behind_a_runaway_of_their_account_start_on_a_fresh_worker() {
+    let s = sandbox_for_runaways();
+    let host = MemHost::new();
+    let mut spin = job(
+        "return Array.prototype.join.call({length: 2 ** 53 - 1}, '');",
+        &host,
+    );
+    spin.limits.cpu_time_ms = 300;
+    spin.code_cache_scope = 800;
+    let spin = s.submit(spin).unwrap();
+    // Queued in the same worker behind the runaway; none has started.
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let host = MemHost::new();
+        let mut j = job(&format!("return {i}"), &host);
+        j.code_cache_scope = 800;
+        queued.push(s.submit(j).unwrap());
+    }
+    let spin = spin.await.unwrap();
+    assert_eq!(spin.status, Status::TimedOut, "{spin:?}");
+    for (i, rx) in queued.into_iter().enumerate() {
+        let r = rx.await.unwrap();
+        assert_eq!(r.status, Status::Completed, "{r:?}");
+        assert_eq!(r.output, serde_json::json!(i));
+    }
+}

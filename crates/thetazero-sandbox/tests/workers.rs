@@ -77,8 +77,10 @@ async fn misbehaving_workers_fail_only_their_runs() {
             let host = MemHost::new();
             let r = sandbox.execute(job("return 1", &host)).await.unwrap();
             assert_eq!(r.status, Status::Failed, "{mode}: {r:?}");
+            // The stand-in never starts a run: it is tried on fresh workers,
+            // then failed as the sandbox's fault, not the agent's.
             let error = r.error.unwrap();
-            assert_eq!(error.code.as_deref(), Some("WORKER_STOPPED"), "{mode}");
+            assert_eq!(error.code.as_deref(), Some("WORKER_FAILED"), "{mode}");
             assert_eq!(host.reached(), 0, "{mode}: a forged call reached the host");
         }
         assert!(

@@ -222,6 +222,51 @@ async fn main() {
             p50(bystander)
         );
     }
+    // Eight runaways of one account at once, with the bystander running.
+    let r = post(
+        &client,
+        &agents,
+        &server.key,
+        json!({"name": "eight", "entry_code": "return Array.prototype.join.call({length: 2 ** 53 - 1}, '').length;",
+               "config": {"cpu_time_limit_ms": DEADLINE_MS}}),
+    )
+    .await;
+    let eight_url = format!("{agents}/{}/execute", r["agent"]["id"]);
+    let lat = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = background(
+        client.clone(),
+        trivial.clone(),
+        other.clone(),
+        stop.clone(),
+        lat.clone(),
+    );
+    let t = Instant::now();
+    let mut eight = Vec::new();
+    for _ in 0..8 {
+        let (client, url, key) = (client.clone(), eight_url.clone(), server.key.clone());
+        eight.push(tokio::spawn(async move {
+            post(&client, &url, &key, json!({"input": {}})).await
+        }));
+    }
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for e in eight {
+        let out = e.await.unwrap();
+        *statuses
+            .entry(out["status"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let eight_took = t.elapsed().as_secs_f64() * 1000.0;
+    stop.store(true, Ordering::SeqCst);
+    h.await.unwrap();
+    let during = lat.lock().unwrap().clone();
+    println!(
+        "eight native-loop runaways of one account at once: all ended after {eight_took:.0} ms ({statuses:?}); bystander p50 meanwhile {:.2} ms over {} runs ({:.2}x quiet)",
+        p50(during.clone()),
+        during.len(),
+        p50(during) / quiet_p50
+    );
+
     overs.sort_by(|a, b| a.total_cmp(b));
     println!(
         "stopped after the deadline (request round trip included): median {:.0} ms, max {:.0} ms over {} forms",
