@@ -174,6 +174,127 @@ pub(crate) struct Broker {
     /// A limit the broker itself saw passed (only a lying worker gets here).
     overrun: Mutex<Option<(LimitKind, String)>>,
     denied: Mutex<u64>,
+    /// Calls in flight here.
+    in_flight: Mutex<usize>,
+    /// Whether the broker tells the clock about each call (the server's
+    /// copy of a worker's clock; in process the engine does it).
+    counts_calls: bool,
+}
+
+/// Calls one run may have in flight at once.
+pub(crate) const MAX_CALLS_IN_FLIGHT: usize = 256;
+const MAX_KEY_BYTES: usize = 1024;
+const MAX_URL_BYTES: usize = 8192;
+const MAX_HEADER_BYTES: usize = 64 << 10;
+const MAX_SUMMARY_CHARS: usize = 200;
+
+/// What the audit log and a human approver read of a call: derived here,
+/// from the arguments the server holds, never taken from a worker.
+pub(crate) fn args_summary(args: &CallArgs) -> String {
+    let s = match args {
+        CallArgs::Key { key } => format!("key={key:?}"),
+        CallArgs::KeyValue { key, value } => {
+            format!("key={key:?} value={} bytes", value.to_string().len())
+        }
+        CallArgs::Value { value } => format!("{} bytes", value.to_string().len()),
+        CallArgs::NameValue { name, input } => {
+            format!("name={name:?} input={} bytes", input.to_string().len())
+        }
+        CallArgs::Http { call } => {
+            // Scheme, host and path only: queries and headers may carry secrets.
+            let shown = url::Url::parse(&call.url)
+                .map(|mut u| {
+                    u.set_query(None);
+                    u.set_fragment(None);
+                    let _ = u.set_username("");
+                    let _ = u.set_password(None);
+                    u.to_string()
+                })
+                .unwrap_or_else(|_| "<invalid url>".into());
+            format!("{} {shown}", call.method)
+        }
+    };
+    if s.chars().count() <= MAX_SUMMARY_CHARS {
+        s
+    } else {
+        let mut out: String = s.chars().take(MAX_SUMMARY_CHARS).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The engine's argument rules, checked again: a worker may send anything.
+fn validate(f: HostFn, args: &CallArgs, limits: &Limits) -> Result<(), (&'static str, String)> {
+    let key_ok = |k: &str| !k.is_empty() && k.len() <= MAX_KEY_BYTES;
+    let json_len = |v: &Json| v.to_string().len() as u64;
+    let too_large = |what: &str, cap: u64| {
+        Err((
+            "VALUE_TOO_LARGE",
+            format!("{what} is larger than {cap} bytes"),
+        ))
+    };
+    let bad = |what: &str| Err(("INVALID_ARGUMENT", what.to_string()));
+    match (f, args) {
+        (HostFn::ReadContext | HostFn::StorageGet, CallArgs::Key { key }) => {
+            if key_ok(key) {
+                Ok(())
+            } else {
+                bad("key must be 1 to 1024 bytes")
+            }
+        }
+        (HostFn::WriteContext | HostFn::StoragePut, CallArgs::KeyValue { key, value }) => {
+            if !key_ok(key) {
+                bad("key must be 1 to 1024 bytes")
+            } else if json_len(value) > limits.max_output_bytes {
+                too_large("value", limits.max_output_bytes)
+            } else {
+                Ok(())
+            }
+        }
+        (HostFn::Inference, CallArgs::Value { value }) => {
+            if json_len(value) > limits.max_output_bytes {
+                too_large("request", limits.max_output_bytes)
+            } else {
+                Ok(())
+            }
+        }
+        (HostFn::GetExecution, CallArgs::Value { value }) => {
+            if json_len(value) > MAX_KEY_BYTES as u64 {
+                too_large("id", MAX_KEY_BYTES as u64)
+            } else {
+                Ok(())
+            }
+        }
+        (HostFn::CallAgent, CallArgs::NameValue { name, input }) => {
+            if !key_ok(name) {
+                bad("name must be 1 to 1024 bytes")
+            } else if json_len(input) > limits.max_input_bytes {
+                too_large("input", limits.max_input_bytes)
+            } else {
+                Ok(())
+            }
+        }
+        (HostFn::HttpRequest, CallArgs::Http { call }) => {
+            let headers: usize = call.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if call.url.len() > MAX_URL_BYTES {
+                bad("url is too long")
+            } else if headers > MAX_HEADER_BYTES {
+                too_large("headers", MAX_HEADER_BYTES as u64)
+            } else if call.body.as_ref().map_or(0, Vec::len) as u64 > limits.max_http_request_bytes
+            {
+                Err((
+                    "REQUEST_TOO_LARGE",
+                    format!(
+                        "request body larger than {} bytes",
+                        limits.max_http_request_bytes
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => bad("these arguments do not belong to this call"),
+    }
 }
 
 impl Broker {
@@ -194,7 +315,44 @@ impl Broker {
             held: Mutex::new(0),
             overrun: Mutex::new(None),
             denied: Mutex::new(0),
+            in_flight: Mutex::new(0),
+            counts_calls: false,
         }
+    }
+
+    /// The broker of a run whose engine is in another process: it tells the
+    /// run's clock (the server's copy) about every call.
+    pub(crate) fn counting_calls(mut self) -> Broker {
+        self.counts_calls = true;
+        self
+    }
+
+    /// Holds `bytes` for the run (a reply queued for its worker) within its
+    /// memory limit; false when they do not fit, and the run is over it.
+    pub(crate) fn hold(&self, bytes: usize) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.saturating_add(bytes) > self.memory_cap() {
+            drop(held);
+            self.set_overrun((
+                LimitKind::Memory,
+                format!(
+                    "host-call replies held for the run above its memory limit of {} MiB",
+                    self.rules.limits.memory_mb
+                ),
+            ));
+            return false;
+        }
+        *held += bytes;
+        true
+    }
+
+    pub(crate) fn release(&self, bytes: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        *held = held.saturating_sub(bytes);
+    }
+
+    fn memory_cap(&self) -> usize {
+        usize::try_from(self.rules.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     /// Counted calls the broker saw.
@@ -250,7 +408,35 @@ impl Broker {
     }
 
     /// Runs one counted call from start to end. Never panics on its input.
-    pub(crate) async fn call(&self, f: HostFn, args: CallArgs, summary: String) -> CallReply {
+    pub(crate) async fn call(&self, f: HostFn, args: CallArgs) -> CallReply {
+        {
+            let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if *n >= MAX_CALLS_IN_FLIGHT {
+                return CallReply {
+                    allowed: false,
+                    denied: false,
+                    duration_ms: 0.0,
+                    reply: Reply::fail(
+                        "LIMIT_EXCEEDED",
+                        format!("more than {MAX_CALLS_IN_FLIGHT} host calls in flight"),
+                    ),
+                };
+            }
+            *n += 1;
+        }
+        if self.counts_calls {
+            self.clock.call(true);
+        }
+        let reply = self.call_counted(f, args).await;
+        if self.counts_calls {
+            self.clock.call(false);
+        }
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        reply
+    }
+
+    async fn call_counted(&self, f: HostFn, args: CallArgs) -> CallReply {
         let start = Instant::now();
         let reply = |allowed: bool, denied: bool, reply: Reply| CallReply {
             allowed,
@@ -271,11 +457,14 @@ impl Broker {
             self.set_overrun(limit);
             return reply(false, false, Reply::fail("LIMIT_EXCEEDED", message));
         }
+        if let Err((code, message)) = validate(f, &args, &self.rules.limits) {
+            return reply(false, false, Reply::fail(code, message));
+        }
+        let summary = args_summary(&args);
         let bytes = args.held_bytes();
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            let cap = usize::try_from(self.rules.limits.memory_mb.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX);
+            let cap = self.memory_cap();
             if held.saturating_add(bytes) > cap {
                 drop(held);
                 let detail = format!(

@@ -15,6 +15,8 @@ struct State {
     started: Instant,
     /// Approval waits in progress.
     approvals: u32,
+    /// Host calls in flight, approval waits included.
+    calls: u32,
     /// The engine is being polled (agent code may be running).
     busy: bool,
     /// Set by a worker's report, on the server side (`mirror`).
@@ -78,6 +80,7 @@ impl RunClock {
         Mutex::new(State {
             started,
             approvals: 0,
+            calls: 0,
             busy: false,
             reported: false,
             paused_since: None,
@@ -120,10 +123,15 @@ impl RunClock {
     fn update(&self, change: impl FnOnce(&mut State)) {
         let mut s = self.lock();
         change(&mut s);
+        // Paused only while the run is entirely suspended on approvals: no
+        // code running and every call in flight waiting for a human. The
+        // server's copy also needs an approval its broker is waiting for, so
+        // a worker cannot pause the server's clock by saying so.
+        let on_approvals = s.approvals > 0 && s.approvals >= s.calls;
         let should_pause = if self.mirror {
-            s.reported
+            s.reported && on_approvals
         } else {
-            s.approvals > 0 && !s.busy
+            on_approvals && !s.busy
         };
         let transition = match (should_pause, s.paused_since) {
             (true, None) => {
@@ -150,6 +158,17 @@ impl RunClock {
                 s.approvals += 1;
             } else {
                 s.approvals = s.approvals.saturating_sub(1);
+            }
+        });
+    }
+
+    /// A host call of the run starts (`true`) or settles (`false`).
+    pub(crate) fn call(&self, started: bool) {
+        self.update(|s| {
+            if started {
+                s.calls += 1;
+            } else {
+                s.calls = s.calls.saturating_sub(1);
             }
         });
     }
@@ -228,13 +247,32 @@ mod tests {
     }
 
     #[test]
-    fn mirror_follows_reports_only() {
+    fn mirror_follows_reports_only_while_its_broker_waits_for_a_human() {
         let clock = RunClock::mirror(Instant::now(), Duration::from_secs(1));
+        // A report of a pause with no approval asked is not believed.
+        clock.set_reported_pause(true);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(clock.paused().is_zero());
+        clock.set_reported_pause(false);
         clock.approval(true);
         assert!(clock.paused().is_zero());
         clock.set_reported_pause(true);
         std::thread::sleep(Duration::from_millis(5));
         clock.set_reported_pause(false);
         assert!(clock.paused() >= Duration::from_millis(5));
+    }
+
+    #[test]
+    fn another_call_in_flight_keeps_the_clock_running() {
+        let clock = RunClock::new(Instant::now(), Duration::from_secs(1));
+        clock.call(true);
+        clock.call(true);
+        clock.approval(true);
+        // One call waits for a human, the other is still working.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(clock.paused().is_zero());
+        clock.call(false);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!clock.paused().is_zero());
     }
 }

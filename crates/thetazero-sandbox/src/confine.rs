@@ -34,6 +34,8 @@ pub enum ConfineError {
     Descriptors(String),
     #[error("prctl(PR_SET_NO_NEW_PRIVS) was refused: {0}")]
     NoNewPrivs(String),
+    #[error("dropping capabilities was refused: {0}")]
+    Capabilities(String),
     #[error("setting rlimit {0} was refused: {1}")]
     Rlimit(&'static str, String),
     #[error("Landlock is not available or refused the ruleset (needs Linux 5.13+ with Landlock enabled, and a container profile that allows the landlock_* syscalls): {0}")]
@@ -100,6 +102,7 @@ pub(crate) fn apply(limits: ProcessLimits) -> Result<Confinement, ConfineError> 
     set("RLIMIT_NOFILE", Resource::Nofile, limits.open_files)?;
     set("RLIMIT_NPROC", Resource::Nproc, 0)?;
     set("RLIMIT_AS", Resource::As, limits.address_space_bytes)?;
+    drop_capabilities()?;
     let landlock = landlock()?;
     seccomp()?;
     Ok(Confinement {
@@ -108,6 +111,44 @@ pub(crate) fn apply(limits: ProcessLimits) -> Result<Confinement, ConfineError> 
         no_new_privs: true,
         rlimits: true,
     })
+}
+
+/// Every capability goes, from every set, whoever the server runs as: a
+/// worker started by a root server is as powerless as any process.
+fn drop_capabilities() -> Result<(), ConfineError> {
+    // The bounding set first (needs CAP_SETPCAP, which a root server has; an
+    // unprivileged one has nothing to drop), then the rest.
+    for cap in 0..=63u32 {
+        // SAFETY: prctl(PR_CAPBSET_DROP) takes a capability number; an
+        // unknown number is EINVAL and ends the loop.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            if e.raw_os_error() != Some(libc::EPERM) {
+                return Err(ConfineError::Capabilities(e.to_string()));
+            }
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    let empty = rustix::thread::CapabilitySets {
+        effective: rustix::thread::CapabilitySet::empty(),
+        permitted: rustix::thread::CapabilitySet::empty(),
+        inheritable: rustix::thread::CapabilitySet::empty(),
+    };
+    rustix::thread::set_capabilities(None, empty)
+        .map_err(|e| ConfineError::Capabilities(e.to_string()))
 }
 
 fn landlock() -> Result<String, ConfineError> {
@@ -232,10 +273,62 @@ fn seccomp() -> Result<(), ConfineError> {
         libc::SYS_inotify_init1,
         libc::SYS_mknodat,
         libc::SYS_memfd_secret,
+        // System V IPC and POSIX message queues: shared objects that outlive
+        // the process and cross users.
+        libc::SYS_shmget,
+        libc::SYS_shmat,
+        libc::SYS_shmctl,
+        libc::SYS_shmdt,
+        libc::SYS_msgget,
+        libc::SYS_msgsnd,
+        libc::SYS_msgrcv,
+        libc::SYS_msgctl,
+        libc::SYS_semget,
+        libc::SYS_semop,
+        libc::SYS_semtimedop,
+        libc::SYS_semctl,
+        libc::SYS_mq_open,
+        libc::SYS_mq_unlink,
+        libc::SYS_mq_timedsend,
+        libc::SYS_mq_timedreceive,
+        libc::SYS_mq_notify,
+        libc::SYS_mq_getsetattr,
+        // Signals by other routes than kill(2).
+        libc::SYS_rt_sigqueueinfo,
+        libc::SYS_rt_tgsigqueueinfo,
+        // The host's identity, clock and logs.
+        libc::SYS_syslog,
+        libc::SYS_sethostname,
+        libc::SYS_setdomainname,
+        libc::SYS_clock_settime,
+        libc::SYS_clock_adjtime,
+        libc::SYS_adjtimex,
+        libc::SYS_settimeofday,
+        libc::SYS_vhangup,
+        // The new mount API.
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        // Identity changes (capabilities are dropped too).
+        libc::SYS_setuid,
+        libc::SYS_setgid,
+        libc::SYS_setreuid,
+        libc::SYS_setregid,
+        libc::SYS_setresuid,
+        libc::SYS_setresgid,
+        libc::SYS_setfsuid,
+        libc::SYS_setfsgid,
+        libc::SYS_setgroups,
+        libc::SYS_capset,
     ] {
         rules.insert(nr, vec![]);
     }
-    // The older entry points that newer architectures no longer have.
+    // The older entry points that newer architectures no longer have, and
+    // x86's port I/O.
     #[cfg(target_arch = "x86_64")]
     for nr in [
         libc::SYS_fork,
@@ -243,9 +336,32 @@ fn seccomp() -> Result<(), ConfineError> {
         libc::SYS_open,
         libc::SYS_creat,
         libc::SYS_uselib,
+        libc::SYS_iopl,
+        libc::SYS_ioperm,
     ] {
         rules.insert(nr, vec![]);
     }
+    // Signal-driven I/O would let a descriptor signal another process
+    // (F_SETSIG and F_SETOWN_EX are 10 and 15 on Linux).
+    const F_SETSIG: u64 = 10;
+    const F_SETOWN_EX: u64 = 15;
+    rules.insert(
+        libc::SYS_fcntl,
+        vec![
+            SeccompRule::new(vec![
+                cond(1, SeccompCmpOp::Eq, libc::F_SETOWN as u64).map_err(|e| err(&e))?
+            ])
+            .map_err(|e| err(&e))?,
+            SeccompRule::new(vec![
+                cond(1, SeccompCmpOp::Eq, F_SETOWN_EX).map_err(|e| err(&e))?
+            ])
+            .map_err(|e| err(&e))?,
+            SeccompRule::new(vec![
+                cond(1, SeccompCmpOp::Eq, F_SETSIG).map_err(|e| err(&e))?
+            ])
+            .map_err(|e| err(&e))?,
+        ],
+    );
     // New processes are refused, new threads are not (clone with
     // CLONE_THREAD); signals only to this process itself (abort uses tgkill).
     let thread = libc::CLONE_THREAD as u64;
@@ -377,6 +493,61 @@ pub(crate) fn probe(limits: ProcessLimits) -> Probe {
     attempts.insert(
         "fork".to_string(),
         if forked < 0 {
+            format!("refused: {}", std::io::Error::last_os_error())
+        } else {
+            "ALLOWED".to_string()
+        },
+    );
+    attempts.insert(
+        "hold a capability".to_string(),
+        match rustix::thread::capabilities(None) {
+            Ok(c) if c.effective.is_empty() && c.permitted.is_empty() => {
+                "refused: no capability is held".to_string()
+            }
+            Ok(_) => "ALLOWED".to_string(),
+            Err(e) => format!("refused: {e}"),
+        },
+    );
+    // SAFETY: shmget with IPC_PRIVATE creates nothing that outlives the
+    // call when refused; when allowed the segment is removed at once.
+    let shm = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, 0o600) };
+    if shm >= 0 {
+        // SAFETY: removes the segment just created.
+        unsafe { libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+    attempts.insert(
+        "create shared memory (System V)".to_string(),
+        if shm < 0 {
+            format!("refused: {}", std::io::Error::last_os_error())
+        } else {
+            "ALLOWED".to_string()
+        },
+    );
+    // SAFETY: rt_sigqueueinfo to the parent with signal 0 only checks
+    // permission; the info block is zeroed.
+    let queued = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        info.si_code = -1;
+        libc::syscall(
+            libc::SYS_rt_sigqueueinfo,
+            libc::getppid(),
+            0,
+            &mut info as *mut libc::siginfo_t,
+        )
+    };
+    attempts.insert(
+        "queue a signal to the server".to_string(),
+        if queued < 0 {
+            format!("refused: {}", std::io::Error::last_os_error())
+        } else {
+            "ALLOWED".to_string()
+        },
+    );
+    // SAFETY: syslog(SYSLOG_ACTION_SIZE_BUFFER) reads a number only.
+    let log = unsafe { libc::syscall(libc::SYS_syslog, 10, std::ptr::null_mut::<u8>(), 0) };
+    attempts.insert(
+        "read the kernel log".to_string(),
+        if log < 0 {
             format!("refused: {}", std::io::Error::last_os_error())
         } else {
             "ALLOWED".to_string()

@@ -113,14 +113,13 @@ impl Bridge {
         &self,
         f: HostFn,
         args: CallArgs,
-        summary: String,
     ) -> Pin<Box<dyn Future<Output = CallReply> + Send + 'static>> {
         match self {
             Bridge::Local(broker) => {
                 let broker = broker.clone();
-                Box::pin(async move { broker.call(f, args, summary).await })
+                Box::pin(async move { broker.call(f, args).await })
             }
-            Bridge::Remote(remote) => Box::pin(remote.clone().call(f, args, summary)),
+            Bridge::Remote(remote) => Box::pin(remote.clone().call(f, args)),
         }
     }
 }
@@ -245,6 +244,7 @@ struct Timed<F> {
     inner: Pin<Box<F>>,
     spent: Arc<Mutex<Duration>>,
     clock: Arc<RunClock>,
+    cancel: CancelHandle,
 }
 
 impl<F: Future> Future for Timed<F> {
@@ -252,6 +252,14 @@ impl<F: Future> Future for Timed<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let start = Instant::now();
         self.clock.busy(true);
+        // A kill confirmed while the run was off the engine thread must find
+        // it never running again: checked after the thread is marked taken,
+        // so a kill either sees it taken or is seen here. The cancel branch
+        // of the caller's select then ends the run.
+        if self.cancel.is_cancelled() {
+            self.clock.busy(false);
+            return Poll::Pending;
+        }
         let out = self.inner.as_mut().poll(cx);
         self.clock.busy(false);
         let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
@@ -389,6 +397,7 @@ async fn run_engine(
         inner: Box::pin(engine),
         spent: spent.clone(),
         clock: state.clock.clone(),
+        cancel: state.cancel.clone(),
     };
     let ended = tokio::select! {
         biased;
@@ -399,8 +408,13 @@ async fn run_engine(
     };
     // Contexts go before their runtime. Pending host futures are dropped with
     // it, before the report exists, so the host sees no effect after a report.
+    // Tearing a runtime down runs the engine's own code, and agent code can
+    // make it slow (weak references, finalizers): it counts as holding the
+    // engine thread, so the watchdog sees it.
+    state.clock.busy(true);
     drop(ctx);
     drop(rt);
+    state.clock.busy(false);
     ended
 }
 
@@ -860,32 +874,15 @@ fn http_args<'js>(
     })
 }
 
-fn args_summary(args: &CallArgs) -> String {
-    let s = match args {
-        CallArgs::Key { key } => format!("key={key:?}"),
-        CallArgs::KeyValue { key, value } => {
-            format!("key={key:?} value={} bytes", value.to_string().len())
-        }
-        CallArgs::Value { value } => format!("{} bytes", value.to_string().len()),
-        CallArgs::NameValue { name, input } => {
-            format!("name={name:?} input={} bytes", input.to_string().len())
-        }
-        CallArgs::Http { call } => {
-            // Scheme, host and path only: queries and headers may carry secrets.
-            let shown = url::Url::parse(&call.url)
-                .map(|mut u| {
-                    u.set_query(None);
-                    u.set_fragment(None);
-                    let _ = u.set_username("");
-                    let _ = u.set_password(None);
-                    u.to_string()
-                })
-                .unwrap_or_else(|_| "<invalid url>".into());
-            format!("{} {shown}", call.method)
-        }
-    };
-    summarize(&s)
+/// A call in flight on the run's clock, until it settles or is dropped.
+struct CallOnClock(Arc<RunClock>);
+
+impl Drop for CallOnClock {
+    fn drop(&mut self) {
+        self.0.call(false);
+    }
 }
+
 /// The settled value of a host call, converted to JavaScript when the promise
 /// resolves (inside the engine lock).
 impl<'js> IntoJs<'js> for Reply {
@@ -915,18 +912,21 @@ fn bridge_async<'js>(
         ));
     }
     let parsed = parse_args(ctx, state, f, &args)?;
-    let summary = args_summary(&parsed);
+    let summary = broker::args_summary(&parsed);
     // What the server holds for this call counts against the run's memory.
     let held = parsed.held_bytes();
     if !state.charge(held) {
         return Err(throw_coded(ctx, "LIMIT_EXCEEDED", "memory limit reached"));
     }
     let allowed = broker::denial(f, &state.scopes, state.allow_network).is_none();
-    let index = state.push_audit(f, summary.clone(), allowed);
-    let call = state.bridge.call(f, parsed, summary);
+    let index = state.push_audit(f, summary, allowed);
+    let call = state.bridge.call(f, parsed);
     let settle = state.clone();
+    state.clock.call(true);
+    let guard = CallOnClock(state.clock.clone());
     let fut = async move {
         let reply = call.await;
+        drop(guard);
         settle.alloc.uncharge(held);
         settle.settle_audit(index, &reply);
         rquickjs::Result::Ok(reply.reply)

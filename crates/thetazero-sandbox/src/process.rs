@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, CallReply, Reply};
 use crate::clock::RunClock;
 use crate::confine::Probe;
 use crate::job::Job;
 use crate::net::NetworkPolicy;
-use crate::proto::{self, FromWorker, ToWorker};
+use crate::proto::{self, FromWorker, OutFrame, ToWorker};
 use crate::report::{
     Enforcement, ErrorInfo, ExecutionReport, LimitKind, Status, WorkerStopNote, TEE_PROCESS_SANDBOX,
 };
@@ -37,6 +37,9 @@ pub struct ProcessConfig {
     pub max_workers: usize,
     /// Runs in flight (running or waiting) before new ones are refused.
     pub max_runs: usize,
+    /// Runs in flight of one account before its new ones are refused, so one
+    /// account cannot take every slot.
+    pub max_runs_per_account: usize,
     /// A worker with no run for this long exits.
     pub idle_timeout: Duration,
     /// How long past its deadline a run may go before its worker is ended.
@@ -85,6 +88,7 @@ impl ProcessConfig {
             workers_per_account: cores.saturating_sub(1).max(1),
             max_workers: 4096,
             max_runs: 100_000,
+            max_runs_per_account: 2_000,
             idle_timeout: Duration::from_secs(60),
             watchdog_grace: Duration::from_millis(100),
             kill_grace: Duration::from_millis(40),
@@ -175,7 +179,7 @@ struct StopCause {
 struct Worker {
     tenant: u64,
     pid: u32,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<OutFrame>,
     runs: Mutex<HashMap<u64, Arc<RunState>>>,
     child: Mutex<Option<std::process::Child>>,
     dead: AtomicBool,
@@ -187,14 +191,30 @@ struct Worker {
     last_beat: Mutex<Instant>,
     /// Set when the memory guard ended it.
     memory_stopped: Mutex<Option<String>>,
+    /// Since when the sentinel has said the engine thread is idle.
+    idle_since: Mutex<Option<Instant>>,
 }
 
 impl Worker {
     fn send(&self, message: &ToWorker) -> bool {
         match proto::encode(message) {
-            Ok(frame) => self.tx.send(frame).is_ok(),
+            Ok(bytes) => self
+                .tx
+                .send(OutFrame {
+                    bytes,
+                    written: None,
+                })
+                .is_ok(),
             Err(_) => false,
         }
+    }
+
+    /// The thread has been idle (per the sentinel) for at least `for_at_least`.
+    fn idle_for(&self, for_at_least: Duration) -> bool {
+        self.idle_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() >= for_at_least)
     }
 
     fn load(&self) -> usize {
@@ -250,12 +270,18 @@ struct Shared {
     next_run: AtomicU64,
     /// Set by the memory guard while the total is near the budget.
     near_budget: AtomicBool,
+    /// Where brokers perform host calls, apart from the runtime that carries
+    /// channels and watchdogs.
+    brokers: tokio::runtime::Handle,
+    /// Runs in flight per account.
+    per_account: Mutex<HashMap<u64, usize>>,
 }
 
 /// The confined engine.
 pub(crate) struct ProcessPool {
     /// Taken on drop, which may happen inside another runtime.
     rt: Option<tokio::runtime::Runtime>,
+    brokers: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
 }
 
@@ -268,13 +294,21 @@ impl ProcessPool {
         // the thread that started it (PR_SET_PDEATHSIG), so never start one
         // from a short-lived thread.
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("thetazero-sandbox-io")
             .enable_all()
             .build()
             .map_err(SandboxError::Spawn)?;
+        let brokers = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("thetazero-sandbox-broker")
+            .enable_all()
+            .build()
+            .map_err(SandboxError::Spawn)?;
+        let broker_handle = brokers.handle().clone();
         Ok(ProcessPool {
             rt: Some(rt),
+            brokers: Some(brokers),
             shared: Arc::new(Shared {
                 cfg,
                 network,
@@ -284,6 +318,8 @@ impl ProcessPool {
                 in_flight: AtomicUsize::new(0),
                 next_run: AtomicU64::new(1),
                 near_budget: AtomicBool::new(false),
+                brokers: broker_handle,
+                per_account: Mutex::new(HashMap::new()),
             }),
         })
         .inspect(|pool: &ProcessPool| {
@@ -309,6 +345,17 @@ impl ProcessPool {
         if admitted.is_err() {
             return Err(SubmitError::QueueFull);
         }
+        let tenant = job.code_cache_scope;
+        {
+            let mut per = shared.per_account.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per.entry(tenant).or_insert(0);
+            if *n >= shared.cfg.max_runs_per_account {
+                drop(per);
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                return Err(SubmitError::QueueFull);
+            }
+            *n += 1;
+        }
         let (reply, rx) = oneshot::channel();
         let Some(rt) = &self.rt else {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -329,6 +376,15 @@ impl ProcessPool {
             });
             crate::pool::record_ending(&host, &report).await;
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            {
+                let mut per = shared.per_account.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = per.get_mut(&tenant) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per.remove(&tenant);
+                    }
+                }
+            }
             let _ = reply.send(report);
         });
         Ok(rx)
@@ -363,6 +419,9 @@ impl Drop for ProcessPool {
             }
         }
         if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        if let Some(rt) = self.brokers.take() {
             rt.shutdown_background();
         }
     }
@@ -482,7 +541,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
             });
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel::<OutFrame>();
     let worker = Arc::new(Worker {
         tenant,
         pid,
@@ -495,6 +554,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
         on_thread: Mutex::new(None),
         last_beat: Mutex::new(Instant::now()),
         memory_stopped: Mutex::new(None),
+        idle_since: Mutex::new(None),
     });
     shared.live_workers.fetch_add(1, Ordering::SeqCst);
     shared
@@ -529,22 +589,18 @@ async fn read_worker(
                 .cloned()
         };
         match message {
-            Ok(FromWorker::Call {
-                run,
-                call,
-                f,
-                args,
-                summary,
-            }) => {
+            Ok(FromWorker::Call { run, call, f, args }) => {
                 // A run that already ended here gets no call performed.
                 let Some(state) = run_of(run) else {
                     continue;
                 };
                 let w = worker.clone();
                 let broker = state.broker.clone();
-                let task = tokio::spawn(async move {
-                    let reply = broker.call(f, args, summary).await;
-                    w.send(&ToWorker::Reply { run, call, reply });
+                // Brokers run on their own runtime: a burst of calls must not
+                // delay any account's watchdog or channel.
+                let task = shared.brokers.spawn(async move {
+                    let reply = broker.call(f, args).await;
+                    send_reply(&w, &broker, run, call, reply);
                 });
                 state
                     .calls
@@ -553,10 +609,12 @@ async fn read_worker(
                     .push(task.abort_handle());
             }
             Ok(FromWorker::Started { run }) => {
+                // Once: a worker cannot move a deadline by starting again.
                 if let Some(state) = run_of(run) {
-                    state.clock.restart(Instant::now());
-                    state.started.store(true, Ordering::SeqCst);
-                    state.started_notify.notify_one();
+                    if !state.started.swap(true, Ordering::SeqCst) {
+                        state.clock.restart(Instant::now());
+                        state.started_notify.notify_one();
+                    }
                 }
             }
             Ok(FromWorker::Paused { run, paused }) => {
@@ -575,6 +633,13 @@ async fn read_worker(
                                 .unwrap_or(now),
                         )
                     });
+                let mut idle = worker.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+                match on_thread {
+                    Some(_) => *idle = None,
+                    None => {
+                        idle.get_or_insert(now);
+                    }
+                }
             }
             Ok(FromWorker::Stopped { run }) | Ok(FromWorker::Ended { run, .. })
                 if run_of(run).is_none() =>
@@ -646,6 +711,45 @@ async fn read_worker(
     }
 }
 
+/// Sends a call's reply, held against the run's memory limit until it is
+/// written: a worker that does not read, or a burst of large replies, cannot
+/// make the server hold more than the run may.
+fn send_reply(worker: &Worker, broker: &Arc<Broker>, run: u64, call: u32, reply: CallReply) {
+    let Ok(bytes) = proto::encode(&ToWorker::Reply { run, call, reply }) else {
+        return;
+    };
+    let size = bytes.len();
+    let frame = if broker.hold(size) {
+        let held = broker.clone();
+        OutFrame {
+            bytes,
+            written: Some(Box::new(move || held.release(size))),
+        }
+    } else {
+        let refused = CallReply {
+            allowed: true,
+            denied: false,
+            duration_ms: 0.0,
+            reply: Reply::Fail {
+                code: "LIMIT_EXCEEDED".into(),
+                message: "memory limit reached".into(),
+            },
+        };
+        match proto::encode(&ToWorker::Reply {
+            run,
+            call,
+            reply: refused,
+        }) {
+            Ok(bytes) => OutFrame {
+                bytes,
+                written: None,
+            },
+            Err(_) => return,
+        }
+    };
+    let _ = worker.tx.send(frame);
+}
+
 fn tracing_garbage(worker: &Worker, what: &str) {
     // The worker may be compromised; its runs end and it is replaced.
     eprintln!(
@@ -715,17 +819,24 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
     let started = Instant::now();
     let clock = RunClock::mirror(started, limit);
     let signal_worker = Arc::downgrade(&worker);
-    let broker = Arc::new(Broker::new(
-        job.host.clone(),
-        shared.network.clone(),
-        job.rules(),
-        clock.clone(),
-        Box::new(move |waiting| {
-            if let Some(w) = signal_worker.upgrade() {
-                w.send(&ToWorker::Approval { run, waiting });
-            }
-        }),
-    ));
+    let signal_clock = clock.clone();
+    let broker = Arc::new(
+        Broker::new(
+            job.host.clone(),
+            shared.network.clone(),
+            job.rules(),
+            clock.clone(),
+            Box::new(move |waiting| {
+                // The server's copy pauses only while its broker waits for a
+                // human, whatever the worker reports.
+                signal_clock.approval(waiting);
+                if let Some(w) = signal_worker.upgrade() {
+                    w.send(&ToWorker::Approval { run, waiting });
+                }
+            }),
+        )
+        .counting_calls(),
+    );
     let (done_tx, mut done_rx) = oneshot::channel();
     let state = Arc::new(RunState {
         broker: broker.clone(),
@@ -777,19 +888,25 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         // of its account is not stuck: the interrupt ends it as soon as it
         // is polled again.
         let watchdog = async {
-            if !state.started.load(Ordering::SeqCst) {
-                loop {
-                    let notified = state.started_notify.notified();
-                    if state.started.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    notified.await;
+            // Before the engine takes the run: only a worker gone silent.
+            while !state.started.load(Ordering::SeqCst) {
+                let notified = state.started_notify.notified();
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(WATCH_TICK * 10) => {}
+                }
+                if worker.silent() {
+                    return;
                 }
             }
             clock.passed().await;
             tokio::time::sleep(grace).await;
             loop {
-                if worker.holds_thread(run, grace) || worker.silent() {
+                // Past the deadline, a worker that is well ends the run the
+                // moment its engine thread is free; so the run is stuck if
+                // it holds the thread, if the thread has been idle, or if the
+                // worker has gone silent.
+                if worker.holds_thread(run, grace) || worker.idle_for(grace) || worker.silent() {
                     return;
                 }
                 tokio::time::sleep(WATCH_TICK).await;
@@ -834,7 +951,11 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         return Ok(Attempt::NeverStarted);
     }
     let mut report = match ending {
-        Ending::Report(report) => *report,
+        Ending::Report(report) => {
+            let mut report = *report;
+            hold_to_limits(&mut report, &job.limits);
+            report
+        }
         Ending::Stopped => {
             let mut r = ExecutionReport::worker_ended(
                 took,
@@ -900,6 +1021,64 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
     state.end(Ending::WorkerGone);
     Ok(Attempt::Done(Box::new(report)))
 }
+
+/// Holds a worker's report to the run's limits: a worker may be compromised,
+/// so nothing it reports is larger than the run could have made.
+fn hold_to_limits(report: &mut ExecutionReport, limits: &thetazero_core::limits::Limits) {
+    fn cut(s: &mut String, max: usize) {
+        if s.len() > max {
+            let mut at = max;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+        }
+    }
+    if report.output.to_string().len() as u64 > limits.max_output_bytes {
+        let detail = format!(
+            "output above the limit of {} bytes",
+            limits.max_output_bytes
+        );
+        report.status = Status::LimitExceeded;
+        report.limit = Some(LimitKind::OutputSize);
+        report.output = serde_json::Value::Null;
+        report.error = Some(ErrorInfo::new("LimitExceeded", detail.clone()));
+        report.limit_detail = Some(detail);
+        report.was_terminated = true;
+        report.violation_count += 1;
+    }
+    let mut bytes = 0u64;
+    let mut kept = 0usize;
+    for entry in &report.logs {
+        bytes += entry.message.len() as u64;
+        if kept as u64 >= limits.max_log_entries || bytes > limits.max_log_bytes {
+            break;
+        }
+        kept += 1;
+    }
+    report.logs.truncate(kept);
+    report.host_call_audit.truncate(MAX_REPORTED_CALLS);
+    for row in &mut report.host_call_audit {
+        cut(&mut row.function, 32);
+        cut(&mut row.args_summary, 1024);
+    }
+    if let Some(e) = report.error.as_mut() {
+        cut(&mut e.kind, 64);
+        cut(&mut e.message, 8192);
+        if let Some(stack) = e.stack.as_mut() {
+            cut(stack, 8192);
+        }
+        if let Some(code) = e.code.as_mut() {
+            cut(code, 64);
+        }
+    }
+    if let Some(d) = report.limit_detail.as_mut() {
+        cut(d, 1024);
+    }
+}
+
+/// Host-call rows a report may list (the engine keeps at most this many).
+const MAX_REPORTED_CALLS: usize = 2048;
 
 /// The report of a run whose worker process is gone.
 fn gone_report(

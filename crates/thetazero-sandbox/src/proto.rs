@@ -44,7 +44,6 @@ pub(crate) enum FromWorker {
         call: u32,
         f: HostFn,
         args: CallArgs,
-        summary: String,
     },
     /// The engine took the run for the first time: its deadline starts now
     /// (time queued behind the account's other runs does not count).
@@ -115,18 +114,31 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
+/// A frame for a worker, and what to release once it is written (the bytes
+/// a run's broker held for it).
+pub(crate) struct OutFrame {
+    pub bytes: Vec<u8>,
+    pub written: Option<Box<dyn FnOnce() + Send>>,
+}
+
 /// Writes frames from `rx` until it closes, flushing whenever it runs dry.
 pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
     w: W,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<OutFrame>,
 ) -> std::io::Result<()> {
     let mut w = tokio::io::BufWriter::with_capacity(64 << 10, w);
+    let mut done = Vec::new();
     while let Some(frame) = rx.recv().await {
-        w.write_all(&frame).await?;
+        w.write_all(&frame.bytes).await?;
+        done.extend(frame.written);
         while let Ok(frame) = rx.try_recv() {
-            w.write_all(&frame).await?;
+            w.write_all(&frame.bytes).await?;
+            done.extend(frame.written);
         }
         w.flush().await?;
+        for release in done.drain(..) {
+            release();
+        }
     }
     w.flush().await
 }

@@ -57,19 +57,13 @@ impl RemoteRun {
     }
 
     /// Sends one call to the server's broker and waits for its reply.
-    pub(crate) async fn call(
-        self: Arc<Self>,
-        f: HostFn,
-        args: CallArgs,
-        summary: String,
-    ) -> CallReply {
+    pub(crate) async fn call(self: Arc<Self>, f: HostFn, args: CallArgs) -> CallReply {
         let call = self.next.fetch_add(1, Ordering::Relaxed);
         let frame = match proto::encode(&FromWorker::Call {
             run: self.run,
             call,
             f,
             args,
-            summary,
         }) {
             Ok(frame) => frame,
             Err(_) => return Self::failed("VALUE_TOO_LARGE", "the call's arguments are too large"),

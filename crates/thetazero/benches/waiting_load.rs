@@ -209,8 +209,10 @@ async fn main() {
     let seen = Arc::new(AtomicUsize::new(0));
     let provider = stand_in_provider(delay, seen.clone()).await;
     let config = format!(
-        "[rate_limits]\nexecutions_per_key_per_minute = 0\n\n\
+        "sandbox_max_runs_per_account = {}\n\n\
+         [rate_limits]\nexecutions_per_key_per_minute = 0\n\n\
          [inference]\nbase_url = \"{provider}\"\nmodel = \"stand-in\"\nhttp2 = true\ntimeout_ms = {}\n",
+        waiting.max(2_000),
         delay.as_millis() as u64 + 60_000
     );
     println!("config set by the bench (rate limits and provider only):\n{config}");

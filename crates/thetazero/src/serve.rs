@@ -108,6 +108,8 @@ pub struct FileConfig {
     /// Confined mode: runs in flight (running or waiting) before new ones get
     /// 503 (default 20000).
     pub sandbox_max_runs: Option<usize>,
+    /// Confined mode: one account's runs in flight (default 2000).
+    pub sandbox_max_runs_per_account: Option<usize>,
     /// Confined mode: resident memory of the server and its workers
     /// together, in MiB (default 75% of RAM); near it new runs get 503, past
     /// it the largest worker is ended.
@@ -264,6 +266,10 @@ impl Config {
                         "sandbox_max_runs is between 1 and 1000000, not {}",
                         p.max_runs
                     );
+                }
+                p.max_runs_per_account = file.sandbox_max_runs_per_account.unwrap_or(2_000);
+                if p.max_runs_per_account == 0 {
+                    bail!("sandbox_max_runs_per_account is at least 1");
                 }
                 if let Some(mb) = file.sandbox_memory_budget_mb {
                     if mb < 64 {
