@@ -848,6 +848,13 @@ async fn record(
                         status = ExecutionStatus::Blocked;
                         report.output = Value::Null;
                         report.violation_count += 1;
+                        // What the run logged and any error text could carry
+                        // the same content: they are withheld with it, from
+                        // the record and so from every reader of it.
+                        let withheld = report.logs.len();
+                        report.logs.clear();
+                        report.error = None;
+                        extra.insert("logs_withheld".into(), json!(withheld));
                         extra.insert(
                             "error".into(),
                             json!({"type": "ContentBlocked", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),

@@ -173,6 +173,18 @@ async fn a_blocked_output_is_withheld() {
     assert!(excerpt.chars().count() <= 200, "{excerpt}");
     assert!(!e.execution.report.to_string().contains(&"y".repeat(300)));
     assert_eq!(blocked_events(&f.audit(e.execution.id).await).len(), 1);
+
+    // What the run logged goes with its output: the same text, logged first,
+    // is not kept in the record either.
+    let code = format!(
+        "const leak = {INJECTION:?} + ' ' + 'z'.repeat(400); thetazero.log(leak); return {{ reply: leak }};"
+    );
+    let agent = f.agent("logs-too", &code, json!({}), json!(null)).await;
+    let e = f.run(agent, json!({})).await;
+    assert_eq!(e.execution.status, ExecutionStatus::Blocked);
+    assert_eq!(e.execution.report["logs"], json!([]));
+    assert_eq!(e.execution.report["logs_withheld"], json!(1));
+    assert!(!e.execution.report.to_string().contains(&"z".repeat(300)));
 }
 
 #[tokio::test]

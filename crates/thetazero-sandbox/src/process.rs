@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::broker::{Broker, CallReply, Reply};
 use crate::clock::RunClock;
@@ -54,6 +54,10 @@ pub struct ProcessConfig {
     /// worker is ended and its runs end `limit_exceeded` (memory), so the
     /// kernel's OOM killer never has to choose.
     pub memory_budget_bytes: u64,
+    /// The runtime that carries worker channels, supervisors and watchdogs:
+    /// the server passes its own; `None` gives the pool a runtime of its own
+    /// (tests, benches, anything whose runtimes come and go).
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Physical memory, from /proc/meminfo (`None` where it cannot be read).
@@ -94,6 +98,7 @@ impl ProcessConfig {
             kill_grace: Duration::from_millis(40),
             address_space_bytes: 64 << 30,
             memory_budget_bytes: total_memory_bytes().map_or(u64::MAX, |t| t / 4 * 3),
+            runtime: None,
         }
     }
 
@@ -179,7 +184,7 @@ struct StopCause {
 struct Worker {
     tenant: u64,
     pid: u32,
-    tx: mpsc::UnboundedSender<OutFrame>,
+    out: Arc<Outbox>,
     runs: Mutex<HashMap<u64, Arc<RunState>>>,
     child: Mutex<Option<std::process::Child>>,
     dead: AtomicBool,
@@ -198,13 +203,13 @@ struct Worker {
 impl Worker {
     fn send(&self, message: &ToWorker) -> bool {
         match proto::encode(message) {
-            Ok(bytes) => self
-                .tx
-                .send(OutFrame {
+            Ok(bytes) => {
+                self.out.send(OutFrame {
                     bytes,
                     written: None,
-                })
-                .is_ok(),
+                });
+                !self.out.broken.load(Ordering::SeqCst)
+            }
             Err(_) => false,
         }
     }
@@ -259,6 +264,105 @@ impl Worker {
     }
 }
 
+/// Frames for one worker. A frame is written at once by whoever sends it
+/// when nothing is queued and the socket takes it; otherwise it is queued in
+/// order and the drain task writes it when the socket is writable.
+struct Outbox {
+    half: tokio::net::unix::OwnedWriteHalf,
+    queue: Mutex<std::collections::VecDeque<(OutFrame, usize)>>,
+    wake: tokio::sync::Notify,
+    broken: AtomicBool,
+}
+
+impl Outbox {
+    fn send(&self, frame: OutFrame) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if !queue.is_empty() {
+            queue.push_back((frame, 0));
+            return;
+        }
+        match self.write_some(&frame.bytes, 0) {
+            Some(done) if done == frame.bytes.len() => {
+                drop(queue);
+                if let Some(release) = frame.written {
+                    release();
+                }
+            }
+            Some(done) => {
+                queue.push_back((frame, done));
+                drop(queue);
+                self.wake.notify_one();
+            }
+            None => {}
+        }
+    }
+
+    /// Writes from `offset` without waiting; answers how far it got, or
+    /// `None` when the channel is broken.
+    fn write_some(&self, bytes: &[u8], mut offset: usize) -> Option<usize> {
+        while offset < bytes.len() {
+            match self.half.try_write(&bytes[offset..]) {
+                Ok(0) => {
+                    self.broken.store(true, Ordering::SeqCst);
+                    return None;
+                }
+                Ok(n) => offset += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.broken.store(true, Ordering::SeqCst);
+                    return None;
+                }
+            }
+        }
+        Some(offset)
+    }
+}
+
+/// Writes what `Outbox::send` could not, in order, as the socket allows.
+async fn drain_outbox(out: Arc<Outbox>) {
+    enum Step {
+        Wrote(Option<Box<dyn FnOnce() + Send>>),
+        Full,
+    }
+    loop {
+        out.wake.notified().await;
+        loop {
+            if out.broken.load(Ordering::SeqCst) {
+                return;
+            }
+            // Decided under the queue's lock, acted on after it is let go.
+            let step = {
+                let mut queue = out.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let Some((frame, offset)) = queue.pop_front() else {
+                    break;
+                };
+                match out.write_some(&frame.bytes, offset) {
+                    Some(done) if done == frame.bytes.len() => Step::Wrote(frame.written),
+                    Some(done) => {
+                        queue.push_front((frame, done));
+                        Step::Full
+                    }
+                    None => return,
+                }
+            };
+            match step {
+                Step::Wrote(release) => {
+                    if let Some(release) = release {
+                        release();
+                    }
+                }
+                Step::Full => {
+                    if out.half.writable().await.is_err() {
+                        out.broken.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Shared {
     cfg: ProcessConfig,
     network: NetworkPolicy,
@@ -279,8 +383,11 @@ struct Shared {
 
 /// The confined engine.
 pub(crate) struct ProcessPool {
-    /// Taken on drop, which may happen inside another runtime.
+    /// The pool's own runtime, when it has one; taken on drop, which may
+    /// happen inside another runtime.
     rt: Option<tokio::runtime::Runtime>,
+    /// Where channels, supervisors and watchdogs run.
+    control: tokio::runtime::Handle,
     brokers: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
 }
@@ -288,17 +395,25 @@ pub(crate) struct ProcessPool {
 impl ProcessPool {
     pub(crate) fn new(cfg: ProcessConfig, network: NetworkPolicy) -> Result<Self, SandboxError> {
         cfg.check()?;
-        // The pool's own runtime carries worker channels, brokers and
-        // watchdogs, so they outlive any one caller's runtime. Its threads
-        // start the workers and live as long as the pool: a worker dies with
-        // the thread that started it (PR_SET_PDEATHSIG), so never start one
-        // from a short-lived thread.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("thetazero-sandbox-io")
-            .enable_all()
-            .build()
-            .map_err(SandboxError::Spawn)?;
+        // Worker channels and watchdogs run on the runtime the operator gave
+        // (the server's own: no hop between runtimes per run), or else on a
+        // runtime of the pool's own, so that they outlive any one caller's
+        // runtime. Either way its threads start the workers and live as long
+        // as the pool: a worker dies with the thread that started it
+        // (PR_SET_PDEATHSIG), so never start one from a short-lived thread.
+        let (rt, control) = match &cfg.runtime {
+            Some(handle) => (None, handle.clone()),
+            None => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("thetazero-sandbox-io")
+                    .enable_all()
+                    .build()
+                    .map_err(SandboxError::Spawn)?;
+                let handle = rt.handle().clone();
+                (Some(rt), handle)
+            }
+        };
         let brokers = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("thetazero-sandbox-broker")
@@ -307,7 +422,8 @@ impl ProcessPool {
             .map_err(SandboxError::Spawn)?;
         let broker_handle = brokers.handle().clone();
         Ok(ProcessPool {
-            rt: Some(rt),
+            rt,
+            control,
             brokers: Some(brokers),
             shared: Arc::new(Shared {
                 cfg,
@@ -323,9 +439,7 @@ impl ProcessPool {
             }),
         })
         .inspect(|pool: &ProcessPool| {
-            if let Some(rt) = &pool.rt {
-                rt.spawn(guard_memory(pool.shared.clone()));
-            }
+            pool.control.spawn(guard_memory(pool.shared.clone()));
         })
     }
 
@@ -357,11 +471,7 @@ impl ProcessPool {
             *n += 1;
         }
         let (reply, rx) = oneshot::channel();
-        let Some(rt) = &self.rt else {
-            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(SubmitError::ShutDown);
-        };
-        rt.spawn(async move {
+        self.control.spawn(async move {
             let started = Instant::now();
             let host = job.host.clone();
             let report = supervise(&shared, job).await;
@@ -519,7 +629,8 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
         .map_err(|e| format!("worker channel: {e}"))?;
     let stream =
         tokio::net::UnixStream::from_std(ours).map_err(|e| format!("worker channel: {e}"))?;
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     let mut buf = Vec::new();
     let hello = tokio::time::timeout(
         Duration::from_secs(10),
@@ -541,11 +652,16 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
             });
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel::<OutFrame>();
+    let out = Arc::new(Outbox {
+        half: wr,
+        queue: Mutex::new(std::collections::VecDeque::new()),
+        wake: tokio::sync::Notify::new(),
+        broken: AtomicBool::new(false),
+    });
     let worker = Arc::new(Worker {
         tenant,
         pid,
-        tx,
+        out: out.clone(),
         runs: Mutex::new(HashMap::new()),
         child: Mutex::new(Some(child)),
         dead: AtomicBool::new(false),
@@ -562,9 +678,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(pid, tenant);
-    tokio::spawn(async move {
-        let _ = proto::write_all(wr, rx).await;
-    });
+    tokio::spawn(drain_outbox(out));
     tokio::spawn(read_worker(shared.clone(), worker.clone(), rd, buf));
     tokio::spawn(reap_when_idle(shared.clone(), worker.clone()));
     Ok(worker)
@@ -575,7 +689,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
 async fn read_worker(
     shared: Arc<Shared>,
     worker: Arc<Worker>,
-    mut rd: tokio::net::unix::OwnedReadHalf,
+    mut rd: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     mut buf: Vec<u8>,
 ) {
     loop {
@@ -747,7 +861,7 @@ fn send_reply(worker: &Worker, broker: &Arc<Broker>, run: u64, call: u32, reply:
             Err(_) => return,
         }
     };
-    let _ = worker.tx.send(frame);
+    worker.out.send(frame);
 }
 
 fn tracing_garbage(worker: &Worker, what: &str) {
@@ -794,22 +908,37 @@ async fn reap_when_idle(shared: Arc<Shared>, worker: Arc<Worker>) {
 /// deadline passed by more than `watchdog_grace`, ends the whole worker.
 async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, String> {
     // A run its worker never started ran no code: when that worker is ended
-    // because of another run, it goes to a fresh worker instead of failing.
-    for _ in 0..MAX_ATTEMPTS {
-        if let Attempt::Done(report) = supervise_once(shared, &job).await? {
-            return Ok(*report);
+    // it goes to a fresh worker instead of failing. A worker ended because
+    // of another run says nothing about this one; a worker that ended on its
+    // own (a crash, garbage, silence) counts against the run's attempts.
+    let mut unexplained = 0;
+    for _ in 0..MAX_PLACEMENTS {
+        match supervise_once(shared, &job).await? {
+            Attempt::Done(report) => return Ok(*report),
+            Attempt::NeverStarted { another_runs_fault } => {
+                if !another_runs_fault {
+                    unexplained += 1;
+                    if unexplained >= MAX_ATTEMPTS {
+                        break;
+                    }
+                }
+            }
         }
     }
     Err("the run's workers kept ending before it could start".into())
 }
 
-/// Workers a run may be placed on before it is failed.
+/// Workers that ended on their own before a run started, before it fails.
 const MAX_ATTEMPTS: usize = 3;
+/// Workers a run may be placed on in all.
+const MAX_PLACEMENTS: usize = 64;
 
 enum Attempt {
     Done(Box<ExecutionReport>),
     /// The worker ended before it took the run.
-    NeverStarted,
+    NeverStarted {
+        another_runs_fault: bool,
+    },
 }
 
 async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, String> {
@@ -948,7 +1077,19 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         && !job.cancel.is_cancelled()
     {
         state.end(Ending::WorkerGone);
-        return Ok(Attempt::NeverStarted);
+        let cause = worker
+            .cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let memory = worker
+            .memory_stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        return Ok(Attempt::NeverStarted {
+            another_runs_fault: memory || cause.is_some_and(|c| c.run != run),
+        });
     }
     let mut report = match ending {
         Ending::Report(report) => {

@@ -1,7 +1,7 @@
 //! The messages between the server and a worker process, and how they are framed on the socket between them: a 4-byte little-endian length, then one JSON message. It must refuse anything malformed or oversized rather than guess: a worker may be compromised, so the server treats every frame as hostile input.
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::broker::{CallArgs, CallReply};
 use crate::host::HostFn;
@@ -119,28 +119,6 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
 pub(crate) struct OutFrame {
     pub bytes: Vec<u8>,
     pub written: Option<Box<dyn FnOnce() + Send>>,
-}
-
-/// Writes frames from `rx` until it closes, flushing whenever it runs dry.
-pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
-    w: W,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<OutFrame>,
-) -> std::io::Result<()> {
-    let mut w = tokio::io::BufWriter::with_capacity(64 << 10, w);
-    let mut done = Vec::new();
-    while let Some(frame) = rx.recv().await {
-        w.write_all(&frame.bytes).await?;
-        done.extend(frame.written);
-        while let Ok(frame) = rx.try_recv() {
-            w.write_all(&frame.bytes).await?;
-            done.extend(frame.written);
-        }
-        w.flush().await?;
-        for release in done.drain(..) {
-            release();
-        }
-    }
-    w.flush().await
 }
 
 #[cfg(test)]

@@ -26,16 +26,30 @@ use crate::host::HostFn;
 use crate::job::CancelHandle;
 use crate::proto::{self, FromWorker, ToWorker};
 
+/// The worker's end of the channel for writing: whichever thread has a frame
+/// writes it at once (the server always reads, so a write does not wait
+/// long), instead of handing it to another thread first.
+pub(crate) struct Sink(Mutex<UnixStream>);
+
+impl Sink {
+    fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(frame)
+    }
+}
+
 /// A run's side of the channel: its pending host calls.
 pub(crate) struct RemoteRun {
     run: u64,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Sink>,
     pending: Mutex<HashMap<u32, oneshot::Sender<CallReply>>>,
     next: AtomicU32,
 }
 
 impl RemoteRun {
-    fn new(run: u64, out: mpsc::UnboundedSender<Vec<u8>>) -> RemoteRun {
+    fn new(run: u64, out: Arc<Sink>) -> RemoteRun {
         RemoteRun {
             run,
             out,
@@ -73,7 +87,7 @@ impl RemoteRun {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(call, tx);
-        if self.out.send(frame).is_err() {
+        if self.out.send(&frame).is_err() {
             return Self::failed("HOST_UNAVAILABLE", "the host is unavailable");
         }
         rx.await
@@ -171,29 +185,7 @@ pub fn main(args: &[String]) -> i32 {
         return 4;
     }
 
-    // Outbound frames: any thread queues, the writer thread writes.
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer_thread = std::thread::Builder::new()
-        .name("worker-writer".into())
-        .spawn(move || {
-            let mut w = std::io::BufWriter::with_capacity(64 << 10, writer);
-            while let Some(frame) = out_rx.blocking_recv() {
-                if w.write_all(&frame).is_err() {
-                    return;
-                }
-                while let Ok(frame) = out_rx.try_recv() {
-                    if w.write_all(&frame).is_err() {
-                        return;
-                    }
-                }
-                if w.flush().is_err() {
-                    return;
-                }
-            }
-        });
-    if writer_thread.is_err() {
-        return 3;
-    }
+    let out = Arc::new(Sink(Mutex::new(writer)));
 
     // Inbound frames: the reader thread makes each run's cancel handle and
     // sets cancel flags itself, so a kill lands while the engine thread is
@@ -201,7 +193,7 @@ pub fn main(args: &[String]) -> i32 {
     let shared = Arc::new(Shared {
         cancels: Mutex::new(HashMap::new()),
         on_thread: OnThread::default(),
-        out: out_tx.clone(),
+        out: out.clone(),
     });
     let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Option<(ToWorker, CancelHandle)>>();
     let reader_shared = shared.clone();
@@ -263,22 +255,23 @@ const IDLE_BEAT: Duration = Duration::from_millis(500);
 struct Shared {
     cancels: Mutex<HashMap<u64, CancelHandle>>,
     on_thread: OnThread,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Sink>,
 }
 
 impl Shared {
     fn send(&self, message: &FromWorker) {
         if let Ok(frame) = proto::encode(message) {
-            let _ = self.out.send(frame);
+            let _ = self.out.send(&frame);
         }
     }
 }
 
 fn read_loop(
-    mut reader: UnixStream,
+    reader: UnixStream,
     shared: &Shared,
     in_tx: mpsc::UnboundedSender<Option<(ToWorker, CancelHandle)>>,
 ) {
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, reader);
     let mut buf = Vec::new();
     loop {
         let message = match read_frame(&mut reader, &mut buf) {
@@ -372,7 +365,7 @@ async fn serve(
                         Duration::from_millis(spec.limits.cpu_time_ms),
                         Box::new(move |paused| {
                             if let Ok(frame) = proto::encode(&FromWorker::Paused { run, paused }) {
-                                let _ = paused_out.send(frame);
+                                let _ = paused_out.send(&frame);
                             }
                         }),
                         run,

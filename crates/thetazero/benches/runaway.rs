@@ -211,8 +211,16 @@ async fn main() {
             .into_iter()
             .flatten()
             .find(|e| e["action_type"] == "sandbox_limit_hit")
-            .and_then(|e| e["payload"]["enforcement"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "-".into());
+            .and_then(|e| e["description"].as_str())
+            .map(|d| {
+                if d.contains("enforced by watchdog") {
+                    "watchdog"
+                } else {
+                    "engine"
+                }
+            })
+            .unwrap_or("-")
+            .to_string();
         let over = took - DEADLINE_MS as f64;
         overs.push(over);
         println!(

@@ -55,7 +55,7 @@ async fn stand_in_provider(delay: Duration, seen: Arc<AtomicUsize>) -> String {
                             tokio::time::sleep(delay).await;
                             let body = json!({
                                 "model": "stand-in",
-                                "choices": [{"message": {"role": "assistant", "content": "All good."}, "finish_reason": "stop"}],
+                                "choices": [{"message": {"role": "assistant", "content": "The customer reports a duplicate charge on the March invoice; a refund of 42.00 EUR was issued."}, "finish_reason": "stop"}],
                                 "usage": {"prompt_tokens": 5, "completion_tokens": 3},
                             });
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
@@ -215,7 +215,9 @@ async fn main() {
         waiting.max(2_000),
         delay.as_millis() as u64 + 60_000
     );
-    println!("config set by the bench (rate limits and provider only):\n{config}");
+    println!(
+        "config set by the bench (a rate limit, the per-account quota and the provider):\n{config}"
+    );
     let server = start(&config);
     let pid = server.child.id();
     let client = reqwest::Client::builder()
