@@ -274,6 +274,11 @@ async fn main() {
     let started = Instant::now();
     let mut runs = Vec::with_capacity(waiting);
     for i in 0..waiting {
+        // Connections are opened in steps, as clients arriving would (more
+        // slowly when every account's first run also starts its worker).
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(if accounts == 1 { 20 } else { 100 })).await;
+        }
         let (url, key) = waiters[i % accounts].clone();
         let client = client.clone();
         runs.push(tokio::spawn(async move {

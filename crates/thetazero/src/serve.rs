@@ -254,9 +254,6 @@ impl Config {
                 let program = std::env::current_exe()
                     .context("locating this binary to start sandbox workers")?;
                 let mut p = ProcessConfig::new(program, vec!["sandbox-worker".into()]);
-                // The server's runtime carries the workers' channels: no hop
-                // between runtimes per run.
-                p.runtime = tokio::runtime::Handle::try_current().ok();
                 if let Some(n) = file.sandbox_workers_per_account {
                     if !(1..=256).contains(&n) {
                         bail!("sandbox_workers_per_account is between 1 and 256, not {n}");
@@ -543,9 +540,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .listen
         .parse()
         .with_context(|| format!("invalid listen address {:?}", config.listen))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    // A deep accept queue: thousands of clients may connect at once (runs
+    // that wait hold their connection), and the default of 1024 drops the
+    // rest of a burst. The kernel caps it at net.core.somaxconn.
+    let listener = {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
         .with_context(|| format!("cannot listen on {addr}"))?;
+        socket
+            .set_reuseaddr(true)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        socket
+            .bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        socket
+            .listen(8192)
+            .with_context(|| format!("cannot listen on {addr}"))?
+    };
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     eprintln!("thetazero listening on http://{local}");
