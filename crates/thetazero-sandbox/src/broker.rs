@@ -75,6 +75,10 @@ pub(crate) struct CallReply {
     pub denied: bool,
     pub duration_ms: f64,
     pub reply: Reply,
+    /// In a worker: the bytes charged to the run while this reply waited to
+    /// reach the engine, released once it has (never on the wire).
+    #[serde(skip, default)]
+    pub charged: usize,
 }
 
 /// Host API calls counted against `max_api_calls_per_run` and
@@ -420,6 +424,7 @@ impl Broker {
                         "LIMIT_EXCEEDED",
                         format!("more than {MAX_CALLS_IN_FLIGHT} host calls in flight"),
                     ),
+                    charged: 0,
                 };
             }
             *n += 1;
@@ -443,6 +448,7 @@ impl Broker {
             denied,
             duration_ms: start.elapsed().as_secs_f64() * 1000.0,
             reply,
+            charged: 0,
         };
         if !f.counted() {
             return reply(false, false, Reply::fail("UNSUPPORTED", "not a host call"));
@@ -494,6 +500,7 @@ impl Broker {
             denied,
             duration_ms: start.elapsed().as_secs_f64() * 1000.0,
             reply,
+            charged: 0,
         };
         let scope = f.scope().map(|s| s.as_str().to_string());
         let mut denial = self.rules.denial(f);

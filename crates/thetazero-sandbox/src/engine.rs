@@ -314,6 +314,9 @@ pub(crate) async fn run(
         None => AllocStats::new(memory_limit),
     };
     alloc.set_limit(memory_limit);
+    if let Bridge::Remote(remote) = &bridge {
+        remote.set_alloc(alloc.clone());
+    }
     let state = Arc::new(ExecState {
         bridge,
         limits,
@@ -927,7 +930,7 @@ fn bridge_async<'js>(
     let fut = async move {
         let reply = call.await;
         drop(guard);
-        settle.alloc.uncharge(held);
+        settle.alloc.uncharge(held + reply.charged);
         settle.settle_audit(index, &reply);
         rquickjs::Result::Ok(reply.reply)
     };

@@ -848,6 +848,7 @@ fn send_reply(worker: &Worker, broker: &Arc<Broker>, run: u64, call: u32, reply:
                 code: "LIMIT_EXCEEDED".into(),
                 message: "memory limit reached".into(),
             },
+            charged: 0,
         };
         match proto::encode(&ToWorker::Reply {
             run,

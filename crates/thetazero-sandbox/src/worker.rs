@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alloc::AllocStats;
 use crate::broker::{CallArgs, CallReply, Reply};
 use crate::clock::{OnThread, RunClock};
 use crate::confine::{self, ProcessLimits};
@@ -46,6 +47,9 @@ pub(crate) struct RemoteRun {
     out: Arc<Sink>,
     pending: Mutex<HashMap<u32, oneshot::Sender<CallReply>>>,
     next: AtomicU32,
+    /// The run's memory accounting, once the engine has it: replies waiting
+    /// to reach the engine are charged to it.
+    alloc: std::sync::OnceLock<Arc<AllocStats>>,
 }
 
 impl RemoteRun {
@@ -55,6 +59,7 @@ impl RemoteRun {
             out,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU32::new(0),
+            alloc: std::sync::OnceLock::new(),
         }
     }
 
@@ -67,6 +72,7 @@ impl RemoteRun {
                 code: code.into(),
                 message: message.into(),
             },
+            charged: 0,
         }
     }
 
@@ -94,6 +100,17 @@ impl RemoteRun {
             .unwrap_or_else(|_| Self::failed("HOST_UNAVAILABLE", "the host is unavailable"))
     }
 
+    /// The engine's accounting for this run.
+    pub(crate) fn set_alloc(&self, alloc: Arc<AllocStats>) {
+        let _ = self.alloc.set(alloc);
+    }
+
+    /// Charges a reply that arrived for this run until the engine takes it;
+    /// false when it does not fit in the run's memory limit.
+    fn charge_reply(&self, bytes: usize) -> bool {
+        self.alloc.get().is_none_or(|a| a.charge(bytes))
+    }
+
     fn settle(&self, call: u32, reply: CallReply) {
         let tx = self
             .pending
@@ -107,7 +124,10 @@ impl RemoteRun {
 }
 
 /// Reads one frame with blocking I/O (the worker's reader thread).
-fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<ToWorker, proto::FrameError> {
+fn read_frame(
+    r: &mut impl Read,
+    buf: &mut Vec<u8>,
+) -> Result<(ToWorker, usize), proto::FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -128,7 +148,7 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<ToWorker, proto::F
     if buf.capacity() > 1 << 20 {
         *buf = Vec::new();
     }
-    message
+    message.map(|m| (m, len))
 }
 
 /// Parses the worker's arguments: `--check`, `--address-space BYTES`.
@@ -192,6 +212,7 @@ pub fn main(args: &[String]) -> i32 {
     // busy; everything goes on to the engine thread in order.
     let shared = Arc::new(Shared {
         cancels: Mutex::new(HashMap::new()),
+        remotes: Mutex::new(HashMap::new()),
         on_thread: OnThread::default(),
         out: out.clone(),
     });
@@ -254,6 +275,8 @@ const IDLE_BEAT: Duration = Duration::from_millis(500);
 
 struct Shared {
     cancels: Mutex<HashMap<u64, CancelHandle>>,
+    /// Every run this worker holds, for the reader to charge replies to.
+    remotes: Mutex<HashMap<u64, Arc<RemoteRun>>>,
     on_thread: OnThread,
     out: Arc<Sink>,
 }
@@ -274,7 +297,7 @@ fn read_loop(
     let mut reader = std::io::BufReader::with_capacity(64 << 10, reader);
     let mut buf = Vec::new();
     loop {
-        let message = match read_frame(&mut reader, &mut buf) {
+        let (message, frame_len) = match read_frame(&mut reader, &mut buf) {
             Ok(m) => m,
             Err(_) => {
                 // The server went away or spoke garbage: stop every run.
@@ -289,6 +312,45 @@ fn read_loop(
                 let _ = in_tx.send(None);
                 return;
             }
+        };
+        // A reply waits in memory until the engine thread takes it: it is
+        // charged to its run from now on, and past the run's limit it is
+        // replaced by a refusal (the run has reached its limit then).
+        let message = match message {
+            ToWorker::Reply { run, call, reply } => {
+                let remote = shared
+                    .remotes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&run)
+                    .cloned();
+                match remote {
+                    Some(r) if r.charge_reply(frame_len) => ToWorker::Reply {
+                        run,
+                        call,
+                        reply: CallReply {
+                            charged: frame_len,
+                            ..reply
+                        },
+                    },
+                    Some(_) => ToWorker::Reply {
+                        run,
+                        call,
+                        reply: CallReply {
+                            allowed: true,
+                            denied: false,
+                            duration_ms: 0.0,
+                            reply: Reply::Fail {
+                                code: "LIMIT_EXCEEDED".into(),
+                                message: "memory limit reached".into(),
+                            },
+                            charged: 0,
+                        },
+                    },
+                    None => ToWorker::Reply { run, call, reply },
+                }
+            }
+            other => other,
         };
         let cancel = match &message {
             ToWorker::Start { run, .. } => {
@@ -348,6 +410,11 @@ async fn serve(
         match message {
             ToWorker::Start { run, spec } => {
                 let remote = Arc::new(RemoteRun::new(run, shared.out.clone()));
+                shared
+                    .remotes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(run, remote.clone());
                 lock(&slots).insert(
                     run,
                     Slot {
@@ -379,6 +446,11 @@ async fn serve(
                         engine::run(*spec, Bridge::Remote(remote), cancel, clock, ready).await;
                     report.tee_mode = crate::report::TEE_PROCESS_SANDBOX.to_string();
                     lock(&slots).remove(&run);
+                    shared
+                        .remotes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&run);
                     shared
                         .cancels
                         .lock()

@@ -741,3 +741,40 @@ async fn shared_memory_stays_unreachable_through_lazy_builtins() {
         json!(["undefined", "undefined", "ArrayBuffer", 0, "EvalError"])
     );
 }
+
+/// Replies that reach a worker while its engine thread is busy wait in the
+/// worker's memory: they are charged to their run, so a burst of large
+/// replies ends a small run at its memory limit instead of piling up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_waiting_in_the_worker_count_against_the_run() {
+    let s = real_sandbox();
+    let host = MemHost::new();
+    host.storage
+        .lock()
+        .unwrap()
+        .insert("big".into(), json!("x".repeat(1 << 20)));
+    let code = r#"
+        const calls = [];
+        for (let i = 0; i < 64; i++) calls.push(thetazero.storage_get('big').then(v => v.length, e => e.code));
+        const t = Date.now(); while (Date.now() - t < 1500) {}
+        return await Promise.all(calls);
+    "#;
+    let mut j = job(code, &host);
+    j.scopes = all_scopes();
+    j.limits.memory_mb = 8;
+    j.limits.cpu_time_ms = 20_000;
+    j.limits.max_api_calls_per_run = 100;
+    j.limits.max_api_calls_per_minute = 100;
+    j.code_cache_scope = 13;
+    let r = run_bounded(&s, j, Duration::from_secs(30))
+        .await
+        .expect("a report");
+    assert_eq!(
+        r.status,
+        Status::LimitExceeded,
+        "{:?} {:?}",
+        r.status,
+        r.error
+    );
+    assert_eq!(r.limit, Some(thetazero_sandbox::LimitKind::Memory));
+}
