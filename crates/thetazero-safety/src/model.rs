@@ -7,6 +7,7 @@
 
 use std::sync::OnceLock;
 
+use crate::channel::Offsets;
 use crate::features::{featurize, featurize_tokens, Features, N_BITS, N_BUCKETS};
 use crate::Scores;
 
@@ -93,15 +94,16 @@ fn sigmoid(x: f64) -> f32 {
 /// Scores of the bare model on `text`: the featuriser's own folding, but no
 /// decoding, windowing or patterns.
 pub fn model_scores(text: &str) -> Scores {
-    score_features(&featurize(text))
+    score_features(&featurize(text), Offsets::default())
 }
 
-/// Scores of the model on an already folded token sequence.
-pub(crate) fn score_tokens(toks: &[String]) -> Scores {
-    score_features(&featurize_tokens(toks))
+/// Scores of the model on an already folded token sequence, with a
+/// channel's calibration offsets added to the logits.
+pub(crate) fn score_tokens(toks: &[String], offsets: Offsets) -> Scores {
+    score_features(&featurize_tokens(toks), offsets)
 }
 
-fn score_features(f: &Features) -> Scores {
+fn score_features(f: &Features, offsets: Offsets) -> Scores {
     let Some(m) = model() else {
         // Without weights nothing can be scored; the filter reports this as
         // maximal scores so it fails closed.
@@ -111,8 +113,8 @@ fn score_features(f: &Features) -> Scores {
         };
     };
     Scores {
-        injection: sigmoid(m.injection.logit(f)),
-        toxicity: sigmoid(m.toxicity.logit(f)),
+        injection: sigmoid(m.injection.logit(f) + offsets.injection),
+        toxicity: sigmoid(m.toxicity.logit(f) + offsets.toxicity),
     }
 }
 
