@@ -39,7 +39,7 @@ pub use channel::{Channel, UnknownChannel};
 pub use external::{ExternalError, ExternalScorer};
 pub use features::tokens;
 pub use jsonl::{eval_jsonl, eval_jsonl_on, scan_jsonl, CategoryReport, EvalError, EvalReport};
-pub use model::model_scores;
+pub use model::{content_model_scores, model_scores};
 pub use structure::looks_like_prose;
 
 use channel::offsets;
@@ -273,22 +273,32 @@ fn sentence_views(text: &str) -> Vec<Vec<String>> {
     out
 }
 
-/// How much of one text the model reads.
+/// How the model reads one text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// Everything, as a whole and in windows: text a caller wrote (inputs
-    /// and prompts).
+    /// Text a caller wrote (inputs and prompts): the prompt model, over the
+    /// whole and in windows.
     All,
-    /// Everything, and each sentence and pair of adjacent sentences on its
-    /// own as well: content that other parties wrote (outputs, fetched
-    /// pages, completions, JSON strings that read as prose), where an
-    /// injection is planted among harmless sentences that would otherwise
-    /// dilute its score.
+    /// Content other parties wrote (outputs, fetched pages, completions,
+    /// JSON strings that read as prose): the content model, over the whole,
+    /// in windows, and over each sentence and pair of adjacent sentences,
+    /// where an injection planted among harmless sentences would otherwise
+    /// be diluted.
     Sentences,
-    /// Only what was decoded from it (base64, hex, escapes): a JSON key or
-    /// a data string (identifier, URL, hash, code) is not a prompt, but a
-    /// blob inside it may hide one. The pattern layer still reads it all.
+    /// Only what was decoded from it (base64, hex, escapes), as
+    /// `Sentences`: a JSON key or a data string (identifier, URL, hash,
+    /// code) is not a prompt, but a blob inside it may hide one. The
+    /// pattern layer still reads it all.
     DecodedOnly,
+}
+
+impl Read {
+    fn model(self) -> model::Which {
+        match self {
+            Read::All => model::Which::Prompt,
+            Read::Sentences | Read::DecodedOnly => model::Which::Content,
+        }
+    }
 }
 
 /// The content-safety filter. Cheap to share: scanning takes `&self`.
@@ -296,6 +306,8 @@ enum Read {
 pub struct Filter {
     cfg: SafetyConfig,
     external: Option<Arc<dyn ExternalScorer>>,
+    /// Offsets that replace every channel's (calibration only).
+    offsets_override: Option<channel::Offsets>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -318,7 +330,20 @@ impl Filter {
         Filter {
             cfg,
             external: None,
+            offsets_override: None,
         }
+    }
+
+    /// Uses these logit offsets on every channel instead of the calibrated
+    /// ones. For the `calibrate` example, which fits the channel table with
+    /// the filter itself; not for production use.
+    #[doc(hidden)]
+    pub fn with_channel_offsets(mut self, injection: f64, toxicity: f64) -> Self {
+        self.offsets_override = Some(channel::Offsets {
+            injection,
+            toxicity,
+        });
+        self
     }
 
     /// Attaches an external scorer, consulted by [`Filter::scan_async`].
@@ -366,7 +391,7 @@ impl Filter {
             }
         }
 
-        let off = offsets(channel);
+        let off = self.offsets_override.unwrap_or_else(|| offsets(channel));
         let mut best = Scores::default();
         // The excerpt and origin of the highest-scoring view of each kind.
         let mut worst_inj = (String::new(), Origin::Text);
@@ -383,14 +408,14 @@ impl Filter {
             // missed; past that the windows alone keep the cost linear and low.
             let whole =
                 (wins.len() > 1 && seg.text.len() <= WHOLE_TEXT_BYTES).then_some(toks.as_slice());
-            let sentence_toks: Vec<Vec<String>> = if read == Read::Sentences {
+            let sentence_toks: Vec<Vec<String>> = if read != Read::All {
                 sentence_views(&seg.text)
             } else {
                 Vec::new()
             };
             let parts = sentence_toks.iter().map(Vec::as_slice);
             for w in whole.into_iter().chain(wins).chain(parts) {
-                let s = model::score_tokens(w, off);
+                let s = model::score_tokens(w, read.model(), off);
                 if s.injection > best.injection {
                     best.injection = s.injection;
                     worst_inj = (excerpt(&w.join(" ")), seg.origin);

@@ -89,6 +89,7 @@ fn everyday_agent_outputs_pass() {
         json!({"answer": "The capital of France is Paris.", "confidence": 0.97}),
         json!({"translation": "Bonjour, comment allez-vous ?", "source_lang": "en", "target_lang": "fr"}),
         json!({"diff": "@@ -1,3 +1,4 @@\n-let x = 1;\n+let x = 2;", "files_changed": 1}),
+        json!({"query": "SELECT id, name FROM users WHERE active = true LIMIT 10", "rows": 10}),
         json!({"path": "/var/log/app/2026-12-06.log", "size_bytes": 18234}),
         json!({"ip": "203.0.113.7", "port": 443, "tls": "TLSv1.3"}),
         json!({"cron": "*/5 * * * *", "next_run": "2026-12-06T12:45:00Z", "enabled": true}),
