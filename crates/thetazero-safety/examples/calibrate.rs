@@ -105,7 +105,13 @@ fn main() -> ExitCode {
         };
         let rate = match channel {
             Channel::Input | Channel::Prompt => None,
-            Channel::Output | Channel::Fetched | Channel::Completion => Some(RATE),
+            Channel::Output | Channel::Fetched | Channel::Completion => Some(
+                // For experiments only: another target rate.
+                std::env::var("TZ_RATE")
+                    .ok()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(RATE),
+            ),
         };
         let (inj, tox) = match rate {
             None => (0.0, 0.0),

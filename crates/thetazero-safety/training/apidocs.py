@@ -21,6 +21,9 @@ import zipfile
 
 MAX_DOC_CHARS = 6000
 GOOGLE_DOCS_PER_FILE = 6
+# Training sources give more documents per file: the content model learns
+# from them, and more documentation prose lowers its false positives.
+GOOGLE_TRAIN_DOCS_PER_FILE = int(__import__("os").environ.get("TZ_GTRAIN", "24"))
 
 
 def split_of(source):
@@ -75,7 +78,8 @@ def _methods(resources, out):
 
 
 def google_docs(wheel, seed):
-    """(source, doc): up to GOOGLE_DOCS_PER_FILE schema or method objects per discovery document."""
+    """(source, doc): up to GOOGLE_DOCS_PER_FILE schema or method objects per
+    discovery document (GOOGLE_TRAIN_DOCS_PER_FILE for training sources)."""
     out = []
     z = zipfile.ZipFile(wheel)
     names = sorted(n for n in z.namelist() if "/discovery_cache/documents/" in n and n.endswith(".json"))
@@ -87,7 +91,8 @@ def google_docs(wheel, seed):
         _methods(data.get("resources"), objs)
         objs = [o for o in objs if isinstance(o, dict) and _small(o)]
         rng = random.Random(f"{seed}:{fname}")
-        for o in rng.sample(objs, min(GOOGLE_DOCS_PER_FILE, len(objs))):
+        k = GOOGLE_TRAIN_DOCS_PER_FILE if split_of("google:" + family) == "train" else GOOGLE_DOCS_PER_FILE
+        for o in rng.sample(objs, min(k, len(objs))):
             out.append(("google:" + family, o))
     return out
 
