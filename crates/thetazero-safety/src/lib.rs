@@ -276,14 +276,13 @@ fn sentence_views(text: &str) -> Vec<Vec<String>> {
 /// How the model reads one text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// Text a caller wrote (inputs and prompts): the prompt model, over the
-    /// whole and in windows.
+    /// Plain text, on any channel: the prompt model, over the whole and in
+    /// windows.
     All,
-    /// Content other parties wrote (outputs, fetched pages, completions,
-    /// JSON strings that read as prose): the content model, over the whole,
-    /// in windows, and over each sentence and pair of adjacent sentences,
-    /// where an injection planted among harmless sentences would otherwise
-    /// be diluted.
+    /// A JSON string value that reads as prose: the content model, over the
+    /// whole, in windows, and over each sentence and pair of adjacent
+    /// sentences, where an injection planted among harmless sentences would
+    /// otherwise be diluted.
     Sentences,
     /// Only what was decoded from it (base64, hex, escapes), as
     /// `Sentences`: a JSON key or a data string (identifier, URL, hash,
@@ -371,11 +370,12 @@ impl Filter {
         if let Err(v) = check_prompt_length(text.len(), self.cfg.max_text_bytes) {
             return Verdict::from_bound(&v).on(channel);
         }
-        let read = match channel {
-            Channel::Input | Channel::Prompt => Read::All,
-            Channel::Output | Channel::Fetched | Channel::Completion => Read::Sentences,
-        };
-        self.scan_text(text, channel, read)
+        // Plain text is read by the prompt model on every channel: the
+        // content model with sentence views blocked 23 of the 329 held-out
+        // harmless trigger-word prompts when they came as completions or
+        // fetched text (5 with the prompt model). The channel's offset still
+        // applies.
+        self.scan_text(text, channel, Read::All)
     }
 
     /// Patterns over every view of `text`, then the model over the views

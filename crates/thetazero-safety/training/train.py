@@ -402,7 +402,7 @@ def main():
     val_benign = [t for _, va, _ in corpora.values() for t, lab in va if lab == "benign"]
     calibrate(inj, {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "trigger-word and everyday benign": (trig_calib + toxb_calib + short_calib, TRIGGER_BENIGN_FPR)}, INJECTION_THRESHOLD, "injection")
     calib_prose = sorted({p for _, _, d in api["calib"]["aws"] + api["calib"]["google"] for p in apidocs.prose_values(d)} | set(api["calib"]["prose"]))
-    calibrate(content, {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "trigger-word and everyday benign": (trig_calib + toxb_calib + short_calib, TRIGGER_BENIGN_FPR), "API prose of calibration sources": (calib_prose, TRIGGER_BENIGN_FPR)}, INJECTION_THRESHOLD, "content")
+    calibrate(content, {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "trigger-word and everyday benign": (trig_calib + toxb_calib + short_calib, float(os.environ.get("TZ_CTRIG", str(TRIGGER_BENIGN_FPR)))), "API prose of calibration sources": (calib_prose, TRIGGER_BENIGN_FPR)}, INJECTION_THRESHOLD, "content")
     calib_planted = sorted({v for _, _, _, v in planted["calib"]})
     print_rates("validation, content model @0.35", rates(content, [(t, "benign_api_prose") for t in calib_prose] + [(t, "injection_planted") for t in calib_planted], INJECTION_THRESHOLD))
     calibrate(tox, {"corpus benign": (val_benign, TOXIC_BENIGN_FPR), "toxic-adjacent and everyday benign": (toxb_calib + trig_calib + short_calib, TOXIC_BENIGN_FPR)}, TOXICITY_THRESHOLD, "toxicity", tox_calib if os.environ.get("TZ_MID") else None)
@@ -464,10 +464,12 @@ def main():
     texts = lambda ts, label: [{"text": t, "label": label} for t in ts]  # noqa: E731
     calib_sets = {
         "input": doc_lines(aws_in, "benign_api"),
-        "output": doc_lines(aws_out, "benign_api") + texts(struct_calib, "benign_structured"),
+        # The synthetic error-code outputs as the JSON objects they stand for
+        # (keys, then as many values, one per line).
+        "output": doc_lines(aws_out, "benign_api") + [{"json": dict(zip(ls[: len(ls) // 2], ls[len(ls) // 2 :])), "label": "benign_structured"} for ls in (t.split("\n") for t in struct_calib)],
         "fetched": doc_lines(cal["google"] + aws_out, "benign_api"),
         "prompt": texts(val_benign + trig_calib + short_calib, "benign"),
-        "completion": texts(sorted(set(cal["prose"])) + sorted({p for _, _, d in cal["google"] for p in apidocs.prose_values(d)}) + short_calib, "benign"),
+        "completion": texts(sorted(set(cal["prose"])) + sorted({p for _, _, d in cal["google"] for p in apidocs.prose_values(d)}) + trig_calib + short_calib, "benign"),
         "planted": doc_lines([(s_, k, d) for s_, k, d, _ in planted["calib"]], "injection_planted"),
     }
     for name, lines in calib_sets.items():
