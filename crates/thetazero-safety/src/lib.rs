@@ -375,17 +375,30 @@ impl Filter {
         // harmless trigger-word prompts when they came as completions or
         // fetched text (5 with the prompt model). The channel's offset still
         // applies.
-        self.scan_text(text, channel, Read::All)
+        self.scan_text(text, channel, Read::All, None)
     }
 
     /// Patterns over every view of `text`, then the model over the views
-    /// that `read` allows. No bounds check: callers do it.
-    fn scan_text(&self, text: &str, channel: Channel, read: Read) -> Verdict {
+    /// that `read` allows. No bounds check: callers do it. The folded form
+    /// of the text itself goes to `folded_text` when asked for (the JSON
+    /// scan joins the values' folded forms for the pattern layer).
+    fn scan_text(
+        &self,
+        text: &str,
+        channel: Channel,
+        read: Read,
+        mut folded_text: Option<&mut String>,
+    ) -> Verdict {
         let segs = segments(text);
         let toks: Vec<Vec<String>> = segs.iter().map(|s| tokens_cleaned(&s.text)).collect();
 
         for (seg, toks) in segs.iter().zip(&toks) {
             let folded = toks.join(" ");
+            if seg.origin == Origin::Text {
+                if let Some(out) = folded_text.take() {
+                    out.push_str(&folded);
+                }
+            }
             if let Some(hit) = patterns::check(&folded) {
                 return self.pattern_block(&hit, seg.origin.prefix(), &folded, channel);
             }
@@ -530,6 +543,12 @@ impl Filter {
         }
         let mut best = Scores::default();
         let mut prose = Vec::new();
+        // The values' folded forms joined in document order, with where each
+        // starts, for the pattern layer's look at attacks split across
+        // values. Keys stay out, so field names never become words of a
+        // sentence.
+        let mut joined = String::new();
+        let mut starts: Vec<(usize, &str)> = Vec::new();
         for leaf in &leaves {
             let read = if !leaf.is_key && looks_like_prose(leaf.text) {
                 prose.push(leaf.text);
@@ -537,33 +556,32 @@ impl Filter {
             } else {
                 Read::DecodedOnly
             };
-            let mut v = self.scan_text(leaf.text, channel, read);
+            let folded = if leaf.is_key {
+                None
+            } else {
+                starts.push((joined.len(), leaf.path.as_str()));
+                Some(&mut joined)
+            };
+            let mut v = self.scan_text(leaf.text, channel, read, folded);
             if v.is_block() {
                 v.path = Some(leaf.path.clone());
                 return (v, prose);
+            }
+            if !leaf.is_key {
+                joined.push(' ');
             }
             best.injection = best.injection.max(v.injection);
             best.toxicity = best.toxicity.max(v.toxicity);
         }
         // An attack split across values ("Ignore all previous" /
-        // "instructions and ..."): the pattern layer reads the values
-        // joined, in document order. Keys stay out, so field names never
-        // become words of a sentence.
-        let values: Vec<&structure::Leaf<'_>> = leaves.iter().filter(|l| !l.is_key).collect();
-        if values.len() > 1 {
-            let mut joined = String::new();
-            let mut starts = Vec::with_capacity(values.len());
-            for leaf in &values {
-                starts.push(joined.len());
-                joined.push_str(&features::tokens(leaf.text).join(" "));
-                joined.push(' ');
-            }
+        // "instructions and ...").
+        if starts.len() > 1 {
             if let Some(hit) = patterns::check(&joined) {
                 let at = starts
-                    .partition_point(|s| *s <= hit.start)
+                    .partition_point(|(s, _)| *s <= hit.start)
                     .saturating_sub(1);
                 let mut v = self.pattern_block(&hit, "joined:", &joined, channel);
-                v.path = values.get(at).map(|l| l.path.clone());
+                v.path = starts.get(at).map(|(_, p)| (*p).to_owned());
                 return (v, prose);
             }
         }
