@@ -284,18 +284,21 @@ enum Read {
     /// sentences, where an injection planted among harmless sentences would
     /// otherwise be diluted.
     Sentences,
-    /// Only what was decoded from it (base64, hex, escapes), as
-    /// `Sentences`: a JSON key or a data string (identifier, URL, hash,
-    /// code) is not a prompt, but a blob inside it may hide one. The
-    /// pattern layer still reads it all.
-    DecodedOnly,
+    /// A JSON string value that is mostly data (identifiers, URLs, codes):
+    /// the content model reads only its words, when it has at least
+    /// [`MIN_MODEL_WORDS`] of them, and what was decoded from it.
+    DataValue,
+    /// A JSON key: the model reads only what was decoded from it (base64,
+    /// hex, escapes). A key is not a prompt, but a blob inside it may hide
+    /// one. The pattern layer still reads it all.
+    Key,
 }
 
 impl Read {
     fn model(self) -> model::Which {
         match self {
             Read::All => model::Which::Prompt,
-            Read::Sentences | Read::DecodedOnly => model::Which::Content,
+            Read::Sentences | Read::DataValue | Read::Key => model::Which::Content,
         }
     }
 }
@@ -410,9 +413,33 @@ impl Filter {
         let mut worst_inj = (String::new(), Origin::Text);
         let mut worst_tox = (String::new(), Origin::Text);
         let mut words = 0usize;
+        let mut consider = |w: &[String], origin: Origin| {
+            let s = model::score_tokens(w, read.model(), off);
+            if s.injection > best.injection {
+                best.injection = s.injection;
+                worst_inj = (excerpt(&w.join(" ")), origin);
+            }
+            if s.toxicity > best.toxicity {
+                best.toxicity = s.toxicity;
+                worst_tox = (excerpt(&w.join(" ")), origin);
+            }
+        };
         for (seg, toks) in segs.iter().zip(&toks) {
-            if read == Read::DecodedOnly && seg.origin == Origin::Text {
-                continue;
+            if seg.origin == Origin::Text {
+                match read {
+                    Read::Key => continue,
+                    // A value that is mostly data: only its words, if it
+                    // has enough of them, reach the model.
+                    Read::DataValue => {
+                        if let Some(w) = structure::words_only(&seg.text) {
+                            let wt = tokens_cleaned(&w);
+                            words += word_count(&wt);
+                            consider(&wt, seg.origin);
+                        }
+                        continue;
+                    }
+                    Read::All | Read::Sentences => {}
+                }
             }
             words += word_count(toks);
             let wins = windows(toks, self.cfg.window_bytes);
@@ -421,22 +448,19 @@ impl Filter {
             // missed; past that the windows alone keep the cost linear and low.
             let whole =
                 (wins.len() > 1 && seg.text.len() <= WHOLE_TEXT_BYTES).then_some(toks.as_slice());
-            let sentence_toks: Vec<Vec<String>> = if read != Read::All {
-                sentence_views(&seg.text)
-            } else {
-                Vec::new()
-            };
-            let parts = sentence_toks.iter().map(Vec::as_slice);
-            for w in whole.into_iter().chain(wins).chain(parts) {
-                let s = model::score_tokens(w, read.model(), off);
-                if s.injection > best.injection {
-                    best.injection = s.injection;
-                    worst_inj = (excerpt(&w.join(" ")), seg.origin);
+            let mut extra: Vec<Vec<String>> = Vec::new();
+            if read != Read::All {
+                extra = sentence_views(&seg.text);
+                if let Some(w) = structure::words_only(&seg.text) {
+                    extra.push(tokens_cleaned(&w));
                 }
-                if s.toxicity > best.toxicity {
-                    best.toxicity = s.toxicity;
-                    worst_tox = (excerpt(&w.join(" ")), seg.origin);
-                }
+            }
+            for w in whole
+                .into_iter()
+                .chain(wins)
+                .chain(extra.iter().map(Vec::as_slice))
+            {
+                consider(w, seg.origin);
             }
         }
         // A few words carry too little evidence for the model to block on
@@ -550,11 +574,13 @@ impl Filter {
         let mut joined = String::new();
         let mut starts: Vec<(usize, &str)> = Vec::new();
         for leaf in &leaves {
-            let read = if !leaf.is_key && looks_like_prose(leaf.text) {
+            let read = if leaf.is_key {
+                Read::Key
+            } else if looks_like_prose(leaf.text) {
                 prose.push(leaf.text);
                 Read::Sentences
             } else {
-                Read::DecodedOnly
+                Read::DataValue
             };
             let folded = if leaf.is_key {
                 None

@@ -100,7 +100,7 @@ def google_docs(wheel, seed):
 # The Python side of the filter's prose test (src/structure.rs): it only
 # chooses which strings training adds, so it need not match bit for bit.
 _TRIM = "\"'()[]{}<>,.;:!?*`\u201c\u201d\u2018\u2019\u00ab\u00bb"
-_DATA = set("_/\\=&@#.:|$%+")
+_DATA = set("_/=&@#.:%")
 
 
 def _unspaced(c):
@@ -112,6 +112,8 @@ def _unspaced(c):
 def _is_word(t):
     letters = digits = 0
     prev_lower = False
+    if "-" in t and any("0" <= c <= "9" for c in t):
+        return False
     for c in t:
         if c in _DATA or _unspaced(c):
             return False
