@@ -181,3 +181,15 @@ def plant(doc, injection, rng):
     else:
         parent[k] = injection
     return doc, parent[k]
+
+
+def sentences(text):
+    """Sentences of `text` with at least four words, split as the filter
+    splits JSON prose (src/lib.rs, `sentence_views`): after a newline, and
+    after ". ", "! " or "? ". Only to add training text, so it need not
+    match bit for bit."""
+    import re
+
+    parts = re.split(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n", text)
+    out = [p.strip() for p in parts if len(p.split()) >= 4]
+    return out if len(out) > 1 else []

@@ -356,6 +356,10 @@ def main():
     # (TZ_PLANT=1) to 23 (training/DATA.md).
     api, planted = api_sets(corpora)
     api_benign = sorted({p for _, _, d in api["train"]["aws"] + api["train"]["google"] for p in apidocs.prose_values(d)} | set(api["train"]["prose"]))
+    # The filter also scores each sentence of a JSON prose value on its own,
+    # so the content model sees the sentences of the harmless values too.
+    if os.environ.get("TZ_SENT", "1") != "0":
+        api_benign = sorted(set(api_benign) | {x for t in api_benign for x in apidocs.sentences(t)})
     api_planted = sorted({v for _, _, _, v in planted["train"]})
     if os.environ.get("TZ_AW", "0") != "0":
         print(f"API documentation: {len(api_benign)} harmless prose strings in training")
