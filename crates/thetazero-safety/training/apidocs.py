@@ -23,7 +23,7 @@ MAX_DOC_CHARS = 6000
 GOOGLE_DOCS_PER_FILE = 6
 # Training sources give more documents per file: the content model learns
 # from them, and more documentation prose lowers its false positives.
-GOOGLE_TRAIN_DOCS_PER_FILE = int(__import__("os").environ.get("TZ_GTRAIN", "24"))
+GOOGLE_TRAIN_DOCS_PER_FILE = int(__import__("os").environ.get("TZ_GTRAIN", "48"))
 
 
 def split_of(source):
