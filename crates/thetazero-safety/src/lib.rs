@@ -14,9 +14,16 @@
 //!    above the configured thresholds (0.35 and 0.4 by default, as the spec
 //!    says).
 //!
-//! The verdict says which layer and rule decided and carries a bounded
-//! excerpt of the offending text. The filter is deterministic and never
-//! panics, whatever the input.
+//! JSON ([`Filter::scan_json_channel`]) is read as data: keys and
+//! identifiers meet only the pattern layer and the decoders, and each
+//! string value that reads as prose is scored on its own by the content
+//! model. Each [`Channel`] (input, output, fetched, prompt, completion)
+//! adds its calibrated offset to the models' logits.
+//!
+//! The verdict says which layer and rule decided, on which channel, at
+//! which JSON path, with which score against which threshold, and carries a
+//! bounded excerpt of the offending text. The filter is deterministic and
+//! never panics, whatever the input.
 
 #![forbid(unsafe_code)]
 
@@ -545,11 +552,12 @@ impl Filter {
     }
 
     /// Scans a JSON value as data. Every key and string runs through the
-    /// decoders and the pattern layer; the model reads only strings that
-    /// read as prose ([`looks_like_prose`]), each on its own, so keys,
-    /// numbers, ids, URLs, hashes, dates and codes are never scored as a
-    /// prompt and an injection planted in one value of a large document is
-    /// not diluted by the rest. The pattern layer also reads all string
+    /// decoders and the pattern layer; the content model reads string
+    /// values that read as prose ([`looks_like_prose`]), each on its own and
+    /// sentence by sentence, and only the words of values that are mostly
+    /// data, so keys, numbers, ids, URLs, hashes, dates and codes are never
+    /// scored as a prompt and an injection planted in one value of a large
+    /// document is not diluted by the rest. The pattern layer also reads all string
     /// values joined (keys left out), so an attack split across fields is
     /// still seen. A block names the JSONPath of the string that decided;
     /// the first block in document order wins. The total size of all
