@@ -1,4 +1,4 @@
-//! Latency benchmark: full `Filter::scan` per 4 KB of text against two naive baselines measured in the same run; it asserts nothing.
+//! Latency benchmark: full `Filter::scan` per 4 KB of text against two naive baselines measured in the same run, and `Filter::scan_json_channel` per 4 KB JSON document; it asserts nothing.
 //!
 //! Usage: cargo run --release --example bench [-- ROUNDS]
 //!
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cpu_time::ThreadTime;
 use regex::Regex;
-use thetazero_safety::{model_scores, Filter};
+use thetazero_safety::{model_scores, Channel, Filter};
 
 const TEXT_BYTES: usize = 4096;
 
@@ -60,6 +60,38 @@ fn inputs() -> Vec<String> {
         }
     }
     out
+}
+
+/// JSON documents of about 4 KB (serialised): arrays of the held-out API
+/// documents, benign and planted, in file order.
+fn documents() -> Vec<serde_json::Value> {
+    let mut docs = Vec::new();
+    for name in ["api_benign", "api_planted"] {
+        let path = format!("{}/training/eval/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+        let Ok(data) = std::fs::read_to_string(&path) else {
+            eprintln!("cannot read {path}");
+            continue;
+        };
+        let mut cur = Vec::new();
+        let mut bytes = 0usize;
+        for line in data.lines() {
+            let Some(doc) = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("json").cloned())
+            else {
+                continue;
+            };
+            let len = doc.to_string().len();
+            if bytes + len > TEXT_BYTES && !cur.is_empty() {
+                docs.push(serde_json::Value::Array(std::mem::take(&mut cur)));
+                bytes = 0;
+            }
+            bytes += len;
+            cur.push(doc);
+        }
+    }
+    docs.truncate(400);
+    docs
 }
 
 fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
@@ -116,6 +148,14 @@ fn main() {
         black_box(model_scores(black_box(t)));
     });
 
+    let docs = documents();
+    let mut i = 0usize;
+    let json = measure(&texts[..docs.len().min(texts.len())], rounds, |_| {
+        let d = &docs[i % docs.len()];
+        i += 1;
+        black_box(filter.scan_json_channel(black_box(d), Channel::Fetched));
+    });
+
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "{} texts x {} rounds, {} bytes each, one thread",
@@ -131,6 +171,7 @@ fn main() {
         ("Filter::scan (full pipeline)", full),
         ("baseline: regex only", regex_only),
         ("baseline: bare model, raw text", bare_model),
+        ("scan_json_channel, 4 KB JSON", json),
     ] {
         println!(
             "{:<34} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",

@@ -1,18 +1,39 @@
-//! Prints the evaluation table for labelled JSONL files (`text`, `label`); a command-line front end only, no logic of its own.
+//! Prints the evaluation table for labelled JSONL files (`text` or `json`, `label`, optional `channel`); a command-line front end only, no logic of its own.
 //!
-//! Usage: cargo run --release --example eval -- [--injection-threshold X] [--toxicity-threshold Y] training/eval/*.jsonl
+//! Usage: cargo run --release --example eval -- [--injection-threshold X] [--toxicity-threshold Y] [--channels input,output,...] FILES
+//!
+//! Without `--channels` each line is scanned on its own channel (`input`
+//! when it names none); with it, every line of every file is scanned on
+//! each listed channel and the labels read `label [channel]`.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::process::ExitCode;
 
-use thetazero_safety::{eval_jsonl, EvalReport, Filter, SafetyConfig};
+use thetazero_safety::{eval_jsonl_on, Channel, EvalReport, Filter, SafetyConfig};
 
 fn main() -> ExitCode {
     let mut cfg = SafetyConfig::default();
     let mut paths = Vec::new();
+    let mut channels: Vec<Option<Channel>> = vec![None];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--channels" {
+            let parsed: Result<Vec<Option<Channel>>, _> = args
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .map(|c| c.parse().map(Some))
+                .collect();
+            match parsed {
+                Ok(c) => channels = c,
+                Err(e) => {
+                    eprintln!("--channels: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            continue;
+        }
         let target = match a.as_str() {
             "--injection-threshold" => &mut cfg.injection_threshold,
             "--toxicity-threshold" => &mut cfg.toxicity_threshold,
@@ -36,16 +57,19 @@ fn main() -> ExitCode {
     let filter = Filter::new(cfg);
     let mut all = EvalReport::default();
     for path in paths {
-        let report = match File::open(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| eval_jsonl(&filter, BufReader::new(f)).map_err(|e| e.to_string()))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{path}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let mut report = EvalReport::default();
+        for channel in &channels {
+            let one = match File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
+                eval_jsonl_on(&filter, BufReader::new(f), *channel).map_err(|e| e.to_string())
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{path}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            report.categories.extend(one.categories);
+        }
         println!("== {path}\n{report}");
         for (label, c) in report.categories {
             let acc = all.categories.entry(label).or_default();

@@ -1,24 +1,58 @@
 //! JSON Lines front ends: a streaming scanner and the evaluation report; they read and write only the streams they are given.
 //!
 //! `scan_jsonl` answers one line per input line and never stops on a bad
-//! line. `eval_jsonl` reads labelled lines (`text`, `label`) and counts how
-//! many of each label the filter blocks. Labels starting with `benign` are
-//! harmless text, where a block is a false positive; every other label is
-//! an attack category, where a block is a true positive.
+//! line. `eval_jsonl` reads labelled lines (`text` or `json`, `label`) and
+//! counts how many of each label the filter blocks. Labels starting with
+//! `benign` are harmless text, where a block is a false positive; every
+//! other label is an attack category, where a block is a true positive.
+//! A line may name its `channel` (`input` when absent); a `json` line is
+//! scanned as a document ([`Filter::scan_json_channel`]), a `text` line as
+//! text ([`Filter::scan_channel`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::{Filter, Layer};
+use crate::{Channel, Filter, Layer, Verdict};
 
+/// What one line asks to scan: text or a JSON document, on a channel.
 #[derive(Deserialize)]
-struct ScanLine {
-    text: String,
+struct Item {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    json: Option<Value>,
+    #[serde(default)]
+    channel: Option<Channel>,
+}
+
+impl Item {
+    /// Scans the item on its own channel, or on `force` when given.
+    fn scan(&self, filter: &Filter, force: Option<Channel>) -> Result<Verdict, String> {
+        let channel = force.or(self.channel).unwrap_or_default();
+        match (&self.text, &self.json) {
+            (Some(t), None) => Ok(filter.scan_channel(t, channel)),
+            (None, Some(v)) => Ok(filter.scan_json_channel(v, channel)),
+            _ => Err("expected exactly one of \"text\" (a string) and \"json\"".to_owned()),
+        }
+    }
+}
+
+fn parse_item(s: &str) -> Result<Item, String> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::String(text)) => Ok(Item {
+            text: Some(text),
+            json: None,
+            channel: None,
+        }),
+        Ok(v @ Value::Object(_)) => serde_json::from_value(v).map_err(|e| e.to_string()),
+        Ok(_) => Err("expected an object or a string".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn layer_name(l: Layer) -> &'static str {
@@ -31,33 +65,40 @@ fn layer_name(l: Layer) -> &'static str {
     }
 }
 
-/// Reads `{"text": ...}` per line (a bare JSON string is accepted too) and
-/// writes `{"decision","injection","toxicity","layer","rule"}` per line. A
-/// line that cannot be read answers `{"error": ...}`.
+/// Reads `{"text": ...}` or `{"json": ...}` per line, each with an optional
+/// `"channel"` (a bare JSON string is accepted too, as text on `input`),
+/// and writes `{"decision","injection","toxicity","layer","rule","channel"}`
+/// per line, with `"path"`, `"score"` and `"threshold"` when the verdict has
+/// them. A line that cannot be read answers `{"error": ...}`.
 pub fn scan_jsonl(filter: &Filter, input: impl BufRead, mut output: impl Write) -> io::Result<()> {
     for line in input.split(b'\n') {
         let line = line?;
         let answer = match std::str::from_utf8(&line) {
             Err(e) => json!({ "error": format!("line is not UTF-8: {e}") }),
             Ok(s) if s.trim().is_empty() => json!({ "error": "empty line" }),
-            Ok(s) => {
-                let text = serde_json::from_str::<ScanLine>(s)
-                    .map(|l| l.text)
-                    .or_else(|_| serde_json::from_str::<String>(s));
-                match text {
-                    Err(e) => json!({ "error": format!("expected {{\"text\": string}}: {e}") }),
-                    Ok(t) => {
-                        let v = filter.scan(&t);
-                        json!({
-                            "decision": if v.is_block() { "block" } else { "allow" },
-                            "injection": v.injection,
-                            "toxicity": v.toxicity,
-                            "layer": layer_name(v.layer),
-                            "rule": v.rule,
-                        })
+            Ok(s) => match parse_item(s).and_then(|item| item.scan(filter, None)) {
+                Err(e) => json!({ "error": format!("expected {{\"text\": string}}: {e}") }),
+                Ok(v) => {
+                    let mut answer = json!({
+                        "decision": if v.is_block() { "block" } else { "allow" },
+                        "injection": v.injection,
+                        "toxicity": v.toxicity,
+                        "layer": layer_name(v.layer),
+                        "rule": v.rule,
+                        "channel": v.channel,
+                    });
+                    for (k, val) in [
+                        ("path", v.path.map(Value::from)),
+                        ("score", v.score.map(Value::from)),
+                        ("threshold", v.threshold.map(Value::from)),
+                    ] {
+                        if let (Some(val), Some(obj)) = (val, answer.as_object_mut()) {
+                            obj.insert(k.to_owned(), val);
+                        }
                     }
+                    answer
                 }
-            }
+            },
         };
         serde_json::to_writer(&mut output, &answer)?;
         output.write_all(b"\n")?;
@@ -75,7 +116,8 @@ pub enum EvalError {
 
 #[derive(Deserialize)]
 struct EvalLine {
-    text: String,
+    #[serde(flatten)]
+    item: Item,
     label: String,
 }
 
@@ -154,7 +196,7 @@ impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+            "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
             "label", "n", "blocked", "TPR", "FPR", "bal.acc"
         )?;
         let pct = |x: f64| format!("{:.2}%", 100.0 * x);
@@ -162,7 +204,7 @@ impl fmt::Display for EvalReport {
             if is_benign(label) {
                 writeln!(
                     f,
-                    "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                    "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
                     label,
                     c.total,
                     c.blocked,
@@ -174,7 +216,7 @@ impl fmt::Display for EvalReport {
                 let ba = self.balanced_accuracy_of(label).map_or("-".to_owned(), pct);
                 writeln!(
                     f,
-                    "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                    "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
                     label,
                     c.total,
                     c.blocked,
@@ -189,7 +231,7 @@ impl fmt::Display for EvalReport {
         let dash = |n: usize, x: f64| if n == 0 { "-".to_owned() } else { pct(x) };
         writeln!(
             f,
-            "{:<26} {:>6} {:>8} {:>8} {:>8} {:>9}",
+            "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
             "ALL",
             pos.total + neg.total,
             pos.blocked + neg.blocked,
@@ -200,23 +242,41 @@ impl fmt::Display for EvalReport {
     }
 }
 
-/// Scans every `{"text","label"}` line and counts blocks per label. Blank
-/// lines are skipped; any other unreadable line is an error, because an
-/// evaluation that silently drops data would report the wrong figures.
+/// Scans every `{"text" or "json", "label"}` line (on the line's
+/// `channel`, `input` when it names none) and counts blocks per label.
+/// Blank lines are skipped; any other unreadable line is an error, because
+/// an evaluation that silently drops data would report the wrong figures.
 pub fn eval_jsonl(filter: &Filter, input: impl BufRead) -> Result<EvalReport, EvalError> {
+    eval_jsonl_on(filter, input, None)
+}
+
+/// [`eval_jsonl`], every line scanned on `channel` when it is given
+/// (whatever the line names); the report's labels then read
+/// `label [channel]`, so reports of several channels can be merged.
+pub fn eval_jsonl_on(
+    filter: &Filter,
+    input: impl BufRead,
+    channel: Option<Channel>,
+) -> Result<EvalReport, EvalError> {
     let mut report = EvalReport::default();
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let row: EvalLine = serde_json::from_str(&line).map_err(|e| EvalError::BadLine {
+        let bad = |message: String| EvalError::BadLine {
             line: i + 1,
-            message: e.to_string(),
-        })?;
-        let c = report.categories.entry(row.label).or_default();
+            message,
+        };
+        let row: EvalLine = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let blocked = row.item.scan(filter, channel).map_err(bad)?.is_block();
+        let label = match channel {
+            Some(c) => format!("{} [{c}]", row.label),
+            None => row.label,
+        };
+        let c = report.categories.entry(label).or_default();
         c.total += 1;
-        if filter.scan(&row.text).is_block() {
+        if blocked {
             c.blocked += 1;
         }
     }

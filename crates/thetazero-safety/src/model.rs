@@ -1,16 +1,35 @@
-//! The embedded linear models (injection, toxicity) and their scoring rule; no thresholds or decisions here.
+//! The embedded linear models (injection, toxicity; for prompts and for content) and their scoring rule; no thresholds or decisions here.
 //!
-//! The weights file is written by `training/train.py`: the magic `TZSAFE01`,
+//! Two weight files: the prompt model (`model/safety-model.bin`) reads what
+//! a caller wrote (inputs, prompts); the content model
+//! (`model/content-model.bin`) reads what other parties wrote (JSON string
+//! values, outputs, fetched content, completions) and was also trained on
+//! API documentation with and without planted injections. Both files pair
+//! their injection model with the same toxicity model.
+//!
+//! Each file is written by `training/train.py`: the magic `TZSAFE01`,
 //! then `u32` bucket bits and `u32` model count, then per model an `f32`
 //! scale, an `f32` bias and 2^bits `i16` weights, all little-endian. Scores
 //! use integer dot products so they match the Python side exactly.
 
 use std::sync::OnceLock;
 
+use crate::channel::Offsets;
 use crate::features::{featurize, featurize_tokens, Features, N_BITS, N_BUCKETS};
 use crate::Scores;
 
 const WEIGHTS: &[u8] = include_bytes!("../model/safety-model.bin");
+const CONTENT_WEIGHTS: &[u8] = include_bytes!("../model/content-model.bin");
+
+/// Which of the two embedded models scores a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    /// Text a caller wrote: execution inputs and model prompts.
+    Prompt,
+    /// Text other parties wrote: JSON string values, outputs, fetched
+    /// content, completions.
+    Content,
+}
 const MAGIC: &[u8] = b"TZSAFE01";
 
 /// One logistic-regression model over the hashed features.
@@ -79,11 +98,15 @@ fn parse(bytes: &[u8]) -> Option<Model> {
     })
 }
 
-/// The embedded model. The file is part of the crate, so a malformed one is
-/// a build defect; the `weights_parse` test catches it before release.
-pub(crate) fn model() -> Option<&'static Model> {
-    static MODEL: OnceLock<Option<Model>> = OnceLock::new();
-    MODEL.get_or_init(|| parse(WEIGHTS)).as_ref()
+/// An embedded model. The files are part of the crate, so a malformed one
+/// is a build defect; the `weights_parse` test catches it before release.
+pub(crate) fn model(which: Which) -> Option<&'static Model> {
+    static PROMPT: OnceLock<Option<Model>> = OnceLock::new();
+    static CONTENT: OnceLock<Option<Model>> = OnceLock::new();
+    match which {
+        Which::Prompt => PROMPT.get_or_init(|| parse(WEIGHTS)).as_ref(),
+        Which::Content => CONTENT.get_or_init(|| parse(CONTENT_WEIGHTS)).as_ref(),
+    }
 }
 
 fn sigmoid(x: f64) -> f32 {
@@ -93,16 +116,22 @@ fn sigmoid(x: f64) -> f32 {
 /// Scores of the bare model on `text`: the featuriser's own folding, but no
 /// decoding, windowing or patterns.
 pub fn model_scores(text: &str) -> Scores {
-    score_features(&featurize(text))
+    score_features(&featurize(text), Which::Prompt, Offsets::default())
 }
 
-/// Scores of the model on an already folded token sequence.
-pub(crate) fn score_tokens(toks: &[String]) -> Scores {
-    score_features(&featurize_tokens(toks))
+/// Scores of the bare content model on `text` (as [`model_scores`]).
+pub fn content_model_scores(text: &str) -> Scores {
+    score_features(&featurize(text), Which::Content, Offsets::default())
 }
 
-fn score_features(f: &Features) -> Scores {
-    let Some(m) = model() else {
+/// Scores of a model on an already folded token sequence, with a channel's
+/// calibration offsets added to the logits.
+pub(crate) fn score_tokens(toks: &[String], which: Which, offsets: Offsets) -> Scores {
+    score_features(&featurize_tokens(toks), which, offsets)
+}
+
+fn score_features(f: &Features, which: Which, offsets: Offsets) -> Scores {
+    let Some(m) = model(which) else {
         // Without weights nothing can be scored; the filter reports this as
         // maximal scores so it fails closed.
         return Scores {
@@ -111,8 +140,8 @@ fn score_features(f: &Features) -> Scores {
         };
     };
     Scores {
-        injection: sigmoid(m.injection.logit(f)),
-        toxicity: sigmoid(m.toxicity.logit(f)),
+        injection: sigmoid(m.injection.logit(f) + offsets.injection),
+        toxicity: sigmoid(m.toxicity.logit(f) + offsets.toxicity),
     }
 }
 
@@ -122,7 +151,8 @@ mod tests {
 
     #[test]
     fn weights_parse() {
-        assert!(model().is_some());
+        assert!(model(Which::Prompt).is_some());
+        assert!(model(Which::Content).is_some());
         assert!(parse(b"TZSAFE01").is_none());
         assert!(parse(&WEIGHTS[..WEIGHTS.len() - 1]).is_none());
     }

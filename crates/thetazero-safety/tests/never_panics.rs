@@ -1,7 +1,7 @@
 //! Property tests: the filter returns a verdict for any input, never panics, and is deterministic; they check no accuracy.
 
 use proptest::prelude::*;
-use thetazero_safety::{tokens, Filter, SafetyConfig, EXCERPT_CHARS};
+use thetazero_safety::{looks_like_prose, tokens, Channel, Filter, SafetyConfig, EXCERPT_CHARS};
 
 fn small_window() -> Filter {
     Filter::new(SafetyConfig {
@@ -40,6 +40,26 @@ proptest! {
     fn json_values(s in any::<String>(), k in any::<String>()) {
         let v = serde_json::json!({ k: [s.clone(), {"x": s}] });
         let _ = Filter::default().scan_json(&v);
+    }
+
+    #[test]
+    fn json_documents_on_every_channel(
+        s in "\\PC{0,300}",
+        k in "\\PC{0,40}",
+        n in any::<i64>(),
+        c in 0usize..5,
+    ) {
+        let channel = Channel::ALL[c];
+        let v = serde_json::json!({ k.clone(): [s.clone(), n, {"x": [s.clone(), null, true]}], "s": s.clone() });
+        let f = small_window();
+        let a = f.scan_json_channel(&v, channel);
+        prop_assert_eq!(&a, &f.scan_json_channel(&v, channel));
+        prop_assert_eq!(a.channel, channel);
+        prop_assert!((0.0..=1.0).contains(&a.injection));
+        prop_assert!(a.excerpt.as_ref().map_or(0, |e| e.chars().count()) <= EXCERPT_CHARS);
+        prop_assert_eq!(a.path.is_some(), a.is_block() && a.rule.as_deref() != Some("prompt_length"));
+        let _ = f.scan_channel(&s, channel);
+        let _ = looks_like_prose(&s);
     }
 }
 

@@ -1,12 +1,13 @@
 //! Checks that the Rust featuriser and model reproduce the scores `training/train.py` computed; it tests nothing else.
 
-use thetazero_safety::model_scores;
+use thetazero_safety::{content_model_scores, model_scores};
 
 #[derive(serde::Deserialize)]
 struct Row {
     text: String,
     injection: f64,
     toxicity: f64,
+    content_injection: f64,
 }
 
 #[test]
@@ -17,9 +18,20 @@ fn rust_scores_match_python_scores() {
     for line in fixture.lines().filter(|l| !l.trim().is_empty()) {
         let row: Row = serde_json::from_str(line).expect("fixture line parses");
         let got = model_scores(&row.text);
+        let content = content_model_scores(&row.text);
         for (name, rust, python) in [
             ("injection", f64::from(got.injection), row.injection),
             ("toxicity", f64::from(got.toxicity), row.toxicity),
+            (
+                "content injection",
+                f64::from(content.injection),
+                row.content_injection,
+            ),
+            (
+                "content toxicity",
+                f64::from(content.toxicity),
+                row.toxicity,
+            ),
         ] {
             let diff = (rust - python).abs();
             worst = worst.max(diff);
