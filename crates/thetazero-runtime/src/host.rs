@@ -18,7 +18,7 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
-use thetazero_safety::Filter;
+use thetazero_safety::{Channel, Filter};
 use thetazero_sandbox::{ApprovalAsk, CancelHandle, ChildBudget, Host, HostError, SandboxEvent};
 use tokio::runtime::Handle;
 
@@ -160,11 +160,16 @@ impl ServerHost {
 
     /// Screens content; a block is recorded as `content_blocked` and fails
     /// the host call inside the agent.
-    async fn screen(&self, source: &str, content: &Value) -> Result<(), HostError> {
+    async fn screen(
+        &self,
+        source: &str,
+        channel: Channel,
+        content: &Value,
+    ) -> Result<(), HostError> {
         let Some(filter) = &self.safety else {
             return Ok(());
         };
-        let verdict = filter.scan_json_async(content).await;
+        let verdict = filter.scan_json_channel_async(content, channel).await;
         if !verdict.is_block() {
             return Ok(());
         }
@@ -280,8 +285,12 @@ impl Host for ServerHost {
 
     async fn screen_fetched(&self, url: &str, response: &Value) -> Result<(), HostError> {
         let body = response.get("body").cloned().unwrap_or(Value::Null);
-        self.screen(&format!("content fetched from {url}"), &body)
-            .await
+        self.screen(
+            &format!("content fetched from {url}"),
+            Channel::Fetched,
+            &body,
+        )
+        .await
     }
 
     async fn inference(&self, request: Value) -> Result<Value, HostError> {
@@ -303,7 +312,8 @@ impl Host for ServerHost {
             .iter()
             .map(|m| Value::String(m.content.clone()))
             .collect();
-        self.screen("inference prompt", &prompt).await?;
+        self.screen("inference prompt", Channel::Prompt, &prompt)
+            .await?;
         let max_tokens = request.max_tokens.unwrap_or(left).min(left);
         let completion = client.complete(&request, max_tokens).await.map_err(|e| {
             tracing::warn!(execution_id = self.execution, error = %e, "inference failed");
@@ -318,6 +328,7 @@ impl Host for ServerHost {
             });
         self.screen(
             "inference completion",
+            Channel::Completion,
             &Value::String(completion.content.clone()),
         )
         .await?;

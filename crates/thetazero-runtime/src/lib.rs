@@ -25,7 +25,7 @@ use thetazero_core::model::{
     NewExecution,
 };
 use thetazero_core::store::{Store, StoreError};
-use thetazero_safety::{Filter, Layer, SafetyConfig, Verdict};
+use thetazero_safety::{Channel, Filter, Layer, SafetyConfig, Verdict};
 use thetazero_sandbox::{CancelHandle, ExecutionReport, Job, Sandbox, SandboxConfig, Status};
 
 use crate::inference::{InferenceClient, InferenceConfig};
@@ -532,11 +532,11 @@ async fn execute(
         run.new.clone(),
         run.started.clone(),
     ));
-    let ending = match screen(&run.safety, &run.input).await {
+    let ending = match screen(&run.safety, &run.input, Channel::Input).await {
         Some(verdict) => Ending::InputBlocked(verdict),
         None => match start_and_run(&run, &gate).await {
             Ok(report) => Ending::Ran {
-                blocked_output: screen(&run.safety, &report.output).await,
+                blocked_output: screen(&run.safety, &report.output, Channel::Output).await,
                 report: Box::new(report),
             },
             Err(e) => Ending::SandboxFailed(e),
@@ -640,9 +640,9 @@ async fn admit(
 }
 
 /// Screen: a value content safety refuses, with the verdict.
-async fn screen(safety: &Option<Arc<Filter>>, value: &Value) -> Option<Verdict> {
+async fn screen(safety: &Option<Arc<Filter>>, value: &Value, channel: Channel) -> Option<Verdict> {
     match safety {
-        Some(f) => Some(f.scan_json_async(value).await).filter(|v| v.is_block()),
+        Some(f) => Some(f.scan_json_channel_async(value, channel).await).filter(|v| v.is_block()),
         None => None,
     }
 }

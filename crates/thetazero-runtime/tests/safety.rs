@@ -569,3 +569,45 @@ async fn an_external_classifier_adds_its_verdict() {
         .await;
     assert_eq!(e.execution.status, ExecutionStatus::Blocked);
 }
+
+#[tokio::test]
+async fn everyday_structured_outputs_and_inputs_pass() {
+    // The spec's own example output, and outputs and inputs agents pass
+    // around every day: keys, ids, URLs and enum values are data, not prose.
+    let f = Fixture::new(NetworkPolicy::default(), None).await;
+    for (i, (input, output)) in [
+        (json!({}), "{processed: 3, run_number: 5}"),
+        (json!({}), "{instructions_followed: true, previous_run: 41}"),
+        (
+            json!({}),
+            "{ignored_rows: 4, system: 'billing', prompt_tokens: 120}",
+        ),
+        (
+            json!({"url": "https://user:pass@127.0.0.1:40011/"}),
+            "{ok: true, fetched: input.url}",
+        ),
+        (
+            json!({"ticket": "INC-2041", "status": "SYSTEM_OVERRIDE_PENDING"}),
+            "{status: 'PERMISSION_DENIED', code: 'PERMISSION_DENIED', retry_after_ms: 1000}",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let agent = f
+            .agent(
+                &format!("everyday-{i}"),
+                &format!("return {output};"),
+                json!({}),
+                json!(null),
+            )
+            .await;
+        let e = f.run(agent, input.clone()).await;
+        assert_eq!(
+            e.execution.status,
+            ExecutionStatus::Completed,
+            "{output} with {input}: {}",
+            e.execution.report
+        );
+    }
+}

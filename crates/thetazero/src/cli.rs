@@ -221,8 +221,9 @@ impl Thresholds {
 
 #[derive(Subcommand, Debug)]
 pub enum SafetyCommand {
-    /// Read `{"text": ...}` lines on standard input; write one verdict line
-    /// per input, in order: decision, injection, toxicity, layer, rule.
+    /// Read `{"text": ...}` (or `{"json": ...}`) lines on standard input,
+    /// each with an optional `channel`; write one verdict line per input, in
+    /// order: decision, injection, toxicity, layer, rule, channel, path.
     Scan {
         #[command(flatten)]
         thresholds: Thresholds,
@@ -231,6 +232,11 @@ pub enum SafetyCommand {
     /// rate, false-positive rate and balanced accuracy per category.
     Eval {
         file: std::path::PathBuf,
+        /// The channel every line is scored on (input, output, fetched,
+        /// prompt, completion); a line's own `channel` field wins. Default
+        /// input.
+        #[arg(long)]
+        channel: Option<thetazero_safety::Channel>,
         #[command(flatten)]
         thresholds: Thresholds,
     },
@@ -244,10 +250,14 @@ pub fn safety(command: SafetyCommand) -> Result<()> {
             let stdout = std::io::stdout();
             thetazero_safety::scan_jsonl(&filter, stdin.lock(), stdout.lock())?;
         }
-        SafetyCommand::Eval { file, thresholds } => {
+        SafetyCommand::Eval {
+            file,
+            channel,
+            thresholds,
+        } => {
             let filter = thresholds.filter();
             let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
-            let report = thetazero_safety::eval_jsonl(&filter, reader)
+            let report = thetazero_safety::eval_jsonl_on(&filter, reader, channel)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             print!("{report}");
         }
