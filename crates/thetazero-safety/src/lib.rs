@@ -428,13 +428,17 @@ impl Filter {
         let mut worst_inj = (String::new(), Origin::Text);
         let mut worst_tox = (String::new(), Origin::Text);
         let mut words = 0usize;
-        let mut consider = |w: &[String], origin: Origin| {
+        // `toxicity`: whether this view's toxicity counts. Single sentences
+        // and word-only views are there to find an injection diluted in a
+        // long value; the toxicity model, trained on whole messages, reads
+        // a lone short sentence ("You are a governed agent.") as an insult.
+        let mut consider = |w: &[String], origin: Origin, toxicity: bool| {
             let s = model::score_tokens(w, read.model(), off);
             if s.injection > best.injection {
                 best.injection = s.injection;
                 worst_inj = (excerpt(&w.join(" ")), origin);
             }
-            if s.toxicity > best.toxicity {
+            if toxicity && s.toxicity > best.toxicity {
                 best.toxicity = s.toxicity;
                 worst_tox = (excerpt(&w.join(" ")), origin);
             }
@@ -449,7 +453,7 @@ impl Filter {
                         if let Some(w) = structure::words_only(&seg.text) {
                             let wt = tokens_cleaned(&w);
                             words += word_count(&wt);
-                            consider(&wt, seg.origin);
+                            consider(&wt, seg.origin, true);
                         }
                         continue;
                     }
@@ -470,12 +474,11 @@ impl Filter {
                     extra.push(tokens_cleaned(&w));
                 }
             }
-            for w in whole
-                .into_iter()
-                .chain(wins)
-                .chain(extra.iter().map(Vec::as_slice))
-            {
-                consider(w, seg.origin);
+            for w in whole.into_iter().chain(wins) {
+                consider(w, seg.origin, true);
+            }
+            for w in &extra {
+                consider(w, seg.origin, false);
             }
         }
         // A few words carry too little evidence for the model to block on

@@ -399,3 +399,27 @@ fn json_fields_are_read_together() {
         serde_json::json!({"summary": "Weather is fine today.", "status": "ok", "count": 3});
     assert!(!filter.scan_json(&output).is_block());
 }
+
+#[test]
+fn a_lone_sentence_in_a_json_value_is_not_read_as_an_insult() {
+    // The spec's Quick Start sends this system message inside the prompt; a
+    // single sentence scored on its own once read as toxic (0.47).
+    let f = Filter::new(SafetyConfig::default());
+    for channel in thetazero_safety::Channel::ALL {
+        let v = f.scan_json_channel(
+            &serde_json::json!([
+                "You are a governed agent. Complete the task using only the data provided.",
+                "Analyze the user churn data and identify top 3 risk factors"
+            ]),
+            channel,
+        );
+        assert!(!v.is_block(), "{channel:?}: {v:?}");
+    }
+    // Real abuse inside a JSON value is still caught, with its path.
+    let v = f.scan_json_channel(
+        &serde_json::json!({"reviews": ["Great product, fast shipping.", "You are pathetic trash and people like you should be wiped out."]}),
+        thetazero_safety::Channel::Fetched,
+    );
+    assert!(v.is_block(), "{v:?}");
+    assert_eq!(v.path.as_deref(), Some("$.reviews[1]"));
+}
