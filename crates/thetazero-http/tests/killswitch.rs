@@ -141,6 +141,28 @@ async fn only_the_kill_switch_revives_a_killed_agent() {
         )
         .await;
     assert_error(&r, 403, "missing_scope");
+    // Re-registering its name, even with new code and `status: ready`, does
+    // not bring it back: it stays killed and refuses executions.
+    for body in [
+        json!({"name": "x", "entry_code": "return 1;"}),
+        json!({"name": "x", "entry_code": "return 2;", "status": "ready"}),
+    ] {
+        let r = app
+            .call("POST", "/api/v1/sdk/agents", Some(&writer), Some(body))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["agent"]["id"], id);
+        assert_eq!(r.body["agent"]["status"], "killed", "{}", r.body);
+        let r = app
+            .call(
+                "POST",
+                &format!("/api/v1/sdk/agents/{id}/execute"),
+                Some(&writer),
+                Some(json!({})),
+            )
+            .await;
+        assert_error(&r, 409, "agent_killed");
+    }
     let r = app
         .call(
             "PATCH",

@@ -826,7 +826,8 @@ impl Store for PgStore {
                  config, permissions, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
                  ON CONFLICT (account_id, name) DO UPDATE SET version = excluded.version,
-                 description = excluded.description, status = excluded.status,
+                 description = excluded.description,
+                 status = CASE WHEN agents.status = 'killed' THEN 'killed' ELSE excluded.status END,
                  entry_code = excluded.entry_code, config = excluded.config,
                  permissions = excluded.permissions, updated_at = excluded.updated_at
                  RETURNING {AGENT_COLS}, (xmax = 0) AS inserted"

@@ -881,8 +881,12 @@ impl Store for SqliteStore {
             let id = match existing {
                 Some(id) => {
                     execute_cached(tx,
-                        "UPDATE agents SET version = ?1, description = ?2, status = ?3, entry_code = ?4,
-                         config = ?5, permissions = ?6, updated_at = ?7 WHERE id = ?8",
+                        // A killed agent stays killed whatever a re-registration
+                        // asks: only the kill switch revives it.
+                        "UPDATE agents SET version = ?1, description = ?2,
+                         status = CASE WHEN status = 'killed' THEN 'killed' ELSE ?3 END,
+                         entry_code = ?4, config = ?5, permissions = ?6, updated_at = ?7
+                         WHERE id = ?8",
                         params![
                             spec.version,
                             spec.description,
