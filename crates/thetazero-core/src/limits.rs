@@ -439,6 +439,12 @@ impl AgentConfig {
         Ok(merged)
     }
 
+    /// Whether this configuration asks for what only accounts the operator
+    /// names may have: the DEV template or `allow_localhost`.
+    pub fn needs_dev(&self) -> bool {
+        self.template() == Template::Dev || self.allow_localhost == Some(true)
+    }
+
     pub fn template(&self) -> Template {
         self.sandbox_template.unwrap_or_default()
     }

@@ -32,6 +32,9 @@ pub struct Settings {
     /// Entry-code changes per agent per hour (the evolution rate); 0 is no
     /// limit.
     pub code_updates_per_agent_per_hour: u32,
+    /// Accounts the operator lets use the DEV template and `allow_localhost`
+    /// (which reaches the server's own loopback services); none by default.
+    pub dev_accounts: Vec<i64>,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             stream_max_duration: std::time::Duration::from_secs(600),
             executions_per_key_per_minute: 1200,
             code_updates_per_agent_per_hour: 60,
+            dev_accounts: Vec::new(),
         }
     }
 }

@@ -432,3 +432,82 @@ async fn operations_endpoints() {
     assert!(text.contains("thetazero_http_requests_total{method=\"GET\",route=\"/api/v1/sdk/agents\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("thetazero_http_request_duration_seconds_bucket"));
 }
+
+#[tokio::test]
+async fn dev_and_allow_localhost_are_the_operators_to_give() {
+    // By default no account may ask for them: they reach the server's own
+    // loopback services.
+    let app = TestApp::new().await;
+    for (config, field) in [
+        (
+            json!({"sandbox_template": "DEV"}),
+            "config.sandbox_template",
+        ),
+        (
+            json!({"sandbox_template": "DEV", "allow_localhost": true}),
+            "config.allow_localhost",
+        ),
+    ] {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/sdk/agents",
+                Some(&app.owner),
+                Some(json!({"name": "dev", "entry_code": "return 1;", "config": config})),
+            )
+            .await;
+        assert_error(&r, 400, "invalid_config");
+        assert!(
+            r.body["error"]["message"].as_str().unwrap().contains(field),
+            "{}",
+            r.body
+        );
+    }
+    // Nor can a patch turn an agent into one.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/sdk/agents",
+            Some(&app.owner),
+            Some(json!({"name": "plain", "entry_code": "return 1;"})),
+        )
+        .await;
+    let id = r.body["agent"]["id"].as_i64().unwrap();
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/sdk/agents/{id}"),
+            Some(&app.owner),
+            Some(json!({"config": {"sandbox_template": "DEV"}})),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_config");
+
+    // The operator names account 1 (the owner's) in the HTTP settings; the
+    // engine was not told, as for an agent that predates the setting: it
+    // registers, and the engine still refuses to run it.
+    let settings = thetazero_http::Settings {
+        dev_accounts: vec![1],
+        ..thetazero_http::Settings::default()
+    };
+    let app = TestApp::with_settings(settings).await;
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/sdk/agents",
+            Some(&app.owner),
+            Some(json!({"name": "dev", "entry_code": "return 1;", "config": {"sandbox_template": "DEV"}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["agent"]["id"].as_i64().unwrap();
+    let r = app
+        .call(
+            "POST",
+            &format!("/api/v1/sdk/agents/{id}/execute"),
+            Some(&app.owner),
+            Some(json!({"input": {}})),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_config");
+}

@@ -48,6 +48,8 @@ pub enum RuntimeError {
     Halted(String),
     #[error("the server is shutting down and takes no new executions")]
     ShuttingDown,
+    #[error("this agent asks for the DEV template or allow_localhost, which are off for this account; the operator enables them with dev_accounts")]
+    DevNotAllowed,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the sandbox could not run the execution: {0}")]
@@ -89,6 +91,10 @@ pub struct RuntimeConfig {
     pub external_scorer: Option<external::ExternalScorerConfig>,
     /// Bounds on executions that agents start (`thetazero.call_agent`).
     pub swarm: SwarmConfig,
+    /// Accounts whose agents may use the DEV template and `allow_localhost`;
+    /// none by default. An agent of another account asking for them is
+    /// refused at execution (it may predate the operator's setting).
+    pub dev_accounts: Vec<AccountId>,
 }
 
 /// Bounds on swarms: executions started by other executions.
@@ -131,6 +137,7 @@ pub(crate) struct Launcher {
     /// can hold, so a submission is never refused after its record exists.
     admitted: Arc<Semaphore>,
     swarm: SwarmConfig,
+    dev_accounts: Vec<AccountId>,
 }
 
 pub struct Runtime {
@@ -208,6 +215,7 @@ impl Runtime {
             running: running.clone(),
             admitted: Arc::new(Semaphore::new(capacity)),
             swarm: config.swarm,
+            dev_accounts: config.dev_accounts,
         });
         Ok(Runtime {
             store,
@@ -569,6 +577,9 @@ async fn admit(
         return Err(RuntimeError::Halted(halt.reason));
     }
     let agent = with_grants(&store, caller.account, agent).await?;
+    if agent.config.needs_dev() && !launcher.dev_accounts.contains(&caller.account) {
+        return Err(RuntimeError::DevNotAllowed);
+    }
     let permit = launcher
         .admitted
         .clone()

@@ -44,6 +44,8 @@ impl Fixture {
                     ..SandboxConfig::default()
                 },
                 inference,
+                // The DEV template is the operator's to give: this account has it.
+                dev_accounts: vec![account],
                 ..RuntimeConfig::default()
             },
         )

@@ -102,6 +102,9 @@ pub struct FileConfig {
     pub sandbox_queue: Option<usize>,
     /// `process` (default) or `in_process`.
     pub sandbox_mode: Option<String>,
+    /// Accounts whose agents may use the DEV template and `allow_localhost`
+    /// (which reaches this server's own loopback services); none by default.
+    pub dev_accounts: Option<Vec<i64>>,
     /// Confined mode: worker processes per account, so CPU-active runs per
     /// account (default max(1, cores - 1)).
     pub sandbox_workers_per_account: Option<usize>,
@@ -219,6 +222,7 @@ impl Config {
         if let Some(b) = file.max_body_bytes {
             settings.max_body_bytes = b;
         }
+        settings.dev_accounts = file.dev_accounts.take().unwrap_or_default();
         let mut swarm = SwarmConfig::default();
         if let Some(r) = file.rate_limits.take() {
             if let Some(n) = r.swarm_executions_per_account_per_hour {
@@ -515,6 +519,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             external_scorer: config.external_scorer.clone(),
             sandbox: config.sandbox.clone(),
             swarm: config.swarm,
+            dev_accounts: config.settings.dev_accounts.clone(),
         },
     )
     .context("starting the sandbox")?;

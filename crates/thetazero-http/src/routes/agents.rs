@@ -39,6 +39,25 @@ fn check_name(name: &str) -> HttpResult<()> {
 }
 
 /// Statuses an author may set; `killed` is set and cleared by the kill switch.
+/// The DEV template and `allow_localhost` reach the server's own loopback
+/// services: only accounts the operator names in `dev_accounts` may use them.
+fn check_dev(state: &AppState, account: i64, config: &AgentConfig) -> HttpResult<()> {
+    if config.needs_dev() && !state.settings.dev_accounts.contains(&account) {
+        let field = if config.allow_localhost == Some(true) {
+            "config.allow_localhost"
+        } else {
+            "config.sandbox_template"
+        };
+        return Err(HttpError::new(
+            thetazero_api::ErrorCode::InvalidConfig,
+            format!(
+                "field \"{field}\": the DEV template and allow_localhost are off for this account; the operator enables them with dev_accounts"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_status(raw: &str) -> HttpResult<AgentStatus> {
     match AgentStatus::parse(raw) {
         Some(s @ (AgentStatus::Ready | AgentStatus::Disabled)) => Ok(s),
@@ -100,6 +119,7 @@ pub async fn register(
         req.config.as_ref().unwrap_or(&serde_json::Value::Null),
         &state.settings.ceilings,
     )?;
+    check_dev(&state, caller.account(), &config)?;
     let permissions =
         parse_permissions(req.permissions.as_ref().unwrap_or(&serde_json::Value::Null))?;
     // Re-registering with new code is a code change: the evolution rate.
@@ -268,7 +288,9 @@ pub async fn patch(
         None => None,
         Some(value) => {
             let patch = AgentConfig::from_json(value, &state.settings.ceilings)?;
-            Some(current.config.merged(&patch, &state.settings.ceilings)?)
+            let merged = current.config.merged(&patch, &state.settings.ceilings)?;
+            check_dev(&state, caller.account(), &merged)?;
+            Some(merged)
         }
     };
     let permissions = req

@@ -68,6 +68,7 @@ impl From<RuntimeError> for HttpError {
                 err.retry_after = Some(30);
                 HttpError(err)
             }
+            RuntimeError::DevNotAllowed => HttpError::new(ErrorCode::InvalidConfig, e.to_string()),
             RuntimeError::Store(s) => s.into(),
             RuntimeError::Sandbox(m) => HttpError::internal(m),
         }
