@@ -75,6 +75,21 @@ pub struct Ceilings {
 }
 
 impl Ceilings {
+    /// `limits` with every field the operator caps held to its ceiling: the
+    /// effective limits of a run are never above them, whatever a template's
+    /// defaults say.
+    pub fn clip(&self, limits: Limits) -> Limits {
+        Limits {
+            memory_mb: limits.memory_mb.min(self.memory_mb),
+            cpu_time_ms: limits.cpu_time_ms.min(self.cpu_time_ms),
+            max_api_calls_per_run: limits.max_api_calls_per_run.min(self.max_api_calls_per_run),
+            max_api_calls_per_minute: limits
+                .max_api_calls_per_minute
+                .min(self.max_api_calls_per_minute),
+            ..limits
+        }
+    }
+
     /// No ceiling at all: for reading back values that were checked against
     /// the ceilings when they were written, so that lowering a ceiling later
     /// does not make them unreadable.

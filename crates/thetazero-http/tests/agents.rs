@@ -511,3 +511,56 @@ async fn dev_and_allow_localhost_are_the_operators_to_give() {
         .await;
     assert_error(&r, 400, "invalid_config");
 }
+
+#[tokio::test]
+async fn ceilings_bind_template_defaults() {
+    // STANDARD's defaults (128 MB, 30 s) and STRICT's (256 MB, 120 s) are
+    // above these ceilings: runs get the ceilings.
+    let settings = thetazero_http::Settings {
+        ceilings: thetazero_core::Ceilings {
+            memory_mb: 64,
+            cpu_time_ms: 1_000,
+            max_api_calls_per_run: 10_000,
+            max_api_calls_per_minute: 6_000,
+        },
+        ..thetazero_http::Settings::default()
+    };
+    let app = TestApp::with_settings(settings).await;
+    for (name, config) in [
+        ("standard", json!({})),
+        ("strict", json!({"sandbox_template": "STRICT"})),
+    ] {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/sdk/agents",
+                Some(&app.owner),
+                Some(json!({"name": name, "entry_code": "for (;;) {}", "config": config})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["agent"]["id"].as_i64().unwrap();
+        let r = app
+            .call(
+                "POST",
+                &format!("/api/v1/sdk/agents/{id}/execute"),
+                Some(&app.owner),
+                Some(json!({"input": {}})),
+            )
+            .await;
+        assert_eq!(r.body["status"], "timed_out", "{name}: {}", r.body);
+        let eid = r.body["execution_id"].as_i64().unwrap();
+        // The signed receipt states the limits the run had.
+        let r = app
+            .call(
+                "GET",
+                &format!("/api/v1/sdk/executions/{eid}/verify"),
+                Some(&app.owner),
+                None,
+            )
+            .await;
+        let limits = &r.body["limits"];
+        assert_eq!(limits["memory_mb"], 64, "{name}: {}", r.body);
+        assert_eq!(limits["cpu_time_ms"], 1_000, "{name}: {}", r.body);
+    }
+}

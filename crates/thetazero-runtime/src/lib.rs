@@ -95,6 +95,9 @@ pub struct RuntimeConfig {
     /// none by default. An agent of another account asking for them is
     /// refused at execution (it may predate the operator's setting).
     pub dev_accounts: Vec<AccountId>,
+    /// The operator's ceilings: every run's effective limits are held to
+    /// them, template defaults included.
+    pub ceilings: thetazero_core::Ceilings,
 }
 
 /// Bounds on swarms: executions started by other executions.
@@ -138,6 +141,7 @@ pub(crate) struct Launcher {
     admitted: Arc<Semaphore>,
     swarm: SwarmConfig,
     dev_accounts: Vec<AccountId>,
+    ceilings: thetazero_core::Ceilings,
 }
 
 pub struct Runtime {
@@ -216,6 +220,7 @@ impl Runtime {
             admitted: Arc::new(Semaphore::new(capacity)),
             swarm: config.swarm,
             dev_accounts: config.dev_accounts,
+            ceilings: config.ceilings,
         });
         Ok(Runtime {
             store,
@@ -586,7 +591,7 @@ async fn admit(
         .try_acquire_owned()
         .map_err(|_| RuntimeError::Busy)?;
     let code_sha256 = sha256_hex(agent.entry_code.as_bytes());
-    let mut limits = agent.config.limits();
+    let mut limits = launcher.ceilings.clip(agent.config.limits());
     if let Some(parent) = &parent {
         // Cost delta vs parent: the child gets at most what the parent has left.
         limits.max_api_calls_per_run = limits.max_api_calls_per_run.min(parent.budget.api_calls);

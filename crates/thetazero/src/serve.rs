@@ -467,6 +467,25 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             "sandbox_mode = in_process: agent code runs on the server's own threads, isolated by the engine alone (tee_mode in_process); for development only"
         ),
     }
+    // Ceilings bind template defaults too: say so where one is clipped.
+    for template in [
+        thetazero_core::limits::Template::Standard,
+        thetazero_core::limits::Template::Strict,
+        thetazero_core::limits::Template::Dev,
+    ] {
+        let defaults = template.defaults();
+        let clipped = config.settings.ceilings.clip(defaults);
+        if clipped != defaults {
+            tracing::warn!(
+                template = template.name(),
+                memory_mb = clipped.memory_mb,
+                cpu_time_ms = clipped.cpu_time_ms,
+                max_api_calls_per_run = clipped.max_api_calls_per_run,
+                max_api_calls_per_minute = clipped.max_api_calls_per_minute,
+                "the ceilings clip this template's defaults: its runs get these limits"
+            );
+        }
+    }
     create_private_dir(&config.data_dir)?;
 
     let (deployment_key, created) =
@@ -520,6 +539,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             sandbox: config.sandbox.clone(),
             swarm: config.swarm,
             dev_accounts: config.settings.dev_accounts.clone(),
+            ceilings: config.settings.ceilings,
         },
     )
     .context("starting the sandbox")?;

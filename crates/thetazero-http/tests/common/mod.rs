@@ -129,6 +129,8 @@ impl TestApp {
 
     pub async fn with_config(settings: Settings, mut config: RuntimeConfig) -> TestApp {
         config.sandbox.mode = engine_mode();
+        // The engine holds runs to the same ceilings the API checks.
+        config.ceilings = settings.ceilings;
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, schema): (Arc<dyn Store>, Option<PgSchema>) =
             match std::env::var("THETAZERO_TEST_BACKEND").as_deref() {
