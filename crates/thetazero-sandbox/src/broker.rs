@@ -13,6 +13,7 @@ use crate::clock::RunClock;
 use crate::host::{ApprovalAsk, ChildBudget, Host, HostError, HostFn, SandboxEvent};
 use crate::net::{self, HttpCall, HttpRules, NetworkPolicy};
 use crate::report::LimitKind;
+use crate::Locked;
 
 /// The arguments of an asynchronous call, converted inside the engine (where
 /// agent traps run under its limits) before they cross to the broker.
@@ -334,7 +335,7 @@ impl Broker {
     /// Holds `bytes` for the run (a reply queued for its worker) within its
     /// memory limit; false when they do not fit, and the run is over it.
     pub(crate) fn hold(&self, bytes: usize) -> bool {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.locked();
         if held.saturating_add(bytes) > self.memory_cap() {
             drop(held);
             self.set_overrun((
@@ -351,7 +352,7 @@ impl Broker {
     }
 
     pub(crate) fn release(&self, bytes: usize) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.locked();
         *held = held.saturating_sub(bytes);
     }
 
@@ -361,38 +362,27 @@ impl Broker {
 
     /// Counted calls the broker saw.
     pub(crate) fn api_calls(&self) -> u64 {
-        self.budget
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .api_calls
+        self.budget.locked().api_calls
     }
 
     /// Calls the broker refused.
     pub(crate) fn denied(&self) -> u64 {
-        *self.denied.lock().unwrap_or_else(|e| e.into_inner())
+        *self.denied.locked()
     }
 
     pub(crate) fn overrun(&self) -> Option<(LimitKind, String)> {
-        self.overrun
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.overrun.locked().clone()
     }
 
     fn set_overrun(&self, limit: (LimitKind, String)) {
-        let mut slot = self.overrun.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.overrun.locked();
         if slot.is_none() {
             *slot = Some(limit);
         }
     }
 
-    fn count_denied(&self, delta: i64) {
-        let mut d = self.denied.lock().unwrap_or_else(|e| e.into_inner());
-        *d = if delta < 0 {
-            d.saturating_sub(delta.unsigned_abs())
-        } else {
-            d.saturating_add(delta as u64)
-        };
+    fn count_denied(&self) {
+        *self.denied.locked() += 1;
     }
 
     /// What the run has left, for a child it starts.
@@ -414,7 +404,7 @@ impl Broker {
     /// Runs one counted call from start to end. Never panics on its input.
     pub(crate) async fn call(&self, f: HostFn, args: CallArgs) -> CallReply {
         {
-            let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut n = self.in_flight.locked();
             if *n >= MAX_CALLS_IN_FLIGHT {
                 return CallReply {
                     allowed: false,
@@ -436,7 +426,7 @@ impl Broker {
         if self.counts_calls {
             self.clock.call(false);
         }
-        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = self.in_flight.locked();
         *n = n.saturating_sub(1);
         reply
     }
@@ -453,11 +443,7 @@ impl Broker {
         if !f.counted() {
             return reply(false, false, Reply::fail("UNSUPPORTED", "not a host call"));
         }
-        let counted = self
-            .budget
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .count(&self.rules.limits);
+        let counted = self.budget.locked().count(&self.rules.limits);
         if let Err(limit) = counted {
             let message = format!("host API call limit reached ({})", limit.0.as_str());
             self.set_overrun(limit);
@@ -469,7 +455,7 @@ impl Broker {
         let summary = args_summary(&args);
         let bytes = args.held_bytes();
         {
-            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let mut held = self.held.locked();
             let cap = self.memory_cap();
             if held.saturating_add(bytes) > cap {
                 drop(held);
@@ -483,7 +469,7 @@ impl Broker {
             *held += bytes;
         }
         let out = self.decide_and_perform(f, args, summary, start).await;
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.locked();
         *held = held.saturating_sub(bytes);
         out
     }
@@ -560,7 +546,7 @@ impl Broker {
             (None, Ok(())) => None,
         };
         if let Some((code, reason)) = denial {
-            self.count_denied(1);
+            self.count_denied();
             let _ = self
                 .host
                 .record(SandboxEvent::PermissionDenied {
@@ -595,7 +581,7 @@ impl Broker {
             Err(Failure::Net(e)) => {
                 if let net::NetError::Refused(reason) = &e {
                     // Network policy refusals are permission denials too.
-                    self.count_denied(1);
+                    self.count_denied();
                     let _ = self
                         .host
                         .record(SandboxEvent::PermissionDenied {

@@ -1,6 +1,8 @@
 //! One run's deadline: wall-clock time from admission, paused only while the run is entirely suspended on human approvals. It must never pause while any of the run's code is executing.
 
 use std::sync::{Arc, Mutex};
+
+use crate::Locked;
 use std::time::{Duration, Instant};
 
 /// Told when the pause starts (`true`) or ends (`false`); a worker forwards
@@ -88,22 +90,18 @@ impl RunClock {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(crate) fn started(&self) -> Instant {
-        self.lock().started
+        self.state.locked().started
     }
 
     /// Mirror only: the run really started now (the worker's engine took it).
     pub(crate) fn restart(&self, at: Instant) {
-        self.lock().started = at;
+        self.state.locked().started = at;
     }
 
     /// The deadline, moved on by every moment the run was paused.
     pub(crate) fn deadline(&self) -> Instant {
-        let s = self.lock();
+        let s = self.state.locked();
         let running = s.paused_since.map_or(Duration::ZERO, |t| t.elapsed());
         s.started + self.limit + s.paused_total + running
     }
@@ -111,7 +109,7 @@ impl RunClock {
     /// Time spent paused so far.
     #[cfg(test)]
     pub(crate) fn paused(&self) -> Duration {
-        let s = self.lock();
+        let s = self.state.locked();
         s.paused_total + s.paused_since.map_or(Duration::ZERO, |t| t.elapsed())
     }
 
@@ -121,7 +119,7 @@ impl RunClock {
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {
-        let mut s = self.lock();
+        let mut s = self.state.locked();
         change(&mut s);
         // Paused only while the run is entirely suspended on approvals: no
         // code running and every call in flight waiting for a human. The
@@ -176,7 +174,7 @@ impl RunClock {
     /// The engine starts (`true`) or stops (`false`) running this run's code.
     pub(crate) fn busy(&self, busy: bool) {
         if let Some((run, note)) = &self.thread_note {
-            *note.lock().unwrap_or_else(|e| e.into_inner()) = busy.then(|| (*run, Instant::now()));
+            *note.locked() = busy.then(|| (*run, Instant::now()));
         }
         self.update(|s| s.busy = busy);
     }

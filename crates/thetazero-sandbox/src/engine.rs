@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::Locked;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -142,14 +144,12 @@ struct ExecState {
 
 impl ExecState {
     fn counters(&self) -> MutexGuard<'_, Counters> {
-        // A poisoned lock only means a panic elsewhere on this thread; the
-        // counters are still consistent enough to report.
-        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+        self.counters.locked()
     }
 
     /// Ends the execution with a limit. The first reason wins.
     fn abort(&self, limit: LimitKind, detail: String) {
-        let mut slot = self.abort.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.abort.locked();
         if slot.is_none() {
             *slot = Some((limit, detail));
         }
@@ -159,7 +159,7 @@ impl ExecState {
     }
 
     fn abort_reason(&self) -> Option<(LimitKind, String)> {
-        self.abort.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.abort.locked().clone()
     }
 
     async fn aborted(&self) {
@@ -262,7 +262,7 @@ impl<F: Future> Future for Timed<F> {
         }
         let out = self.inner.as_mut().poll(cx);
         self.clock.busy(false);
-        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spent = self.spent.locked();
         *spent += start.elapsed();
         out
     }
@@ -1106,7 +1106,7 @@ fn finish(
             _ => None,
         };
     }
-    let cpu = *spent.lock().unwrap_or_else(|e| e.into_inner());
+    let cpu = *spent.locked();
     let c = state.counters();
     let violations = c.denied + u64::from(limit.is_some());
     let stopped = matches!(

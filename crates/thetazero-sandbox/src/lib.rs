@@ -45,4 +45,17 @@ pub use report::{
     ResourceUsage, Status, TEE_IN_PROCESS, TEE_PROCESS_SANDBOX,
 };
 pub use thetazero_core::limits::{Limits, Template};
+
+/// Locking that survives poisoning: a poisoned lock only means a panic
+/// elsewhere, and the sandbox's state stays consistent enough to go on and
+/// to report.
+pub(crate) trait Locked<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T> Locked<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 pub use thetazero_core::permissions::Scope;

@@ -19,6 +19,7 @@ use crate::proto::{self, FromWorker, OutFrame, ToWorker};
 use crate::report::{
     Enforcement, ErrorInfo, ExecutionReport, LimitKind, Status, WorkerStopNote, TEE_PROCESS_SANDBOX,
 };
+use crate::Locked;
 use crate::{SandboxError, SubmitError};
 
 /// How the confined engine is run.
@@ -159,15 +160,10 @@ struct RunState {
 
 impl RunState {
     fn end(&self, ending: Ending) {
-        if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(tx) = self.done.locked().take() {
             let _ = tx.send(ending);
         }
-        for call in self
-            .calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for call in self.calls.locked().drain(..) {
             call.abort();
         }
     }
@@ -217,48 +213,38 @@ impl Worker {
     /// The thread has been idle (per the sentinel) for at least `for_at_least`.
     fn idle_for(&self, for_at_least: Duration) -> bool {
         self.idle_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .is_some_and(|t| t.elapsed() >= for_at_least)
     }
 
     fn load(&self) -> usize {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.runs.locked().len()
     }
 
     /// Whether the engine thread has been running `run` for at least `for_at_least`.
     fn holds_thread(&self, run: u64, for_at_least: Duration) -> bool {
         matches!(
-            *self.on_thread.lock().unwrap_or_else(|e| e.into_inner()),
+            *self.on_thread.locked(),
             Some((r, since)) if r == run && since.elapsed() >= for_at_least
         )
     }
 
     /// No beat for so long that the whole process must be stuck.
     fn silent(&self) -> bool {
-        self.last_beat
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
-            >= SILENCE
+        self.last_beat.locked().elapsed() >= SILENCE
     }
 
     /// Ends the process now. The reader then sees the channel close and
     /// ends every run that was on it.
     fn stop(&self, cause: Option<StopCause>) {
         if let Some(cause) = cause {
-            let mut slot = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self.cause.locked();
             if slot.is_none() {
                 *slot = Some(cause);
             }
         }
         self.dead.store(true, Ordering::SeqCst);
-        if let Some(child) = self
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
+        if let Some(child) = self.child.locked().as_mut() {
             let _ = child.kill();
         }
     }
@@ -276,7 +262,7 @@ struct Outbox {
 
 impl Outbox {
     fn send(&self, frame: OutFrame) {
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = self.queue.locked();
         if !queue.is_empty() {
             queue.push_back((frame, 0));
             return;
@@ -333,7 +319,7 @@ async fn drain_outbox(out: Arc<Outbox>) {
             }
             // Decided under the queue's lock, acted on after it is let go.
             let step = {
-                let mut queue = out.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let mut queue = out.queue.locked();
                 let Some((frame, offset)) = queue.pop_front() else {
                     break;
                 };
@@ -461,7 +447,7 @@ impl ProcessPool {
         }
         let tenant = job.code_cache_scope;
         {
-            let mut per = shared.per_account.lock().unwrap_or_else(|e| e.into_inner());
+            let mut per = shared.per_account.locked();
             let n = per.entry(tenant).or_insert(0);
             if *n >= shared.cfg.max_runs_per_account {
                 drop(per);
@@ -487,7 +473,7 @@ impl ProcessPool {
             crate::pool::record_ending(&host, &report).await;
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             {
-                let mut per = shared.per_account.lock().unwrap_or_else(|e| e.into_inner());
+                let mut per = shared.per_account.locked();
                 if let Some(n) = per.get_mut(&tenant) {
                     *n -= 1;
                     if *n == 0 {
@@ -505,8 +491,7 @@ impl ProcessPool {
         let mut pids: Vec<_> = self
             .shared
             .pids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .map(|(pid, tenant)| (*tenant, *pid))
             .collect();
@@ -559,13 +544,7 @@ async fn guard_memory(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let pids: Vec<u32> = shared
-            .pids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let pids: Vec<u32> = shared.pids.locked().keys().copied().collect();
         let workers: Vec<(u32, u64)> = pids
             .iter()
             .map(|p| (*p, resident_bytes(&p.to_string())))
@@ -582,7 +561,7 @@ async fn guard_memory(shared: Arc<Shared>) {
         };
         let all = shared.workers.lock().await;
         if let Some(w) = all.values().flatten().find(|w| w.pid == pid) {
-            *w.memory_stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+            *w.memory_stopped.locked() = Some(format!(
                 "the server and its workers reached the memory budget of {} MiB; this account's worker held {} MiB",
                 budget >> 20,
                 bytes >> 20
@@ -673,11 +652,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
         idle_since: Mutex::new(None),
     });
     shared.live_workers.fetch_add(1, Ordering::SeqCst);
-    shared
-        .pids
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pid, tenant);
+    shared.pids.locked().insert(pid, tenant);
     tokio::spawn(drain_outbox(out));
     tokio::spawn(read_worker(shared.clone(), worker.clone(), rd, buf));
     tokio::spawn(reap_when_idle(shared.clone(), worker.clone()));
@@ -694,14 +669,7 @@ async fn read_worker(
 ) {
     loop {
         let message = proto::read::<_, FromWorker>(&mut rd, &mut buf).await;
-        let run_of = |run: u64| {
-            worker
-                .runs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&run)
-                .cloned()
-        };
+        let run_of = |run: u64| worker.runs.locked().get(&run).cloned();
         match message {
             Ok(FromWorker::Call { run, call, f, args }) => {
                 // A run that already ended here gets no call performed.
@@ -716,11 +684,7 @@ async fn read_worker(
                     let reply = broker.call(f, args).await;
                     send_reply(&w, &broker, run, call, reply);
                 });
-                state
-                    .calls
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(task.abort_handle());
+                state.calls.locked().push(task.abort_handle());
             }
             Ok(FromWorker::Started { run }) => {
                 // Once: a worker cannot move a deadline by starting again.
@@ -738,16 +702,15 @@ async fn read_worker(
             }
             Ok(FromWorker::Beat { on_thread, for_ms }) => {
                 let now = Instant::now();
-                *worker.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = now;
-                *worker.on_thread.lock().unwrap_or_else(|e| e.into_inner()) =
-                    on_thread.map(|run| {
-                        (
-                            run,
-                            now.checked_sub(Duration::from_millis(for_ms))
-                                .unwrap_or(now),
-                        )
-                    });
-                let mut idle = worker.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+                *worker.last_beat.locked() = now;
+                *worker.on_thread.locked() = on_thread.map(|run| {
+                    (
+                        run,
+                        now.checked_sub(Duration::from_millis(for_ms))
+                            .unwrap_or(now),
+                    )
+                });
+                let mut idle = worker.idle_since.locked();
                 match on_thread {
                     Some(_) => *idle = None,
                     None => {
@@ -761,22 +724,14 @@ async fn read_worker(
                 // Already ended here (a stop confirmed, then its report).
             }
             Ok(FromWorker::Stopped { run }) => {
-                let state = worker
-                    .runs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&run);
+                let state = worker.runs.locked().remove(&run);
                 if let Some(state) = state {
                     state.end(Ending::Stopped);
                 }
             }
             Ok(FromWorker::Ended { run, report }) => {
-                let state = worker
-                    .runs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&run);
-                *worker.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                let state = worker.runs.locked().remove(&run);
+                *worker.last_active.locked() = Instant::now();
                 if let Some(state) = state {
                     state.end(Ending::Report(report));
                 }
@@ -789,11 +744,7 @@ async fn read_worker(
         }
     }
     worker.stop(None);
-    let child = worker
-        .child
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let child = worker.child.locked().take();
     if let Some(mut child) = child {
         // Killed above; reaping takes a moment and must not hold a thread
         // of the pool's runtime. The pid leaves the registry once reaped.
@@ -801,18 +752,9 @@ async fn read_worker(
         let reaped = tokio::task::spawn_blocking(move || child.wait());
         let _ = reaped.await;
     }
-    shared
-        .pids
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&worker.pid);
+    shared.pids.locked().remove(&worker.pid);
     shared.live_workers.fetch_sub(1, Ordering::SeqCst);
-    let runs: Vec<_> = worker
-        .runs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
+    let runs: Vec<_> = worker.runs.locked().drain().collect();
     for (_, state) in runs {
         state.end(Ending::WorkerGone);
     }
@@ -881,12 +823,7 @@ async fn reap_when_idle(shared: Arc<Shared>, worker: Arc<Worker>) {
         if worker.dead.load(Ordering::SeqCst) {
             return;
         }
-        let quiet = worker
-            .last_active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
-            >= idle;
+        let quiet = worker.last_active.locked().elapsed() >= idle;
         if !quiet {
             continue;
         }
@@ -976,23 +913,15 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         done: Mutex::new(Some(done_tx)),
         calls: Mutex::new(Vec::new()),
     });
-    worker
-        .runs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(run, state.clone());
-    *worker.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    worker.runs.locked().insert(run, state.clone());
+    *worker.last_active.locked() = Instant::now();
     if worker.dead.load(Ordering::SeqCst)
         || !worker.send(&ToWorker::Start {
             run,
             spec: Box::new(job.spec()),
         })
     {
-        worker
-            .runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&run);
+        worker.runs.locked().remove(&run);
         return Err("the worker stopped before the run could start".into());
     }
 
@@ -1078,19 +1007,9 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         && !job.cancel.is_cancelled()
     {
         state.end(Ending::WorkerGone);
-        let cause = worker
-            .cause
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let memory = worker
-            .memory_stopped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some();
-        return Ok(Attempt::NeverStarted {
-            another_runs_fault: memory || cause.is_some_and(|c| c.run != run),
-        });
+        let another_runs_fault = worker.memory_stopped.locked().is_some()
+            || worker.cause.locked().as_ref().is_some_and(|c| c.run != run);
+        return Ok(Attempt::NeverStarted { another_runs_fault });
     }
     let mut report = match ending {
         Ending::Report(report) => {
@@ -1110,16 +1029,7 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
             r
         }
         Ending::WorkerGone => {
-            let stopped_by = worker
-                .cause
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let memory = worker
-                .memory_stopped
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let memory = worker.memory_stopped.locked().clone();
             match memory {
                 Some(detail) if !cancelled => ExecutionReport::worker_ended(
                     took,
@@ -1127,7 +1037,14 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
                     Some((LimitKind::Memory, detail.clone())),
                     ErrorInfo::new("LimitExceeded", detail),
                 ),
-                _ => gone_report(job, run, took, cancelled, stopped_by, &clock),
+                _ => gone_report(
+                    job,
+                    run,
+                    took,
+                    cancelled,
+                    worker.cause.locked().clone(),
+                    &clock,
+                ),
             }
         }
     };

@@ -26,6 +26,7 @@ use crate::engine::{self, Bridge};
 use crate::host::HostFn;
 use crate::job::CancelHandle;
 use crate::proto::{self, FromWorker, ToWorker};
+use crate::Locked;
 
 /// The worker's end of the channel for writing: whichever thread has a frame
 /// writes it at once (the server always reads, so a write does not wait
@@ -34,10 +35,7 @@ pub(crate) struct Sink(Mutex<UnixStream>);
 
 impl Sink {
     fn send(&self, frame: &[u8]) -> std::io::Result<()> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(frame)
+        self.0.locked().write_all(frame)
     }
 }
 
@@ -89,10 +87,7 @@ impl RemoteRun {
             Err(_) => return Self::failed("VALUE_TOO_LARGE", "the call's arguments are too large"),
         };
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(call, tx);
+        self.pending.locked().insert(call, tx);
         if self.out.send(&frame).is_err() {
             return Self::failed("HOST_UNAVAILABLE", "the host is unavailable");
         }
@@ -112,11 +107,7 @@ impl RemoteRun {
     }
 
     fn settle(&self, call: u32, reply: CallReply) {
-        let tx = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&call);
+        let tx = self.pending.locked().remove(&call);
         if let Some(tx) = tx {
             let _ = tx.send(reply);
         }
@@ -233,10 +224,7 @@ pub fn main(args: &[String]) -> i32 {
             let mut last: Option<(Option<u64>, Instant)> = None;
             loop {
                 std::thread::sleep(BEAT);
-                let on = *sentinel_shared
-                    .on_thread
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let on = *sentinel_shared.on_thread.locked();
                 let run = on.map(|(run, _)| run);
                 // Beat while a run holds the thread or it just changed hands,
                 // and every IDLE_BEAT otherwise, as a sign of life.
@@ -301,12 +289,7 @@ fn read_loop(
             Ok(m) => m,
             Err(_) => {
                 // The server went away or spoke garbage: stop every run.
-                for c in shared
-                    .cancels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                {
+                for c in shared.cancels.locked().values() {
                     c.cancel();
                 }
                 let _ = in_tx.send(None);
@@ -318,12 +301,7 @@ fn read_loop(
         // replaced by a refusal (the run has reached its limit then).
         let message = match message {
             ToWorker::Reply { run, call, reply } => {
-                let remote = shared
-                    .remotes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&run)
-                    .cloned();
+                let remote = shared.remotes.locked().get(&run).cloned();
                 match remote {
                     Some(r) if r.charge_reply(frame_len) => ToWorker::Reply {
                         run,
@@ -355,26 +333,17 @@ fn read_loop(
         let cancel = match &message {
             ToWorker::Start { run, .. } => {
                 let c = CancelHandle::new();
-                shared
-                    .cancels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(*run, c.clone());
+                shared.cancels.locked().insert(*run, c.clone());
                 c
             }
             ToWorker::Cancel { run } => {
-                let c = shared
-                    .cancels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(run)
-                    .cloned();
+                let c = shared.cancels.locked().get(run).cloned();
                 if let Some(c) = &c {
                     c.cancel();
                     // Not on the engine thread: it runs no more code, so the
                     // stop is certain now. On the thread: the interrupt
                     // handler ends it, or the server's watchdog does.
-                    let on = *shared.on_thread.lock().unwrap_or_else(|e| e.into_inner());
+                    let on = *shared.on_thread.locked();
                     if on.map(|(r, _)| r) != Some(*run) {
                         shared.send(&FromWorker::Stopped { run: *run });
                     }
@@ -396,10 +365,6 @@ struct Slot {
 
 type Slots = Arc<Mutex<HashMap<u64, Slot>>>;
 
-fn lock(slots: &Slots) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
-    slots.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 async fn serve(
     in_rx: &mut mpsc::UnboundedReceiver<Option<(ToWorker, CancelHandle)>>,
     shared: Arc<Shared>,
@@ -410,12 +375,8 @@ async fn serve(
         match message {
             ToWorker::Start { run, spec } => {
                 let remote = Arc::new(RemoteRun::new(run, shared.out.clone()));
-                shared
-                    .remotes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(run, remote.clone());
-                lock(&slots).insert(
+                shared.remotes.locked().insert(run, remote.clone());
+                slots.locked().insert(
                     run,
                     Slot {
                         remote: remote.clone(),
@@ -438,24 +399,16 @@ async fn serve(
                         run,
                         shared.on_thread.clone(),
                     );
-                    if let Some(slot) = lock(&slots).get_mut(&run) {
+                    if let Some(slot) = slots.locked().get_mut(&run) {
                         slot.clock = Some(clock.clone());
                     }
                     shared.send(&FromWorker::Started { run });
                     let mut report =
                         engine::run(*spec, Bridge::Remote(remote), cancel, clock, ready).await;
                     report.tee_mode = crate::report::TEE_PROCESS_SANDBOX.to_string();
-                    lock(&slots).remove(&run);
-                    shared
-                        .remotes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&run);
-                    shared
-                        .cancels
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&run);
+                    slots.locked().remove(&run);
+                    shared.remotes.locked().remove(&run);
+                    shared.cancels.locked().remove(&run);
                     shared.send(&FromWorker::Ended {
                         run,
                         report: Box::new(report),
@@ -466,7 +419,7 @@ async fn serve(
                 spare = engine::prepare().await;
             }
             ToWorker::Reply { run, call, reply } => {
-                let remote = lock(&slots).get(&run).map(|s| s.remote.clone());
+                let remote = slots.locked().get(&run).map(|s| s.remote.clone());
                 if let Some(remote) = remote {
                     remote.settle(call, reply);
                 }
@@ -474,7 +427,7 @@ async fn serve(
             // Set by the reader thread already.
             ToWorker::Cancel { .. } => {}
             ToWorker::Approval { run, waiting } => {
-                let clock = lock(&slots).get(&run).and_then(|s| s.clock.clone());
+                let clock = slots.locked().get(&run).and_then(|s| s.clock.clone());
                 if let Some(clock) = clock {
                     clock.approval(waiting);
                 }

@@ -7,72 +7,18 @@
 //!
 //! Run: `cargo bench -p thetazero --bench runaway`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Server;
 use serde_json::{json, Value};
 
 const CORPUS: &str = include_str!("../../thetazero-sandbox/tests/fixtures/runaway.tsv");
 const DEADLINE_MS: u64 = 300;
-
-struct Server {
-    child: Child,
-    url: String,
-    key: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bench.toml");
-    std::fs::write(&path, "[rate_limits]\nexecutions_per_key_per_minute = 0\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thetazero"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&path)
-        .env("THETAZERO_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start thetazero");
-    let mut key = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Some(k) = line.strip_prefix("owner API key: ") {
-            key = k.to_string();
-            break;
-        }
-    }
-    let mut url = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Some(u) = line.strip_prefix("thetazero listening on ") {
-            url = u.to_string();
-            break;
-        }
-    }
-    Server {
-        child,
-        url,
-        key,
-        _dir: dir,
-    }
-}
 
 async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
     client
@@ -115,13 +61,26 @@ fn background(
 
 #[tokio::main]
 async fn main() {
-    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "[rate_limits]\nexecutions_per_key_per_minute = 0\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let owner = server
+        .owner_key()
+        .expect("the owner key is printed on first start");
     let client = reqwest::Client::new();
     let agents = format!("{}/api/v1/sdk/agents", server.url);
     let created = post(
         &client,
         &format!("{}/api/v1/accounts", server.url),
-        &server.key,
+        &owner,
         json!({"name": "bystander"}),
     )
     .await;
@@ -171,7 +130,7 @@ async fn main() {
         let r = post(
             &client,
             &agents,
-            &server.key,
+            &owner,
             json!({"name": format!("runaway-{}", overs.len()), "entry_code": code,
                    "config": {"cpu_time_limit_ms": DEADLINE_MS, "memory_limit_mb": 64}}),
         )
@@ -187,7 +146,7 @@ async fn main() {
             lat.clone(),
         );
         let t = Instant::now();
-        let out = post(&client, &url, &server.key, json!({"input": {}})).await;
+        let out = post(&client, &url, &owner, json!({"input": {}})).await;
         let took = t.elapsed().as_secs_f64() * 1000.0;
         stop.store(true, Ordering::SeqCst);
         h.await.unwrap();
@@ -199,7 +158,7 @@ async fn main() {
                 "{}/api/v1/sdk/audit?executionId={}",
                 server.url, out["execution_id"]
             ))
-            .bearer_auth(&server.key)
+            .bearer_auth(&owner)
             .send()
             .await
             .unwrap()
@@ -234,7 +193,7 @@ async fn main() {
     let r = post(
         &client,
         &agents,
-        &server.key,
+        &owner,
         json!({"name": "eight", "entry_code": "return Array.prototype.join.call({length: 2 ** 53 - 1}, '').length;",
                "config": {"cpu_time_limit_ms": DEADLINE_MS}}),
     )
@@ -252,7 +211,7 @@ async fn main() {
     let t = Instant::now();
     let mut eight = Vec::new();
     for _ in 0..8 {
-        let (client, url, key) = (client.clone(), eight_url.clone(), server.key.clone());
+        let (client, url, key) = (client.clone(), eight_url.clone(), owner.clone());
         eight.push(tokio::spawn(async move {
             post(&client, &url, &key, json!({"input": {}})).await
         }));

@@ -11,14 +11,16 @@
 //! BENCH_ACCOUNTS (1: all waiting runs in one account; 1000 spreads them).
 //! It raises only rate limits and per-account quotas, and prints what it set.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::Server;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -73,62 +75,6 @@ async fn stand_in_provider(delay: Duration, seen: Arc<AtomicUsize>) -> String {
         }
     });
     format!("http://{addr}/v1")
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    key: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &str) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bench.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thetazero"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&path)
-        .env("THETAZERO_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start thetazero");
-    let mut key = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Some(k) = line.strip_prefix("owner API key: ") {
-            key = k.to_string();
-            break;
-        }
-    }
-    let mut url = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Some(u) = line.strip_prefix("thetazero listening on ") {
-            url = u.to_string();
-            break;
-        }
-    }
-    Server {
-        child,
-        url,
-        key,
-        _dir: dir,
-    }
 }
 
 /// The server and its worker processes.
@@ -218,7 +164,16 @@ async fn main() {
     println!(
         "config set by the bench (a rate limit, the per-account quota and the provider):\n{config}"
     );
-    let server = start(&config);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("bench.toml");
+    std::fs::write(&config_path, &config).unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config_path.to_str().unwrap()],
+    );
+    let owner = server
+        .owner_key()
+        .expect("the owner key is printed on first start");
     let pid = server.child.id();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
@@ -231,7 +186,7 @@ async fn main() {
     let make_account = |name: String| {
         let client = client.clone();
         let url = format!("{}/api/v1/accounts", server.url);
-        let key = server.key.clone();
+        let key = owner.clone();
         async move {
             let r = post(&client, &url, &key, json!({"name": name})).await;
             r["secret"].as_str().expect("account key").to_string()
@@ -249,7 +204,7 @@ async fn main() {
     let mut waiters = Vec::new();
     for i in 0..accounts {
         let key = if i == 0 && accounts == 1 {
-            server.key.clone()
+            owner.clone()
         } else {
             make_account(format!("waiting-{i}")).await
         };
