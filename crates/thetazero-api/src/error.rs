@@ -27,10 +27,12 @@ pub enum ErrorCode {
     GlobalHalt,
     ServiceUnavailable,
     Internal,
+    ContentBlocked,
+    QuotaExceeded,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidRequest,
@@ -49,6 +51,8 @@ impl ErrorCode {
         ErrorCode::GlobalHalt,
         ErrorCode::ServiceUnavailable,
         ErrorCode::Internal,
+        ErrorCode::ContentBlocked,
+        ErrorCode::QuotaExceeded,
     ];
 
     pub fn status(self) -> u16 {
@@ -71,6 +75,8 @@ impl ErrorCode {
             ErrorCode::GlobalHalt => 503,
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::ContentBlocked => 422,
+            ErrorCode::QuotaExceeded => 403,
         }
     }
 
@@ -94,6 +100,8 @@ impl ErrorCode {
             ErrorCode::GlobalHalt => "global_halt",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::Internal => "internal_error",
+            ErrorCode::ContentBlocked => "content_blocked",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 

@@ -1,6 +1,7 @@
 //! CSV export of audit events for people to read in a spreadsheet. It is a
-//! view, not evidence: it must say so on its first line, and it must never
-//! let a cell run as a formula.
+//! view, not evidence: the response that carries it says so (in a header, so
+//! that the file itself stays plain RFC 4180 CSV starting with its header
+//! row), and it never lets a cell run as a formula.
 
 use std::io::Write;
 
@@ -10,8 +11,9 @@ use crate::encoding::hash_b64;
 use crate::leaf::{AuditLeaf, Decision, LeafError};
 use crate::merkle::{self};
 
-/// First line of every export.
-pub const NOT_VERIFIABLE_NOTICE: &str = "# This CSV is for review only and is not verifiable on its own. For evidence, export the verifiable bundle (format=bundle) and check it with `thetazero audit verify BUNDLE --key VKEY_FILE`.";
+/// What every export is, sent beside it (the `X-Thetazero-Notice` response
+/// header and the docs), never inside the file.
+pub const NOT_VERIFIABLE_NOTICE: &str = "This CSV is for review only and is not verifiable on its own. For evidence, export the verifiable bundle (format=bundle) and check it with `thetazero audit verify BUNDLE --key VKEY_FILE`.";
 
 /// Column names, in order.
 pub const COLUMNS: [&str; 17] = [
@@ -54,7 +56,7 @@ pub fn neutralize(cell: &str) -> String {
     }
 }
 
-/// Writes the notice, the header row, then one row per event. Quoting is
+/// Writes the header row, then one row per event. Quoting is
 /// RFC 4180 (fields with commas, quotes or line breaks are quoted, quotes
 /// doubled; CRLF line ends).
 pub struct CsvExporter<W: Write> {
@@ -62,9 +64,7 @@ pub struct CsvExporter<W: Write> {
 }
 
 impl<W: Write> CsvExporter<W> {
-    pub fn new(mut w: W) -> Result<Self, CsvError> {
-        w.write_all(NOT_VERIFIABLE_NOTICE.as_bytes())?;
-        w.write_all(b"\r\n")?;
+    pub fn new(w: W) -> Result<Self, CsvError> {
         let mut out = ::csv::WriterBuilder::new()
             .terminator(::csv::Terminator::CRLF)
             .quote_style(::csv::QuoteStyle::Necessary)
@@ -73,7 +73,7 @@ impl<W: Write> CsvExporter<W> {
         Ok(CsvExporter { out })
     }
 
-    /// Continues an export in another buffer: no notice, no header row.
+    /// Continues an export in another buffer: no header row.
     /// Streaming exports write their first chunk with `new`, the rest with this.
     pub fn continuing(w: W) -> Self {
         let out = ::csv::WriterBuilder::new()
@@ -176,7 +176,6 @@ mod tests {
     fn rows_are_quoted_and_neutralized() {
         let out = export(&["=cmd()", "a,b", "say \"hi\"", "two\nlines", "-1", "plain"]);
         let mut lines = out.split("\r\n");
-        assert_eq!(lines.next(), Some(NOT_VERIFIABLE_NOTICE));
         assert_eq!(lines.next(), Some(COLUMNS.join(",").as_str()));
         assert!(out.contains(",'=cmd(),"), "{out}");
         assert!(out.contains(",\"a,b\","), "{out}");
@@ -187,8 +186,9 @@ mod tests {
 
         // Reading it back with a CSV parser gives the neutralized cells and
         // the right leaf hash.
-        let body = out.split_once("\r\n").unwrap().1;
-        let mut rd = ::csv::Reader::from_reader(body.as_bytes());
+        // The file is plain CSV: a reader takes its first line as the header.
+        let mut rd = ::csv::Reader::from_reader(out.as_bytes());
+        assert_eq!(rd.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS);
         let rows: Vec<::csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 6);
         assert_eq!(&rows[0][12], "'=cmd()");

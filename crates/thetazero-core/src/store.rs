@@ -269,6 +269,10 @@ pub trait Store: Send + Sync + 'static {
     async fn storage_get(&self, account: AccountId, key: &str) -> StoreResult<Option<Value>>;
     async fn storage_put(&self, account: AccountId, key: &str, value: &Value) -> StoreResult<()>;
 
+    /// Bytes the account keeps in agents' context and in its storage (keys
+    /// and JSON values), for the per-account quotas.
+    async fn account_usage(&self, account: AccountId) -> StoreResult<AccountUsage>;
+
     /// Appends events to the account's audit log, in order, durably.
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>>;
     async fn query_audit(
@@ -383,4 +387,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// What an account keeps, in bytes, against its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountUsage {
+    pub context_bytes: u64,
+    pub storage_bytes: u64,
 }

@@ -17,19 +17,29 @@ use crate::state::AppState;
 /// A JSON body parsed into `T`.
 pub struct JsonBody<T>(pub T);
 
+/// Whether a body declared with this content type is read as JSON. A body
+/// that parses as JSON is accepted with no declared type, with
+/// `application/json` or any `*/*+json`, and with `text/plain` of any charset:
+/// `fetch` with a string body sends `text/plain;charset=UTF-8`, and the spec's
+/// own snippets do exactly that. Every other declared type is refused.
 fn is_json(content_type: Option<&str>) -> bool {
-    let Some(ct) = content_type else { return false };
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    mime.eq_ignore_ascii_case("application/json")
-        || (mime.len() > 5
-            && mime[..mime.len() - 5].contains('/')
-            && mime.to_ascii_lowercase().ends_with("+json"))
+    let Some(ct) = content_type else { return true };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime.is_empty() {
+        return true;
+    }
+    mime == "application/json"
+        || mime == "text/plain"
+        || (mime.len() > 5 && mime[..mime.len() - 5].contains('/') && mime.ends_with("+json"))
 }
 
-pub(crate) async fn read_json_value(
-    req: Request,
-    state: &AppState,
-) -> Result<serde_json::Value, HttpError> {
+/// The body's bytes, when its declared type may hold JSON.
+async fn read_body(req: Request, state: &AppState) -> Result<axum::body::Bytes, HttpError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -37,19 +47,22 @@ pub(crate) async fn read_json_value(
     if !is_json(content_type) {
         return Err(HttpError::new(
             ErrorCode::UnsupportedMediaType,
-            "expected Content-Type: application/json",
+            "expected a JSON body (Content-Type: application/json, or text/plain holding JSON)",
         ));
     }
     let limit = state.settings.max_body_bytes;
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
+    axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| {
             HttpError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("request body is larger than {limit} bytes"),
             )
-        })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+        })
+}
+
+fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, HttpError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         HttpError::new(
             ErrorCode::InvalidJson,
             format!("request body is not valid JSON: {e}"),
@@ -57,43 +70,47 @@ pub(crate) async fn read_json_value(
     })
 }
 
+fn shape<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, HttpError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            HttpError::invalid(format!("invalid request body: {inner}"))
+        } else {
+            HttpError::invalid(format!("invalid field {path:?}: {inner}"))
+        }
+    })
+}
+
+pub(crate) async fn read_json_value(
+    req: Request,
+    state: &AppState,
+) -> Result<serde_json::Value, HttpError> {
+    parse_json(&read_body(req, state).await?)
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let value = read_json_value(req, state).await?;
-        let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                HttpError::invalid(format!("invalid request body: {inner}"))
-            } else {
-                HttpError::invalid(format!("invalid field {path:?}: {inner}"))
-            }
-        })?;
-        Ok(JsonBody(parsed))
+        Ok(JsonBody(shape(value)?))
     }
 }
 
-/// A JSON body that may also be absent: an empty body without a content type
-/// reads as `T::default()` (`POST .../execute` with no input).
+/// A JSON body that may also be absent: an empty body reads as
+/// `T::default()` (`POST .../execute` with no input, a kill with no reason).
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
-        let empty = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() == "0");
-        if !has_type && (empty || axum::body::HttpBody::size_hint(req.body()).exact() == Some(0)) {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        let JsonBody(value) = JsonBody::<T>::from_request(req, state).await?;
-        Ok(OptionalJsonBody(value))
+        Ok(OptionalJsonBody(shape(parse_json(&bytes)?)?))
     }
 }
 

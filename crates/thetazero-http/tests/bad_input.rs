@@ -74,15 +74,53 @@ async fn wrong_content_type_is_415() {
     let app = TestApp::new().await;
     let body = r#"{"name": "a", "entry_code": "1"}"#;
     for ct in [
-        None,
-        Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
         Some("multipart/form-data; boundary=x"),
+        Some("text/html"),
+        Some("application/xml"),
+        Some("application/octet-stream"),
     ] {
         let r = send_raw(&app, "POST", "/api/v1/sdk/agents", ct, body).await;
         assert_error(&r, 415, "unsupported_media_type");
     }
     assert_nothing_stored(&app).await;
+}
+
+/// `fetch` with a string body declares `text/plain;charset=UTF-8`, other
+/// clients declare nothing: a body that parses as JSON is read as JSON.
+#[tokio::test]
+async fn json_is_read_whatever_plain_type_declares_it() {
+    let app = TestApp::new().await;
+    for (i, ct) in [
+        None,
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("TEXT/PLAIN; charset=iso-8859-1"),
+        Some("application/json; charset=utf-8"),
+        Some("application/merge-patch+json"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(r#"{{"name": "typed-{i}", "entry_code": "return 1"}}"#);
+        let r = send_raw(&app, "POST", "/api/v1/sdk/agents", ct, body).await;
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{ct:?} answered {}: {}",
+            r.status,
+            r.body
+        );
+    }
+    // Still JSON or nothing: a text/plain body that is not JSON is invalid_json.
+    let r = send_raw(
+        &app,
+        "POST",
+        "/api/v1/sdk/agents",
+        Some("text/plain"),
+        "name=a",
+    )
+    .await;
+    assert_error(&r, 400, "invalid_json");
 }
 
 #[tokio::test]
@@ -416,4 +454,63 @@ async fn hostile_strings_are_stored_verbatim_and_harmlessly() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["key"], key);
+}
+
+/// A bidi override or a zero-width character lets one name pass for another
+/// in a list or the audit log: names and reasons refuse them, naming the field.
+#[tokio::test]
+async fn names_refuse_invisible_and_direction_changing_characters() {
+    let app = TestApp::new().await;
+    for name in [
+        "ops\u{202e}yek",
+        "ow\u{200b}ner",
+        "admin\u{2066}",
+        "\u{feff}backup",
+        "a\u{00ad}b",
+    ] {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/keys",
+                Some(&app.owner),
+                Some(json!({"name": name, "scopes": ["agents:read"]})),
+            )
+            .await;
+        assert_error(&r, 400, "invalid_request");
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"name\""),
+            "{}",
+            r.body
+        );
+    }
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/keys",
+            Some(&app.owner),
+            Some(json!({"name": "ünïcode ok 🦀", "scopes": ["agents:read"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = app
+        .call(
+            "POST",
+            "/api/v1/sdk/agents",
+            Some(&app.owner),
+            Some(json!({"name": "target", "entry_code": "return 1"})),
+        )
+        .await;
+    let id = created.body["agent"]["id"].as_i64().unwrap();
+    let r = app
+        .call(
+            "POST",
+            &format!("/api/v1/sdk/agents/{id}/kill"),
+            Some(&app.owner),
+            Some(json!({"reason": "fine\u{202e}enif"})),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
 }

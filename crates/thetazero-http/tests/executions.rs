@@ -183,7 +183,9 @@ async fn history_lists_newest_first_and_detail_has_everything() {
 async fn refused_host_calls_are_violations_in_the_audit_log() {
     let app = TestApp::new().await;
     let code = "try { await thetazero.read_context('k'); } catch (e) { return {caught: e.code}; }";
-    let denied = agent(&app, json!({"name": "denied", "entry_code": code})).await;
+    let writer =
+        "try { await thetazero.write_context('k', 1); } catch (e) { return {caught: e.code}; }";
+    let denied = agent(&app, json!({"name": "denied", "entry_code": writer})).await;
     let r = execute(&app, denied, json!({})).await;
     assert_eq!(r["status"], "completed");
     assert_eq!(r["output"], json!({"caught": "PERMISSION_DENIED"}));
@@ -345,5 +347,46 @@ async fn a_long_quiet_run_is_listed_as_running_and_a_quick_one_is_not() {
             .collect();
         types.sort();
         assert_eq!(types, ["execution_completed", "execution_started"]);
+    }
+}
+
+/// An execution's `error` carries the stable code the agent saw, or the one
+/// the sandbox ended it with; an agent's own code cannot pass for one.
+#[tokio::test]
+async fn an_execution_error_carries_its_stable_code() {
+    let app = TestApp::new().await;
+    let cases = [
+        (
+            "await thetazero.write_context('k', 1);",
+            Some("PERMISSION_DENIED"),
+        ),
+        (
+            "const a = []; for (;;) a.push('x'.repeat(1 << 20));",
+            Some("LIMIT_EXCEEDED"),
+        ),
+        (
+            "const e = new Error('mine'); e.code = 'WORKER_STOPPED'; throw e;",
+            None,
+        ),
+        (
+            "const e = new Error('mine'); e.code = 'MY_OWN'; throw e;",
+            None,
+        ),
+        ("throw new TypeError('plain');", None),
+    ];
+    for (i, (code, expected)) in cases.into_iter().enumerate() {
+        let id = agent(
+            &app,
+            json!({"name": format!("coded-{i}"), "entry_code": code, "config": {"memory_limit_mb": 16}}),
+        )
+        .await;
+        let r = execute(&app, id, json!({})).await;
+        assert_ne!(r["status"], "completed", "{code}: {r}");
+        assert_eq!(
+            r["error"]["code"].as_str(),
+            expected,
+            "{code}: {}",
+            r["error"]
+        );
     }
 }

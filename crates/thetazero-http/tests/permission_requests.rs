@@ -9,10 +9,10 @@ use std::time::Duration;
 use common::{assert_error, TestApp};
 use serde_json::{json, Value};
 
-/// An agent that reads a context key: it needs `data:read`, which it lacks.
+/// An agent that reads a storage key: it needs `storage:read`, which it lacks.
 async fn reader(app: &TestApp) -> i64 {
     let code =
-        "try { await thetazero.read_context('k'); return 'read'; } catch (e) { return e.code; }";
+        "try { await thetazero.storage_get('k'); return 'read'; } catch (e) { return e.code; }";
     let r = app
         .call(
             "POST",
@@ -37,7 +37,7 @@ async fn run(app: &TestApp, id: i64) -> Value {
 }
 
 async fn ask(app: &TestApp, key: &str, agent: i64, extra: Value) -> Value {
-    let mut body = json!({"agent_id": agent, "permissions": {"scopes": ["data:read"]}, "justification": "Needs its context to count runs"});
+    let mut body = json!({"agent_id": agent, "permissions": {"scopes": ["storage:read"]}, "justification": "Needs its storage to count runs"});
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
@@ -88,7 +88,7 @@ async fn an_approved_request_widens_the_agent_and_only_another_key_may_approve()
     assert_eq!(r.body["requests"][0]["id"], id);
     assert_eq!(
         r.body["requests"][0]["justification"],
-        "Needs its context to count runs"
+        "Needs its storage to count runs"
     );
     // The key that asked cannot approve, even holding `approvals`.
     let r = app

@@ -121,6 +121,8 @@ pub(crate) struct ServerHost {
     tokens_left: AtomicU64,
     launcher: Arc<crate::Launcher>,
     depth: u32,
+    /// Permission requests this run waits on now.
+    pending: AtomicU64,
 }
 
 impl ServerHost {
@@ -155,6 +157,7 @@ impl ServerHost {
             tokens_left: AtomicU64::new(tokens),
             launcher,
             depth,
+            pending: AtomicU64::new(0),
         }
     }
 
@@ -192,6 +195,29 @@ impl ServerHost {
         )))
     }
 
+    /// Refuses a write that would take the account past its quota.
+    async fn within_quota(
+        &self,
+        kept: crate::quotas::Kept,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), HostError> {
+        let quotas = self.launcher.quotas;
+        let (store, account, key, value) = (
+            self.store.clone(),
+            self.caller.account,
+            key.to_string(),
+            value.clone(),
+        );
+        self.on_server(async move {
+            quotas
+                .check_write(store.as_ref(), account, kept, &key, &value)
+                .await
+        })
+        .await?
+        .map_err(|over| HostError::OverQuota(over.to_string()))
+    }
+
     async fn on_server<T, F>(&self, f: F) -> Result<T, HostError>
     where
         T: Send + 'static,
@@ -214,6 +240,80 @@ impl ServerHost {
         e.execution_id = Some(self.execution);
         e
     }
+}
+
+/// Gives back a run's pending-request slot when its wait ends.
+struct PendingSlot<'a>(&'a AtomicU64);
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What an approver sees of the exact call a run waits on: for a request,
+/// the full URL with its query, the method, the header names (never their
+/// values, which may carry credentials), the body's size, digest and a
+/// bounded excerpt; for other calls the key or name, and the value's size,
+/// digest and excerpt.
+pub(crate) fn call_detail(args: &Value) -> Value {
+    const EXCERPT: usize = 200;
+    fn excerpt(text: &str) -> String {
+        let mut cut: String = text.chars().take(EXCERPT).collect();
+        if cut.len() < text.len() {
+            cut.push('…');
+        }
+        cut
+    }
+    fn sized(bytes: &[u8]) -> Value {
+        json!({
+            "bytes": bytes.len(),
+            "sha256": crate::sha256_hex(bytes),
+            "excerpt": excerpt(&String::from_utf8_lossy(bytes)),
+        })
+    }
+    if let Some(url) = args.get("url").and_then(Value::as_str) {
+        let header_names: Vec<&str> = args
+            .get("headers")
+            .and_then(Value::as_array)
+            .map(|hs| {
+                hs.iter()
+                    .filter_map(|h| h.get(0).and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = args
+            .get("body_hex")
+            .and_then(Value::as_str)
+            .and_then(|h| hex::decode(h).ok());
+        return json!({
+            "url": url,
+            "method": args.get("method").cloned().unwrap_or(Value::Null),
+            "header_names": header_names,
+            "body": body.as_deref().map(sized),
+        });
+    }
+    let mut detail = serde_json::Map::new();
+    for name in ["key", "name"] {
+        if let Some(v) = args.get(name) {
+            detail.insert(name.into(), v.clone());
+        }
+    }
+    let value = args
+        .get("value")
+        .or_else(|| args.get("input"))
+        .cloned()
+        .unwrap_or_else(|| {
+            if detail.is_empty() {
+                args.clone()
+            } else {
+                Value::Null
+            }
+        });
+    if !value.is_null() {
+        detail.insert("value".into(), sized(value.to_string().as_bytes()));
+    }
+    Value::Object(detail)
 }
 
 fn check_key(key: &str) -> Result<(), HostError> {
@@ -253,6 +353,16 @@ impl Host for ServerHost {
     async fn write_context(&self, key: &str, value: Value) -> Result<(), HostError> {
         check_key(key)?;
         check_value(&value)?;
+        // What an agent writes where a person or a later run reads it is
+        // output: screened before it is kept.
+        self.screen(
+            &format!("value written to context key {key:?}"),
+            Channel::Output,
+            &value,
+        )
+        .await?;
+        self.within_quota(crate::quotas::Kept::Context(self.agent), key, &value)
+            .await?;
         let (store, account, agent, key) = (
             self.store.clone(),
             self.caller.account,
@@ -278,6 +388,14 @@ impl Host for ServerHost {
     async fn storage_put(&self, key: &str, value: Value) -> Result<(), HostError> {
         check_key(key)?;
         check_value(&value)?;
+        self.screen(
+            &format!("value written to storage key {key:?}"),
+            Channel::Output,
+            &value,
+        )
+        .await?;
+        self.within_quota(crate::quotas::Kept::Storage, key, &value)
+            .await?;
         let (store, account, key) = (self.store.clone(), self.caller.account, key.to_string());
         self.on_server(async move { store.storage_put(account, &key, &value).await })
             .await
@@ -353,6 +471,13 @@ impl Host for ServerHost {
                 "this execution has no budget left to give a child".into(),
             ));
         }
+        // The child reads what its parent hands it: the parent's output.
+        self.screen(
+            &format!("input passed to child agent {name:?}"),
+            Channel::Output,
+            &input,
+        )
+        .await?;
         let (store, account, wanted) = (self.store.clone(), self.caller.account, name.to_string());
         let child = self
             .on_server(async move { store.get_agent_by_name(account, &wanted).await })
@@ -437,8 +562,42 @@ impl Host for ServerHost {
             "fn": ask.function.name(),
             "args_sha256": args_sha256,
             "summary": ask.summary,
+            "detail": call_detail(&ask.args),
             "execution_id": self.execution,
         }});
+        // Bounds on what one run and one agent may leave pending.
+        let quotas = self.launcher.quotas;
+        let per_run = quotas.pending_requests_per_run;
+        let pending_here = self.pending.fetch_add(1, Ordering::SeqCst);
+        let _pending = PendingSlot(&self.pending);
+        if per_run > 0 && pending_here >= per_run {
+            return Err(HostError::OverQuota(format!(
+                "pending_requests_per_run is {per_run}; this run already waits on {pending_here}"
+            )));
+        }
+        let per_agent = quotas.pending_requests_per_agent;
+        if per_agent > 0 {
+            let (store, account, agent) = (self.store.clone(), self.caller.account, self.agent);
+            let pending = self
+                .on_server(async move {
+                    store
+                        .permission_requests(
+                            account,
+                            None,
+                            Some("pending".into()),
+                            Some(agent),
+                            per_agent,
+                        )
+                        .await
+                })
+                .await?
+                .len() as u64;
+            if pending >= per_agent {
+                return Err(HostError::OverQuota(format!(
+                    "pending_requests_per_agent is {per_agent}; this agent has {pending} pending"
+                )));
+            }
+        }
         let (account, agent, key, execution) = (
             self.caller.account,
             self.agent,

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+/// What a CSV export is; sent beside it, never inside the file.
+pub use thetazero_audit::csv::NOT_VERIFIABLE_NOTICE as CSV_NOTICE;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};

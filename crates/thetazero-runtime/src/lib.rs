@@ -12,6 +12,7 @@ pub mod governance;
 mod host;
 pub mod inference;
 pub mod ledger;
+pub mod quotas;
 mod running;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub enum RuntimeError {
     AgentDisabled,
     #[error("every sandbox worker is busy and the queue is full; retry shortly")]
     Busy,
+    #[error("this account already has {0} executions running (concurrent_runs_per_account); retry when one ends")]
+    AccountBusy(u64),
     #[error("executions are halted: {0}")]
     Halted(String),
     #[error("the server is shutting down and takes no new executions")]
@@ -98,6 +101,8 @@ pub struct RuntimeConfig {
     /// The operator's ceilings: every run's effective limits are held to
     /// them, template defaults included.
     pub ceilings: thetazero_core::Ceilings,
+    /// Per-account quotas: bytes kept, runs at once, pending requests.
+    pub quotas: quotas::Quotas,
 }
 
 /// Bounds on swarms: executions started by other executions.
@@ -142,6 +147,46 @@ pub(crate) struct Launcher {
     swarm: SwarmConfig,
     dev_accounts: Vec<AccountId>,
     ceilings: thetazero_core::Ceilings,
+    quotas: quotas::Quotas,
+    /// Executions admitted per account, for `concurrent_runs_per_account`.
+    per_account: Arc<std::sync::Mutex<std::collections::HashMap<AccountId, u64>>>,
+}
+
+/// One account's share of the runs admitted; given back when dropped.
+struct AccountSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<AccountId, u64>>>,
+    account: AccountId,
+}
+
+impl AccountSlot {
+    fn take(launcher: &Launcher, account: AccountId) -> Result<AccountSlot, RuntimeError> {
+        let limit = launcher.quotas.concurrent_runs_per_account;
+        let mut counts = launcher
+            .per_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(account).or_insert(0);
+        if limit > 0 && *n >= limit {
+            return Err(RuntimeError::AccountBusy(limit));
+        }
+        *n += 1;
+        Ok(AccountSlot {
+            counts: launcher.per_account.clone(),
+            account,
+        })
+    }
+}
+
+impl Drop for AccountSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.account);
+            }
+        }
+    }
 }
 
 pub struct Runtime {
@@ -221,6 +266,8 @@ impl Runtime {
             swarm: config.swarm,
             dev_accounts: config.dev_accounts,
             ceilings: config.ceilings,
+            quotas: config.quotas,
+            per_account: Default::default(),
         });
         Ok(Runtime {
             store,
@@ -255,6 +302,57 @@ impl Runtime {
 
     pub fn running(&self) -> &Arc<Running> {
         &self.running
+    }
+
+    /// Whether a write over the API keeps the account within its quota.
+    pub async fn check_quota(
+        &self,
+        account: AccountId,
+        kept: quotas::Kept,
+        key: &str,
+        value: &Value,
+    ) -> Result<Result<(), quotas::OverQuota>, RuntimeError> {
+        Ok(self
+            .launcher
+            .quotas
+            .check_write(self.store.as_ref(), account, kept, key, value)
+            .await?)
+    }
+
+    /// The per-account quotas in force.
+    pub fn quotas(&self) -> quotas::Quotas {
+        self.launcher.quotas
+    }
+
+    /// Screens a value a caller writes where an agent will read it (context
+    /// or storage over the API) on the input channel: an input content
+    /// safety refuses must not reach the agent by another path. A refusal is
+    /// recorded as `content_blocked` and returned with its verdict.
+    /// `agent` is the agent that will read it (its template may turn safety
+    /// off); `None` for account-wide storage, which every agent may read.
+    pub async fn screen_write(
+        &self,
+        caller: Caller,
+        agent: Option<&thetazero_core::model::Agent>,
+        source: &str,
+        value: &Value,
+    ) -> Result<(), Verdict> {
+        if agent.is_some_and(|a| !a.config.content_safety()) {
+            return Ok(());
+        }
+        let filter = &self.launcher.services.safety;
+        let verdict = filter.scan_json_channel_async(value, Channel::Input).await;
+        if !verdict.is_block() {
+            return Ok(());
+        }
+        let mut event = AuditEvent::new(caller.account, "content_blocked", "safety", String::new());
+        event.key_id = caller.key_id;
+        event.agent_id = agent.map(|a| a.id);
+        let event = blocked_event(event, source, &verdict);
+        if let Err(e) = self.launcher.store.append_audit(vec![event]).await {
+            tracing::warn!(error = %e, "recording a blocked write failed");
+        }
+        Err(verdict)
     }
 
     /// Stops an agent: it refuses new executions until it is made ready
@@ -505,6 +603,7 @@ struct Admitted {
     input: Value,
     /// Held until the run is recorded: the admission slot.
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _account_slot: AccountSlot,
 }
 
 impl Admitted {
@@ -528,6 +627,8 @@ enum Ending {
     Ran {
         report: Box<ExecutionReport>,
         blocked_output: Option<Verdict>,
+        /// Log entries and error text content safety withheld, by source.
+        withheld: Vec<(String, Verdict)>,
     },
 }
 
@@ -548,8 +649,9 @@ async fn execute(
     let ending = match screen(&run.safety, &run.input, Channel::Input).await {
         Some(verdict) => Ending::InputBlocked(verdict),
         None => match start_and_run(&run, &gate).await {
-            Ok(report) => Ending::Ran {
+            Ok(mut report) => Ending::Ran {
                 blocked_output: screen(&run.safety, &report.output, Channel::Output).await,
+                withheld: screen_side_channels(&run.safety, &mut report).await,
                 report: Box::new(report),
             },
             Err(e) => Ending::SandboxFailed(e),
@@ -590,6 +692,7 @@ async fn admit(
         .clone()
         .try_acquire_owned()
         .map_err(|_| RuntimeError::Busy)?;
+    let account_slot = AccountSlot::take(&launcher, caller.account)?;
     let code_sha256 = sha256_hex(agent.entry_code.as_bytes());
     let mut limits = launcher.ceilings.clip(agent.config.limits());
     if let Some(parent) = &parent {
@@ -652,6 +755,7 @@ async fn admit(
         safety,
         input,
         _permit: permit,
+        _account_slot: account_slot,
     })
 }
 
@@ -662,6 +766,65 @@ async fn screen(safety: &Option<Arc<Filter>>, value: &Value, channel: Channel) -
         None => None,
     }
 }
+
+/// What a run wrote besides its output, where people read it: its log
+/// entries and the text of the error it ended with. Each is screened as
+/// output; a refused one is withheld from the record (and so from every
+/// reader of it) and named with its verdict.
+async fn screen_side_channels(
+    safety: &Option<Arc<Filter>>,
+    report: &mut ExecutionReport,
+) -> Vec<(String, Verdict)> {
+    let mut withheld = Vec::new();
+    if safety.is_none() {
+        return withheld;
+    }
+    for (i, entry) in report.logs.iter_mut().enumerate() {
+        // An entry logged as an object is JSON text: scanned as data.
+        let value = match entry.message.trim_start().as_bytes().first() {
+            Some(b'{' | b'[') => serde_json::from_str(&entry.message)
+                .unwrap_or_else(|_| Value::String(entry.message.clone())),
+            _ => Value::String(entry.message.clone()),
+        };
+        if let Some(verdict) = screen(safety, &value, Channel::Output).await {
+            entry.message = WITHHELD.into();
+            withheld.push((format!("log entry {i}"), verdict));
+        }
+    }
+    // Each log call's line in the host-call audit summarises its message:
+    // the i-th `log` line belongs to the i-th entry.
+    let withheld_logs: std::collections::HashSet<usize> = withheld
+        .iter()
+        .filter_map(|(source, _)| source.strip_prefix("log entry ")?.parse().ok())
+        .collect();
+    if !withheld_logs.is_empty() {
+        for (i, call) in report
+            .host_call_audit
+            .iter_mut()
+            .filter(|c| c.function == "log")
+            .enumerate()
+        {
+            if withheld_logs.contains(&i) {
+                call.args_summary = WITHHELD.into();
+            }
+        }
+    }
+    if let Some(error) = &mut report.error {
+        let text = match &error.stack {
+            Some(stack) => format!("{}\n{stack}", error.message),
+            None => error.message.clone(),
+        };
+        if let Some(verdict) = screen(safety, &Value::String(text), Channel::Output).await {
+            error.message = WITHHELD.into();
+            error.stack = None;
+            withheld.push(("error message".into(), verdict));
+        }
+    }
+    withheld
+}
+
+/// What stands in for text content safety withheld.
+const WITHHELD: &str = "[withheld by content safety]";
 
 /// Start and run: the job goes to the sandbox, registered so that kills
 /// reach it; the start is written once the run lasts or first needs it.
@@ -813,7 +976,7 @@ async fn record(
                         .unwrap_or_default()
                 );
                 let report = json!({
-                    "error": {"type": "ContentBlocked", "message": message, "stack": null},
+                    "error": {"type": "ContentBlocked", "code": "CONTENT_BLOCKED", "message": message, "stack": null},
                     "resource_usage": {"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0},
                     "content_safety": verdict,
                     "limits": limits,
@@ -832,7 +995,7 @@ async fn record(
                 )
             }
             Ending::SandboxFailed(e) => {
-                let report = json!({"error": {"type": "SandboxError", "message": e.to_string()}});
+                let report = json!({"error": {"type": "SandboxError", "code": "SANDBOX_ERROR", "message": e.to_string()}});
                 (
                     ExecutionStatus::Failed,
                     None,
@@ -847,10 +1010,32 @@ async fn record(
             Ending::Ran {
                 report,
                 blocked_output,
+                withheld,
             } => {
                 let mut report = *report;
                 let mut status = status_of(&report);
                 let mut extra = serde_json::Map::new();
+                if !withheld.is_empty() {
+                    store
+                        .append_audit(
+                            withheld
+                                .iter()
+                                .map(|(source, verdict)| {
+                                    blocked_event(
+                                        run.event("content_blocked", String::new()),
+                                        source,
+                                        verdict,
+                                    )
+                                })
+                                .collect(),
+                        )
+                        .await?;
+                    report.violation_count += withheld.len() as u64;
+                    extra.insert(
+                        "content_withheld".into(),
+                        json!(withheld.iter().map(|(s, _)| s).collect::<Vec<_>>()),
+                    );
+                }
                 if status == ExecutionStatus::Completed {
                     if let Some(verdict) = blocked_output {
                         // The output never leaves: only the verdict and its excerpt stay.
@@ -869,13 +1054,24 @@ async fn record(
                         // the record and so from every reader of it.
                         let withheld = report.logs.len();
                         report.logs.clear();
+                        for call in &mut report.host_call_audit {
+                            if call.function == "log" {
+                                call.args_summary = WITHHELD.into();
+                            }
+                        }
                         report.error = None;
                         extra.insert("logs_withheld".into(), json!(withheld));
                         extra.insert(
                             "error".into(),
-                            json!({"type": "ContentBlocked", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),
+                            json!({"type": "ContentBlocked", "code": "CONTENT_BLOCKED", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),
                         );
-                        extra.insert("content_safety".into(), json!(verdict));
+                        // The excerpt goes to the audit event alone: the
+                        // record is read by those the output was kept from.
+                        let mut shown = json!(verdict);
+                        if let Value::Object(map) = &mut shown {
+                            map.remove("excerpt");
+                        }
+                        extra.insert("content_safety".into(), shown);
                     }
                 }
                 let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);

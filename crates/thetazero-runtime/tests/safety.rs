@@ -168,13 +168,24 @@ async fn a_blocked_output_is_withheld() {
     let e = f.run(agent, json!({})).await;
     assert_eq!(e.execution.status, ExecutionStatus::Blocked);
     assert_eq!(e.execution.output, Some(Value::Null));
-    // Only a bounded excerpt of the offending text is kept.
-    let excerpt = e.execution.report["content_safety"]["excerpt"]
-        .as_str()
-        .unwrap();
+    // The record names the verdict but keeps no excerpt: its readers are
+    // the ones the output was kept from. A bounded excerpt goes to the audit
+    // event alone.
+    assert_eq!(e.execution.report["content_safety"]["layer"], "pattern");
+    assert!(e.execution.report["content_safety"]
+        .get("excerpt")
+        .is_none());
+    assert!(!e
+        .execution
+        .report
+        .to_string()
+        .contains("previous instructions"));
+    let audit = f.audit(e.execution.id).await;
+    let blocked = blocked_events(&audit);
+    assert_eq!(blocked.len(), 1);
+    let excerpt = blocked[0].event.input_summary.as_deref().unwrap();
+    assert!(excerpt.contains("previous instructions"), "{excerpt}");
     assert!(excerpt.chars().count() <= 200, "{excerpt}");
-    assert!(!e.execution.report.to_string().contains(&"y".repeat(300)));
-    assert_eq!(blocked_events(&f.audit(e.execution.id).await).len(), 1);
 
     // What the run logged goes with its output: the same text, logged first,
     // is not kept in the record either.
@@ -186,7 +197,113 @@ async fn a_blocked_output_is_withheld() {
     assert_eq!(e.execution.status, ExecutionStatus::Blocked);
     assert_eq!(e.execution.report["logs"], json!([]));
     assert_eq!(e.execution.report["logs_withheld"], json!(1));
-    assert!(!e.execution.report.to_string().contains(&"z".repeat(300)));
+    let text = e.execution.report.to_string();
+    assert!(!text.contains(&"z".repeat(300)));
+    assert!(!text.contains("previous instructions"), "{text}");
+}
+
+/// Every place an agent writes where a person or another agent reads it is
+/// screened as output: context, storage and a child's input are refused inside
+/// the agent; log entries and error text are withheld from the record.
+#[tokio::test]
+async fn no_side_channels_around_a_blocked_output() {
+    let f = Fixture::new(NetworkPolicy::default(), None).await;
+    f.agent("child", "return input;", json!({}), json!(null))
+        .await;
+    let code = format!(
+        "const leak = {INJECTION:?}; const out = {{}}; \
+         for (const [name, call] of [ \
+           ['context', () => thetazero.write_context('k', {{note: leak}})], \
+           ['storage', () => thetazero.storage_put('k', leak)], \
+           ['child', () => thetazero.call_agent('child', {{text: leak}})], \
+           ['clean', () => thetazero.write_context('ok', {{processed: 3, run_number: 5}})], \
+         ]) {{ try {{ await call(); out[name] = 'written' }} catch (e) {{ out[name] = e.code }} }} \
+         await thetazero.log('fine'); await thetazero.log(leak); \
+         await thetazero.log({{note: leak}}); \
+         out.context_now = await thetazero.read_context('k'); \
+         return out;"
+    );
+    let agent = f
+        .agent(
+            "sider",
+            &code,
+            json!({}),
+            json!([
+                "data:read",
+                "data:write",
+                "storage:read",
+                "storage:write",
+                "agents:write"
+            ]),
+        )
+        .await;
+    let e = f.run(agent, json!({})).await;
+    assert_eq!(
+        e.execution.status,
+        ExecutionStatus::Completed,
+        "{:?}",
+        e.execution.report
+    );
+    assert_eq!(
+        e.execution.output,
+        Some(
+            json!({"context": "CONTENT_BLOCKED", "storage": "CONTENT_BLOCKED", "child": "CONTENT_BLOCKED", "clean": "written", "context_now": null})
+        )
+    );
+    let logs: Vec<&str> = e.execution.report["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logs,
+        [
+            "fine",
+            "[withheld by content safety]",
+            "[withheld by content safety]"
+        ]
+    );
+    let text = e.execution.report.to_string();
+    assert!(!text.contains("previous instructions"), "{text}");
+    assert_eq!(
+        e.execution.report["content_withheld"],
+        json!(["log entry 1", "log entry 2"])
+    );
+    let audit = f.audit(e.execution.id).await;
+    let sources: Vec<String> = blocked_events(&audit)
+        .iter()
+        .map(|r| r.event.description.clone())
+        .collect();
+    assert_eq!(sources.len(), 5, "{sources:?}");
+    for wanted in [
+        "context key",
+        "storage key",
+        "child agent",
+        "log entry 1",
+        "log entry 2",
+    ] {
+        assert!(
+            sources.iter().any(|s| s.contains(wanted)),
+            "{wanted} in {sources:?}"
+        );
+    }
+
+    // A thrown message carries the same text: withheld, and the code it was
+    // thrown with is what the execution reports.
+    let code = format!("throw new Error({INJECTION:?});");
+    let thrower = f.agent("thrower", &code, json!({}), json!(null)).await;
+    let e = f.run(thrower, json!({})).await;
+    assert_eq!(e.execution.status, ExecutionStatus::Failed);
+    assert_eq!(
+        e.execution.report["error"]["message"],
+        "[withheld by content safety]"
+    );
+    assert!(!e
+        .execution
+        .report
+        .to_string()
+        .contains("previous instructions"));
 }
 
 #[tokio::test]

@@ -668,8 +668,7 @@ impl Broker {
             return None;
         }
         let host = request_host(&call.url)?;
-        (!net::domain_allowed(&host, &self.rules.http.allowed_domains))
-            .then(|| format!("{host} is not in allowed_domains"))
+        (!self.rules.http.admits(&host)).then(|| format!("{host} is not in allowed_domains"))
     }
 
     /// The allow-list with the request's host added, for one approved call.
@@ -678,6 +677,7 @@ impl Broker {
         allowed.push(request_host(url)?);
         Some(Arc::new(HttpRules {
             allowed_domains: allowed,
+            any_public_host: self.rules.http.any_public_host,
             dev_localhost: self.rules.http.dev_localhost,
             limits: self.rules.http.limits,
         }))

@@ -475,6 +475,15 @@ fn type_error(message: &str) -> ErrorInfo {
     ErrorInfo::new("TypeError", message)
 }
 
+/// A promise already resolved with `undefined`: every host call returns a
+/// promise, as the spec's host API says, even the two that finish at once.
+/// Bad arguments still throw at the call, before any promise exists.
+fn resolved<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Value<'js>> {
+    let (promise, resolve, _reject) = ctx.promise()?;
+    resolve.call::<_, ()>(())?;
+    Ok(promise.into_value())
+}
+
 fn install<'js>(
     ctx: &Ctx<'js>,
     state: &Arc<ExecState>,
@@ -486,8 +495,9 @@ fn install<'js>(
     let log_state = state.clone();
     let log = Function::new(
         ctx.clone(),
-        move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<()> {
-            bridge_log(&ctx, &log_state, args.0)
+        move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<Value<'js>> {
+            bridge_log(&ctx, &log_state, args.0)?;
+            resolved(&ctx)
         },
     )?
     .with_name("log")?;
@@ -498,8 +508,9 @@ fn install<'js>(
         "write_result",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<()> {
-                bridge_write_result(&ctx, &result_state, args.0)
+            move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<Value<'js>> {
+                bridge_write_result(&ctx, &result_state, args.0)?;
+                resolved(&ctx)
             },
         )?
         .with_name("write_result")?,
@@ -966,8 +977,17 @@ fn error_info<'js>(ctx: &Ctx<'js>, thrown: Value<'js>) -> ErrorInfo {
                 .ok()
                 .and_then(|v| v.as_string().and_then(|s| s.to_string().ok()))
                 .map(|s| clean_stack(&s));
+            // The stable code of a host-call error the agent let escape
+            // (`PERMISSION_DENIED`, `LIMIT_EXCEEDED`, ...). Only the host's own
+            // codes are kept: agent code cannot pass off another ending.
+            let code = obj
+                .get::<_, Value>("code")
+                .ok()
+                .and_then(|v| v.as_string().and_then(|s| s.to_string().ok()))
+                .filter(|c| crate::report::AGENT_VISIBLE_CODES.contains(&c.as_str()));
             return ErrorInfo {
                 stack,
+                code,
                 ..ErrorInfo::new(&kind, summarize_long(message))
             };
         }

@@ -22,6 +22,9 @@ pub enum HostError {
     /// Content safety refused the content (fetched text, a prompt, a completion).
     #[error("blocked by content safety: {0}")]
     Blocked(String),
+    /// A per-account quota of the deployment would be passed.
+    #[error("over quota: {0}")]
+    OverQuota(String),
 }
 
 impl HostError {
@@ -33,6 +36,7 @@ impl HostError {
             HostError::Refused(_) => "HOST_REFUSED",
             HostError::NotFound => "NOT_FOUND",
             HostError::Blocked(_) => "CONTENT_BLOCKED",
+            HostError::OverQuota(_) => "LIMIT_EXCEEDED",
         }
     }
 }
@@ -155,7 +159,9 @@ impl HostFn {
     pub fn scope(self) -> Option<Scope> {
         match self {
             HostFn::Log | HostFn::WriteResult => None,
-            HostFn::ReadContext => Some(Scope::DataRead),
+            // Reading the agent's own context needs nothing (the spec's host-API
+            // table); writing it does.
+            HostFn::ReadContext => None,
             HostFn::WriteContext => Some(Scope::DataWrite),
             HostFn::HttpRequest => Some(Scope::NetworkOutbound),
             HostFn::StorageGet => Some(Scope::StorageRead),

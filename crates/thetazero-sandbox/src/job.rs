@@ -168,6 +168,8 @@ impl Job {
             allow_network: self.allow_network,
             http: std::sync::Arc::new(crate::net::HttpRules {
                 allowed_domains: self.allowed_domains.clone(),
+                any_public_host: self.template != Template::Strict
+                    && self.allowed_domains.is_empty(),
                 dev_localhost: self.template == Template::Dev && self.allow_localhost,
                 limits: self.limits,
             }),

@@ -177,8 +177,18 @@ pub fn domain_allowed(host: &str, allowed: &[String]) -> bool {
 /// What a request may do beyond the policy: the agent's allow-list and caps.
 pub(crate) struct HttpRules {
     pub allowed_domains: Vec<String>,
+    /// An empty allow-list outside STRICT: any public HTTPS host (the
+    /// address rules still apply to every name).
+    pub any_public_host: bool,
     pub dev_localhost: bool,
     pub limits: Limits,
+}
+
+impl HttpRules {
+    /// Whether the allow-list admits `host` (normalised).
+    pub fn admits(&self, host: &str) -> bool {
+        self.any_public_host || domain_allowed(host, &self.allowed_domains)
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -289,7 +299,7 @@ async fn check_target(
             if dev_local {
                 (name, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
             } else {
-                if !domain_allowed(&name, &rules.allowed_domains) {
+                if !rules.admits(&name) {
                     return Err(NetError::Refused(format!(
                         "{name} is not in allowed_domains"
                     )));
@@ -309,7 +319,7 @@ async fn check_target(
         }
         UrlHost::Ipv4(ip) => {
             let text = ip.to_string();
-            if !dev_local && !domain_allowed(&text, &rules.allowed_domains) {
+            if !dev_local && !rules.admits(&text) {
                 return Err(NetError::Refused(format!(
                     "{text} is not in allowed_domains"
                 )));

@@ -45,6 +45,26 @@ impl LimitKind {
     }
 }
 
+/// The stable codes a host call can fail with inside the agent; an uncaught
+/// error carrying one reports it as the execution's `error.code`.
+pub const AGENT_VISIBLE_CODES: &[&str] = &[
+    "PERMISSION_DENIED",
+    "LIMIT_EXCEEDED",
+    "CONTENT_BLOCKED",
+    "NETWORK_REFUSED",
+    "NETWORK_ERROR",
+    "HTTP_TIMEOUT",
+    "REQUEST_TOO_LARGE",
+    "RESPONSE_TOO_LARGE",
+    "VALUE_TOO_LARGE",
+    "INVALID_ARGUMENT",
+    "AUDIT_UNAVAILABLE",
+    "HOST_UNAVAILABLE",
+    "HOST_REFUSED",
+    "UNSUPPORTED",
+    "NOT_FOUND",
+];
+
 /// An error the agent's code ended with. `stack` names only agent code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
@@ -52,19 +72,31 @@ pub struct ErrorInfo {
     pub kind: String,
     pub message: String,
     pub stack: Option<String>,
-    /// A stable code where the sandbox, not the agent, ended the run
-    /// (`WORKER_STOPPED`, `WORKER_FAILED`).
+    /// The stable code of the ending: the host-call error the agent let
+    /// escape (`PERMISSION_DENIED`, ...), or the sandbox's own
+    /// (`LIMIT_EXCEEDED`, `KILLED`, `WORKER_STOPPED`, ...). `None` for an
+    /// error of the agent's own making.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
 }
 
 impl ErrorInfo {
     pub fn new(kind: &str, message: impl Into<String>) -> ErrorInfo {
+        // Endings the sandbox itself reports carry their code from the start.
+        let code = match kind {
+            "LimitExceeded" => Some("LIMIT_EXCEEDED"),
+            "Killed" => Some("KILLED"),
+            "TimedOut" => Some("TIMEOUT"),
+            "WorkerStopped" => Some("WORKER_STOPPED"),
+            "SandboxError" => Some("SANDBOX_ERROR"),
+            "ContentBlocked" => Some("CONTENT_BLOCKED"),
+            _ => None,
+        };
         ErrorInfo {
             kind: kind.into(),
             message: message.into(),
             stack: None,
-            code: None,
+            code: code.map(str::to_string),
         }
     }
 }

@@ -32,7 +32,7 @@ fn cases() -> Vec<(&'static str, &'static str, Expect)> {
         ("Reflect.construct Function", "try { return Reflect.construct(Function, ['return 1'])() } catch (e) { return e.name }", ev()),
         ("descriptor of constructor", "try { return Object.getOwnPropertyDescriptor(Function.prototype, 'constructor').value('return 1')() } catch (e) { return e.name }", ev()),
         ("promise from bridge", "const p = thetazero.read_context('k'); p.catch(() => {}); try { return p.constructor.constructor('return process')() } catch (e) { return e.name }", ev()),
-        ("then callback of bridge promise", "try { await thetazero.read_context('k') } catch (e) { try { return e.constructor.constructor('return process')() } catch (e2) { return e2.name } }", ev()),
+        ("then callback of bridge promise", "try { await thetazero.storage_get('k') } catch (e) { try { return e.constructor.constructor('return process')() } catch (e2) { return e2.name } }", ev()),
         ("error code object chain", "try { await thetazero.storage_get('k') } catch (e) { try { return e.code.constructor.constructor('return process')() } catch (e2) { return e2.name } }", ev()),
         ("resolved bridge value", "const t = await Promise.resolve(thetazero); try { return t.write_result.call.constructor('return 1')() } catch (e) { return e.name }", ev()),
         ("array constructor chain", "try { return [].constructor.constructor('return 1')() } catch (e) { return e.name }", ev()),
@@ -61,7 +61,7 @@ fn cases() -> Vec<(&'static str, &'static str, Expect)> {
         ("poison JSON.stringify", "JSON.stringify = () => '\"evil\"'; return {a: 1}", Out(json!({"a": 1}))),
         ("poison Promise.prototype.then", "Promise.prototype.then = function () { throw new Error('x') }; return 1", Out(json!(1))),
         ("poison iterator used by rest args", "Array.prototype[Symbol.iterator] = function () { throw 1 }; thetazero.log('x'); return 'ok'", Out(json!("ok"))),
-        ("accessor trap for error code", "Object.defineProperty(Object.prototype, 'code', {set(v) { globalThis.stolen = v }, get() { return 'fake' }}); try { await thetazero.read_context('k') } catch (e) { return [e.code, typeof stolen] }", Out(json!(["PERMISSION_DENIED", "undefined"]))),
+        ("accessor trap for error code", "Object.defineProperty(Object.prototype, 'code', {set(v) { globalThis.stolen = v }, get() { return 'fake' }}); try { await thetazero.storage_get('k') } catch (e) { return [e.code, typeof stolen] }", Out(json!(["PERMISSION_DENIED", "undefined"]))),
         ("poison Error", "Error.prototype.toString = () => { for (;;) {} }; Error.captureStackTrace = 1; return 'ok'", Out(json!("ok"))),
         // 4. Arguments that fight back.
         ("getter loops in value", "await thetazero.write_context('k', {get x() { for (;;) {} }})", TimedOut),

@@ -119,6 +119,23 @@ async fn log_levels() {
     assert_eq!(r.logs[2].message, r#"{"x":1}"#);
 }
 
+/// "All calls are async and return Promises": the two that finish at once
+/// return promises already resolved.
+#[tokio::test]
+async fn log_and_write_result_return_promises() {
+    let (r, _) = run_code(
+        "const p = thetazero.log('a'); const q = thetazero.write_result({n: 1}); \
+         const seen = [p instanceof Promise, q instanceof Promise]; \
+         await p.then(() => thetazero.log('after')); await q; \
+         await thetazero.write_result(seen);",
+    )
+    .await;
+    assert_eq!(r.status, Status::Completed, "{r:?}");
+    assert_eq!(r.output, json!([true, true]));
+    let messages: Vec<_> = r.logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(messages, ["a", "after"]);
+}
+
 #[tokio::test]
 async fn dev_template_keeps_code_generation() {
     let host = MemHost::new();

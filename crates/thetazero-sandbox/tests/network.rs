@@ -531,6 +531,47 @@ async fn caps_and_bad_requests() {
     assert_eq!(r.output["code"], json!("NETWORK_REFUSED"));
 }
 
+/// An empty allow-list means any public HTTPS host on STANDARD and no host at
+/// all on STRICT; the address rules apply either way.
+#[tokio::test]
+async fn an_empty_allow_list_is_any_public_host_outside_strict() {
+    let (r, _) = fetch(true, &[], "'https://api.example.com/data'").await;
+    assert_eq!(r.output["ok"], json!(true), "{}", r.output);
+    assert_eq!(r.output["body"], json!({"items": [1, 2, 3]}));
+    for host in [
+        "private.example.com",
+        "meta.example.com",
+        "mixed.example.com",
+        "127.0.0.1",
+        "10.0.0.1",
+    ] {
+        let (r, _) = fetch(false, &[], &format!("'https://{host}/'")).await;
+        assert_eq!(
+            r.output["code"],
+            json!("NETWORK_REFUSED"),
+            "{host}: {}",
+            r.output
+        );
+    }
+    let (r, _) = fetch(true, &[], "'http://api.example.com/data'").await;
+    assert_eq!(r.output["code"], json!("NETWORK_REFUSED"), "plain HTTP");
+
+    let host = MemHost::new();
+    let mut j = job(
+        "try { await thetazero.http_request('https://api.example.com/data'); return 'reached' } catch (e) { return e.message }",
+        &host,
+    );
+    j.scopes = BTreeSet::from([Scope::NetworkOutbound]);
+    j.allow_network = true;
+    j.template = Template::Strict;
+    let r = net(true).sandbox.execute(j).await.unwrap();
+    let message = r.output.as_str().unwrap_or_default().to_string();
+    assert!(
+        message.contains("allowed_domains"),
+        "STRICT, empty list: {r:?}"
+    );
+}
+
 #[tokio::test]
 async fn dev_localhost_only_on_dev() {
     // STANDARD with allow_localhost: still refused.

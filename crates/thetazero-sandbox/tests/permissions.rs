@@ -9,8 +9,7 @@ use serde_json::json;
 use thetazero_sandbox::{SandboxEvent, Scope, Status};
 
 /// (call, scope it needs, calls that reach the host when allowed)
-const CASES: [(&str, Scope, usize); 6] = [
-    ("thetazero.read_context('k')", Scope::DataRead, 1),
+const CASES: [(&str, Scope, usize); 5] = [
     ("thetazero.write_context('k', {v: 1})", Scope::DataWrite, 1),
     ("thetazero.storage_get('k')", Scope::StorageRead, 1),
     ("thetazero.storage_put('k', [1, 2])", Scope::StorageWrite, 1),
@@ -98,6 +97,17 @@ async fn http_needs_scope_and_allow_network() {
     assert_eq!(r.output["code"], json!("PERMISSION_DENIED"), "{r:?}");
     assert!(r.output["msg"].as_str().unwrap().contains("allow_network"));
     assert_eq!(host.denied_events(), 1);
+}
+
+/// Reading the agent's own context needs no scope (the spec's host-API table).
+#[tokio::test]
+async fn reading_own_context_needs_no_scope() {
+    let (r, host) = attempt("thetazero.read_context('k')", BTreeSet::new()).await;
+    assert_eq!(r.output["ok"], json!(true), "{r:?}");
+    assert_eq!(host.reached(), 1);
+    assert_eq!(host.denied_events(), 0);
+    assert_eq!(r.violation_count, 0);
+    assert!(r.host_call_audit[0].allowed);
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::{interval_us, RateDecision, RateLimit};
 use thetazero_core::store::{
-    decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
+    decode_agent_columns, AccountUsage, Audit, Bootstrap, Store, StoreError, StoreResult,
 };
 use thetazero_core::KeyScope;
 
@@ -1198,6 +1198,29 @@ impl Store for PgStore {
         serde_json::from_str(&value)
             .map(Some)
             .map_err(|_| StoreError::corrupt("storage value"))
+    }
+
+    async fn account_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT
+               (SELECT COALESCE(SUM(octet_length(c.key) + octet_length(c.value)), 0)::BIGINT
+                  FROM agent_context c JOIN agents a ON a.id = c.agent_id WHERE a.account_id = $1),
+               (SELECT COALESCE(SUM(octet_length(key) + octet_length(value)), 0)::BIGINT
+                  FROM account_storage WHERE account_id = $1)",
+            &[&account],
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(AccountUsage::default());
+        };
+        let context_bytes: i64 = col(&row, 0)?;
+        let storage_bytes: i64 = col(&row, 1)?;
+        Ok(AccountUsage {
+            context_bytes: context_bytes.max(0) as u64,
+            storage_bytes: storage_bytes.max(0) as u64,
+        })
     }
 
     async fn storage_put(&self, account: AccountId, key: &str, value: &Value) -> StoreResult<()> {

@@ -28,7 +28,7 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::{gcra, RateDecision, RateLimit};
 use thetazero_core::store::{
-    decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
+    decode_agent_columns, AccountUsage, Audit, Bootstrap, Store, StoreError, StoreResult,
 };
 use thetazero_core::KeyScope;
 
@@ -1263,6 +1263,32 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
             v.map(|v| serde_json::from_str(&v).map_err(|_| StoreError::corrupt("storage value")))
                 .transpose()
+        })
+        .await
+    }
+
+    async fn account_usage(&self, account: AccountId) -> StoreResult<AccountUsage> {
+        self.read(move |c| {
+            let context_bytes: i64 = query_row_cached(
+                c,
+                "SELECT COALESCE(SUM(length(CAST(c.key AS BLOB)) + length(CAST(c.value AS BLOB))), 0)
+                 FROM agent_context c JOIN agents a ON a.id = c.agent_id WHERE a.account_id = ?1",
+                params![account],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+            let storage_bytes: i64 = query_row_cached(
+                c,
+                "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0)
+                 FROM account_storage WHERE account_id = ?1",
+                params![account],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+            Ok(AccountUsage {
+                context_bytes: context_bytes.max(0) as u64,
+                storage_bytes: storage_bytes.max(0) as u64,
+            })
         })
         .await
     }

@@ -195,6 +195,14 @@ pub async fn export(
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}\""),
             ),
+            (
+                header::HeaderName::from_static("x-thetazero-notice"),
+                if name.ends_with(".csv") {
+                    thetazero_runtime::ledger::CSV_NOTICE.to_string()
+                } else {
+                    "A verifiable bundle: check it with `thetazero audit verify BUNDLE --key VKEY_FILE`.".to_string()
+                },
+            ),
         ],
         Body::from_stream(stream),
     )

@@ -82,7 +82,45 @@ pub async fn put(
             format!("context values are at most {max} bytes of JSON; this one is {size}"),
         ));
     }
-    require_agent(&state, &caller, id).await?;
+    let agent = state
+        .store
+        .get_agent(caller.account(), id)
+        .await?
+        .ok_or_else(|| HttpError::not_found("agent"))?;
+    // The agent reads this value: it is input, screened as such.
+    if let Err(verdict) = state
+        .runtime
+        .screen_write(
+            crate::routes::run_caller(&caller),
+            Some(&agent),
+            &format!("value written to context key {key:?}"),
+            &value,
+        )
+        .await
+    {
+        return Err(HttpError::new(
+            ErrorCode::ContentBlocked,
+            format!(
+                "the value was blocked by content safety ({}; injection {:.2}, toxicity {:.2}); excerpt: {}",
+                verdict.rule.as_deref().unwrap_or("model"),
+                verdict.injection,
+                verdict.toxicity,
+                verdict.excerpt.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    if let Err(over) = state
+        .runtime
+        .check_quota(
+            caller.account(),
+            thetazero_runtime::quotas::Kept::Context(id),
+            &key,
+            &value,
+        )
+        .await?
+    {
+        return Err(HttpError::new(ErrorCode::QuotaExceeded, over.to_string()));
+    }
     let (account, key_id) = (caller.account(), caller.key_id());
     let entry = state
         .store

@@ -63,6 +63,11 @@ impl From<RuntimeError> for HttpError {
                 err.retry_after = Some(1);
                 HttpError(err)
             }
+            RuntimeError::AccountBusy(_) => {
+                let mut err = ApiError::new(ErrorCode::RateLimited, e.to_string());
+                err.retry_after = Some(1);
+                HttpError(err)
+            }
             RuntimeError::Halted(_) => {
                 let mut err = ApiError::new(ErrorCode::GlobalHalt, e.to_string());
                 err.retry_after = Some(30);

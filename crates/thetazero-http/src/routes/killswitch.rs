@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use thetazero_api::{ErrorBody, ErrorCode};
 use thetazero_runtime::governance::HaltScope;
-use thetazero_runtime::Caller as RunCaller;
 use utoipa::ToSchema;
 
 use super::check_text;
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::extract::{Id, JsonBody};
+use crate::routes::run_caller;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,13 +34,6 @@ pub struct HaltRequest {
     /// (an owner key of the deployment's first account only).
     #[serde(default)]
     pub scope: Option<String>,
-}
-
-fn run_caller(c: &Caller) -> RunCaller {
-    RunCaller {
-        account: c.account(),
-        key_id: c.key_id(),
-    }
 }
 
 async fn kill(

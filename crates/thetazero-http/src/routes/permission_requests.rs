@@ -235,6 +235,9 @@ async fn list(state: AppState, caller: Caller, params: ListParams) -> HttpResult
     ))
 }
 
+/// The longest a grant may be approved for: one year.
+const MAX_GRANT_MS: u64 = 365 * 24 * 3600 * 1000;
+
 async fn decide(
     state: AppState,
     caller: Caller,
@@ -264,9 +267,16 @@ async fn decide(
             "grant_expires_in_ms applies to approvals",
         ));
     }
-    let grant_expires_at = decision.grant_expires_in_ms.map(|ms| {
-        OffsetDateTime::now_utc() + Duration::milliseconds(ms.min(i64::MAX as u64) as i64)
-    });
+    if let Some(ms) = decision.grant_expires_in_ms {
+        if !(1..=MAX_GRANT_MS).contains(&ms) {
+            return Err(HttpError::invalid(format!(
+                "field \"grant_expires_in_ms\" must be between 1 and {MAX_GRANT_MS} (one year), not {ms}"
+            )));
+        }
+    }
+    let grant_expires_at = decision
+        .grant_expires_in_ms
+        .map(|ms| OffsetDateTime::now_utc() + Duration::milliseconds(ms as i64));
     let key_id = caller.key_id();
     let (status, action) = if approve {
         ("approved", "permission_approved")
