@@ -58,9 +58,15 @@ pub struct AgentView {
     pub version: String,
     pub description: String,
     pub status: String,
-    /// The effective configuration: every field, template defaults filled in.
+    /// The configuration as the author gave it, template defaults filled in;
+    /// never widened by grants, so a read-modify-write keeps it as it was.
     #[schema(value_type = Object)]
     pub config: Value,
+    /// What the agent runs with now: `config` widened by the grants in force
+    /// (`grants`, each with its expiry) with every limit held to the
+    /// operator's ceilings, and the effective `permissions`.
+    #[schema(value_type = Object)]
+    pub effective_config: Value,
     #[schema(value_type = Object)]
     pub permissions: Value,
     pub entry_code: String,

@@ -33,6 +33,9 @@ pub struct ApiKey {
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The key that created this one; `None` for keys made by the server
+    /// itself (an account's first owner key, a recovery).
+    pub created_by: Option<KeyId>,
 }
 
 impl ApiKey {
@@ -55,6 +58,7 @@ pub struct NewKey {
     pub hash: [u8; 32],
     pub scopes: Vec<KeyScope>,
     pub is_owner: bool,
+    pub created_by: Option<KeyId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +270,9 @@ pub struct PermissionRequest {
     /// An approved grant lapses at this time, if set.
     pub grant_expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    /// Hex SHA-256 of the agent's code when the request was raised: the
+    /// grant holds for that code only.
+    pub code_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -276,6 +283,7 @@ pub struct NewPermissionRequest {
     pub grant: Value,
     pub justification: String,
     pub expires_at: OffsetDateTime,
+    pub code_sha256: Option<String>,
 }
 
 /// How a pending request ends.

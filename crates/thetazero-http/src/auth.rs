@@ -71,6 +71,9 @@ impl Caller {
 #[derive(Debug, Clone, Copy)]
 pub struct StreamAccess {
     pub account: AccountId,
+    /// The key that opened the stream, or that minted its token: the stream
+    /// ends when the key is revoked or loses `audit:read`.
+    pub key: i64,
 }
 
 /// What a route requires.
@@ -327,11 +330,18 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
             .ok_or_else(|| {
                 HttpError::new(ErrorCode::Unauthorized, "missing API key or stream token")
             })?;
-        let account =
-            crate::stream_token::verify(&state.stream_secret(), &token).ok_or_else(|| {
+        let (account, key) = crate::stream_token::verify(&state.stream_secret(), &token)
+            .ok_or_else(|| {
                 HttpError::new(ErrorCode::Unauthorized, "invalid or expired stream token")
             })?;
-        req.extensions_mut().insert(StreamAccess { account });
+        // A token lives only as long as the key that minted it may read.
+        if !key_may_stream(state, account, key).await? {
+            return Err(HttpError::new(
+                ErrorCode::Unauthorized,
+                "the key that minted this stream token is revoked or lacks audit:read",
+            ));
+        }
+        req.extensions_mut().insert(StreamAccess { account, key });
         return Ok(());
     }
     let header = req
@@ -350,6 +360,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
             }
             req.extensions_mut().insert(StreamAccess {
                 account: key.account_id,
+                key: key.id,
             });
         }
         Access::Scope(scope) => {
@@ -445,4 +456,17 @@ mod tests {
             assert!(seen.insert((m, r)), "duplicate rule {m} {r}");
         }
     }
+}
+
+/// Whether a key is live and may read its account's audit stream.
+pub(crate) async fn key_may_stream(
+    state: &AppState,
+    account: AccountId,
+    key: i64,
+) -> Result<bool, HttpError> {
+    Ok(state
+        .store
+        .get_key(account, key)
+        .await?
+        .is_some_and(|k| k.revoked_at.is_none() && k.has_scope(KeyScope::AuditRead)))
 }

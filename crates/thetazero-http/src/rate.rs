@@ -1,5 +1,6 @@
 //! Rate limits the HTTP layer enforces before acting: executions per API key
-//! and agent code changes per agent (the evolution rate). Counters live in
+//! and per account, and agent code changes per agent name (the evolution
+//! rate). Counters live in
 //! the store, so on PostgreSQL every replica counts against the same limit.
 //!
 //! A refusal is a 429 with `Retry-After` and an audit event `rate_limit_hit`
@@ -22,6 +23,10 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy)]
 pub enum Limited {
     ExecutionsPerKey,
+    /// Counted per account, so that minting keys does not widen it.
+    ExecutionsPerAccount,
+    /// Counted per agent name within the account, so that deleting and
+    /// re-creating an agent does not reset it.
     CodeUpdatesPerAgent,
 }
 
@@ -29,6 +34,7 @@ impl Limited {
     fn name(self) -> &'static str {
         match self {
             Limited::ExecutionsPerKey => "executions_per_key_per_minute",
+            Limited::ExecutionsPerAccount => "executions_per_account_per_minute",
             Limited::CodeUpdatesPerAgent => "code_updates_per_agent_per_hour",
         }
     }
@@ -40,7 +46,7 @@ pub async fn enforce(
     state: &AppState,
     caller: &Caller,
     which: Limited,
-    agent: Option<AgentId>,
+    agent: Option<(AgentId, &str)>,
 ) -> HttpResult<()> {
     let (limit, window, key) = match which {
         Limited::ExecutionsPerKey => (
@@ -48,10 +54,19 @@ pub async fn enforce(
             Duration::from_secs(60),
             format!("exec:key:{}", caller.key.id),
         ),
+        Limited::ExecutionsPerAccount => (
+            state.settings.executions_per_account_per_minute,
+            Duration::from_secs(60),
+            format!("exec:account:{}", caller.account()),
+        ),
         Limited::CodeUpdatesPerAgent => (
             state.settings.code_updates_per_agent_per_hour,
             Duration::from_secs(3600),
-            format!("evolve:agent:{}", agent.unwrap_or_default()),
+            format!(
+                "evolve:account:{}:name:{}",
+                caller.account(),
+                agent.map_or("", |(_, name)| name)
+            ),
         ),
     };
     if limit == 0 {
@@ -86,7 +101,7 @@ pub async fn enforce(
             retry_after,
         )
         .key(caller.key_id());
-        if let Some(agent) = agent {
+        if let Some((agent, _)) = agent.filter(|(id, _)| *id > 0) {
             event = event.agent(agent);
         }
         event.payload["note"] =

@@ -29,12 +29,19 @@ pub struct Settings {
     /// Executions one API key may start per minute, across replicas; 0 is
     /// no limit.
     pub executions_per_key_per_minute: u32,
+    /// Executions one account may start per minute, across replicas and
+    /// keys; 0 is no limit.
+    pub executions_per_account_per_minute: u32,
     /// Entry-code changes per agent per hour (the evolution rate); 0 is no
     /// limit.
     pub code_updates_per_agent_per_hour: u32,
     /// Accounts the operator lets use the DEV template and `allow_localhost`
     /// (which reaches the server's own loopback services); none by default.
     pub dev_accounts: Vec<i64>,
+    /// Forbid a key to decide permission requests made by keys it created
+    /// (directly or through others); off by default, so that an owner
+    /// approves its agents' requests as the spec's flow has it.
+    pub approvals_forbid_ancestors: bool,
 }
 
 impl Default for Settings {
@@ -47,8 +54,10 @@ impl Default for Settings {
             stream_keepalive: std::time::Duration::from_secs(15),
             stream_max_duration: std::time::Duration::from_secs(600),
             executions_per_key_per_minute: 1200,
+            executions_per_account_per_minute: 6000,
             code_updates_per_agent_per_hour: 60,
             dev_accounts: Vec::new(),
+            approvals_forbid_ancestors: false,
         }
     }
 }
@@ -61,6 +70,9 @@ pub struct AppState {
     pub feed: Arc<AuditFeed>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// Ids of keys revoked by this replica, so that streams opened with them
+    /// end at once (streams on other replicas notice at their next keepalive).
+    pub revoked_keys: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl AppState {
@@ -82,6 +94,7 @@ impl AppState {
             feed: AuditFeed::new(store.clone()),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
+            revoked_keys: tokio::sync::broadcast::Sender::new(64),
         }
     }
 }

@@ -1,14 +1,15 @@
 //! Short-lived, read-only stream tokens for browsers, whose `EventSource`
-//! cannot send an Authorization header: `base64url(account.expiry)` and an
-//! HMAC-SHA256 over it, keyed by a secret every replica derives from the
+//! cannot send an Authorization header: `base64url(account.key.expiry)` and
+//! an HMAC-SHA256 over it, keyed by a secret every replica derives from the
 //! deployment's signing key. They open one account's audit stream and nothing
-//! else.
+//! else, and only while the key that minted them is live and may read the
+//! audit log.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use thetazero_core::model::AccountId;
+use thetazero_core::model::{AccountId, KeyId};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -17,22 +18,23 @@ pub const TTL_SECS: i64 = 300;
 
 fn mac(secret: &[u8; 32], body: &str) -> Option<HmacSha256> {
     let mut mac = HmacSha256::new_from_slice(secret).ok()?;
-    mac.update(b"thetazero stream token v1\0");
+    mac.update(b"thetazero stream token v2\0");
     mac.update(body.as_bytes());
     Some(mac)
 }
 
-/// A token for `account`, valid until `expires` (Unix seconds).
-pub fn issue(secret: &[u8; 32], account: AccountId, expires: i64) -> String {
-    let body = URL_SAFE_NO_PAD.encode(format!("{account}.{expires}"));
+/// A token for `account`, minted by `key`, valid until `expires` (Unix
+/// seconds).
+pub fn issue(secret: &[u8; 32], account: AccountId, key: KeyId, expires: i64) -> String {
+    let body = URL_SAFE_NO_PAD.encode(format!("{account}.{key}.{expires}"));
     let tag = mac(secret, &body)
         .map(|m| URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
         .unwrap_or_default();
     format!("{body}.{tag}")
 }
 
-/// The account a valid, unexpired token opens.
-pub fn verify(secret: &[u8; 32], token: &str) -> Option<AccountId> {
+/// The account a valid, unexpired token opens, and the key that minted it.
+pub fn verify(secret: &[u8; 32], token: &str) -> Option<(AccountId, KeyId)> {
     verify_at(
         secret,
         token,
@@ -40,7 +42,7 @@ pub fn verify(secret: &[u8; 32], token: &str) -> Option<AccountId> {
     )
 }
 
-fn verify_at(secret: &[u8; 32], token: &str, now: i64) -> Option<AccountId> {
+fn verify_at(secret: &[u8; 32], token: &str, now: i64) -> Option<(AccountId, KeyId)> {
     if token.len() > 256 {
         return None;
     }
@@ -49,9 +51,17 @@ fn verify_at(secret: &[u8; 32], token: &str, now: i64) -> Option<AccountId> {
     // verify_slice compares in constant time.
     mac(secret, body)?.verify_slice(&tag).ok()?;
     let plain = String::from_utf8(URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
-    let (account, expires) = plain.split_once('.')?;
-    let (account, expires): (AccountId, i64) = (account.parse().ok()?, expires.parse().ok()?);
-    (now <= expires).then_some(account)
+    let mut parts = plain.split('.');
+    let (account, key, expires) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let (account, key, expires): (AccountId, KeyId, i64) = (
+        account.parse().ok()?,
+        key.parse().ok()?,
+        expires.parse().ok()?,
+    );
+    (now <= expires).then_some((account, key))
 }
 
 #[cfg(test)]
@@ -61,9 +71,9 @@ mod tests {
     #[test]
     fn tokens_open_one_account_until_they_expire() {
         let secret = [7u8; 32];
-        let token = issue(&secret, 42, 1_000);
-        assert_eq!(verify_at(&secret, &token, 999), Some(42));
-        assert_eq!(verify_at(&secret, &token, 1_000), Some(42));
+        let token = issue(&secret, 42, 5, 1_000);
+        assert_eq!(verify_at(&secret, &token, 999), Some((42, 5)));
+        assert_eq!(verify_at(&secret, &token, 1_000), Some((42, 5)));
         assert_eq!(verify_at(&secret, &token, 1_001), None, "expired");
         assert_eq!(
             verify_at(&[8u8; 32], &token, 999),
@@ -71,18 +81,19 @@ mod tests {
             "another deployment's secret"
         );
         let (body, tag) = token.split_once('.').unwrap();
-        let forged_body = URL_SAFE_NO_PAD.encode("43.1000");
-        assert_eq!(
-            verify_at(&secret, &format!("{forged_body}.{tag}"), 999),
-            None,
-            "another account"
-        );
-        let later = URL_SAFE_NO_PAD.encode("42.999999");
-        assert_eq!(
-            verify_at(&secret, &format!("{later}.{tag}"), 999),
-            None,
-            "a later expiry"
-        );
+        for (forged, why) in [
+            ("43.5.1000", "another account"),
+            ("42.6.1000", "another key"),
+            ("42.5.999999", "a later expiry"),
+            ("42.1000", "the old two-part form"),
+        ] {
+            let forged = URL_SAFE_NO_PAD.encode(forged);
+            assert_eq!(
+                verify_at(&secret, &format!("{forged}.{tag}"), 999),
+                None,
+                "{why}"
+            );
+        }
         for junk in [
             "",
             ".",

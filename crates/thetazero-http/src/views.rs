@@ -1,6 +1,7 @@
 //! Conversions from domain records to wire types. The only place that knows
 //! both shapes.
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thetazero_api::types::{AccountView, AgentView, AuditEventView, KeyView};
 use thetazero_core::audit::AuditRecord;
@@ -25,6 +26,7 @@ pub fn agent(a: &Agent) -> AgentView {
         description: a.description.clone(),
         status: a.status.as_str().into(),
         config: a.config.to_json(),
+        effective_config: Value::Null,
         permissions: a.permissions.to_json(),
         entry_code: a.entry_code.clone(),
         code_sha256: hex::encode(Sha256::digest(a.entry_code.as_bytes())),

@@ -104,6 +104,8 @@ pub(crate) struct HostServices {
     pub launcher: Arc<crate::Launcher>,
     /// This execution's depth in its swarm: 0 at the top.
     pub depth: u32,
+    /// Hex SHA-256 of the code this execution runs.
+    pub code_sha256: String,
 }
 
 pub(crate) struct ServerHost {
@@ -123,6 +125,7 @@ pub(crate) struct ServerHost {
     depth: u32,
     /// Permission requests this run waits on now.
     pending: AtomicU64,
+    code_sha256: String,
 }
 
 impl ServerHost {
@@ -140,6 +143,7 @@ impl ServerHost {
             inference,
             launcher,
             depth,
+            code_sha256,
         } = services;
         let tokens = inference
             .as_ref()
@@ -158,6 +162,7 @@ impl ServerHost {
             launcher,
             depth,
             pending: AtomicU64::new(0),
+            code_sha256,
         }
     }
 
@@ -612,6 +617,7 @@ impl Host for ServerHost {
         );
         let timeout = time::Duration::try_from(ask.timeout).unwrap_or(time::Duration::MINUTE);
         let store = self.store.clone();
+        let code_sha256 = self.code_sha256.clone();
         let request = self
             .on_server(async move {
                 store
@@ -623,6 +629,7 @@ impl Host for ServerHost {
                             grant,
                             justification,
                             expires_at: time::OffsetDateTime::now_utc() + timeout,
+                            code_sha256: Some(code_sha256),
                         },
                         Box::new(move |r| {
                             vec![AuditEvent::approval(

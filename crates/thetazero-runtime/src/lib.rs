@@ -304,6 +304,35 @@ impl Runtime {
         &self.running
     }
 
+    /// The configuration an agent runs with now: its own, widened by the
+    /// grants in force (listed with their expiry), every limit held to the
+    /// operator's ceilings. The stored `config` stays as the author wrote it,
+    /// so a read-modify-write never makes a temporary grant permanent.
+    pub async fn effective_config(
+        &self,
+        account: AccountId,
+        agent: &thetazero_core::model::Agent,
+    ) -> Result<Value, RuntimeError> {
+        let (effective, grants) = with_grants_listed(&self.store, account, agent.clone()).await?;
+        let limits = self.launcher.ceilings.clip(effective.config.limits());
+        let mut shown = effective.config.to_json();
+        if let Value::Object(map) = &mut shown {
+            map.insert("memory_limit_mb".into(), json!(limits.memory_mb));
+            map.insert("cpu_time_limit_ms".into(), json!(limits.cpu_time_ms));
+            map.insert(
+                "max_api_calls_per_run".into(),
+                json!(limits.max_api_calls_per_run),
+            );
+            map.insert(
+                "max_api_calls_per_minute".into(),
+                json!(limits.max_api_calls_per_minute),
+            );
+            map.insert("permissions".into(), effective.permissions.to_json());
+            map.insert("grants".into(), Value::Array(grants));
+        }
+        Ok(shown)
+    }
+
     /// Whether a write over the API keeps the account within its quota.
     pub async fn check_quota(
         &self,
@@ -427,15 +456,32 @@ impl Runtime {
 async fn with_grants(
     store: &Arc<dyn Store>,
     account: AccountId,
-    mut agent: thetazero_core::model::Agent,
+    agent: thetazero_core::model::Agent,
 ) -> Result<thetazero_core::model::Agent, RuntimeError> {
+    Ok(with_grants_listed(store, account, agent).await?.0)
+}
+
+/// As `with_grants`, with the grants that applied: `{request_id,
+/// permissions, grant_expires_at}` each.
+async fn with_grants_listed(
+    store: &Arc<dyn Store>,
+    account: AccountId,
+    mut agent: thetazero_core::model::Agent,
+) -> Result<(thetazero_core::model::Agent, Vec<Value>), RuntimeError> {
+    let mut applied = Vec::new();
     let approved = store
         .permission_requests(account, None, Some("approved".into()), Some(agent.id), 100)
         .await?;
     let now = time::OffsetDateTime::now_utc();
+    let code = sha256_hex(agent.entry_code.as_bytes());
     // Grants were checked against the ceilings when they were requested.
     for request in approved.iter().rev() {
         if request.grant_expires_at.is_some_and(|t| t <= now) {
+            continue;
+        }
+        // A grant holds for the code it was asked for: new code has to ask
+        // again.
+        if request.code_sha256.as_deref() != Some(code.as_str()) {
             continue;
         }
         let Ok(grant) = thetazero_core::permissions::Grant::from_json(
@@ -451,8 +497,15 @@ async fn with_grants(
             agent.config = config;
         }
         agent.permissions = grant.widen(&agent.permissions);
+        applied.push(json!({
+            "request_id": request.id,
+            "permissions": request.grant,
+            "grant_expires_at": request
+                .grant_expires_at
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        }));
     }
-    Ok(agent)
+    Ok((agent, applied))
 }
 
 /// How long a run may go before its start is written on its own.
@@ -875,6 +928,7 @@ async fn start_and_run(
             inference: launcher.services.inference.clone(),
             launcher: launcher.clone(),
             depth: run.parent.as_ref().map_or(0, |p| p.depth),
+            code_sha256: run.new.code_sha256.clone(),
         },
     ));
     let agent = &run.agent;

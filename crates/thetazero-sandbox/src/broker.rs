@@ -520,6 +520,13 @@ impl Broker {
                         }
                         denial = None;
                     }
+                    // The run already waits on as many requests as it may.
+                    Err(HostError::OverQuota(why)) => {
+                        denial = Some((
+                            "LIMIT_EXCEEDED",
+                            format!("{reason}; no request was raised: {why}"),
+                        ));
+                    }
                     Ok(false) | Err(_) => {
                         denial = Some((
                             "PERMISSION_DENIED",

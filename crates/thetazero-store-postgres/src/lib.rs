@@ -92,7 +92,7 @@ fn from_micros(us: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-const REQUEST_COLS: &str = "id, account_id, agent_id, requested_by, grant_json, justification, status, expires_at, decided_by, decision_reason, decided_at, grant_expires_at, created_at";
+const REQUEST_COLS: &str = "id, account_id, agent_id, requested_by, grant_json, justification, status, expires_at, decided_by, decision_reason, decided_at, grant_expires_at, created_at, code_sha256";
 
 fn request_row(r: &Row) -> StoreResult<PermissionRequest> {
     let grant: String = col(r, 4)?;
@@ -110,6 +110,7 @@ fn request_row(r: &Row) -> StoreResult<PermissionRequest> {
         decided_at: col::<Option<i64>>(r, 10)?.map(from_micros),
         grant_expires_at: col::<Option<i64>>(r, 11)?.map(from_micros),
         created_at: from_micros(col(r, 12)?),
+        code_sha256: col(r, 13)?,
     })
 }
 
@@ -168,7 +169,7 @@ fn account_row(row: &Row) -> StoreResult<Account> {
 }
 
 const KEY_COLS: &str =
-    "id, account_id, name, prefix, scopes, is_owner, created_at, last_used_at, revoked_at, hash";
+    "id, account_id, name, prefix, scopes, is_owner, created_at, last_used_at, revoked_at, hash, created_by";
 
 fn key_row(row: &Row) -> StoreResult<(ApiKey, Vec<u8>)> {
     let scopes: String = col(row, 4)?;
@@ -183,6 +184,7 @@ fn key_row(row: &Row) -> StoreResult<(ApiKey, Vec<u8>)> {
             created_at: from_micros(col(row, 6)?),
             last_used_at: col::<Option<i64>>(row, 7)?.map(from_micros),
             revoked_at: col::<Option<i64>>(row, 8)?.map(from_micros),
+            created_by: col(row, 10)?,
         },
         col(row, 9)?,
     ))
@@ -317,8 +319,8 @@ fn checkpoint_row(row: &Row) -> StoreResult<StoredCheckpoint> {
 async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
     let row = query_one(
         c,
-        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         &[
             &key.account_id,
             &key.name,
@@ -327,6 +329,7 @@ async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreRes
             &scopes_text(&key.scopes),
             &key.is_owner,
             &now,
+            &key.created_by,
         ],
     )
     .await?;
@@ -340,6 +343,7 @@ async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreRes
         created_at: from_micros(now),
         last_used_at: None,
         revoked_at: None,
+        created_by: key.created_by,
     })
 }
 
@@ -596,7 +600,7 @@ impl Store for PgStore {
             &tx,
             &format!(
                 "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
-                 status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
+                 status, expires_at, created_at, code_sha256) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)
                  RETURNING {REQUEST_COLS}"
             ),
             &[
@@ -607,6 +611,7 @@ impl Store for PgStore {
                 &new.justification,
                 &to_micros(new.expires_at),
                 &now_micros(),
+                &new.code_sha256,
             ],
         )
         .await?;

@@ -23,6 +23,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_permission_requests",
         include_str!("../migrations/0005_permission_requests.sql"),
     ),
+    (
+        "0007_key_lineage",
+        include_str!("../migrations/0007_key_lineage.sql"),
+    ),
     // PostgreSQL only: state SQLite keeps in its one process.
     (
         "shared_0001_rate_limits",

@@ -298,6 +298,7 @@ async fn audited_mutations_commit_with_their_events_or_not_at_all() {
         hash: [byte; 32],
         scopes: vec![],
         is_owner: false,
+        created_by: None,
     };
     let made = store
         .create_key_audited(

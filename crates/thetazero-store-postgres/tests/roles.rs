@@ -81,6 +81,7 @@ async fn the_application_role_can_only_append_to_the_audit_log() {
                 hash: [1; 32],
                 scopes: vec![],
                 is_owner: true,
+                created_by: None,
             },
         )
         .await

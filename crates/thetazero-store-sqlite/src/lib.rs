@@ -260,7 +260,7 @@ fn account_row(row: &Row<'_>) -> rusqlite::Result<Account> {
 }
 
 const KEY_COLS: &str =
-    "id, account_id, name, prefix, scopes, is_owner, created_at, last_used_at, revoked_at, hash";
+    "id, account_id, name, prefix, scopes, is_owner, created_at, last_used_at, revoked_at, hash, created_by";
 
 fn key_row(row: &Row<'_>) -> rusqlite::Result<(ApiKey, Vec<u8>)> {
     let scopes: String = row.get(4)?;
@@ -275,6 +275,7 @@ fn key_row(row: &Row<'_>) -> rusqlite::Result<(ApiKey, Vec<u8>)> {
             created_at: from_micros(row.get(6)?),
             last_used_at: row.get::<_, Option<i64>>(7)?.map(from_micros),
             revoked_at: row.get::<_, Option<i64>>(8)?.map(from_micros),
+            created_by: row.get(10)?,
         },
         row.get(9)?,
     ))
@@ -583,7 +584,7 @@ fn request_rows(
     let mut stmt = c
         .prepare_cached(&format!(
             "SELECT id, account_id, agent_id, requested_by, grant_json, justification, status, expires_at,
-             decided_by, decision_reason, decided_at, grant_expires_at, created_at
+             decided_by, decision_reason, decided_at, grant_expires_at, created_at, code_sha256
              FROM permission_requests {filter}"
         ))
         .map_err(map_err)?;
@@ -604,6 +605,7 @@ fn request_rows(
                 decided_at: r.get::<_, Option<i64>>(10)?.map(from_micros),
                 grant_expires_at: r.get::<_, Option<i64>>(11)?.map(from_micros),
                 created_at: from_micros(r.get(12)?),
+                code_sha256: r.get(13)?,
             })
         })
         .map_err(map_err)?
@@ -620,8 +622,8 @@ fn log(tx: &Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
 fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
     execute_cached(
         tx,
-        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             key.account_id,
             key.name,
@@ -629,7 +631,8 @@ fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKe
             &key.hash[..],
             scopes_text(&key.scopes),
             key.is_owner,
-            now
+            now,
+            key.created_by
         ],
     )
     .map_err(map_err)?;
@@ -643,6 +646,7 @@ fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKe
         created_at: from_micros(now),
         last_used_at: None,
         revoked_at: None,
+        created_by: key.created_by,
     })
 }
 
@@ -1582,7 +1586,7 @@ impl Store for SqliteStore {
             }
             execute_cached(tx,
                 "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
-                 status, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+                 status, expires_at, created_at, code_sha256) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
                 params![
                     new.account_id,
                     new.agent_id,
@@ -1590,7 +1594,8 @@ impl Store for SqliteStore {
                     new.grant.to_string(),
                     new.justification,
                     to_micros(new.expires_at),
-                    now_micros()
+                    now_micros(),
+                    new.code_sha256
                 ],
             )
             .map_err(map_err)?;

@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_audit_keys",
         include_str!("../migrations/0006_audit_keys.sql"),
     ),
+    (
+        "0007_key_lineage",
+        include_str!("../migrations/0007_key_lineage.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

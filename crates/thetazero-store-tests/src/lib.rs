@@ -50,6 +50,7 @@ fn key(account: i64, byte: u8, owner: bool) -> NewKey {
         hash: [byte; 32],
         scopes: vec![KeyScope::AgentsRead, KeyScope::Keys],
         is_owner: owner,
+        created_by: None,
     }
 }
 
@@ -99,6 +100,25 @@ pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
     assert_eq!(found, created);
     assert_eq!(hash, [7; 32]);
     assert!(store.find_key_by_hash(&[8; 32]).await.unwrap().is_none());
+    // The key that made a key is kept with it.
+    let child = store
+        .create_key(NewKey {
+            created_by: Some(created.id),
+            ..key(account.id, 9, false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(child.created_by, Some(created.id));
+    assert_eq!(
+        store
+            .get_key(account.id, child.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by,
+        Some(created.id)
+    );
+    assert_eq!(created.created_by, None);
     // A second key with the same hash is a conflict, not a silent overwrite.
     assert!(matches!(
         store.create_key(key(account.id, 7, false)).await,
@@ -972,6 +992,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         grant: json!({"allow_network": true, "scopes": ["network:outbound"]}),
         justification: justification.into(),
         expires_at: expires,
+        code_sha256: Some("c0de".into()),
     };
     let audit = move |what: &'static str| -> thetazero_core::store::Audit<thetazero_core::model::PermissionRequest> {
         Box::new(move |r| vec![event(a.id, what).agent(r.agent_id)])
@@ -989,6 +1010,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         ("pending", Some(7))
     );
     assert_eq!(first.grant["scopes"][0], "network:outbound");
+    assert_eq!(first.code_sha256.as_deref(), Some("c0de"));
     let pending = store
         .permission_requests(a.id, None, Some("pending".into()), None, 10)
         .await

@@ -122,6 +122,30 @@ pub struct FileConfig {
     /// runtime's default 10 s).
     pub shutdown_grace_ms: Option<u64>,
     pub rate_limits: Option<RateLimitsFile>,
+    /// Per-account quotas.
+    pub quotas: Option<QuotasFile>,
+    /// How long a client may take to send a whole request head before it is
+    /// disconnected (default 10000).
+    pub header_read_timeout_ms: Option<u64>,
+    /// Forbid a key to decide permission requests made by keys it created
+    /// (default false: an owner approves its agents' requests).
+    pub approvals_forbid_ancestors: Option<bool>,
+}
+
+/// `[quotas]`: per-account bounds (0 turns one off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotasFile {
+    /// Bytes of context all of an account's agents keep (default 64 MiB).
+    pub context_bytes_per_account: Option<u64>,
+    /// Bytes of account storage (default 256 MiB).
+    pub storage_bytes_per_account: Option<u64>,
+    /// Executions of one account running at once (default 2000).
+    pub concurrent_runs_per_account: Option<u64>,
+    /// Permission requests one run may leave pending (default 16).
+    pub pending_requests_per_run: Option<u64>,
+    /// Permission requests pending for one agent (default 100).
+    pub pending_requests_per_agent: Option<u64>,
 }
 
 /// `[rate_limits]`: limits counted across every replica (0 turns one off).
@@ -130,6 +154,9 @@ pub struct FileConfig {
 pub struct RateLimitsFile {
     /// Executions one API key may start per minute (default 1200).
     pub executions_per_key_per_minute: Option<u32>,
+    /// Executions one account may start per minute, whatever key starts
+    /// them (default 6000).
+    pub executions_per_account_per_minute: Option<u32>,
     /// Entry-code changes per agent per hour, the evolution rate (default 60).
     pub code_updates_per_agent_per_hour: Option<u32>,
     /// Executions agents start through `thetazero.call_agent`, per account
@@ -187,6 +214,8 @@ pub struct Config {
     pub swarm: SwarmConfig,
     pub settings: Settings,
     pub shutdown_grace: std::time::Duration,
+    pub quotas: thetazero_runtime::quotas::Quotas,
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -223,6 +252,7 @@ impl Config {
             settings.max_body_bytes = b;
         }
         settings.dev_accounts = file.dev_accounts.take().unwrap_or_default();
+        settings.approvals_forbid_ancestors = file.approvals_forbid_ancestors.unwrap_or(false);
         let mut swarm = SwarmConfig::default();
         if let Some(r) = file.rate_limits.take() {
             if let Some(n) = r.swarm_executions_per_account_per_hour {
@@ -236,6 +266,9 @@ impl Config {
             }
             if let Some(n) = r.executions_per_key_per_minute {
                 settings.executions_per_key_per_minute = n;
+            }
+            if let Some(n) = r.executions_per_account_per_minute {
+                settings.executions_per_account_per_minute = n;
             }
             if let Some(n) = r.code_updates_per_agent_per_hour {
                 settings.code_updates_per_agent_per_hour = n;
@@ -304,9 +337,43 @@ impl Config {
                 sandbox.queue_capacity
             );
         }
+        let mut quotas = thetazero_runtime::quotas::Quotas::default();
+        if let Some(q) = file.quotas.take() {
+            let set = |slot: &mut u64, v: Option<u64>| {
+                if let Some(v) = v {
+                    *slot = v;
+                }
+            };
+            set(
+                &mut quotas.context_bytes_per_account,
+                q.context_bytes_per_account,
+            );
+            set(
+                &mut quotas.storage_bytes_per_account,
+                q.storage_bytes_per_account,
+            );
+            set(
+                &mut quotas.concurrent_runs_per_account,
+                q.concurrent_runs_per_account,
+            );
+            set(
+                &mut quotas.pending_requests_per_run,
+                q.pending_requests_per_run,
+            );
+            set(
+                &mut quotas.pending_requests_per_agent,
+                q.pending_requests_per_agent,
+            );
+        }
+        let header_ms = file.header_read_timeout_ms.unwrap_or(10_000);
+        if !(100..=600_000).contains(&header_ms) {
+            bail!("header_read_timeout_ms is between 100 and 600000, not {header_ms}");
+        }
         Ok(Config {
             sandbox,
             swarm,
+            quotas,
+            header_read_timeout: std::time::Duration::from_millis(header_ms),
             shutdown_grace: std::time::Duration::from_millis(
                 file.shutdown_grace_ms.unwrap_or(8000).min(3_600_000),
             ),
@@ -507,6 +574,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 hash: generated.hash,
                 scopes: vec![],
                 is_owner: true,
+                created_by: None,
             },
         )
         .await?;
@@ -540,6 +608,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             swarm: config.swarm,
             dev_accounts: config.settings.dev_accounts.clone(),
             ceilings: config.settings.ceilings,
+            quotas: config.quotas,
         },
     )
     .context("starting the sandbox")?;
@@ -615,12 +684,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         });
     };
-    let serving = std::future::IntoFuture::into_future(
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stopping),
-    );
+    let serving = serve_http(listener, app, config.header_read_timeout, stopping);
     tokio::pin!(serving);
     tokio::select! {
-        served = &mut serving => served.context("server failed")?,
+        () = &mut serving => {}
         // A request that outlives the grace period and the forced end (a
         // slow client reading a response) does not keep the process alive.
         _ = async {
@@ -630,6 +697,55 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped; every acknowledged write was committed before its response");
     Ok(())
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until
+/// `stopping` ends, then lets the connections in flight finish. A client
+/// that has not sent a whole request head within `header_read_timeout` is
+/// disconnected, so half-sent requests cannot hold connections open.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    stopping: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stopping);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept:
+                    // back off briefly rather than spin.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut stopping => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Signs checkpoints of every log that grew, every `interval` while there is

@@ -224,3 +224,68 @@ async fn stream_tokens_open_one_account_without_a_header() {
     let got = sse.audits(1).await;
     assert_eq!(got[0].data["account_id"], acct["account"]["id"]);
 }
+
+/// Revoking a key ends the streams it opened, directly or through a stream
+/// token it minted, and its tokens open nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_key_ends_its_streams_and_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let owner = server.owner_key().unwrap();
+    let (_, reader) = call(
+        &server.url,
+        "POST",
+        "/api/v1/keys",
+        &owner,
+        Some(json!({"name": "reader", "scopes": ["audit:read"]})),
+    )
+    .await;
+    let (reader_id, secret) = (
+        reader["key"]["id"].as_i64().unwrap(),
+        reader["secret"].as_str().unwrap().to_string(),
+    );
+    let plain = format!("{}/api/sdk/audit/stream", server.url);
+    let (status, sse) = Sse::open(&plain, Some(&secret), None).await;
+    assert_eq!(status, 200);
+    let mut direct = sse.unwrap();
+    assert_eq!(direct.next().await.unwrap().event, "connected");
+    let (_, token) = call(
+        &server.url,
+        "POST",
+        "/api/v1/sdk/audit/stream-token",
+        &secret,
+        None,
+    )
+    .await;
+    let token_url = format!("{}{}", server.url, token["stream_url"].as_str().unwrap());
+    let (status, sse) = Sse::open(&token_url, None, None).await;
+    assert_eq!(status, 200);
+    let mut by_token = sse.unwrap();
+    assert_eq!(by_token.next().await.unwrap().event, "connected");
+
+    let (status, body) = call(
+        &server.url,
+        "DELETE",
+        &format!("/api/v1/keys/{reader_id}"),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for sse in [&mut direct, &mut by_token] {
+        // The revocation's own audit event may come first; then the end.
+        let end = loop {
+            let frame = sse.next().await.expect("the stream ends with a frame");
+            if !matches!(frame.event.as_str(), "audit" | "keepalive" | "checkpoint")
+                && !frame.comment
+            {
+                break frame;
+            }
+        };
+        assert_eq!(end.event, "timeout");
+        assert_eq!(end.data["reason"], "key_revoked");
+        assert!(sse.next().await.is_none(), "the stream is closed");
+    }
+    assert_eq!(Sse::open(&token_url, None, None).await.0, 401);
+    assert_eq!(Sse::open(&plain, Some(&secret), None).await.0, 401);
+}

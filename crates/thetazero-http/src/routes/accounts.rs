@@ -35,6 +35,7 @@ pub async fn create(
         hash: generated.hash,
         scopes: vec![],
         is_owner: true,
+        created_by: None,
     };
     let (creator, key_id) = (caller.account(), caller.key_id());
     let (account, key) = state

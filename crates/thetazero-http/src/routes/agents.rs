@@ -23,6 +23,17 @@ use crate::views;
 
 pub const MAX_PAGE_SIZE: u64 = 100;
 
+/// An agent as the API shows it, with the configuration it runs with now.
+async fn shown(
+    state: &AppState,
+    account: i64,
+    agent: &thetazero_core::model::Agent,
+) -> HttpResult<thetazero_api::types::AgentView> {
+    let mut view = views::agent(agent);
+    view.effective_config = state.runtime.effective_config(account, agent).await?;
+    Ok(view)
+}
+
 fn check_name(name: &str) -> HttpResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -122,21 +133,24 @@ pub async fn register(
     check_dev(&state, caller.account(), &config)?;
     let permissions =
         parse_permissions(req.permissions.as_ref().unwrap_or(&serde_json::Value::Null))?;
-    // Re-registering with new code is a code change: the evolution rate.
-    if let Some(existing) = state
+    // New code under a name counts against the evolution rate, whether the
+    // name is re-registered or registered afresh after a delete: the
+    // counter belongs to the name, not to the record.
+    let existing = state
         .store
         .get_agent_by_name(caller.account(), &req.name)
-        .await?
+        .await?;
+    if existing
+        .as_ref()
+        .is_none_or(|e| e.entry_code != req.entry_code)
     {
-        if existing.entry_code != req.entry_code {
-            crate::rate::enforce(
-                &state,
-                &caller,
-                crate::rate::Limited::CodeUpdatesPerAgent,
-                Some(existing.id),
-            )
-            .await?;
-        }
+        crate::rate::enforce(
+            &state,
+            &caller,
+            crate::rate::Limited::CodeUpdatesPerAgent,
+            Some((existing.as_ref().map_or(0, |e| e.id), &req.name)),
+        )
+        .await?;
     }
     let spec = AgentSpec {
         name: req.name,
@@ -175,7 +189,7 @@ pub async fn register(
         status,
         Json(AgentResponse {
             success: true,
-            agent: views::agent(&agent),
+            agent: shown(&state, caller.account(), &agent).await?,
         }),
     ))
 }
@@ -218,7 +232,13 @@ pub async fn list(
     let result = state.store.list_agents(caller.account(), page).await?;
     Ok(Json(AgentList {
         success: true,
-        agents: result.items.iter().map(views::agent).collect(),
+        agents: {
+            let mut agents = Vec::with_capacity(result.items.len());
+            for a in &result.items {
+                agents.push(shown(&state, caller.account(), a).await?);
+            }
+            agents
+        },
         total: result.total,
         page: page.page,
         limit: page.limit,
@@ -242,7 +262,7 @@ pub async fn get(
         .ok_or_else(|| HttpError::not_found("agent"))?;
     Ok(Json(AgentResponse {
         success: true,
-        agent: views::agent(&agent),
+        agent: shown(&state, caller.account(), &agent).await?,
     }))
 }
 
@@ -332,7 +352,7 @@ pub async fn patch(
             &state,
             &caller,
             crate::rate::Limited::CodeUpdatesPerAgent,
-            Some(current.id),
+            Some((current.id, &current.name)),
         )
         .await?;
     }
@@ -360,7 +380,7 @@ pub async fn patch(
         .ok_or_else(|| HttpError::not_found("agent"))?;
     Ok(Json(AgentResponse {
         success: true,
-        agent: views::agent(&agent),
+        agent: shown(&state, caller.account(), &agent).await?,
     }))
 }
 

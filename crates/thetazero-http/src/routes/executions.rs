@@ -100,6 +100,13 @@ pub async fn execute(
         None,
     )
     .await?;
+    crate::rate::enforce(
+        &state,
+        &caller,
+        crate::rate::Limited::ExecutionsPerAccount,
+        None,
+    )
+    .await?;
     let input = req.input.unwrap_or_else(|| json!({}));
     let executed = state
         .runtime

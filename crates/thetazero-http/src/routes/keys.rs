@@ -64,6 +64,7 @@ pub async fn create(
             hash: generated.hash,
             scopes,
             is_owner: false,
+            created_by: key_id,
             },
             Box::new(move |key| {
                 vec![AuditEvent::new(account, "key_created", "key", format!("API key {} ({}) created", key.name, key.prefix))
@@ -161,6 +162,8 @@ pub async fn revoke(
         )
         .await?
         .ok_or_else(|| HttpError::not_found("API key"))?;
+    // Streams opened with the key end now; its stream tokens no longer open any.
+    let _ = state.revoked_keys.send(key.id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),

@@ -161,13 +161,32 @@ async fn create(
         )));
     }
     let account = caller.account();
-    if state
-        .store
-        .get_agent(account, req.agent_id)
-        .await?
-        .is_none()
-    {
+    let Some(agent) = state.store.get_agent(account, req.agent_id).await? else {
         return Err(HttpError::not_found("agent"));
+    };
+    let per_agent = state.runtime.quotas().pending_requests_per_agent;
+    if per_agent > 0 {
+        let pending = state
+            .store
+            .permission_requests(
+                account,
+                None,
+                Some("pending".into()),
+                Some(req.agent_id),
+                per_agent,
+            )
+            .await?;
+        let pending = expire_overdue(&state, account, pending).await?;
+        let open = pending.iter().filter(|r| r.status == "pending").count() as u64;
+        if open >= per_agent {
+            return Err(HttpError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "pending_requests_per_agent is {per_agent}; agent {} has {open} pending",
+                    req.agent_id
+                ),
+            ));
+        }
     }
     let key_id = caller.key_id();
     let request = state
@@ -180,6 +199,7 @@ async fn create(
                 grant: req.permissions,
                 justification: req.justification,
                 expires_at: OffsetDateTime::now_utc() + Duration::milliseconds(timeout as i64),
+                code_sha256: Some(thetazero_runtime::sha256_hex(agent.entry_code.as_bytes())),
             },
             Box::new(move |r| {
                 vec![event(
@@ -235,6 +255,83 @@ async fn list(state: AppState, caller: Caller, params: ListParams) -> HttpResult
     ))
 }
 
+/// How the deciding key stands to the key that made a request, through the
+/// chain of keys that created keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    Requester,
+    /// Created by the requester, directly or through other keys.
+    Descendant,
+    /// Created the requester, directly or through other keys (an owner key,
+    /// as the spec's flow has the owner approve).
+    Ancestor,
+    Unrelated,
+}
+
+impl Relation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Relation::Requester => "requester",
+            Relation::Descendant => "descendant",
+            Relation::Ancestor => "ancestor",
+            Relation::Unrelated => "unrelated",
+        }
+    }
+}
+
+/// Keys created through more steps than this are treated as unrelated
+/// beyond it; a chain this long is not made by hand.
+const MAX_LINEAGE: usize = 64;
+
+/// The chain of keys that created `key`, nearest first.
+async fn ancestors(state: &AppState, account: i64, key: i64) -> HttpResult<Vec<i64>> {
+    let mut chain = Vec::new();
+    let mut at = key;
+    while chain.len() < MAX_LINEAGE {
+        let Some(parent) = state
+            .store
+            .get_key(account, at)
+            .await?
+            .and_then(|k| k.created_by)
+        else {
+            break;
+        };
+        if parent == key || chain.contains(&parent) {
+            break;
+        }
+        chain.push(parent);
+        at = parent;
+    }
+    Ok(chain)
+}
+
+async fn relation(
+    state: &AppState,
+    account: i64,
+    decider: i64,
+    requester: Option<i64>,
+) -> HttpResult<Relation> {
+    let Some(requester) = requester else {
+        return Ok(Relation::Unrelated);
+    };
+    if decider == requester {
+        return Ok(Relation::Requester);
+    }
+    if ancestors(state, account, decider)
+        .await?
+        .contains(&requester)
+    {
+        return Ok(Relation::Descendant);
+    }
+    if ancestors(state, account, requester)
+        .await?
+        .contains(&decider)
+    {
+        return Ok(Relation::Ancestor);
+    }
+    Ok(Relation::Unrelated)
+}
+
 /// The longest a grant may be approved for: one year.
 const MAX_GRANT_MS: u64 = 365 * 24 * 3600 * 1000;
 
@@ -250,11 +347,27 @@ async fn decide(
     }
     let account = caller.account();
     let current = one(&state, account, id).await?;
-    if current.requested_by.is_some() && current.requested_by == caller.key_id() {
-        return Err(HttpError::new(
-            ErrorCode::Forbidden,
-            "a key cannot decide a permission request it made",
-        ));
+    let relation = relation(&state, account, caller.key.id, current.requested_by).await?;
+    match relation {
+        Relation::Requester => {
+            return Err(HttpError::new(
+                ErrorCode::Forbidden,
+                "a key cannot decide a permission request it made",
+            ))
+        }
+        Relation::Descendant => {
+            return Err(HttpError::new(
+                ErrorCode::Forbidden,
+                "a key created (directly or through other keys) by the key that made a permission request cannot decide it",
+            ))
+        }
+        Relation::Ancestor if state.settings.approvals_forbid_ancestors => {
+            return Err(HttpError::new(
+                ErrorCode::Forbidden,
+                "this deployment forbids a key to decide requests made by keys it created (approvals_forbid_ancestors)",
+            ))
+        }
+        Relation::Ancestor | Relation::Unrelated => {}
     }
     if current.status != "pending" {
         return Err(HttpError::new(
@@ -295,18 +408,22 @@ async fn decide(
                 grant_expires_at,
             },
             Box::new(move |r| {
-                vec![event(
+                let mut e = event(
                     account,
                     action,
                     r,
                     key_id,
                     format!("permission request {} {status}", r.id),
-                )]
+                );
+                e.payload["approver_relation"] = relation.as_str().into();
+                vec![e]
             }),
         )
         .await?
         .ok_or_else(|| HttpError::new(ErrorCode::Conflict, "the request was decided meanwhile"))?;
-    Ok(Json(json!({"success": true, "request": view(&decided)})))
+    let mut shown = view(&decided);
+    shown["approver_relation"] = relation.as_str().into();
+    Ok(Json(json!({"success": true, "request": shown})))
 }
 
 macro_rules! paths {

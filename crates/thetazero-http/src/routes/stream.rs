@@ -82,6 +82,9 @@ enum Phase {
 struct Progress {
     state: AppState,
     account: i64,
+    /// The key the stream was opened with (directly or through a token).
+    key: i64,
+    revoked: tokio::sync::broadcast::Receiver<i64>,
     filters: Filters,
     since: Option<OffsetDateTime>,
     next: u64,
@@ -159,6 +162,12 @@ impl Progress {
                         return None;
                     };
                     tokio::select! {
+                        revoked = self.revoked.recv() => {
+                            if matches!(revoked, Ok(id) if id == self.key) {
+                                self.phase = Phase::Done;
+                                return Some(frame("timeout", None, &json!({"reason": "key_revoked", "resume_after": self.resume_after()})));
+                            }
+                        }
                         received = self.live.recv() => match received {
                             Ok(r) => {
                                 // Records replayed already come again live: skip them.
@@ -178,6 +187,19 @@ impl Progress {
                             Err(RecvError::Closed) => return None,
                         },
                         _ = keepalive.tick() => {
+                            // A key revoked on another replica, or narrowed
+                            // so that it may no longer read, ends the stream.
+                            match crate::auth::key_may_stream(&self.state, self.account, self.key).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    self.phase = Phase::Done;
+                                    return Some(frame("timeout", None, &json!({"reason": "key_revoked", "resume_after": self.resume_after()})));
+                                }
+                                Err(_) => {
+                                    self.phase = Phase::Done;
+                                    return Some(frame("timeout", None, &json!({"reason": "unavailable", "resume_after": self.resume_after()})));
+                                }
+                            }
                             let mut bytes = b": keepalive\n\n".to_vec();
                             bytes.extend(frame("keepalive", None, &json!({"position": self.next, "at": views::rfc3339(OffsetDateTime::now_utc())})));
                             if let Ok(Some(c)) = self.state.store.latest_checkpoint(self.account).await {
@@ -202,10 +224,11 @@ impl Progress {
 
 async fn stream(
     state: AppState,
-    account: i64,
+    access: StreamAccess,
     params: StreamParams,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
+    let account = access.account;
     let resume = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(v) => Some(
             v.trim()
@@ -235,9 +258,12 @@ async fn stream(
     };
     // The response body drives the stream: nothing runs while the client
     // is not reading, and a client that goes away drops it all.
+    let revoked = state.revoked_keys.subscribe();
     let progress = Progress {
         state,
         account,
+        key: access.key,
+        revoked,
         filters,
         since,
         next,
@@ -276,7 +302,7 @@ pub async fn stream_spec(
     Query(params): Query<StreamParams>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
-    stream(state, access.account, params, headers).await
+    stream(state, access, params, headers).await
 }
 
 /// The live audit stream (same as `/api/sdk/audit/stream`).
@@ -289,7 +315,7 @@ pub async fn stream_v1(
     Query(params): Query<StreamParams>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
-    stream(state, access.account, params, headers).await
+    stream(state, access, params, headers).await
 }
 
 /// A short-lived, read-only token that opens the caller's audit stream, for
@@ -301,7 +327,12 @@ pub async fn stream_token(
     Extension(caller): Extension<Caller>,
 ) -> HttpResult<Json<Value>> {
     let expires = OffsetDateTime::now_utc().unix_timestamp() + stream_token::TTL_SECS;
-    let token = stream_token::issue(&state.stream_secret(), caller.account(), expires);
+    let token = stream_token::issue(
+        &state.stream_secret(),
+        caller.account(),
+        caller.key.id,
+        expires,
+    );
     Ok(Json(json!({
         "success": true,
         "stream_url": format!("/api/sdk/audit/stream?token={token}"),

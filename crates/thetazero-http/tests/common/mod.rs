@@ -157,6 +157,7 @@ impl TestApp {
                     hash: key.hash,
                     scopes: vec![],
                     is_owner: true,
+                    created_by: None,
                 },
             )
             .await
