@@ -288,3 +288,67 @@ async fn killing_the_parent_stops_its_child() {
         .await;
     assert_eq!(r.body["agent"]["status"], "ready");
 }
+
+/// Children started together run one at a time, and the host calls a child
+/// spends come out of its parent's budget: a parent and its children
+/// together never spend more than the parent was given.
+#[tokio::test]
+async fn children_spend_their_parents_budget() {
+    let app = swarm_app(3, 100).await;
+    agent(
+        &app,
+        json!({"name": "worker", "permissions": ["storage:read"], "entry_code": "
+            for (let i = 0; i < input.calls; i++) await thetazero.storage_get('k' + i);
+            return input.calls;
+        "}),
+    )
+    .await;
+    // Two children asked for at once: the second starts after the first ends.
+    let parent = agent(
+        &app,
+        json!({"name": "fan", "permissions": ["agents:write"], "config": {"max_api_calls_per_run": 50},
+               "entry_code": "
+            const runs = await Promise.all([
+                thetazero.call_agent('worker', {calls: 2}),
+                thetazero.call_agent('worker', {calls: 2}),
+            ]);
+            return runs.map(r => ({status: r.status, started: r.started_at, finished: r.finished_at, calls: r.resource_usage.api_calls}));
+        "}),
+    )
+    .await;
+    let done = execute(&app, parent, json!({})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let runs = done["output"].as_array().unwrap();
+    let (a, b) = (&runs[0], &runs[1]);
+    assert_eq!(
+        (a["status"].as_str(), b["status"].as_str()),
+        (Some("completed"), Some("completed"))
+    );
+    let (first, second) = if a["started"].as_str() <= b["started"].as_str() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(
+        first["finished"].as_str().unwrap() <= second["started"].as_str().unwrap(),
+        "children overlapped: {runs:?}"
+    );
+    // Two calls of its own (the two call_agent) and two of each child's.
+    assert_eq!(done["resource_usage"]["api_calls"], 6, "{done}");
+
+    // A parent with 10 calls: one call_agent, a child that spends 8, so the
+    // parent has one left.
+    let parent = agent(
+        &app,
+        json!({"name": "thrifty", "permissions": ["agents:write", "storage:read"], "config": {"max_api_calls_per_run": 10},
+               "entry_code": "
+            const child = await thetazero.call_agent('worker', {calls: 8});
+            await thetazero.storage_get('mine');
+            try { await thetazero.storage_get('one-too-many'); return 'not limited'; } catch (e) { return [child.resource_usage.api_calls, e.code]; }
+        "}),
+    )
+    .await;
+    let done = execute(&app, parent, json!({})).await;
+    assert_ne!(done["output"], "not limited", "{done}");
+    assert_eq!(done["status"], "limit_exceeded", "{done}");
+}

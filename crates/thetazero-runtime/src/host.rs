@@ -89,6 +89,7 @@ fn child_view(e: &Execution) -> Value {
         "output": e.output,
         "error": e.report.get("error").cloned().unwrap_or(Value::Null),
         "duration_ms": e.duration_ms,
+        "resource_usage": e.report.get("resource_usage").cloned().unwrap_or(Value::Null),
         "started_at": time(&e.started_at),
         "finished_at": e.finished_at.as_ref().map(time),
     })

@@ -181,6 +181,8 @@ pub(crate) struct Broker {
     denied: Mutex<u64>,
     /// Calls in flight here.
     in_flight: Mutex<usize>,
+    /// Held while a child execution runs (`call_agent`).
+    children: tokio::sync::Mutex<()>,
     /// Whether the broker tells the clock about each call (the server's
     /// copy of a worker's clock; in process the engine does it).
     counts_calls: bool,
@@ -321,6 +323,7 @@ impl Broker {
             overrun: Mutex::new(None),
             denied: Mutex::new(0),
             in_flight: Mutex::new(0),
+            children: tokio::sync::Mutex::new(()),
             counts_calls: false,
         }
     }
@@ -641,8 +644,16 @@ impl Broker {
                 host.inference(value).await.map_err(h)
             }
             (HostFn::CallAgent, CallArgs::NameValue { name, input }) => {
+                // A run's children run one at a time, each with what the
+                // run has left when it starts, and what a child spends comes
+                // out of the run's own budget: together they never spend
+                // more than the run was given.
+                let _one_at_a_time = self.children.lock().await;
                 let budget = self.remaining();
-                host.call_agent(&name, input, budget).await.map_err(h)
+                let child = host.call_agent(&name, input, budget).await.map_err(h)?;
+                let spent = child["resource_usage"]["api_calls"].as_u64().unwrap_or(0);
+                self.budget.locked().api_calls += spent;
+                Ok(child)
             }
             (HostFn::GetExecution, CallArgs::Value { value }) => host
                 .get_execution(value)
