@@ -22,6 +22,10 @@ use crate::{AgentConfig, Ceilings, Permissions};
 pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
+    /// The change would leave the account without a live key that can
+    /// manage keys (an owner key or one with the `keys` scope).
+    #[error("{0}")]
+    LastKeyManager(String),
     /// The database cannot be reached or refused service; worth retrying.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -62,6 +66,19 @@ pub fn decode_agent_columns(
 /// mutation's own transaction: a mutation that commits has its events, and
 /// one that does not leaves none.
 pub type Audit<T> = Box<dyn FnOnce(&T) -> Vec<AuditEvent> + Send + 'static>;
+
+/// Whether a key can manage keys: an owner key, or one with the `keys` scope.
+pub fn manages_keys(key: &ApiKey) -> bool {
+    key.revoked_at.is_none() && key.has_scope(crate::KeyScope::Keys)
+}
+
+/// The refusal of a change that would leave an account with no live key able
+/// to manage keys.
+pub fn last_key_manager() -> StoreError {
+    StoreError::LastKeyManager(
+        "this is the account's last live key that can manage keys (an owner key or one with the keys scope); create another first, or recover one with `thetazero keys recover`".into(),
+    )
+}
 
 /// A mutation that records nothing (tests, internal bookkeeping).
 pub fn no_audit<T>() -> Audit<T> {
@@ -107,7 +124,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<ApiKey>>;
     async fn get_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>>;
     /// Marks a key revoked; answers the key as it is now, `None` if absent.
-    /// `audit` runs only when the key exists.
+    /// `audit` runs only when the key exists. Refused with
+    /// [`StoreError::LastKeyManager`] when it is the account's last live key
+    /// that can manage keys, checked in the same transaction.
     async fn revoke_key_audited(
         &self,
         account: AccountId,

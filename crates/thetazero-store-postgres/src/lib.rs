@@ -31,7 +31,8 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::{interval_us, RateDecision, RateLimit};
 use thetazero_core::store::{
-    decode_agent_columns, Audit, Bootstrap, Store, StoreError, StoreResult,
+    decode_agent_columns, last_key_manager, manages_keys, Audit, Bootstrap, Store, StoreError,
+    StoreResult,
 };
 use thetazero_core::KeyScope;
 
@@ -773,6 +774,28 @@ impl Store for PgStore {
     ) -> StoreResult<Option<ApiKey>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
+        // Revocations in one account take its row lock in turn, so two of
+        // them cannot each see the other's key as the one that remains.
+        execute(
+            &tx,
+            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )
+        .await?;
+        let keys = tx
+            .query(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = $1"),
+                &[&account],
+            )
+            .await
+            .map_err(map_pg)?
+            .iter()
+            .map(|r| key_row(r).map(|(k, _)| k))
+            .collect::<StoreResult<Vec<ApiKey>>>()?;
+        let target_manages = keys.iter().any(|k| k.id == id && manages_keys(k));
+        if target_manages && !keys.iter().any(|k| k.id != id && manages_keys(k)) {
+            return Err(last_key_manager());
+        }
         // COALESCE keeps the first revocation time; one statement, so two
         // concurrent revocations cannot both think they were first.
         let key = query_opt(
