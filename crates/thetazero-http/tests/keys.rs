@@ -49,7 +49,7 @@ async fn the_last_key_that_can_manage_keys_is_not_revoked() {
     assert_eq!(r.status, 200, "{}", r.body);
     // A key with the keys scope does: the owner key may go, and then that
     // key is the last one and stays.
-    let (manager, manager_id) = app.key_with(&app.owner, &["keys", "agents:read"]).await;
+    let (manager, manager_id) = app.key_with(&app.owner, &["keys", "audit:read"]).await;
     let r = app
         .call(
             "DELETE",
