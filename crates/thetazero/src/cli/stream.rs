@@ -64,11 +64,7 @@ pub async fn run(conn: Connection, out: Out, args: StreamArgs) -> Result<()> {
                         );
                     }
                 }
-                "connected" => {
-                    if !out.json {
-                        eprintln!("following the audit stream");
-                    }
-                }
+                "connected" if !out.json => eprintln!("following the audit stream"),
                 // The server ends a stream after its maximum duration; follow
                 // on from the last event seen.
                 "timeout" => break,
