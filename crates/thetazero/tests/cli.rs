@@ -869,3 +869,54 @@ fn a_backup_taken_while_serving_restores_and_verifies_offline() {
     // The restored deployment keeps serving.
     ra.run(&["run", &agents[0]]).ok();
 }
+
+#[test]
+fn keys_are_recovered_on_postgresql_online_and_offline() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(common::TestDb::create());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = db.url();
+    let server = Server::start(&data, &["--database-url", &url]);
+    let owner = server.owner_key().unwrap();
+    let cli = Cli::new(&server, &owner);
+    let recover = || {
+        cli.with_key("").run(&[
+            "--json",
+            "keys",
+            "recover",
+            "--account",
+            "1",
+            "--data-dir",
+            s(&data),
+            "--database-url",
+            &url,
+        ])
+    };
+    let online = recover().ok().json();
+    assert_eq!(online["via"], "server");
+    cli.with_key(online["secret"].as_str().unwrap())
+        .run(&["keys", "list"])
+        .ok();
+    assert!(server.stop().success());
+    let offline = recover().ok().json();
+    assert_eq!(offline["via"], "offline");
+    let server = Server::start(&data, &["--database-url", &url]);
+    let second = Cli::new(&server, offline["secret"].as_str().unwrap());
+    let events = second
+        .run(&["--json", "audit", "query", "--action-types", "key_created"])
+        .ok()
+        .json();
+    let recoveries = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["description"].as_str().unwrap().contains("recovery"))
+        .count();
+    assert_eq!(recoveries, 2, "{events}");
+    // With recovered owners, the first owner key may go.
+    let revoked = second.run(&["keys", "revoke", "1"]).ok();
+    assert!(revoked.out.contains("revoked"), "{}", revoked.out);
+    drop(server);
+    drop(db);
+}
