@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use thetazero_api::types::{
     AgentList, AgentResponse, AuditList, CreateAccountRequest, CreateKeyRequest, CreatedAccount,
     CreatedKey, ExecuteRequest, ExecutionList, ExecutionResponse, KeyList, KeyResponse,
-    PatchAgentRequest, RegisterAgentRequest, SuccessResponse,
+    PatchAgentRequest, RegisterAgentRequest, SetKeyScopesRequest, SuccessResponse,
 };
 use thetazero_api::ErrorBody;
 
@@ -169,6 +169,15 @@ impl Client {
             written += chunk.len() as u64;
         }
         Ok(written)
+    }
+
+    /// Replaces a key's scopes (within those the caller holds).
+    pub async fn set_key_scopes(&self, id: i64, scopes: &[String]) -> Result<KeyResponse> {
+        let body = SetKeyScopesRequest {
+            scopes: scopes.to_vec(),
+        };
+        self.call(Method::PATCH, &format!("/api/v1/keys/{id}"), Some(&body))
+            .await
     }
 
     pub async fn get_key(&self, id: i64) -> Result<KeyResponse> {

@@ -131,3 +131,53 @@ async fn each_account_keeps_its_own_last_key() {
         .await;
     assert_error(&r, 404, "not_found");
 }
+
+#[tokio::test]
+async fn narrowing_the_last_key_that_can_manage_keys_is_refused() {
+    let app = TestApp::new().await;
+    let owner_id = key_id(&app, &app.owner).await;
+    let (manager, manager_id) = app.key_with(&app.owner, &["keys", "audit:read"]).await;
+    let scopes = |id: i64, key: &str, scopes: &[&str]| {
+        let (path, key) = (format!("/api/v1/keys/{id}"), key.to_string());
+        let body = serde_json::json!({ "scopes": scopes });
+        let app = &app;
+        async move { app.call("PATCH", &path, Some(&key), Some(body)).await }
+    };
+    // With the owner key alive, the manager may lose keys and get it back.
+    let r = scopes(manager_id, &app.owner, &["audit:read"]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["key"]["scopes"], serde_json::json!(["audit:read"]));
+    let r = scopes(manager_id, &app.owner, &["keys", "audit:read"]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // An owner key's scopes do not change; a key grants only what it holds.
+    let r = scopes(owner_id, &app.owner, &["agents:read"]).await;
+    assert_error(&r, 409, "conflict");
+    let r = scopes(manager_id, &manager, &["keys", "agents:write"]).await;
+    assert_error(&r, 403, "missing_scope");
+    let r = scopes(manager_id, &app.owner, &["nope"]).await;
+    assert_error(&r, 400, "invalid_request");
+    // Once the owner key is gone, the manager is the last one.
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/api/v1/keys/{owner_id}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = scopes(manager_id, &manager, &["audit:read"]).await;
+    assert_error(&r, 409, "last_key_manager");
+    let r = app.call("GET", "/api/v1/keys", Some(&manager), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Each change that landed is in the log.
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/audit?actionTypes=key_scopes_changed",
+            Some(&manager),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 2, "{}", r.body);
+}

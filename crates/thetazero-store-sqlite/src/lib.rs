@@ -28,8 +28,8 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::{gcra, RateDecision, RateLimit};
 use thetazero_core::store::{
-    decode_agent_columns, last_key_manager, manages_keys, Audit, Bootstrap, Store, StoreError,
-    StoreResult,
+    check_key_change, decode_agent_columns, scope_change_refusal, Audit, Bootstrap, Store,
+    StoreError, StoreResult,
 };
 use thetazero_core::KeyScope;
 
@@ -885,9 +885,10 @@ impl Store for SqliteStore {
                     .map_err(map_err)?;
                 rows.collect::<rusqlite::Result<Vec<ApiKey>>>().map_err(map_err)?
             };
-            let target_manages = keys.iter().any(|k| k.id == id && manages_keys(k));
-            if target_manages && !keys.iter().any(|k| k.id != id && manages_keys(k)) {
-                return Err(last_key_manager());
+            if let Some(target) = keys.iter().find(|k| k.id == id) {
+                let mut revoked = target.clone();
+                revoked.revoked_at = Some(OffsetDateTime::now_utc());
+                check_key_change(&keys, &revoked)?;
             }
             execute_cached(tx,
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND account_id = ?3",
@@ -906,6 +907,47 @@ impl Store for SqliteStore {
                 log(tx, audit(key))?;
             }
             Ok(key)
+        })
+        .await
+    }
+
+    async fn set_key_scopes_audited(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        scopes: Vec<KeyScope>,
+        audit: Audit<(ApiKey, ApiKey)>,
+    ) -> StoreResult<Option<ApiKey>> {
+        self.write(move |tx| {
+            let keys = {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLS} FROM api_keys WHERE account_id = ?1"
+                    ))
+                    .map_err(map_err)?;
+                let rows = stmt
+                    .query_map(params![account], |r| key_row(r).map(|(k, _)| k))
+                    .map_err(map_err)?;
+                rows.collect::<rusqlite::Result<Vec<ApiKey>>>()
+                    .map_err(map_err)?
+            };
+            let Some(before) = keys.iter().find(|k| k.id == id).cloned() else {
+                return Ok(None);
+            };
+            if let Some(refusal) = scope_change_refusal(&before) {
+                return Err(refusal);
+            }
+            let mut after = before.clone();
+            after.scopes = scopes;
+            check_key_change(&keys, &after)?;
+            execute_cached(
+                tx,
+                "UPDATE api_keys SET scopes = ?1 WHERE id = ?2 AND account_id = ?3",
+                params![scopes_text(&after.scopes), id, account],
+            )
+            .map_err(map_err)?;
+            log(tx, audit(&(before, after.clone())))?;
+            Ok(Some(after))
         })
         .await
     }

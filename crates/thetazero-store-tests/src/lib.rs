@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde_json::json;
 use thetazero_core::audit::{AuditEvent, AuditQuery};
 use thetazero_core::model::{
-    AgentPatch, AgentSpec, AgentStatus, ExecutionOutcome, ExecutionStatus, NewExecution, NewKey,
-    PageRequest,
+    AgentPatch, AgentSpec, AgentStatus, ApiKey, ExecutionOutcome, ExecutionStatus, NewExecution,
+    NewKey, PageRequest,
 };
 use thetazero_core::store::{Store, StoreError};
 use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
@@ -148,11 +148,47 @@ pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(touched.last_used_at.is_some());
-    // Now `second` is the last one; a revoked key does not count.
+    // Now `second` is the last one; a revoked key does not count. Neither
+    // revoking it nor taking its keys scope is allowed; other changes are.
     assert!(matches!(
         store.revoke_key(account.id, second.id).await,
         Err(StoreError::LastKeyManager(_))
     ));
+    let no_audit = || thetazero_core::store::no_audit::<(ApiKey, ApiKey)>();
+    assert!(matches!(
+        store
+            .set_key_scopes_audited(
+                account.id,
+                second.id,
+                vec![KeyScope::AgentsRead],
+                no_audit()
+            )
+            .await,
+        Err(StoreError::LastKeyManager(_))
+    ));
+    let widened = store
+        .set_key_scopes_audited(
+            account.id,
+            second.id,
+            vec![KeyScope::AgentsRead, KeyScope::AuditRead, KeyScope::Keys],
+            no_audit(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(widened.scopes.len(), 3);
+    // A revoked key's scopes stay as they were; another account's key is absent.
+    assert!(matches!(
+        store
+            .set_key_scopes_audited(account.id, created.id, vec![KeyScope::Keys], no_audit())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store
+        .set_key_scopes_audited(other.id, second.id, vec![KeyScope::Keys], no_audit())
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.list_keys(account.id).await.unwrap().len(), 2);
     assert_eq!(store.list_keys(other.id).await.unwrap().len(), 0);
 }

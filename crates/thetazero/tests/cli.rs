@@ -497,6 +497,22 @@ fn every_command_against_a_real_server() {
     let reader = cli.with_key(&ci_secret);
     reader.run(&["agents", "list"]).ok();
     assert_eq!(reader.run(&["keys", "list"]).code, 4);
+    let changed = cli
+        .run(&[
+            "keys",
+            "scopes",
+            &ci,
+            "--scope",
+            "agents:read",
+            "--scope",
+            "keys",
+        ])
+        .ok();
+    assert!(changed.out.contains("agents:read keys"), "{}", changed.out);
+    reader.run(&["keys", "list"]).ok();
+    cli.run(&["keys", "scopes", &ci, "--scope", "agents:read"])
+        .ok();
+    assert_eq!(reader.run(&["keys", "list"]).code, 4);
     cli.run(&["keys", "revoke", &ci]).ok();
     assert_eq!(reader.run(&["agents", "list"]).code, 4);
     let keys = cli.run(&["--json", "keys", "list"]).ok().json();
@@ -510,6 +526,8 @@ fn every_command_against_a_real_server() {
     let refused = cli.run(&["keys", "revoke", &owner_id]);
     assert_eq!(refused.code, 5, "{}", refused.err);
     assert!(refused.err.contains("last_key_manager"), "{}", refused.err);
+    let refused = cli.run(&["keys", "scopes", &owner_id, "--scope", "agents:read"]);
+    assert_eq!(refused.code, 5, "{}", refused.err);
     cli.run(&["keys", "list"]).ok();
 
     // accounts: only the deployment owner creates them.

@@ -24,6 +24,14 @@ pub enum Command {
     List,
     /// Show one key.
     Show { id: i64 },
+    /// Replace a key's scopes (within those the calling key holds). The
+    /// account's last live key that can manage keys keeps the keys scope.
+    Scopes {
+        id: i64,
+        /// A scope the key keeps or gets; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
     /// Revoke a key by id. The account's last live key that can manage keys
     /// (an owner key, or one with the keys scope) is never revoked.
     Revoke { id: i64 },
@@ -106,6 +114,17 @@ pub async fn run(conn: Connection, out: Out, command: Command) -> Result<()> {
         Command::Show { id } => {
             let key = client.get_key(id).await?;
             out.print(&key, || print_key(&key.key))?;
+        }
+        Command::Scopes { id, scopes: wanted } => {
+            let key = client.set_key_scopes(id, &wanted).await?;
+            out.print(&key, || {
+                println!(
+                    "key {} ({}) now has scopes {}",
+                    key.key.id,
+                    key.key.name,
+                    scopes(&key.key)
+                )
+            })?;
         }
         Command::Revoke { id } => {
             let key = client.revoke_key(id).await?;
