@@ -28,6 +28,9 @@ pub const SOCKET: &str = "admin.sock";
 /// The largest request line the socket reads.
 const MAX_LINE: usize = 4096;
 
+/// How long the socket waits for a request line.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
 }
@@ -178,8 +181,14 @@ pub async fn listen(data_dir: &Path, store: Arc<dyn Store>) -> Result<Option<Pat
     let me = rustix::process::getuid().as_raw();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait, do not spin.
+                    tracing::warn!(error = %e, "admin socket: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
             };
             let store = store.clone();
             tokio::spawn(async move {
@@ -207,7 +216,10 @@ async fn answer(stream: UnixStream, store: &dyn Store, me: u32) -> Result<()> {
     } else {
         let mut line = Vec::new();
         let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
-        reader.read_until(b'\n', &mut line).await?;
+        // A peer that never finishes its line does not hold a task forever.
+        tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line))
+            .await
+            .map_err(|_| anyhow::anyhow!("the request line did not arrive in time"))??;
         match serde_json::from_slice::<Request>(&line) {
             Err(e) => Response::error("invalid_request", format!("bad request: {e}")),
             Ok(Request::Ping) => Response {
@@ -253,6 +265,12 @@ async fn answer(stream: UnixStream, store: &dyn Store, me: u32) -> Result<()> {
 /// Sends one request to the server on `path`; `Ok(None)` when no server
 /// answers there.
 pub async fn ask(path: &Path, request: &Request) -> Result<Option<Response>> {
+    tokio::time::timeout(std::time::Duration::from_secs(60), exchange(path, request))
+        .await
+        .map_err(|_| anyhow::anyhow!("the server on {} did not answer in time", path.display()))?
+}
+
+async fn exchange(path: &Path, request: &Request) -> Result<Option<Response>> {
     let stream = match UnixStream::connect(path).await {
         Ok(s) => s,
         Err(e)
