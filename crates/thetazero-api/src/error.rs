@@ -21,6 +21,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    LastKeyManager,
     AgentKilled,
     AgentDisabled,
     RateLimited,
@@ -32,7 +33,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidRequest,
@@ -45,6 +46,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
+        ErrorCode::LastKeyManager,
         ErrorCode::AgentKilled,
         ErrorCode::AgentDisabled,
         ErrorCode::RateLimited,
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
+            ErrorCode::LastKeyManager => 409,
             ErrorCode::AgentKilled => 409,
             ErrorCode::AgentDisabled => 409,
             ErrorCode::RateLimited => 429,
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::LastKeyManager => "last_key_manager",
             ErrorCode::AgentKilled => "agent_killed",
             ErrorCode::AgentDisabled => "agent_disabled",
             ErrorCode::RateLimited => "rate_limited",

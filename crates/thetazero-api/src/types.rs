@@ -115,6 +115,13 @@ pub struct CreateKeyRequest {
     pub scopes: Vec<String>,
 }
 
+/// `PATCH /api/v1/keys/:id`: replace a key's scopes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetKeyScopesRequest {
+    pub scopes: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyView {
     pub id: i64,

@@ -4,9 +4,11 @@
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::{json, Value};
 use thetazero_api::types::{
     AgentList, AgentResponse, AuditList, CreateAccountRequest, CreateKeyRequest, CreatedAccount,
-    CreatedKey, KeyList, KeyResponse, PatchAgentRequest, RegisterAgentRequest, SuccessResponse,
+    CreatedKey, ExecuteRequest, ExecutionList, ExecutionResponse, KeyList, KeyResponse,
+    PatchAgentRequest, RegisterAgentRequest, SetKeyScopesRequest, SuccessResponse,
 };
 use thetazero_api::ErrorBody;
 
@@ -69,18 +71,7 @@ impl Client {
                 body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
             });
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Api {
-                status,
-                code: e.error.code,
-                message: e.error.message,
-                request_id: e.error.request_id,
-            }),
-            Err(_) => Err(ClientError::Unexpected {
-                status,
-                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-            }),
-        }
+        Err(error_from(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -167,18 +158,7 @@ impl Client {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let bytes = resp.bytes().await?;
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api {
-                    status,
-                    code: e.error.code,
-                    message: e.error.message,
-                    request_id: e.error.request_id,
-                },
-                Err(_) => ClientError::Unexpected {
-                    status,
-                    body: String::from_utf8_lossy(&bytes).into(),
-                },
-            });
+            return Err(error_from(status, &bytes));
         }
         let mut written = 0u64;
         while let Some(chunk) = resp.chunk().await? {
@@ -191,6 +171,152 @@ impl Client {
         Ok(written)
     }
 
+    /// Replaces a key's scopes (within those the caller holds).
+    pub async fn set_key_scopes(&self, id: i64, scopes: &[String]) -> Result<KeyResponse> {
+        let body = SetKeyScopesRequest {
+            scopes: scopes.to_vec(),
+        };
+        self.call(Method::PATCH, &format!("/api/v1/keys/{id}"), Some(&body))
+            .await
+    }
+
+    pub async fn get_key(&self, id: i64) -> Result<KeyResponse> {
+        self.get(&format!("/api/v1/keys/{id}")).await
+    }
+
+    /// Runs an agent and waits for its end (whatever its status).
+    pub async fn execute(&self, agent_id: i64, input: Option<Value>) -> Result<ExecutionResponse> {
+        let body = ExecuteRequest { input };
+        self.call(
+            Method::POST,
+            &format!("/api/v1/sdk/agents/{agent_id}/execute"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// An agent's executions, newest first; `status` filters.
+    pub async fn list_executions(
+        &self,
+        agent_id: i64,
+        page: u64,
+        limit: u64,
+        status: Option<&str>,
+    ) -> Result<ExecutionList> {
+        let mut path =
+            format!("/api/v1/sdk/agents/{agent_id}/executions?page={page}&limit={limit}");
+        if let Some(s) = status {
+            path.push_str(&format!("&status={}", encode(s)));
+        }
+        self.get(&path).await
+    }
+
+    pub async fn get_execution(&self, agent_id: i64, id: i64) -> Result<ExecutionResponse> {
+        self.get(&format!("/api/v1/sdk/agents/{agent_id}/executions/{id}"))
+            .await
+    }
+
+    /// Stops an agent: its runs end and new ones are refused until revived.
+    pub async fn kill_agent(&self, agent_id: i64, reason: &str) -> Result<Value> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/sdk/agents/{agent_id}/kill"),
+            Some(&json!({ "reason": reason })),
+        )
+        .await
+    }
+
+    /// Halts (or, with `halted` false, resumes) the caller's account or, with
+    /// `scope` `deployment`, every account.
+    pub async fn set_halt(&self, halted: bool, reason: &str, scope: &str) -> Result<Value> {
+        self.call(
+            Method::POST,
+            "/api/v1/sdk/kill-switch/global",
+            Some(&json!({ "halted": halted, "reason": reason, "scope": scope })),
+        )
+        .await
+    }
+
+    /// The halt in force for the caller, if any.
+    pub async fn halt_state(&self) -> Result<Value> {
+        self.get("/api/v1/sdk/kill-switch/global").await
+    }
+
+    /// Permission requests, newest first; `status` is `pending`, `approved`,
+    /// `denied` or `expired`.
+    pub async fn permission_requests(
+        &self,
+        status: Option<&str>,
+        agent_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Value> {
+        let mut path = format!("/api/v1/sdk/permission-requests?limit={limit}");
+        if let Some(s) = status {
+            path.push_str(&format!("&status={}", encode(s)));
+        }
+        if let Some(a) = agent_id {
+            path.push_str(&format!("&agent_id={a}"));
+        }
+        self.get(&path).await
+    }
+
+    pub async fn permission_request(&self, id: i64) -> Result<Value> {
+        self.get(&format!("/api/v1/sdk/permission-requests/{id}"))
+            .await
+    }
+
+    /// Approves (the grant lapsing after `grant_expires_in_ms`, if given) or
+    /// denies a pending request.
+    pub async fn decide_permission_request(
+        &self,
+        id: i64,
+        approve: bool,
+        reason: Option<&str>,
+        grant_expires_in_ms: Option<u64>,
+    ) -> Result<Value> {
+        let mut body = serde_json::Map::new();
+        if let Some(r) = reason {
+            body.insert("reason".into(), r.into());
+        }
+        if let Some(ms) = grant_expires_in_ms {
+            body.insert("grant_expires_in_ms".into(), ms.into());
+        }
+        let verb = if approve { "approve" } else { "deny" };
+        self.call(
+            Method::POST,
+            &format!("/api/v1/sdk/permission-requests/{id}/{verb}"),
+            Some(&Value::Object(body)),
+        )
+        .await
+    }
+
+    /// The latest signed checkpoint of the caller's log:
+    /// `{origin, size, checkpoint, verifier_key}`.
+    pub async fn audit_checkpoint(&self) -> Result<Value> {
+        self.get("/api/v1/sdk/audit/checkpoint").await
+    }
+
+    /// Opens the live audit stream (`query` as the route takes it, e.g.
+    /// `agentId=3&after=10`); read it with [`AuditStream::next`].
+    pub async fn audit_stream(&self, query: &str) -> Result<AuditStream> {
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1/sdk/audit/stream?{query}", self.base));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let bytes = resp.bytes().await?;
+            return Err(error_from(status, &bytes));
+        }
+        Ok(AuditStream {
+            resp,
+            buf: Vec::new(),
+        })
+    }
+
     pub async fn audit(&self, query: &str) -> Result<AuditList> {
         let q = if query.is_empty() {
             String::new()
@@ -198,5 +324,87 @@ impl Client {
             format!("?{query}")
         };
         self.get(&format!("/api/v1/sdk/audit{q}")).await
+    }
+}
+
+fn error_from(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => ClientError::Api {
+            status,
+            code: e.error.code,
+            message: e.error.message,
+            request_id: e.error.request_id,
+        },
+        Err(_) => ClientError::Unexpected {
+            status,
+            body: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        },
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One server-sent event of the audit stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    /// `connected`, `audit`, `checkpoint`, `keepalive`, `timeout`...
+    pub event: String,
+    /// The leaf index, on `audit` events.
+    pub id: Option<u64>,
+    pub data: Value,
+}
+
+/// The live audit stream, read event by event.
+pub struct AuditStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl AuditStream {
+    /// The next event; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<StreamEvent>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let mut event = StreamEvent {
+                    event: "message".into(),
+                    id: None,
+                    data: Value::Null,
+                };
+                let mut comment = true;
+                for line in text.lines() {
+                    if let Some(e) = line.strip_prefix("event: ") {
+                        event.event = e.to_string();
+                        comment = false;
+                    } else if let Some(i) = line.strip_prefix("id: ") {
+                        event.id = i.trim().parse().ok();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        event.data = serde_json::from_str(d).unwrap_or(Value::String(d.into()));
+                        comment = false;
+                    }
+                }
+                if comment {
+                    // A comment line (`: keepalive`) carries nothing to report.
+                    continue;
+                }
+                return Ok(Some(event));
+            }
+            match self.resp.chunk().await? {
+                Some(chunk) => self.buf.extend_from_slice(&chunk),
+                None => return Ok(None),
+            }
+        }
     }
 }

@@ -16,12 +16,16 @@ use crate::model::{
     RequestDecision,
 };
 use crate::rate::{RateDecision, RateLimit};
-use crate::{AgentConfig, Ceilings, Permissions};
+use crate::{AgentConfig, Ceilings, KeyScope, Permissions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
+    /// The change would leave the account without a live key that can
+    /// manage keys (an owner key or one with the `keys` scope).
+    #[error("{0}")]
+    LastKeyManager(String),
     /// The database cannot be reached or refused service; worth retrying.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -62,6 +66,46 @@ pub fn decode_agent_columns(
 /// mutation's own transaction: a mutation that commits has its events, and
 /// one that does not leaves none.
 pub type Audit<T> = Box<dyn FnOnce(&T) -> Vec<AuditEvent> + Send + 'static>;
+
+/// Whether a key can manage keys: an owner key, or one with the `keys` scope.
+pub fn manages_keys(key: &ApiKey) -> bool {
+    key.revoked_at.is_none() && key.has_scope(crate::KeyScope::Keys)
+}
+
+/// Checks a change to the keys of one account: `changed` is the key as it
+/// will be; refused when it could manage keys, will not, and no other live
+/// key can.
+pub fn check_key_change(keys: &[ApiKey], changed: &ApiKey) -> StoreResult<()> {
+    let before = keys.iter().find(|k| k.id == changed.id);
+    if before.is_some_and(manages_keys)
+        && !manages_keys(changed)
+        && !keys.iter().any(|k| k.id != changed.id && manages_keys(k))
+    {
+        return Err(last_key_manager());
+    }
+    Ok(())
+}
+
+/// Why a key's scopes cannot be replaced, if they cannot.
+pub fn scope_change_refusal(key: &ApiKey) -> Option<StoreError> {
+    if key.is_owner {
+        return Some(StoreError::Conflict(
+            "an owner key holds every scope; its scopes cannot be changed".into(),
+        ));
+    }
+    if key.revoked_at.is_some() {
+        return Some(StoreError::Conflict("the key is revoked".into()));
+    }
+    None
+}
+
+/// The refusal of a change that would leave an account with no live key able
+/// to manage keys.
+pub fn last_key_manager() -> StoreError {
+    StoreError::LastKeyManager(
+        "this is the account's last live key that can manage keys (an owner key or one with the keys scope); create another first, or recover one with `thetazero keys recover`".into(),
+    )
+}
 
 /// A mutation that records nothing (tests, internal bookkeeping).
 pub fn no_audit<T>() -> Audit<T> {
@@ -107,7 +151,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<ApiKey>>;
     async fn get_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>>;
     /// Marks a key revoked; answers the key as it is now, `None` if absent.
-    /// `audit` runs only when the key exists.
+    /// `audit` runs only when the key exists. Refused with
+    /// [`StoreError::LastKeyManager`] when it is the account's last live key
+    /// that can manage keys, checked in the same transaction.
     async fn revoke_key_audited(
         &self,
         account: AccountId,
@@ -117,6 +163,19 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_key(&self, account: AccountId, id: KeyId) -> StoreResult<Option<ApiKey>> {
         self.revoke_key_audited(account, id, no_audit()).await
     }
+    /// Replaces a live, non-owner key's scopes; answers the key as it is
+    /// now, `None` if absent. Refused with [`StoreError::LastKeyManager`]
+    /// when it takes `keys` from the account's last live key that can manage
+    /// keys, and with [`StoreError::Conflict`] for a revoked or owner key,
+    /// checked in the same transaction. `audit` receives the key as it was
+    /// and as it is.
+    async fn set_key_scopes_audited(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        scopes: Vec<KeyScope>,
+        audit: Audit<(ApiKey, ApiKey)>,
+    ) -> StoreResult<Option<ApiKey>>;
     async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> StoreResult<()>;
 
     /// Registers an agent, or replaces the one of the same name. Answers the

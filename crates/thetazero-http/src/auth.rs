@@ -101,6 +101,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/keys", Access::Scope(KeyScope::Keys)),
     ("GET", "/api/v1/keys/{id}", Access::Scope(KeyScope::Keys)),
     ("DELETE", "/api/v1/keys/{id}", Access::Scope(KeyScope::Keys)),
+    ("PATCH", "/api/v1/keys/{id}", Access::Scope(KeyScope::Keys)),
     (
         "POST",
         "/api/v1/sdk/agents",

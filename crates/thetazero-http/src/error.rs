@@ -57,6 +57,7 @@ impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => HttpError::new(ErrorCode::Conflict, m),
+            StoreError::LastKeyManager(m) => HttpError::new(ErrorCode::LastKeyManager, m),
             StoreError::Unavailable(m) => {
                 tracing::warn!(request_id = %current_request_id(), error = %m, "storage unavailable");
                 let mut err = ApiError::new(

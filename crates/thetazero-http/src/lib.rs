@@ -71,7 +71,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(accounts::create))
         .routes(routes!(keys::create, keys::list))
-        .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(keys::get, keys::revoke, keys::set_scopes))
         .routes(routes!(agents::register, agents::list))
         .routes(routes!(agents::get, agents::patch, agents::delete))
         .routes(routes!(context::get, context::put, context::delete))

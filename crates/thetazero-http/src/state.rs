@@ -70,8 +70,9 @@ pub struct AppState {
     pub feed: Arc<AuditFeed>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
-    /// Ids of keys revoked by this replica, so that streams opened with them
-    /// end at once (streams on other replicas notice at their next keepalive).
+    /// Ids of keys revoked or narrowed by this replica, so that streams
+    /// opened with them end at once when they may no longer read (streams on
+    /// other replicas notice at their next keepalive).
     pub revoked_keys: tokio::sync::broadcast::Sender<i64>,
 }
 

@@ -28,6 +28,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", p) if p.ends_with("/kill-switch/global") => {
             Some(json!({"halted": false, "reason": "matrix"}))
         }
+        ("PATCH", "/api/v1/keys/{id}") => Some(json!({"scopes": ["agents:read"]})),
         ("PATCH", _) => Some(json!({"description": "changed"})),
         ("PUT", _) => Some(json!({"v": 1})),
         _ => None,

@@ -305,6 +305,7 @@ pub(crate) fn record(event: AuditEvent, p: Placement) -> AuditRecord {
 fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::LastKeyManager(m) => StoreError::LastKeyManager(m.clone()),
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }

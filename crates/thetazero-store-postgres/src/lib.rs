@@ -31,7 +31,8 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::{interval_us, RateDecision, RateLimit};
 use thetazero_core::store::{
-    decode_agent_columns, AccountUsage, Audit, Bootstrap, Store, StoreError, StoreResult,
+    check_key_change, decode_agent_columns, scope_change_refusal, AccountUsage, Audit, Bootstrap,
+    Store, StoreError, StoreResult,
 };
 use thetazero_core::KeyScope;
 
@@ -778,6 +779,29 @@ impl Store for PgStore {
     ) -> StoreResult<Option<ApiKey>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
+        // Revocations in one account take its row lock in turn, so two of
+        // them cannot each see the other's key as the one that remains.
+        execute(
+            &tx,
+            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )
+        .await?;
+        let keys = tx
+            .query(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = $1"),
+                &[&account],
+            )
+            .await
+            .map_err(map_pg)?
+            .iter()
+            .map(|r| key_row(r).map(|(k, _)| k))
+            .collect::<StoreResult<Vec<ApiKey>>>()?;
+        if let Some(target) = keys.iter().find(|k| k.id == id) {
+            let mut revoked = target.clone();
+            revoked.revoked_at = Some(OffsetDateTime::now_utc());
+            check_key_change(&keys, &revoked)?;
+        }
         // COALESCE keeps the first revocation time; one statement, so two
         // concurrent revocations cannot both think they were first.
         let key = query_opt(
@@ -797,6 +821,52 @@ impl Store for PgStore {
         }
         tx.commit().await.map_err(map_pg)?;
         Ok(key)
+    }
+
+    async fn set_key_scopes_audited(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        scopes: Vec<KeyScope>,
+        audit: Audit<(ApiKey, ApiKey)>,
+    ) -> StoreResult<Option<ApiKey>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        // Key changes in one account take its row lock in turn.
+        execute(
+            &tx,
+            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account],
+        )
+        .await?;
+        let keys = tx
+            .query(
+                &format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = $1"),
+                &[&account],
+            )
+            .await
+            .map_err(map_pg)?
+            .iter()
+            .map(|r| key_row(r).map(|(k, _)| k))
+            .collect::<StoreResult<Vec<ApiKey>>>()?;
+        let Some(before) = keys.iter().find(|k| k.id == id).cloned() else {
+            return Ok(None);
+        };
+        if let Some(refusal) = scope_change_refusal(&before) {
+            return Err(refusal);
+        }
+        let mut after = before.clone();
+        after.scopes = scopes;
+        check_key_change(&keys, &after)?;
+        execute(
+            &tx,
+            "UPDATE api_keys SET scopes = $1 WHERE id = $2 AND account_id = $3",
+            &[&scopes_text(&after.scopes), &id, &account],
+        )
+        .await?;
+        log(&tx, audit(&(before, after.clone()))).await?;
+        tx.commit().await.map_err(map_pg)?;
+        Ok(Some(after))
     }
 
     async fn touch_key(&self, id: KeyId, at: OffsetDateTime) -> StoreResult<()> {

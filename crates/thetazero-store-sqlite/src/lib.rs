@@ -28,7 +28,8 @@ use thetazero_core::model::{
 };
 use thetazero_core::rate::{gcra, RateDecision, RateLimit};
 use thetazero_core::store::{
-    decode_agent_columns, AccountUsage, Audit, Bootstrap, Store, StoreError, StoreResult,
+    check_key_change, decode_agent_columns, scope_change_refusal, AccountUsage, Audit, Bootstrap,
+    Store, StoreError, StoreResult,
 };
 use thetazero_core::KeyScope;
 
@@ -104,6 +105,54 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA journal_size_limit = 67108864;",
     )?;
     Ok(conn)
+}
+
+/// Writes a consistent copy of the database at `db` to `out`, a new file
+/// created readable by its owner only, while the database may be in use
+/// (`VACUUM INTO` reads one snapshot in one read transaction, so a server
+/// writing meanwhile neither blocks nor tears the copy).
+pub fn backup_to(db: &Path, out: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !db.exists() {
+        return Err(StoreError::Internal(format!(
+            "no database at {}",
+            db.display()
+        )));
+    }
+    // An empty file made first, so the copy is never readable by others.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| StoreError::Internal(format!("creating {}: {e}", out.display())))?;
+    let conn = Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(internal)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(internal)?;
+    let target = out
+        .to_str()
+        .ok_or_else(|| StoreError::Internal("the backup path is not UTF-8".into()))?;
+    conn.execute("VACUUM INTO ?1", params![target])
+        .map_err(internal)?;
+    drop(conn);
+    let copy = Connection::open_with_flags(out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(internal)?;
+    let check: String = copy
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(internal)?;
+    if check != "ok" {
+        return Err(StoreError::Internal(format!(
+            "the copy fails its integrity check: {check}"
+        )));
+    }
+    std::fs::File::open(out)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Internal(format!("syncing {}: {e}", out.display())))?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -830,6 +879,21 @@ impl Store for SqliteStore {
         audit: Audit<ApiKey>,
     ) -> StoreResult<Option<ApiKey>> {
         self.write(move |tx| {
+            // The one writer serialises this check with every other revocation.
+            let keys = {
+                let mut stmt = tx
+                    .prepare_cached(&format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = ?1"))
+                    .map_err(map_err)?;
+                let rows = stmt
+                    .query_map(params![account], |r| key_row(r).map(|(k, _)| k))
+                    .map_err(map_err)?;
+                rows.collect::<rusqlite::Result<Vec<ApiKey>>>().map_err(map_err)?
+            };
+            if let Some(target) = keys.iter().find(|k| k.id == id) {
+                let mut revoked = target.clone();
+                revoked.revoked_at = Some(OffsetDateTime::now_utc());
+                check_key_change(&keys, &revoked)?;
+            }
             execute_cached(tx,
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND account_id = ?3",
                 params![now_micros(), id, account],
@@ -847,6 +911,47 @@ impl Store for SqliteStore {
                 log(tx, audit(key))?;
             }
             Ok(key)
+        })
+        .await
+    }
+
+    async fn set_key_scopes_audited(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        scopes: Vec<KeyScope>,
+        audit: Audit<(ApiKey, ApiKey)>,
+    ) -> StoreResult<Option<ApiKey>> {
+        self.write(move |tx| {
+            let keys = {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLS} FROM api_keys WHERE account_id = ?1"
+                    ))
+                    .map_err(map_err)?;
+                let rows = stmt
+                    .query_map(params![account], |r| key_row(r).map(|(k, _)| k))
+                    .map_err(map_err)?;
+                rows.collect::<rusqlite::Result<Vec<ApiKey>>>()
+                    .map_err(map_err)?
+            };
+            let Some(before) = keys.iter().find(|k| k.id == id).cloned() else {
+                return Ok(None);
+            };
+            if let Some(refusal) = scope_change_refusal(&before) {
+                return Err(refusal);
+            }
+            let mut after = before.clone();
+            after.scopes = scopes;
+            check_key_change(&keys, &after)?;
+            execute_cached(
+                tx,
+                "UPDATE api_keys SET scopes = ?1 WHERE id = ?2 AND account_id = ?3",
+                params![scopes_text(&after.scopes), id, account],
+            )
+            .map_err(map_err)?;
+            log(tx, audit(&(before, after.clone())))?;
+            Ok(Some(after))
         })
         .await
     }

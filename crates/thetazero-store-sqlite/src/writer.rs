@@ -190,6 +190,7 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
 fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::LastKeyManager(m) => StoreError::LastKeyManager(m.clone()),
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde_json::json;
 use thetazero_core::audit::{AuditEvent, AuditQuery};
 use thetazero_core::model::{
-    AgentPatch, AgentSpec, AgentStatus, ExecutionOutcome, ExecutionStatus, NewExecution, NewKey,
-    PageRequest,
+    AgentPatch, AgentSpec, AgentStatus, ApiKey, ExecutionOutcome, ExecutionStatus, NewExecution,
+    NewKey, PageRequest,
 };
 use thetazero_core::store::{Store, StoreError};
 use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
@@ -21,7 +21,7 @@ use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
 macro_rules! store_conformance {
     ($factory:expr) => {
         $crate::store_conformance!(@cases $factory;
-            bootstrap_happens_once, keys_round_trip_and_revoke, agents_upsert_by_name,
+            bootstrap_happens_once, keys_round_trip_and_revoke, last_key_managers_race, agents_upsert_by_name,
             agents_are_scoped_by_account, agents_paginate, agent_updates_apply_only_given_fields,
             context_round_trips_and_goes_with_its_agent, audit_indices_are_contiguous_per_account,
             audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
@@ -131,6 +131,19 @@ pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     assert!(store.get_key(other.id, created.id).await.unwrap().is_none());
+    // The account's only key that can manage keys stays.
+    assert!(matches!(
+        store.revoke_key(account.id, created.id).await,
+        Err(StoreError::LastKeyManager(_))
+    ));
+    assert!(store
+        .get_key(account.id, created.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+    let second = store.create_key(key(account.id, 9, false)).await.unwrap();
     let revoked = store
         .revoke_key(account.id, created.id)
         .await
@@ -155,8 +168,85 @@ pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(touched.last_used_at.is_some());
-    assert_eq!(store.list_keys(account.id).await.unwrap().len(), 1);
+    // Now `second` is the last one; a revoked key does not count. Neither
+    // revoking it nor taking its keys scope is allowed; other changes are.
+    assert!(matches!(
+        store.revoke_key(account.id, second.id).await,
+        Err(StoreError::LastKeyManager(_))
+    ));
+    let no_audit = || thetazero_core::store::no_audit::<(ApiKey, ApiKey)>();
+    assert!(matches!(
+        store
+            .set_key_scopes_audited(
+                account.id,
+                second.id,
+                vec![KeyScope::AgentsRead],
+                no_audit()
+            )
+            .await,
+        Err(StoreError::LastKeyManager(_))
+    ));
+    let widened = store
+        .set_key_scopes_audited(
+            account.id,
+            second.id,
+            vec![KeyScope::AgentsRead, KeyScope::AuditRead, KeyScope::Keys],
+            no_audit(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(widened.scopes.len(), 3);
+    // A revoked key's scopes stay as they were; another account's key is absent.
+    assert!(matches!(
+        store
+            .set_key_scopes_audited(account.id, created.id, vec![KeyScope::Keys], no_audit())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store
+        .set_key_scopes_audited(other.id, second.id, vec![KeyScope::Keys], no_audit())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.list_keys(account.id).await.unwrap().len(), 2);
     assert_eq!(store.list_keys(other.id).await.unwrap().len(), 0);
+}
+
+/// Two revocations at once of an account's two keys that can manage keys:
+/// exactly one lands, whatever the interleaving.
+pub async fn last_key_managers_race(store: Arc<dyn Store>) {
+    for round in 0..5u8 {
+        let account = store.create_account("race").await.unwrap();
+        let a = store
+            .create_key(key(account.id, 100 + 2 * round, true))
+            .await
+            .unwrap();
+        let b = store
+            .create_key(key(account.id, 101 + 2 * round, false))
+            .await
+            .unwrap();
+        let (s1, s2) = (store.clone(), store.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { s1.revoke_key(account.id, a.id).await }),
+            tokio::spawn(async move { s2.revoke_key(account.id, b.id).await }),
+        );
+        let results = [ra.unwrap(), rb.unwrap()];
+        let landed = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::LastKeyManager(_))))
+            .count();
+        assert_eq!((landed, refused), (1, 1), "round {round}: {results:?}");
+        let live = store
+            .list_keys(account.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .count();
+        assert_eq!(live, 1);
+    }
 }
 
 pub async fn agents_upsert_by_name(store: Arc<dyn Store>) {

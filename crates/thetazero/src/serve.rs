@@ -2,9 +2,11 @@
 //! graceful shutdown.
 //!
 //! Configuration comes from flags, then their environment variables, then the
-//! config file, then defaults. On an empty database the first account, its
-//! owner key and the signing key are created; the owner key is printed once
-//! and stored only as a hash.
+//! config file, then defaults. Nothing is created before the listen address
+//! is bound and the store is open, so a start that fails leaves nothing
+//! behind; then, on an empty database, the signing key, the first account and
+//! its owner key are created, and the owner key is printed once and stored
+//! only as a hash.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,9 +30,9 @@ use thetazero_safety::SafetyConfig;
 use thetazero_store_postgres::{PgBus, PgStore};
 use thetazero_store_sqlite::SqliteStore;
 
-use crate::signing;
+use crate::{admin, signing};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "THETAZERO_LISTEN")]
@@ -219,7 +221,7 @@ pub struct Config {
 }
 
 impl Config {
-    fn resolve(args: &ServeArgs) -> Result<Config> {
+    pub(crate) fn resolve(args: &ServeArgs) -> Result<Config> {
         let mut file: FileConfig = match &args.config {
             None => FileConfig::default(),
             Some(path) => {
@@ -535,25 +537,30 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ),
     }
     // Ceilings bind template defaults too: say so where one is clipped.
-    for template in [
-        thetazero_core::limits::Template::Standard,
-        thetazero_core::limits::Template::Strict,
-        thetazero_core::limits::Template::Dev,
-    ] {
-        let defaults = template.defaults();
-        let clipped = config.settings.ceilings.clip(defaults);
-        if clipped != defaults {
-            tracing::warn!(
-                template = template.name(),
-                memory_mb = clipped.memory_mb,
-                cpu_time_ms = clipped.cpu_time_ms,
-                max_api_calls_per_run = clipped.max_api_calls_per_run,
-                max_api_calls_per_minute = clipped.max_api_calls_per_minute,
-                "the ceilings clip this template's defaults: its runs get these limits"
-            );
-        }
+    for (template, clipped) in clipped_templates(&config) {
+        tracing::warn!(
+            template = template.name(),
+            memory_mb = clipped.memory_mb,
+            cpu_time_ms = clipped.cpu_time_ms,
+            max_api_calls_per_run = clipped.max_api_calls_per_run,
+            max_api_calls_per_minute = clipped.max_api_calls_per_minute,
+            "the ceilings clip this template's defaults: its runs get these limits"
+        );
     }
+    // Bind first: a start that cannot listen creates nothing.
+    let listener = bind(&config.listen)?;
     create_private_dir(&config.data_dir)?;
+    // One process owns an SQLite store; `keys recover` takes the same lock.
+    let _lock = match admin::sqlite_path(&config.database_url) {
+        Some(db) => Some(admin::try_lock_store(&db)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "another thetazero process holds the database {} (a server, or `keys recover`)",
+                db.display()
+            )
+        })?),
+        None => None,
+    };
+    let (store, bus) = open_store(&config.database_url).await?;
 
     let (deployment_key, created) =
         signing::load_or_create(&config.signing_key_file, &config.deployment_name)?;
@@ -562,7 +569,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     tracing::info!(verifier_key = %deployment_key.verifier, "audit verifier key");
 
-    let (store, bus) = open_store(&config.database_url).await?;
+    // Only now, with the address bound and the store open: the first account
+    // and its owner key.
     let generated = thetazero_http::generate_key();
     let bootstrap = store
         .bootstrap(
@@ -596,7 +604,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         }
     }
-
     let runtime = Runtime::new(
         store.clone(),
         RuntimeConfig {
@@ -628,32 +635,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         spawn_anchor_heartbeat(ledger.clone(), config.anchor_interval);
     }
     let runtime = Arc::new(runtime);
+    // The operator's local channel (`keys recover`); serving does not depend
+    // on it.
+    let admin_socket = match admin::listen(&config.data_dir, store.clone()).await {
+        Ok(path) => path,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no admin socket: `keys recover` needs the server stopped");
+            None
+        }
+    };
     let state = AppState::new(store, runtime.clone(), ledger, config.settings);
     let app = thetazero_http::router(state);
-    let addr: SocketAddr = config
-        .listen
-        .parse()
-        .with_context(|| format!("invalid listen address {:?}", config.listen))?;
-    // A deep accept queue: thousands of clients may connect at once (runs
-    // that wait hold their connection), and the default of 1024 drops the
-    // rest of a burst. The kernel caps it at net.core.somaxconn.
-    let listener = {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .with_context(|| format!("cannot listen on {addr}"))?;
-        socket
-            .set_reuseaddr(true)
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        socket
-            .bind(addr)
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        socket
-            .listen(8192)
-            .with_context(|| format!("cannot listen on {addr}"))?
-    };
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     eprintln!("thetazero listening on http://{local}");
@@ -694,6 +686,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             runtime.stopping().await;
             tokio::time::sleep(grace + std::time::Duration::from_millis(1500)).await;
         } => tracing::warn!("requests still open after the grace period; exiting"),
+    }
+    if let Some(path) = admin_socket {
+        let _ = std::fs::remove_file(path);
     }
     tracing::info!("stopped; every acknowledged write was committed before its response");
     Ok(())
@@ -746,6 +741,74 @@ async fn serve_http(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The templates whose defaults the configured ceilings clip, with the
+/// limits their runs get.
+pub(crate) fn clipped_templates(
+    config: &Config,
+) -> Vec<(
+    thetazero_core::limits::Template,
+    thetazero_core::limits::Limits,
+)> {
+    [
+        thetazero_core::limits::Template::Standard,
+        thetazero_core::limits::Template::Strict,
+        thetazero_core::limits::Template::Dev,
+    ]
+    .into_iter()
+    .filter_map(|template| {
+        let defaults = template.defaults();
+        let clipped = config.settings.ceilings.clip(defaults);
+        (clipped != defaults).then_some((template, clipped))
+    })
+    .collect()
+}
+
+/// Parses and binds the listen address, with a deep accept queue: thousands
+/// of clients may connect at once (runs that wait hold their connection), and
+/// the default of 1024 drops the rest of a burst. The kernel caps it at
+/// net.core.somaxconn.
+fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("invalid listen address {listen:?}"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .with_context(|| format!("cannot listen on {addr}"))?;
+    socket
+        .set_reuseaddr(true)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    socket
+        .listen(8192)
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Opens the store and the ledger exactly as `serve` does, for commands that
+/// work on a store no server holds (`keys recover`).
+pub(crate) async fn open_offline(config: &Config) -> Result<(Arc<dyn Store>, Ledger)> {
+    if !config.signing_key_file.exists() {
+        bail!(
+            "no signing key at {}: has a server ever started on this data directory?",
+            config.signing_key_file.display()
+        );
+    }
+    let (store, _bus) = open_store(&config.database_url).await?;
+    let (deployment_key, _) =
+        signing::load_or_create(&config.signing_key_file, &config.deployment_name)?;
+    let ledger = Ledger::new(
+        store.clone(),
+        &deployment_key.secret,
+        &config.deployment_name,
+    )
+    .context("loading the audit signing key")?;
+    Ok((store, ledger))
 }
 
 /// Signs checkpoints of every log that grew, every `interval` while there is

@@ -1,10 +1,13 @@
-//! `/api/v1/keys`: create (the secret is shown once), list, get, revoke.
+//! `/api/v1/keys`: create (the secret is shown once), list, get, change
+//! scopes, revoke.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::json;
-use thetazero_api::types::{CreateKeyRequest, CreatedKey, KeyList, KeyResponse};
+use thetazero_api::types::{
+    CreateKeyRequest, CreatedKey, KeyList, KeyResponse, SetKeyScopesRequest,
+};
 use thetazero_api::{ErrorBody, ErrorCode};
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::model::NewKey;
@@ -17,23 +20,16 @@ use crate::extract::{Id, JsonBody};
 use crate::state::AppState;
 use crate::views;
 
-/// Create an API key. The answer holds its secret; nothing else ever will.
-#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKeyRequest,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn create(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(req): JsonBody<CreateKeyRequest>,
-) -> HttpResult<(StatusCode, Json<CreatedKey>)> {
-    check_text("name", &req.name, 128, false)?;
-    if req.scopes.is_empty() {
+/// Parses scopes a caller may grant: known, at least one, each held by the
+/// caller itself; sorted, without repeats.
+fn grantable_scopes(caller: &Caller, raw_scopes: &[String]) -> Result<Vec<KeyScope>, HttpError> {
+    if raw_scopes.is_empty() {
         return Err(HttpError::invalid(
             "field \"scopes\" must name at least one scope",
         ));
     }
     let mut scopes = Vec::new();
-    for raw in &req.scopes {
+    for raw in raw_scopes {
         let scope = KeyScope::parse(raw).ok_or_else(|| {
             HttpError::invalid(format!(
                 "field \"scopes\": unknown scope {raw:?}; expected one of {}",
@@ -52,6 +48,20 @@ pub async fn create(
         }
     }
     scopes.sort();
+    Ok(scopes)
+}
+
+/// Create an API key. The answer holds its secret; nothing else ever will.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateKeyRequest>,
+) -> HttpResult<(StatusCode, Json<CreatedKey>)> {
+    check_text("name", &req.name, 128, false)?;
+    let scopes = grantable_scopes(&caller, &req.scopes)?;
     let generated = generate_key();
     let (account, key_id) = (caller.account(), caller.key_id());
     let key = state
@@ -163,6 +173,57 @@ pub async fn revoke(
         .await?
         .ok_or_else(|| HttpError::not_found("API key"))?;
     // Streams opened with the key end now; its stream tokens no longer open any.
+    let _ = state.revoked_keys.send(key.id);
+    Ok(Json(KeyResponse {
+        success: true,
+        key: views::key(&key),
+    }))
+}
+
+/// Replace a key's scopes, within those the caller holds. An owner key's
+/// cannot change; nor can the account's last key that can manage keys lose
+/// the `keys` scope (409 `last_key_manager`).
+#[utoipa::path(patch, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+    request_body = SetKeyScopesRequest,
+    responses((status = 200, body = KeyResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_scopes(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    JsonBody(req): JsonBody<SetKeyScopesRequest>,
+) -> HttpResult<Json<KeyResponse>> {
+    let scopes = grantable_scopes(&caller, &req.scopes)?;
+    let (account, key_id) = (caller.account(), caller.key_id());
+    let key = state
+        .store
+        .set_key_scopes_audited(
+            account,
+            id,
+            scopes,
+            Box::new(move |(before, after)| {
+                let names = |k: &thetazero_core::model::ApiKey| {
+                    k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+                };
+                vec![AuditEvent::new(
+                    account,
+                    "key_scopes_changed",
+                    "key",
+                    format!(
+                        "API key {} ({}) scopes changed to {}",
+                        after.name,
+                        after.prefix,
+                        names(after).join(" ")
+                    ),
+                )
+                .key(key_id)
+                .payload(json!({"changed_key_id": after.id, "scopes_before": names(before), "scopes": names(after)}))]
+            }),
+        )
+        .await?
+        .ok_or_else(|| HttpError::not_found("API key"))?;
+    // Streams opened with the key look again at what it may read.
     let _ = state.revoked_keys.send(key.id);
     Ok(Json(KeyResponse {
         success: true,

@@ -162,8 +162,14 @@ impl Progress {
                         return None;
                     };
                     tokio::select! {
-                        revoked = self.revoked.recv() => {
-                            if matches!(revoked, Ok(id) if id == self.key) {
+                        changed = self.revoked.recv() => {
+                            // The key was revoked or its scopes changed here:
+                            // the stream goes on only if it may still read.
+                            if matches!(changed, Ok(id) if id == self.key)
+                                && !crate::auth::key_may_stream(&self.state, self.account, self.key)
+                                    .await
+                                    .unwrap_or(false)
+                            {
                                 self.phase = Phase::Done;
                                 return Some(frame("timeout", None, &json!({"reason": "key_revoked", "resume_after": self.resume_after()})));
                             }
