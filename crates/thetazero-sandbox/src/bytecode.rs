@@ -132,9 +132,12 @@ pub(crate) fn eval<'js>(
     }
 }
 
-/// Bytecode of recently run agent code, keyed by the exact wrapped source.
-/// Bounded by entries and by bytes; a full cache is cleared and refilled
-/// (agents whose code changes often simply compile each time).
+/// Bytecode of recently run agent code, keyed by the exact wrapped source,
+/// kept per scope (an account). Each scope is bounded by entries and bytes on
+/// its own, and a full scope is cleared and refilled alone (agents whose code
+/// changes often simply compile each time): one account churning through
+/// code never flushes another's. When all scopes together pass the total,
+/// the largest scope goes first.
 pub(crate) struct AgentCache {
     inner: Mutex<CacheInner>,
 }
@@ -143,14 +146,21 @@ pub(crate) struct AgentCache {
 type Compiled = (Arc<str>, Arc<[u8]>);
 
 #[derive(Default)]
-struct CacheInner {
-    /// (scope, hash of the source) → (source, bytecode).
-    entries: HashMap<(u64, u64), Compiled>,
+struct ScopeCache {
+    /// Hash of the source → (source, bytecode).
+    entries: HashMap<u64, Compiled>,
     bytes: usize,
 }
 
-const CACHE_ENTRIES: usize = 512;
-const CACHE_BYTES: usize = 32 << 20;
+#[derive(Default)]
+struct CacheInner {
+    scopes: HashMap<u64, ScopeCache>,
+    bytes: usize,
+}
+
+const SCOPE_ENTRIES: usize = 256;
+const SCOPE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 64 << 20;
 /// Larger scripts are compiled each time rather than kept.
 const CACHE_MAX_SCRIPT: usize = 1 << 20;
 
@@ -163,15 +173,18 @@ fn hash(source: &str) -> u64 {
 impl AgentCache {
     pub(crate) fn global() -> &'static AgentCache {
         static CACHE: OnceLock<AgentCache> = OnceLock::new();
-        CACHE.get_or_init(|| AgentCache {
+        CACHE.get_or_init(AgentCache::new)
+    }
+
+    fn new() -> AgentCache {
+        AgentCache {
             inner: Mutex::new(CacheInner::default()),
-        })
+        }
     }
 
     pub(crate) fn get(&self, scope: u64, source: &str) -> Option<Arc<[u8]>> {
-        let key = (scope, hash(source));
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match inner.entries.get(&key) {
+        match inner.scopes.get(&scope)?.entries.get(&hash(source)) {
             Some((kept, bytes)) if **kept == *source => Some(bytes.clone()),
             _ => None,
         }
@@ -181,17 +194,33 @@ impl AgentCache {
         if bytes.len() > CACHE_MAX_SCRIPT {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.entries.len() >= CACHE_ENTRIES || inner.bytes + bytes.len() > CACHE_BYTES {
-            inner.entries.clear();
-            inner.bytes = 0;
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        let own = inner.scopes.entry(scope).or_default();
+        if own.entries.len() >= SCOPE_ENTRIES || own.bytes + bytes.len() > SCOPE_BYTES {
+            inner.bytes -= own.bytes;
+            own.entries.clear();
+            own.bytes = 0;
         }
-        inner.bytes += bytes.len();
-        if let Some((_, old)) = inner
-            .entries
-            .insert((scope, hash(source)), (source.into(), bytes))
-        {
+        let added = bytes.len();
+        own.bytes += added;
+        inner.bytes += added;
+        if let Some((_, old)) = own.entries.insert(hash(source), (source.into(), bytes)) {
+            own.bytes -= old.len();
             inner.bytes -= old.len();
+        }
+        while inner.bytes > CACHE_BYTES {
+            let Some(largest) = inner
+                .scopes
+                .iter()
+                .max_by_key(|(_, c)| c.bytes)
+                .map(|(s, _)| *s)
+            else {
+                break;
+            };
+            if let Some(dropped) = inner.scopes.remove(&largest) {
+                inner.bytes -= dropped.bytes;
+            }
         }
     }
 }
@@ -200,15 +229,9 @@ impl AgentCache {
 mod tests {
     use super::*;
 
-    fn cache() -> AgentCache {
-        AgentCache {
-            inner: Mutex::new(CacheInner::default()),
-        }
-    }
-
     #[test]
     fn entries_are_per_scope_and_per_exact_source() {
-        let c = cache();
+        let c = AgentCache::new();
         c.put(1, "return 1", Arc::from(&b"one"[..]));
         assert_eq!(c.get(1, "return 1").as_deref(), Some(&b"one"[..]));
         assert!(c.get(2, "return 1").is_none());
@@ -217,15 +240,34 @@ mod tests {
 
     #[test]
     fn the_cache_stays_bounded() {
-        let c = cache();
-        for i in 0..CACHE_ENTRIES + 10 {
+        let c = AgentCache::new();
+        for i in 0..SCOPE_ENTRIES + 10 {
             c.put(0, &format!("return {i}"), Arc::from(&b"x"[..]));
         }
         let inner = c.inner.lock().unwrap();
-        assert!(inner.entries.len() <= CACHE_ENTRIES);
-        assert_eq!(inner.bytes, inner.entries.len());
+        assert!(inner.scopes[&0].entries.len() <= SCOPE_ENTRIES);
+        assert_eq!(inner.bytes, inner.scopes[&0].entries.len());
         drop(inner);
         c.put(0, "big", Arc::from(vec![0u8; CACHE_MAX_SCRIPT + 1]));
         assert!(c.get(0, "big").is_none());
+        // All scopes together stay under the total.
+        let chunk = vec![0u8; CACHE_MAX_SCRIPT];
+        for scope in 0..100u64 {
+            for i in 0..4 {
+                c.put(scope, &format!("s{i}"), Arc::from(&chunk[..]));
+            }
+        }
+        assert!(c.inner.lock().unwrap().bytes <= CACHE_BYTES);
+    }
+
+    /// One scope churning through code clears only itself.
+    #[test]
+    fn one_scope_cannot_flush_another() {
+        let c = AgentCache::new();
+        c.put(1, "return 'mine'", Arc::from(&b"mine"[..]));
+        for i in 0..SCOPE_ENTRIES * 4 {
+            c.put(2, &format!("return {i}"), Arc::from(&b"x"[..]));
+        }
+        assert_eq!(c.get(1, "return 'mine'").as_deref(), Some(&b"mine"[..]));
     }
 }
