@@ -28,6 +28,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", p) if p.ends_with("/kill-switch/global") => {
             Some(json!({"halted": false, "reason": "matrix"}))
         }
+        ("POST", p) if p.contains("/compliance/packages/") => Some(json!({})),
         ("PATCH", _) => Some(json!({"description": "changed"})),
         ("PUT", _) => Some(json!({"v": 1})),
         _ => None,
@@ -96,6 +97,7 @@ impl Fixture {
         path.replace("{id}", &id.to_string())
             .replace("{key}", "k")
             .replace("{eid}", &self.execution_id.to_string())
+            .replace("{framework}", "soc2")
     }
 }
 
