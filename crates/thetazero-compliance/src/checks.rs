@@ -402,12 +402,29 @@ async fn counted(cx: &Context<'_>, types: &[&str]) -> Outcome {
     ))
 }
 
+/// The records with their payloads filled in (queries leave them out).
+async fn with_payloads(
+    cx: &Context<'_>,
+    mut recs: Vec<AuditRecord>,
+) -> Result<Vec<AuditRecord>, String> {
+    for r in &mut recs {
+        r.event.payload = cx
+            .store
+            .audit_payload(cx.scope.account_id, r.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or(Value::Null);
+    }
+    Ok(recs)
+}
+
 fn is_drill(r: &AuditRecord) -> bool {
     r.event.payload["drill"] == json!(true)
 }
 
 async fn kills(cx: &Context<'_>) -> Outcome {
     let (recs, _) = records(cx, &["agent_killed"], 5000).await?;
+    let recs = with_payloads(cx, recs).await?;
     let mut reasons = Vec::new();
     let mut rows = Vec::new();
     let mut drills = 0;
@@ -608,7 +625,8 @@ async fn drill(cx: &Context<'_>) -> Outcome {
         )
         .await
         .map_err(|e| e.to_string())?;
-    let last = page.items.iter().rev().find(|r| is_drill(r));
+    let drills = with_payloads(cx, page.items).await?;
+    let last = drills.iter().rev().find(|r| is_drill(r));
     let mut reasons = Vec::new();
     match last {
         None => reasons.push(format!(
@@ -622,7 +640,7 @@ async fn drill(cx: &Context<'_>) -> Outcome {
     }
     Ok((
         reasons,
-        json!({"drills_in_window": page.items.len(), "last": last.map(|r| json!({
+        json!({"drills_in_window": drills.len(), "last": last.map(|r| json!({
             "leaf_index": r.leaf_index, "leaf_hash": hex::encode(r.leaf_hash), "time": rfc3339(r.timestamp), "result": r.event.payload}))}),
     ))
 }

@@ -439,7 +439,8 @@ impl Verification {
 
 fn public_key(verifier_key: &str) -> Option<ed25519_dalek::VerifyingKey> {
     thetazero_audit::VerifierKey::parse(verifier_key).ok()?;
-    let b64 = verifier_key.trim().rsplit('+').next()?;
+    // name+hex(key id)+base64(0x01 || key); base64 may itself hold '+'.
+    let b64 = verifier_key.trim().splitn(3, '+').nth(2)?;
     let raw = B64.decode(b64).ok()?;
     let key: [u8; 32] = raw.get(1..)?.try_into().ok()?;
     if raw.first() != Some(&1) {

@@ -267,8 +267,8 @@ pub async fn package(
         "compliance_package_generated",
         "compliance",
         format!(
-            "evidence package {} generated ({})",
-            built.filename, framework
+            "evidence package sha256:{} generated ({})",
+            built.sha256, framework
         ),
     )
     .key(caller.key_id())
