@@ -31,6 +31,9 @@ pub enum PackageError {
     Signing(String),
 }
 
+/// Signs bytes with the deployment's key.
+pub type Signer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + 'a;
+
 /// A built package.
 pub struct Package {
     pub filename: String,
@@ -293,7 +296,7 @@ pub fn build(
     a: &Assessment,
     framework_id: &str,
     verifier_key: &str,
-    sign: &dyn Fn(&[u8]) -> Result<Vec<u8>, String>,
+    sign: &Signer<'_>,
 ) -> Result<Package, PackageError> {
     let framework = a.report["frameworks"]
         .as_array()
