@@ -27,7 +27,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn client(&self) -> Result<Client> {
+    pub(crate) fn client(&self) -> Result<Client> {
         if self.api_key.is_none() {
             anyhow::bail!("no API key: pass --api-key or set THETAZERO_API_KEY");
         }

@@ -3,6 +3,7 @@
 //! chooses a storage backend.
 
 mod cli;
+mod compliance;
 mod serve;
 mod signing;
 
@@ -49,6 +50,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::AccountsCommand,
     },
+    /// Controls mapping and evidence: status, report, package, drill, verify.
+    Compliance {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: compliance::ComplianceCommand,
+    },
     /// A sandbox worker process; the server starts these itself.
     #[command(hide = true)]
     SandboxWorker {
@@ -82,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::Accounts { conn, command } => cli::accounts(conn, command).await,
             Command::Audit { conn, command } => cli::audit(conn, command).await,
             Command::Safety { command } => cli::safety(command),
+            Command::Compliance { conn, command } => compliance::run(conn, command).await,
             Command::SandboxWorker { .. } => Ok(()),
         }
     });
