@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod checks;
+pub mod oscal;
 pub mod package;
 pub mod report;
 

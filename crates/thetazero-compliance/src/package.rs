@@ -138,6 +138,7 @@ for a compliance team to review. It does not certify anything, and no figure in 
 - `not-covered.md`: what the platform does not cover and the customer must supply\n\
 - `evidence/`: the data each check computed on the live system (JSON)\n\
 - `report.json`: the full report (`thetazero.compliance-report/v1`)\n\
+- `oscal/assessment-results.json`: the same evaluation as OSCAL assessment results\n\
 - `charts/{fid}.svg`: coverage and results\n\
 - `manifest.json`: the SHA-256 of every file\n\
 - `manifest.dsse.json`: a DSSE envelope (in-toto statement listing every file and its digest) signed with the deployment's Ed25519 key\n\
@@ -334,6 +335,10 @@ pub fn build(
         serde_json::to_vec_pretty(&report).map_err(|e| PackageError::Zip(e.to_string()))?;
     report_bytes.push(b'\n');
     files.insert("report.json".into(), report_bytes.clone());
+    let mut oscal = serde_json::to_vec_pretty(&crate::oscal::assessment_results(&report))
+        .map_err(|e| PackageError::Zip(e.to_string()))?;
+    oscal.push(b'\n');
+    files.insert("oscal/assessment-results.json".into(), oscal);
     let markdown = summary_md(a, &framework);
     files.insert(SUMMARY.into(), markdown.clone().into_bytes());
     files.insert("README.md".into(), readme(a, &framework).into_bytes());

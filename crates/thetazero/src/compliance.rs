@@ -68,7 +68,9 @@ pub enum ComplianceCommand {
     Report {
         #[command(flatten)]
         scope: Scope,
-        /// `json`.
+        /// `json`, `oscal` (assessment-results of this evaluation) or
+        /// `oscal-component-definition` (this release's component
+        /// definition; needs no server).
         #[arg(long, default_value = "json")]
         format: String,
         /// Write to this file (`-`, the default, is standard output).
@@ -167,6 +169,23 @@ pub async fn run(conn: Connection, command: ComplianceCommand) -> Result<()> {
     if let ComplianceCommand::Verify { package, key, json } = &command {
         return verify(package, key.as_deref(), *json);
     }
+    if let ComplianceCommand::Report {
+        scope, format, out, ..
+    } = &command
+    {
+        if format == "oscal-component-definition" {
+            let catalogs = thetazero_compliance::catalog::catalogs(&scope.frameworks)?;
+            let at = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let doc = thetazero_compliance::oscal::component_definition(
+                &catalogs,
+                env!("CARGO_PKG_VERSION"),
+                &at,
+            );
+            return write_out(out.as_deref(), &pretty(&doc));
+        }
+    }
     let client = conn.client()?;
     match command {
         ComplianceCommand::Status { scope, json, out } => {
@@ -181,10 +200,20 @@ pub async fn run(conn: Connection, command: ComplianceCommand) -> Result<()> {
         ComplianceCommand::Report {
             scope, format, out, ..
         } => {
-            if format != "json" {
-                anyhow::bail!("--format must be json, not {format:?}");
+            if format != "json" && format != "oscal" {
+                anyhow::bail!(
+                    "--format must be json, oscal or oscal-component-definition, not {format:?}"
+                );
             }
-            let report = client.compliance("report", &scope.query()).await?;
+            let mut query = scope.query();
+            if format == "oscal" {
+                query.push_str(if query.is_empty() {
+                    "format=oscal"
+                } else {
+                    "&format=oscal"
+                });
+            }
+            let report = client.compliance("report", &query).await?;
             write_out(out.as_deref(), &pretty(&report))
         }
         ComplianceCommand::Package {

@@ -83,7 +83,7 @@ pub struct ComplianceParams {
     pub from: Option<String>,
     /// End of the period (default: now).
     pub to: Option<String>,
-    /// Report only: `json` (default).
+    /// Report only: `json` (default) or `oscal` (OSCAL assessment-results).
     pub format: Option<String>,
 }
 
@@ -164,7 +164,8 @@ pub async fn status(
 
 /// The full report, `thetazero.compliance-report/v1` (JSON Schema in the
 /// repository): scope, period, catalogs and their hashes, checks, controls,
-/// the not-covered list, evidence digests and summary counts.
+/// the not-covered list, evidence digests and summary counts. With
+/// `format=oscal`, the same evaluation as OSCAL `assessment-results`.
 #[utoipa::path(get, path = "/api/v1/sdk/compliance/report", tag = "compliance",
     operation_id = "compliance_report", params(ComplianceParams),
     responses((status = 200, description = "The report (`thetazero.compliance-report/v1`)"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -174,14 +175,15 @@ pub async fn report(
     Extension(caller): Extension<Caller>,
     Query(p): Query<ComplianceParams>,
 ) -> HttpResult<Json<Value>> {
-    match p.format.as_deref() {
-        None | Some("json") => {}
+    let oscal = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("oscal") => true,
         Some(other) => {
             return Err(HttpError::invalid(format!(
-                "query parameter \"format\" must be \"json\", not {other:?}"
+                "query parameter \"format\" must be \"json\" or \"oscal\", not {other:?}"
             )))
         }
-    }
+    };
     let frameworks = frameworks_param(p.frameworks.as_deref())?;
     let a = assess(
         &state,
@@ -192,6 +194,11 @@ pub async fn report(
         p.to.as_deref(),
     )
     .await?;
+    if oscal {
+        return Ok(Json(thetazero_compliance::oscal::assessment_results(
+            &a.report,
+        )));
+    }
     Ok(Json(a.report))
 }
 
@@ -329,6 +336,14 @@ pub async fn drill(
             "this API key lacks the scope killswitch (a drill needs compliance and killswitch)",
         ));
     }
+    // A drill starts an execution: it counts against the key's rate.
+    crate::rate::enforce(
+        &state,
+        &caller,
+        crate::rate::Limited::ExecutionsPerKey,
+        None,
+    )
+    .await?;
     let account = caller.account();
     let key_id = caller.key_id();
     let mut suffix = [0u8; 6];
