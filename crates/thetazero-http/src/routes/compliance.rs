@@ -452,12 +452,28 @@ async fn run_drill(state: &AppState, caller: &Caller, agent: i64) -> HttpResult<
         if let Some(e) = page.items.first() {
             break e.id;
         }
-        if run.is_finished() || Instant::now() > deadline {
+        if run.is_finished() {
             let ended = run.await.map_err(HttpError::internal)?;
             return Err(match ended {
                 Err(e) => e.into(),
                 Ok(_) => HttpError::internal("the drill's canary ended before it could be killed"),
             });
+        }
+        if Instant::now() > deadline {
+            // Still queued: stop it before it runs, then report.
+            state
+                .runtime
+                .kill_agent_drill(
+                    run_caller,
+                    agent,
+                    "kill-switch drill: the canary never started".into(),
+                )
+                .await?;
+            let _ = run.await;
+            return Err(HttpError::new(
+                ErrorCode::ServiceUnavailable,
+                "the drill's canary did not start within 20 s; retry when the account's runs have drained",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
