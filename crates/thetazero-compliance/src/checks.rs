@@ -376,16 +376,33 @@ fn sample(records: &[AuditRecord], n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// A count of enforcement events; it fails only when the log disagrees with
-/// itself (an event of the type not marked as the violation it is).
+/// How many of the newest enforcement events are checked against their
+/// leaves in the log.
+const CROSS_CHECK: usize = 50;
+
+/// A count of enforcement events. The newest are checked against the log
+/// itself: an event row whose leaf is missing, or hashes to another value,
+/// or records another action, was changed outside the log, and fails it.
 async fn counted(cx: &Context<'_>, types: &[&str]) -> Outcome {
     let (recs, total) = records(cx, types, 5000).await?;
     let mut reasons = Vec::new();
-    for r in &recs {
-        if !r.event.is_violation {
+    for r in recs.iter().rev().take(CROSS_CHECK) {
+        let leaf = cx
+            .store
+            .audit_leaves(cx.scope.account_id, r.leaf_index, r.leaf_index + 1, 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        let agrees = leaf.first().is_some_and(|(i, bytes)| {
+            *i == r.leaf_index
+                && thetazero_audit::merkle::leaf_hash(bytes).0 == r.leaf_hash
+                && thetazero_audit::AuditLeaf::from_bytes(bytes).is_ok_and(|l| {
+                    l.action_type == r.event.action_type && l.account_id == cx.scope.account_id
+                })
+        });
+        if !agrees {
             reasons.push(format!(
-                "{} at leaf {} is not marked as a violation",
-                r.event.action_type, r.leaf_index
+                "{} event {} does not match leaf {} of the log",
+                r.event.action_type, r.id, r.leaf_index
             ));
         }
     }
@@ -398,7 +415,8 @@ async fn counted(cx: &Context<'_>, types: &[&str]) -> Outcome {
     }
     Ok((
         reasons,
-        json!({"total": total, "by_type": by_type, "latest": sample(&recs, 20)}),
+        json!({"total": total, "by_type": by_type, "cross_checked_with_the_log": recs.len().min(CROSS_CHECK),
+               "latest": sample(&recs, 20)}),
     ))
 }
 

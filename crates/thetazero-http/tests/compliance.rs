@@ -413,6 +413,47 @@ async fn a_tampered_log_fails_the_verification_control() {
 }
 
 #[tokio::test]
+async fn an_enforcement_event_changed_outside_the_log_fails_its_check() {
+    let app = TestApp::new().await;
+    let id = agent(
+        &app,
+        json!({"name": "nosy", "entry_code": "try { await thetazero.read_context('k'); } catch (e) {} return 1;"}),
+    )
+    .await;
+    execute(&app, id, json!({})).await;
+    let s = status(&app, &app.owner, "frameworks=owasp_llm_top10").await;
+    let c = check(&s, "audit.denials");
+    assert_eq!(c["status"], "pass", "{c}");
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/audit?actionTypes=permission_denied",
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    let leaf = r.body["events"][0]["leaf_index"]
+        .as_u64()
+        .expect("a denial was recorded");
+    app.tamper(
+        &format!("UPDATE audit_leaves SET leaf_bytes = CAST(replace(CAST(leaf_bytes AS TEXT), 'refused', 'allowed') AS BLOB) WHERE leaf_index = {leaf}"),
+        &format!("UPDATE audit_leaves SET leaf_bytes = convert_to(replace(convert_from(leaf_bytes, 'UTF8'), 'refused', 'allowed'), 'UTF8') WHERE leaf_index = {leaf}"),
+    )
+    .await;
+    let s = status(&app, &app.owner, "frameworks=owasp_llm_top10").await;
+    let c = check(&s, "audit.denials");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["reasons"].to_string().contains(&format!("leaf {leaf}")),
+        "{c}"
+    );
+    assert_eq!(
+        control(&s, "owasp_llm_top10", "LLM06")["result"],
+        "not_satisfied"
+    );
+}
+
+#[tokio::test]
 async fn a_pruned_log_fails_retention() {
     let app = TestApp::new().await;
     let id = agent(&app, json!({"name": "busy", "entry_code": "return 1;"})).await;
