@@ -40,7 +40,7 @@ export interface SecureAgentOptions {
   sandbox?: 'STRICT' | 'STANDARD' | 'DEV' | string;
   /** Raw REST AgentConfig fields (snake_case), merged over `limits`. */
   config?: Record<string, unknown>;
-  /** Compliance frameworks, e.g. ['eu_ai_act', 'soc2', 'nist_ai_rmf']. Stored; evaluated by the server in a later release. */
+  /** Compliance frameworks, e.g. ['eu_ai_act', 'soc2', 'nist_ai_rmf']: sent at configure(), which evaluates them at once. */
   compliance?: string[];
   /** Attach to an already registered agent. */
   agentId?: number;
@@ -205,6 +205,47 @@ export interface PermissionRequestOptions {
   pollIntervalMs?: number;
 }
 
+export type ComplianceFramework = 'eu_ai_act' | 'soc2' | 'nist_ai_rmf' | 'iso_42001' | 'owasp_llm_top10';
+
+export interface ComplianceOptions {
+  /** Default: the frameworks given to the constructor, else every framework. */
+  frameworks?: ComplianceFramework[] | string;
+  /** The whole account instead of this agent. */
+  account?: boolean;
+  from?: string | Date;
+  to?: string | Date;
+}
+
+export interface ComplianceControl {
+  id: string;
+  coverage: 'automated' | 'partial' | 'organizational' | 'not_applicable';
+  result: 'satisfied' | 'not_satisfied' | 'not_assessed' | null;
+  reasons: string[];
+  evidence: string[];
+}
+
+export interface ComplianceStatus {
+  success: boolean;
+  schema: 'thetazero.compliance-report/v1';
+  disclaimer: string;
+  scope: { account: { id: number; name: string }; agent: { id: number; name: string } | null };
+  checks: { id: string; title: string; status: 'pass' | 'fail' | 'error'; reasons: string[]; evidence_file: string }[];
+  frameworks: { id: ComplianceFramework; catalog_version: string; catalog_sha256: string; summary: Record<string, unknown>; controls: ComplianceControl[] }[];
+  summary: Record<string, unknown>;
+}
+
+export interface EvidencePackage {
+  filename: string;
+  media_type: 'application/zip';
+  bytes: Buffer;
+  /** Hex SHA-256 of `bytes`. */
+  sha256: string;
+  /** The package's summary page. */
+  markdown: string;
+  /** Where generating it was recorded in the audit log. */
+  auditLeafIndex: number | null;
+}
+
 export class SecureAgent {
   constructor(opts?: SecureAgentOptions);
   static readonly permissions: Readonly<Record<PresetName, readonly Scope[]>>;
@@ -234,6 +275,13 @@ export class SecureAgent {
   getVerifierKey(): Promise<string>;
   verifyAuditRecord(recordId: number): Promise<AuditRecordVerification>;
   verifyExecution(executionId: number): Promise<ExecutionVerification>;
+
+  /** The last status configure() evaluated, when frameworks were given. */
+  complianceStatus: ComplianceStatus | null;
+  getComplianceStatus(opts?: ComplianceOptions): Promise<ComplianceStatus>;
+  getEvidencePackage(framework: ComplianceFramework, format?: 'markdown', opts?: Omit<ComplianceOptions, 'frameworks'>): Promise<EvidencePackage>;
+  exportComplianceReport(format?: 'json', opts?: ComplianceOptions): Promise<Record<string, unknown>>;
+  runComplianceDrill(): Promise<{ success: boolean; drill: Record<string, unknown>; leaf_index: number; leaf_hash: string }>;
 
   stop(reason?: string): Promise<KillResult>;
   setGlobalHalt(halted: boolean, reason?: string, opts?: { scope?: 'account' | 'deployment' }): Promise<HaltResult>;

@@ -29,6 +29,11 @@ pub struct RegisterAgentRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub permissions: Option<Value>,
+    /// Compliance frameworks the agent is assessed against (`eu_ai_act`,
+    /// `soc2`, `nist_ai_rmf`, `iso_42001`, `owasp_llm_top10`); absent keeps
+    /// what was set before, an empty list clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<Vec<String>>,
 }
 
 /// `PATCH /api/v1/sdk/agents/:id`: fields present replace the stored ones.

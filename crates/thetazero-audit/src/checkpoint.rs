@@ -196,6 +196,13 @@ impl AuditSigner {
         self.vkey.clone()
     }
 
+    /// A bare Ed25519 signature over `message` (for envelopes such as DSSE,
+    /// whose verifiers check it with the verifier key's public half).
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(message).to_bytes()
+    }
+
     /// Signs `text` (which must end in a newline) as a signed note.
     pub fn sign_note(&self, text: &[u8]) -> Result<String, CheckpointError> {
         let mut n = Note::new(text, &[]).map_err(|_| CheckpointError::MalformedNote)?;

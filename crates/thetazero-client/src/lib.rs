@@ -325,6 +325,90 @@ impl Client {
         };
         self.get(&format!("/api/v1/sdk/audit{q}")).await
     }
+
+    /// A compliance status or report (`what` = `status` or `report`) with its
+    /// query string.
+    pub async fn compliance(&self, what: &str, query: &str) -> Result<serde_json::Value> {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        self.get(&format!("/api/v1/sdk/compliance/{what}{q}")).await
+    }
+
+    /// Runs a kill-switch drill in the caller's account.
+    pub async fn compliance_drill(&self) -> Result<serde_json::Value> {
+        self.call::<(), _>(Method::POST, "/api/v1/sdk/compliance/drill", None)
+            .await
+    }
+
+    /// Generates the evidence package of `framework`: the zip's bytes, its
+    /// file name, its SHA-256 as the server states it, and the leaf index of
+    /// the audit event that records it.
+    pub async fn compliance_package(
+        &self,
+        framework: &str,
+        body: &serde_json::Value,
+    ) -> Result<EvidencePackage> {
+        let mut req = self
+            .http
+            .post(format!(
+                "{}/api/v1/sdk/compliance/packages/{framework}",
+                self.base
+            ))
+            .json(body);
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let filename = header("content-disposition")
+            .and_then(|d| {
+                d.split("filename=\"")
+                    .nth(1)
+                    .map(|f| f.trim_end_matches('"').to_string())
+            })
+            .unwrap_or_else(|| format!("thetazero-evidence-{framework}.zip"));
+        let sha256 = header("x-content-sha256").unwrap_or_default();
+        let leaf_index = header("x-audit-leaf-index").and_then(|v| v.parse().ok());
+        let bytes = resp.bytes().await?;
+        if !(200..300).contains(&status) {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status,
+                    code: e.error.code,
+                    message: e.error.message,
+                    request_id: e.error.request_id,
+                },
+                Err(_) => ClientError::Unexpected {
+                    status,
+                    body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+                },
+            });
+        }
+        Ok(EvidencePackage {
+            filename,
+            sha256,
+            leaf_index,
+            bytes: bytes.to_vec(),
+        })
+    }
+}
+
+/// An evidence package as the server sent it.
+#[derive(Debug, Clone)]
+pub struct EvidencePackage {
+    pub filename: String,
+    pub sha256: String,
+    pub leaf_index: Option<u64>,
+    pub bytes: Vec<u8>,
 }
 
 fn error_from(status: u16, bytes: &[u8]) -> ClientError {

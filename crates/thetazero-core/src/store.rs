@@ -342,6 +342,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One record by id.
     async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>>;
+    /// The full payload of one record of the account (summaries and leaves
+    /// do not carry it), `None` when it has none or is not the account's.
+    async fn audit_payload(&self, account: AccountId, id: i64) -> StoreResult<Option<Value>>;
     /// The number of leaves in the account's log.
     async fn audit_log_size(&self, account: AccountId) -> StoreResult<u64>;
     /// Exact leaf bytes for indices `from..to` (at most `limit`), in order.

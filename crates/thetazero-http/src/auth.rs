@@ -275,6 +275,31 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/sdk/executions/{id}/verify",
         Access::Scope(KeyScope::AgentsRead),
     ),
+    (
+        "GET",
+        "/api/v1/sdk/compliance/frameworks",
+        Access::Scope(KeyScope::Compliance),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/compliance/status",
+        Access::Scope(KeyScope::Compliance),
+    ),
+    (
+        "GET",
+        "/api/v1/sdk/compliance/report",
+        Access::Scope(KeyScope::Compliance),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/compliance/packages/{framework}",
+        Access::Scope(KeyScope::Compliance),
+    ),
+    (
+        "POST",
+        "/api/v1/sdk/compliance/drill",
+        Access::Scope(KeyScope::Compliance),
+    ),
 ];
 
 pub fn access_for(method: &Method, route: &str) -> Option<Access> {

@@ -40,7 +40,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 #[openapi(
     info(title = "thetazero", description = "A self-hostable, governed runtime for AI agents."),
     modifiers(&BearerAuth),
-    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "approvals"), (name = "operations"))
+    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "approvals"), (name = "compliance"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -109,6 +109,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_proofs::record_proof))
         .routes(routes!(audit_proofs::export))
         .routes(routes!(audit_proofs::verify_execution))
+        .routes(routes!(compliance::frameworks))
+        .routes(routes!(compliance::status))
+        .routes(routes!(compliance::report))
+        .routes(routes!(compliance::package))
+        .routes(routes!(compliance::drill))
 }
 
 /// The OpenAPI 3.1 document of every route.

@@ -29,6 +29,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             Some(json!({"halted": false, "reason": "matrix"}))
         }
         ("PATCH", "/api/v1/keys/{id}") => Some(json!({"scopes": ["agents:read"]})),
+        ("POST", p) if p.contains("/compliance/packages/") => Some(json!({})),
         ("PATCH", _) => Some(json!({"description": "changed"})),
         ("PUT", _) => Some(json!({"v": 1})),
         _ => None,
@@ -97,6 +98,7 @@ impl Fixture {
         path.replace("{id}", &id.to_string())
             .replace("{key}", "k")
             .replace("{eid}", &self.execution_id.to_string())
+            .replace("{framework}", "soc2")
     }
 }
 

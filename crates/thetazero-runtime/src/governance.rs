@@ -94,6 +94,21 @@ pub(crate) async fn kill_agent(
     key_id: Option<KeyId>,
     reason: String,
 ) -> Result<KillOutcome, RuntimeError> {
+    kill_agent_as(store, running, bus, account, agent, key_id, reason, false).await
+}
+
+/// A kill; a drill's events carry `drill: true`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn kill_agent_as(
+    store: &Arc<dyn Store>,
+    running: &Arc<Running>,
+    bus: &Arc<dyn EventBus>,
+    account: AccountId,
+    agent: AgentId,
+    key_id: Option<KeyId>,
+    reason: String,
+    drill: bool,
+) -> Result<KillOutcome, RuntimeError> {
     let started = Instant::now();
     let why = reason.clone();
     // Stop what runs here at once, before the durable write: an execution
@@ -117,7 +132,11 @@ pub(crate) async fn kill_agent(
                 )
                 .agent(a.id)
                 .key(key_id)
-                .payload(json!({"reason": why}))]
+                .payload(if drill {
+                    json!({"reason": why, "drill": true})
+                } else {
+                    json!({"reason": why})
+                })]
             }),
         )
         .await?
@@ -152,6 +171,9 @@ pub(crate) async fn kill_agent(
     .agent(agent)
     .key(key_id)
     .payload(json!({"reason": reason, "terminated": ids, "confirmed": confirmed, "elapsed_ms": elapsed_ms}));
+    if drill {
+        event.payload["drill"] = json!(true);
+    }
     event.is_violation = false;
     store.append_audit(vec![event]).await?;
     Ok(KillOutcome {

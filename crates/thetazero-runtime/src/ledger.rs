@@ -100,6 +100,19 @@ impl Ledger {
         h.finalize().into()
     }
 
+    /// A bare Ed25519 signature by the deployment's key over `message`
+    /// (evidence packages sign their manifest with it).
+    pub fn sign_raw(&self, message: &[u8]) -> LedgerResult<[u8; 64]> {
+        let signer = AuditSigner::parse(&self.signer_key)
+            .map_err(|e| LedgerError::Invalid(format!("signing key: {e}")))?;
+        Ok(signer.sign_raw(message))
+    }
+
+    /// The kind of external anchor in use (`none`, `witness`, `command`).
+    pub fn anchor_kind(&self) -> &str {
+        self.anchor.kind()
+    }
+
     pub fn verifier_key(&self) -> &VerifierKey {
         &self.verifier
     }

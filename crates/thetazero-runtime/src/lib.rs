@@ -196,6 +196,8 @@ pub struct Runtime {
     launcher: Arc<Launcher>,
     /// Set by `stop_admitting` (shutdown): new executions are refused.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Content safety's injection and toxicity thresholds, as configured.
+    safety_thresholds: (f32, f32),
 }
 
 /// At most this much of a value goes into an audit summary.
@@ -248,6 +250,10 @@ impl Runtime {
             .unwrap_or_else(|| Arc::new(thetazero_core::bus::LocalBus::new(1024)));
         let running = Arc::new(Running::default());
         governance::listen(bus.clone(), running.clone());
+        let safety_thresholds = (
+            config.safety.injection_threshold,
+            config.safety.toxicity_threshold,
+        );
         let safety = Arc::new({
             let filter = Filter::new(config.safety);
             match config.external_scorer {
@@ -275,6 +281,7 @@ impl Runtime {
             running,
             launcher,
             stopping: tokio::sync::watch::Sender::new(false),
+            safety_thresholds,
         })
     }
 
@@ -298,6 +305,11 @@ impl Runtime {
     /// Which isolation runs get (`process_sandbox` or `in_process`).
     pub fn tee_mode(&self) -> &'static str {
         self.launcher.sandbox.tee_mode()
+    }
+
+    /// Content safety's injection and toxicity thresholds.
+    pub fn safety_thresholds(&self) -> (f32, f32) {
+        self.safety_thresholds
     }
 
     pub fn running(&self) -> &Arc<Running> {
@@ -400,6 +412,27 @@ impl Runtime {
             agent,
             caller.key_id,
             reason,
+        )
+        .await
+    }
+
+    /// A kill made by a kill-switch drill: the same stop, with its events
+    /// marked `drill: true` so that they never count as real kills.
+    pub async fn kill_agent_drill(
+        &self,
+        caller: Caller,
+        agent: AgentId,
+        reason: String,
+    ) -> Result<governance::KillOutcome, RuntimeError> {
+        governance::kill_agent_as(
+            &self.store,
+            &self.running,
+            &self.bus,
+            caller.account,
+            agent,
+            caller.key_id,
+            reason,
+            true,
         )
         .await
     }

@@ -1401,6 +1401,19 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn audit_payload(&self, account: AccountId, id: i64) -> StoreResult<Option<Value>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT p.payload FROM audit_payloads p JOIN audit_events e ON e.id = p.audit_id
+             WHERE p.audit_id = $1 AND e.account_id = $2",
+            &[&id, &account],
+        )
+        .await?;
+        let text: Option<String> = row.as_ref().map(|r| col::<String>(r, 0)).transpose()?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     async fn audit_log_size(&self, account: AccountId) -> StoreResult<u64> {
         let client = self.client().await?;
         let row = query_opt(

@@ -1509,6 +1509,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn audit_payload(&self, account: AccountId, id: i64) -> StoreResult<Option<Value>> {
+        let text: Option<String> = self
+            .read(move |c| {
+                query_row_cached(
+                    c,
+                    "SELECT p.payload FROM audit_payloads p JOIN audit_events e ON e.id = p.audit_id
+                     WHERE p.audit_id = ?1 AND e.account_id = ?2",
+                    params![id, account],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)
+            })
+            .await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     async fn audit_log_size(&self, account: AccountId) -> StoreResult<u64> {
         self.read(move |c| audit_log::log_size(c, account)).await
     }

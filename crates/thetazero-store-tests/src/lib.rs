@@ -899,6 +899,15 @@ pub async fn audit_leaves_and_hashes_form_the_log(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_none());
+    // A record's payload is read back for its own account only.
+    assert_eq!(
+        store.audit_payload(a.id, records[5].id).await.unwrap(),
+        Some(json!({"i": 5}))
+    );
+    assert_eq!(
+        store.audit_payload(b.id, records[5].id).await.unwrap(),
+        None
+    );
     assert!(store.audit_hashes(a.id, vec![1_000_000]).await.is_err());
     let page = store.audit_leaves(a.id, 10, 20, 3).await.unwrap();
     assert_eq!(

@@ -5,6 +5,7 @@
 
 mod admin;
 mod cli;
+mod compliance;
 mod serve;
 mod signing;
 
@@ -123,6 +124,13 @@ enum Command {
     },
     /// Copy an SQLite deployment (database and signing key) while it serves.
     Backup(cli::backup::BackupArgs),
+    /// Controls mapping and evidence: status, report, package, drill, verify.
+    Compliance {
+        #[command(flatten)]
+        conn: cli::Connection,
+        #[command(subcommand)]
+        command: compliance::ComplianceCommand,
+    },
     /// A sandbox worker process; the server starts these itself.
     #[command(hide = true)]
     SandboxWorker {
@@ -171,6 +179,7 @@ fn main() -> std::process::ExitCode {
             Command::Safety { command } => cli::safety::run(command),
             Command::Config { command } => cli::config::run(out, command),
             Command::Backup(args) => cli::backup::run(out, args),
+            Command::Compliance { conn, command } => compliance::run(conn, command).await,
             Command::SandboxWorker { .. } => Ok(()),
         }
     });

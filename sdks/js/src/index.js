@@ -127,9 +127,9 @@ class SecureAgent {
     this.limits = { ...(opts.limits || {}) };
     this.sandbox = opts.sandbox;
     this.config = { ...configFromOptions(this.limits, this.sandbox), ...(opts.config || {}) };
-    // Controls mapping is evaluated by the server in a later release; the
-    // frameworks are kept so that configure() can send them then.
+    // Compliance frameworks: sent at configure(), which evaluates them at once.
     this.compliance = opts.compliance ? [...opts.compliance] : [];
+    this.complianceStatus = null;
     this.agentId = opts.agentId ?? null;
     this.agent = null;
     this._fetch = opts.fetch || globalThis.fetch;
@@ -190,10 +190,82 @@ class SecureAgent {
     const body = { name: this.name, version: this.version, entry_code: this.entryCode, status: 'ready', config: this.config };
     if (this.description !== undefined) body.description = this.description;
     if (this.permissions !== undefined) body.permissions = Array.isArray(this.permissions) ? [...this.permissions] : this.permissions;
+    if (this.compliance.length) body.compliance = [...this.compliance];
     const res = await this._request('POST', '/api/v1/sdk/agents', { body });
     this.agent = res.agent;
     this.agentId = res.agent.id;
+    // Frameworks are evaluated at once; the status rides on the record. A
+    // control that is not satisfied is information, never an exception.
+    if (this.compliance.length) {
+      this.complianceStatus = await this.getComplianceStatus();
+      res.agent.compliance = this.complianceStatus;
+    }
     return res.agent;
+  }
+
+  // ---- Compliance -----------------------------------------------------------
+
+  _complianceQuery({ frameworks, account = false, from, to } = {}) {
+    const list = frameworks || (this.compliance.length ? this.compliance : undefined);
+    return {
+      frameworks: list ? (Array.isArray(list) ? list.join(',') : list) : undefined,
+      agentId: account ? undefined : (this.agentId ?? undefined),
+      from: from === undefined ? undefined : dateParam(from),
+      to: to === undefined ? undefined : dateParam(to),
+    };
+  }
+
+  /**
+   * Coverage and result per framework and control for this agent (or, with
+   * `{account: true}` or before configure(), the whole account). Audit-prepared
+   * evidence, not a certification or a score.
+   */
+  async getComplianceStatus(opts = {}) {
+    return this._request('GET', '/api/v1/sdk/compliance/status', { query: this._complianceQuery(opts) });
+  }
+
+  /**
+   * The signed evidence package of one framework, as a zip:
+   * `{filename, media_type: 'application/zip', bytes, sha256, markdown}`,
+   * where `markdown` is its summary page.
+   */
+  async getEvidencePackage(framework, format = 'markdown', { account = false, from, to } = {}) {
+    if (format !== 'markdown') throw new SDKError('INVALID_OPTION', `evidence packages come as 'markdown', not ${JSON.stringify(format)}`);
+    const body = { format };
+    if (!account && this.agentId != null) body.agent_id = this.agentId;
+    if (from !== undefined) body.from = dateParam(from);
+    if (to !== undefined) body.to = dateParam(to);
+    const res = await this._request('POST', `/api/v1/sdk/compliance/packages/${encodeURIComponent(framework)}`, {
+      body, raw: true, headers: { Accept: 'application/zip, application/json' },
+    });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+    const stated = res.headers.get('x-content-sha256');
+    if (stated && stated !== sha256) throw new SDKError('INVALID_RESPONSE', 'the evidence package does not match the digest the server stated');
+    const disposition = res.headers.get('content-disposition') || '';
+    const filename = (/filename="([^"]+)"/.exec(disposition) || [])[1] || `thetazero-evidence-${framework}.zip`;
+    const summary = readZipEntry(bytes, 'summary.md');
+    if (!summary) throw new SDKError('INVALID_RESPONSE', 'the evidence package has no summary.md');
+    const leaf = res.headers.get('x-audit-leaf-index');
+    return {
+      filename,
+      media_type: 'application/zip',
+      bytes,
+      sha256,
+      markdown: summary.toString('utf8'),
+      auditLeafIndex: leaf == null ? null : Number(leaf),
+    };
+  }
+
+  /** The full report (`thetazero.compliance-report/v1`), parsed. */
+  async exportComplianceReport(format = 'json', opts = {}) {
+    if (format !== 'json') throw new SDKError('INVALID_OPTION', `the compliance report comes as 'json', not ${JSON.stringify(format)}`);
+    return this._request('GET', '/api/v1/sdk/compliance/report', { query: { ...this._complianceQuery(opts), format } });
+  }
+
+  /** Kill-switch drill in the caller's account (needs compliance and killswitch). */
+  async runComplianceDrill() {
+    return this._request('POST', '/api/v1/sdk/compliance/drill');
   }
 
   /**
@@ -507,6 +579,39 @@ function auditQuery({ from, to, actionTypes, violationsOnly, limit, agentId, exe
     executionId,
     cursor,
   };
+}
+
+// One entry of a zip archive (stored or deflated), or null. Enough for the
+// evidence packages the server writes; no dependency needed.
+function readZipEntry(buf, name) {
+  const zlib = require('node:zlib');
+  let eocd = -1;
+  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 65_557); i--) {
+    if (buf.readUInt32LE(i) === 0x06054b50) { eocd = i; break; }
+  }
+  if (eocd < 0) return null;
+  const count = buf.readUInt16LE(eocd + 10);
+  let p = buf.readUInt32LE(eocd + 16);
+  for (let n = 0; n < count && p + 46 <= buf.length; n++) {
+    if (buf.readUInt32LE(p) !== 0x02014b50) return null;
+    const method = buf.readUInt16LE(p + 10);
+    const size = buf.readUInt32LE(p + 20);
+    const nameLen = buf.readUInt16LE(p + 28);
+    const extraLen = buf.readUInt16LE(p + 30);
+    const commentLen = buf.readUInt16LE(p + 32);
+    const local = buf.readUInt32LE(p + 42);
+    const entry = buf.subarray(p + 46, p + 46 + nameLen).toString('utf8');
+    if (entry === name) {
+      if (buf.readUInt32LE(local) !== 0x04034b50) return null;
+      const start = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+      const data = buf.subarray(start, start + size);
+      if (method === 0) return Buffer.from(data);
+      if (method === 8) return zlib.inflateRawSync(data);
+      return null;
+    }
+    p += 46 + nameLen + extraLen + commentLen;
+  }
+  return null;
 }
 
 async function errorFromResponse(res) {

@@ -3,6 +3,7 @@
 import base64
 import datetime
 import hashlib
+import io
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from typing import Any, Dict, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
 from . import _verify
@@ -50,7 +52,7 @@ return answer !== null && typeof answer === "object" && "content" in answer ? an
 """
 
 # Fields `deploy` and `update` send as-is; anything else is an AgentConfig field.
-_AGENT_FIELDS = ("name", "version", "entry_code", "description", "status", "config", "permissions")
+_AGENT_FIELDS = ("name", "version", "entry_code", "description", "status", "config", "permissions", "compliance")
 
 
 class ExecutionResult:
@@ -136,7 +138,10 @@ class SecureAgent:
         verifier_key: Optional[str] = None,
         checkpoint_store: Optional[MutableMapping[str, Dict[str, Any]]] = None,
         timeout: float = 120.0,
+        compliance: Optional[Sequence[str]] = None,
     ) -> None:
+        self.compliance: List[str] = list(compliance or [])
+        self.compliance_status: Optional[Dict[str, Any]] = None
         self.api_key = api_key or os.environ.get("THETAZERO_API_KEY")
         if not self.api_key:
             raise ThetazeroError("MISSING_API_KEY", "no API key: pass api_key or set THETAZERO_API_KEY")
@@ -232,12 +237,98 @@ class SecureAgent:
         permissions = kwargs.pop("permissions", self.permissions_granted)
         if permissions is not None:
             body["permissions"] = permissions if isinstance(permissions, str) else list(permissions)
+        compliance = kwargs.pop("compliance", None)
+        if compliance is not None:
+            self.compliance = list(compliance)
+        if self.compliance:
+            body["compliance"] = list(self.compliance)
         body.update(kwargs)
         res = self._request("POST", "/api/v1/sdk/agents", body=body)
         self.agent = res["agent"]
         self.agent_id = self.agent["id"]
         self.name = self.agent["name"]
+        # Frameworks are evaluated at once; a control that is not satisfied
+        # is information on the record, never an exception.
+        if self.compliance:
+            self.compliance_status = self.get_compliance_status()
+            self.agent["compliance"] = self.compliance_status
         return self.agent
+
+    configure = deploy
+
+    # ---- Compliance ----------------------------------------------------------
+
+    def _compliance_query(
+        self, frameworks: Optional[Sequence[str]] = None, account: bool = False,
+        since: Any = None, until: Any = None,
+    ) -> Dict[str, Any]:
+        chosen = list(frameworks) if frameworks is not None else (self.compliance or None)
+        return {
+            "frameworks": chosen,
+            "agentId": None if account else self.agent_id,
+            "from": since,
+            "to": until,
+        }
+
+    def get_compliance_status(
+        self, frameworks: Optional[Sequence[str]] = None, account: bool = False,
+        since: Any = None, until: Any = None,
+    ) -> Dict[str, Any]:
+        """Coverage and result per framework and control for this agent (or
+        the whole account): audit-prepared evidence, not a certification or a
+        score."""
+        return self._request("GET", "/api/v1/sdk/compliance/status",
+                             query=self._compliance_query(frameworks, account, since, until))
+
+    def get_evidence_package(self, framework: str, format: str = "markdown", account: bool = False) -> Dict[str, Any]:
+        """The signed evidence package of one framework (a zip):
+        `{filename, media_type, bytes, sha256, markdown, audit_leaf_index}`."""
+        if format != "markdown":
+            raise ThetazeroError("INVALID_OPTION", "evidence packages come as 'markdown', not %r" % (format,))
+        body: Dict[str, Any] = {"format": format}
+        if not account and self.agent_id is not None:
+            body["agent_id"] = self.agent_id
+        path = "/api/v1/sdk/compliance/packages/%s" % urllib.parse.quote(framework, safe="")
+        with self._open("POST", path, body=body, headers={"Accept": "application/zip, application/json"}) as res:
+            data = res.read()
+            headers = res.headers
+        digest = hashlib.sha256(data).hexdigest()
+        stated = headers.get("x-content-sha256")
+        if stated and stated != digest:
+            raise ThetazeroError("INVALID_RESPONSE", "the evidence package does not match the digest the server stated")
+        disposition = headers.get("content-disposition") or ""
+        filename = "thetazero-evidence-%s.zip" % framework
+        if 'filename="' in disposition:
+            filename = disposition.split('filename="', 1)[1].split('"', 1)[0]
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                markdown = z.read("summary.md").decode("utf-8")
+        except (zipfile.BadZipFile, KeyError):
+            raise ThetazeroError("INVALID_RESPONSE", "the evidence package is not a zip with summary.md") from None
+        leaf = headers.get("x-audit-leaf-index")
+        return {
+            "filename": filename,
+            "media_type": "application/zip",
+            "bytes": data,
+            "sha256": digest,
+            "markdown": markdown,
+            "audit_leaf_index": int(leaf) if leaf is not None else None,
+        }
+
+    def export_compliance_report(
+        self, format: str = "json", frameworks: Optional[Sequence[str]] = None, account: bool = False,
+    ) -> Dict[str, Any]:
+        """The full report (`thetazero.compliance-report/v1`), parsed."""
+        if format != "json":
+            raise ThetazeroError("INVALID_OPTION", "the compliance report comes as 'json', not %r" % (format,))
+        query = self._compliance_query(frameworks, account)
+        query["format"] = format
+        return self._request("GET", "/api/v1/sdk/compliance/report", query=query)
+
+    def run_compliance_drill(self) -> Dict[str, Any]:
+        """Kill-switch drill in the caller's account (needs the compliance and
+        killswitch scopes): a canary is started, killed and deleted."""
+        return self._request("POST", "/api/v1/sdk/compliance/drill")
 
     def run(self, input: Any = None) -> ExecutionResult:
         """Executes the agent synchronously. A run that did not complete is

@@ -133,6 +133,10 @@ pub async fn register(
     check_dev(&state, caller.account(), &config)?;
     let permissions =
         parse_permissions(req.permissions.as_ref().unwrap_or(&serde_json::Value::Null))?;
+    if let Some(list) = &req.compliance {
+        thetazero_compliance::catalog::validate_ids(list)
+            .map_err(|e| HttpError::invalid(format!("field \"compliance\": {e}")))?;
+    }
     // New code under a name counts against the evolution rate, whether the
     // name is re-registered or registered afresh after a delete: the
     // counter belongs to the name, not to the record.
@@ -180,6 +184,37 @@ pub async fn register(
             }),
         )
         .await?;
+    if let Some(mut list) = req.compliance {
+        list.dedup();
+        let setting = thetazero_compliance::frameworks_setting(account, agent.id);
+        let (agent_id, name) = (agent.id, agent.name.clone());
+        let value = (!list.is_empty()).then(|| json!(list).to_string());
+        state
+            .store
+            .put_setting_audited(
+                &setting,
+                value,
+                Box::new(move |_| {
+                    vec![AuditEvent::new(
+                        account,
+                        "compliance_frameworks_set",
+                        "compliance",
+                        format!(
+                            "agent {name} assessed against {}",
+                            if list.is_empty() {
+                                "no framework".to_string()
+                            } else {
+                                list.join(", ")
+                            }
+                        ),
+                    )
+                    .agent(agent_id)
+                    .key(key_id)
+                    .payload(json!({"frameworks": list}))]
+                }),
+            )
+            .await?;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

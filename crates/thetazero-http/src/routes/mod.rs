@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod audit_proofs;
+pub mod compliance;
 pub mod context;
 pub mod executions;
 pub mod keys;

@@ -147,6 +147,7 @@ pub async fn run(conn: Connection, out: Out, command: Command) -> Result<()> {
                 status,
                 config: config.as_deref().map(read_json).transpose()?,
                 permissions: permissions(perms),
+                compliance: None,
             };
             let agent = client.register_agent(&req).await?;
             out.print(&agent, || {
