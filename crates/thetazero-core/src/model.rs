@@ -8,6 +8,49 @@ use crate::limits::AgentConfig;
 use crate::permissions::{KeyScope, Permissions};
 
 pub type AccountId = i64;
+
+/// Ids of agents, executions, keys and permission requests are allocated per
+/// account, so that no tenant learns another's activity from them: account
+/// `a` numbers its own from `(a - 1) << 32` up, which keeps every id an
+/// integer JavaScript holds exactly (below 2^53) for the first two million
+/// accounts. Ids given before this scheme keep their values; they all lie in
+/// the first account's range, whose numbering continues above them.
+pub fn id_range(account: AccountId) -> (i64, i64) {
+    let base = (account.max(1) - 1) << ID_LOCAL_BITS;
+    (base, base + (1 << ID_LOCAL_BITS))
+}
+
+/// Bits of an id numbered within its account.
+pub const ID_LOCAL_BITS: u32 = 32;
+
+/// What an id numbers, with the table that holds such rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    Agent,
+    Execution,
+    Key,
+    PermissionRequest,
+}
+
+impl IdKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            IdKind::Agent => "agent",
+            IdKind::Execution => "execution",
+            IdKind::Key => "key",
+            IdKind::PermissionRequest => "permission_request",
+        }
+    }
+
+    pub fn table(self) -> &'static str {
+        match self {
+            IdKind::Agent => "agents",
+            IdKind::Execution => "executions",
+            IdKind::Key => "api_keys",
+            IdKind::PermissionRequest => "permission_requests",
+        }
+    }
+}
 pub type AgentId = i64;
 pub type KeyId = i64;
 

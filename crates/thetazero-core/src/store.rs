@@ -269,9 +269,10 @@ pub trait Store: Send + Sync + 'static {
             .await
     }
 
-    /// An id for an execution about to start, unique in the deployment.
+    /// An id for an execution of `account` about to start, unique in the
+    /// deployment and numbered within the account (`model::id_range`).
     /// Reserving it first lets an execution run while its start is committed.
-    async fn reserve_execution_id(&self) -> StoreResult<ExecutionId>;
+    async fn reserve_execution_id(&self, account: AccountId) -> StoreResult<ExecutionId>;
     /// Records the start of an execution (status `running`) and its audit
     /// event, in one transaction.
     async fn create_execution(

@@ -786,7 +786,7 @@ async fn admit(
         limits.max_api_calls_per_run = limits.max_api_calls_per_run.min(parent.budget.api_calls);
         limits.cpu_time_ms = limits.cpu_time_ms.min(parent.budget.time_ms);
     }
-    let execution_id = store.reserve_execution_id().await?;
+    let execution_id = store.reserve_execution_id(caller.account).await?;
     let mut started = AuditEvent::new(
         caller.account,
         "execution_started",

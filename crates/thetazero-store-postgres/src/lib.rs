@@ -24,8 +24,8 @@ use tokio_postgres::Row;
 
 use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::model::{
-    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
-    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry,
+    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
@@ -317,11 +317,46 @@ fn checkpoint_row(row: &Row) -> StoreResult<StoredCheckpoint> {
     })
 }
 
-async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
+/// The next id of `kind` in `account`'s own numbering (`model::id_range`).
+/// The counter row is locked by the update until the caller's transaction
+/// ends, so replicas never give the same number twice; the first number
+/// continues above any id already in the account's range.
+async fn next_id<C: GenericClient>(c: &C, account: AccountId, kind: IdKind) -> StoreResult<i64> {
+    let (base, end) = id_range(account);
+    execute(
+        c,
+        &format!(
+            "INSERT INTO id_counters (account_id, kind, next)
+             SELECT $1, $2, COALESCE(MAX(id), $3) - $3 FROM {} WHERE id > $3 AND id <= $4
+             ON CONFLICT (account_id, kind) DO NOTHING",
+            kind.table()
+        ),
+        &[&account, &kind.name(), &base, &end],
+    )
+    .await?;
     let row = query_one(
         c,
-        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "UPDATE id_counters SET next = next + 1 WHERE account_id = $1 AND kind = $2 RETURNING next",
+        &[&account, &kind.name()],
+    )
+    .await?;
+    let next: i64 = col(&row, 0)?;
+    if base + next >= end {
+        return Err(StoreError::Conflict(format!(
+            "this account has used every {} id",
+            kind.name()
+        )));
+    }
+    Ok(base + next)
+}
+
+async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
+    let id = next_id(c, key.account_id, IdKind::Key).await?;
+    let row = query_one(
+        c,
+        "INSERT INTO api_keys (id, account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
+         OVERRIDING SYSTEM VALUE
+         VALUES ($9, $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         &[
             &key.account_id,
             &key.name,
@@ -331,6 +366,7 @@ async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreRes
             &key.is_owner,
             &now,
             &key.created_by,
+            &id,
         ],
     )
     .await?;
@@ -597,11 +633,13 @@ impl Store for PgStore {
         if owned.is_none() {
             return Err(StoreError::Conflict("agent no longer exists".into()));
         }
+        let id = next_id(&tx, new.account_id, IdKind::PermissionRequest).await?;
         let row = query_one(
             &tx,
             &format!(
-                "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
-                 status, expires_at, created_at, code_sha256) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)
+                "INSERT INTO permission_requests (id, account_id, agent_id, requested_by, grant_json, justification,
+                 status, expires_at, created_at, code_sha256) OVERRIDING SYSTEM VALUE
+                 VALUES ($9, $1, $2, $3, $4, $5, 'pending', $6, $7, $8)
                  RETURNING {REQUEST_COLS}"
             ),
             &[
@@ -613,6 +651,7 @@ impl Store for PgStore {
                 &to_micros(new.expires_at),
                 &now_micros(),
                 &new.code_sha256,
+                &id,
             ],
         )
         .await?;
@@ -891,15 +930,19 @@ impl Store for PgStore {
         let now = now_micros();
         let config = spec.config.to_stored_json().to_string();
         let permissions = spec.permissions.to_json().to_string();
+        // Taken whether or not the name exists (a re-registration leaves a
+        // gap in the account's numbering, which is harmless).
+        let id = next_id(&tx, account, IdKind::Agent).await?;
         // One statement, so concurrent registrations of one name cannot both
         // insert. `xmax = 0` holds exactly for a row this statement inserted
         // (an updated row carries the updating transaction's id).
         let row = query_one(
             &tx,
             &format!(
-                "INSERT INTO agents (account_id, name, version, description, status, entry_code,
+                "INSERT INTO agents (id, account_id, name, version, description, status, entry_code,
                  config, permissions, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
                  ON CONFLICT (account_id, name) DO UPDATE SET version = excluded.version,
                  description = excluded.description,
                  status = CASE WHEN agents.status = 'killed' THEN 'killed' ELSE excluded.status END,
@@ -917,6 +960,7 @@ impl Store for PgStore {
                 &config,
                 &permissions,
                 &now,
+                &id,
             ],
         )
         .await?;
@@ -1125,17 +1169,11 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
-    async fn reserve_execution_id(&self) -> StoreResult<ExecutionId> {
+    async fn reserve_execution_id(&self, account: AccountId) -> StoreResult<ExecutionId> {
+        // Numbered in the account's range by a counter row every replica
+        // shares; one that is never used leaves a gap.
         let client = self.client().await?;
-        // The identity sequence is shared by every replica, so the id is
-        // unique in the deployment; one that is never used leaves a gap.
-        let row = query_one(
-            &client,
-            "SELECT nextval(pg_get_serial_sequence('executions', 'id'))",
-            &[],
-        )
-        .await?;
-        col(&row, 0)
+        next_id(&client, account, IdKind::Execution).await
     }
 
     async fn create_execution(

@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_key_lineage",
         include_str!("../migrations/0007_key_lineage.sql"),
     ),
+    (
+        "0008_account_ids",
+        include_str!("../migrations/0008_account_ids.sql"),
+    ),
     // PostgreSQL only: state SQLite keeps in its one process.
     (
         "shared_0001_rate_limits",

@@ -113,7 +113,7 @@ async fn the_application_role_can_only_append_to_the_audit_log() {
         )
         .await
         .unwrap();
-    let id = store.reserve_execution_id().await.unwrap();
+    let id = store.reserve_execution_id(account).await.unwrap();
     store
         .create_execution(
             id,

@@ -11,7 +11,6 @@ mod migrate;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,8 +20,8 @@ use time::OffsetDateTime;
 
 use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::model::{
-    Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
-    ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
+    id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry,
+    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     RequestDecision,
 };
@@ -41,7 +40,8 @@ pub struct SqliteStore {
     writer: writer::Writer,
     /// Execution ids are handed out here so that an execution can start
     /// before its record commits; one process owns an SQLite database.
-    next_execution_id: AtomicI64,
+    /// The last execution id given out, per account.
+    next_execution_ids: Mutex<std::collections::HashMap<AccountId, i64>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     /// Rate-limit TATs by counter name; one process owns the database, so
     /// they live here and start afresh with the process.
@@ -174,20 +174,6 @@ impl SqliteStore {
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(internal)?;
-        let last_id: i64 = query_row_cached(
-            &writer,
-            "SELECT COALESCE(MAX(id), 0) FROM executions",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-        let sequence: i64 = query_row_cached(
-            &writer,
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0)",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
         let readers = (0..READERS)
             .map(|_| open(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -197,7 +183,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(SqliteStore {
             writer,
-            next_execution_id: AtomicI64::new(last_id.max(sequence) + 1),
+            next_execution_ids: Mutex::new(std::collections::HashMap::new()),
             readers: Arc::new(readers),
             rates: Mutex::new(std::collections::HashMap::new()),
         })
@@ -668,11 +654,58 @@ fn log(tx: &Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
     audit_log::append_events(tx, events).map(|_| ())
 }
 
-fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
+/// The next id of `kind` in `account`'s own numbering (`model::id_range`),
+/// taken inside the write that uses it. The first one continues above any id
+/// already in the account's range.
+fn next_id(tx: &Transaction<'_>, account: AccountId, kind: IdKind) -> StoreResult<i64> {
+    let (base, end) = id_range(account);
+    let last: Option<i64> = query_row_cached(
+        tx,
+        "SELECT next FROM id_counters WHERE account_id = ?1 AND kind = ?2",
+        params![account, kind.name()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(map_err)?;
+    let last = match last {
+        Some(n) => n,
+        None => {
+            let max: i64 = query_row_cached(
+                tx,
+                &format!(
+                    "SELECT COALESCE(MAX(id), ?1) FROM {} WHERE id > ?1 AND id <= ?2",
+                    kind.table()
+                ),
+                params![base, end],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+            max - base
+        }
+    };
+    let next = last + 1;
+    if base + next >= end {
+        return Err(StoreError::Conflict(format!(
+            "this account has used every {} id",
+            kind.name()
+        )));
+    }
     execute_cached(
         tx,
-        "INSERT INTO api_keys (account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO id_counters (account_id, kind, next) VALUES (?1, ?2, ?3)
+         ON CONFLICT (account_id, kind) DO UPDATE SET next = excluded.next",
+        params![account, kind.name(), next],
+    )
+    .map_err(map_err)?;
+    Ok(base + next)
+}
+
+fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
+    let id = next_id(tx, key.account_id, IdKind::Key)?;
+    execute_cached(
+        tx,
+        "INSERT INTO api_keys (id, account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
+         VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             key.account_id,
             key.name,
@@ -681,12 +714,13 @@ fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKe
             scopes_text(&key.scopes),
             key.is_owner,
             now,
-            key.created_by
+            key.created_by,
+            id
         ],
     )
     .map_err(map_err)?;
     Ok(ApiKey {
-        id: tx.last_insert_rowid(),
+        id,
         account_id: key.account_id,
         name: key.name.clone(),
         prefix: key.prefix.clone(),
@@ -1011,10 +1045,11 @@ impl Store for SqliteStore {
                     id
                 }
                 None => {
+                    let id = next_id(tx, account, IdKind::Agent)?;
                     execute_cached(tx,
-                        "INSERT INTO agents (account_id, name, version, description, status, entry_code,
+                        "INSERT INTO agents (id, account_id, name, version, description, status, entry_code,
                          config, permissions, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                         VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                         params![
                             account,
                             spec.name,
@@ -1024,11 +1059,12 @@ impl Store for SqliteStore {
                             spec.entry_code,
                             config,
                             permissions,
-                            now
+                            now,
+                            id
                         ],
                     )
                     .map_err(map_err)?;
-                    tx.last_insert_rowid()
+                    id
                 }
             };
             let agent = get_agent_tx(tx, account, id)?.ok_or_else(|| StoreError::corrupt("agent"))?;
@@ -1249,8 +1285,41 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn reserve_execution_id(&self) -> StoreResult<ExecutionId> {
-        Ok(self.next_execution_id.fetch_add(1, Ordering::SeqCst))
+    async fn reserve_execution_id(&self, account: AccountId) -> StoreResult<ExecutionId> {
+        // This process alone writes the database: executions are numbered
+        // here, per account, continuing above the highest id in the
+        // account's range (or the table's sequence, for the first account,
+        // whose range holds every id given before per-account numbering).
+        if let Some(next) = self
+            .next_execution_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&account)
+        {
+            *next += 1;
+            return Ok(*next);
+        }
+        let (base, end) = id_range(account);
+        let last: i64 = self
+            .read(move |c| {
+                query_row_cached(
+                    c,
+                    "SELECT MAX(COALESCE((SELECT MAX(id) FROM executions WHERE id > ?1 AND id <= ?2), ?1),
+                                COALESCE((SELECT seq FROM sqlite_sequence
+                                           WHERE name = 'executions' AND seq > ?1 AND seq <= ?2), ?1))",
+                    params![base, end],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)
+            })
+            .await?;
+        let mut ids = self
+            .next_execution_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let next = ids.entry(account).or_insert(last);
+        *next += 1;
+        Ok(*next)
     }
 
     async fn create_execution(
@@ -1706,9 +1775,10 @@ impl Store for SqliteStore {
             if owned.is_none() {
                 return Err(StoreError::Conflict("agent no longer exists".into()));
             }
+            let id = next_id(tx, new.account_id, IdKind::PermissionRequest)?;
             execute_cached(tx,
-                "INSERT INTO permission_requests (account_id, agent_id, requested_by, grant_json, justification,
-                 status, expires_at, created_at, code_sha256) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
+                "INSERT INTO permission_requests (id, account_id, agent_id, requested_by, grant_json, justification,
+                 status, expires_at, created_at, code_sha256) VALUES (?9, ?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
                 params![
                     new.account_id,
                     new.agent_id,
@@ -1717,11 +1787,11 @@ impl Store for SqliteStore {
                     new.justification,
                     to_micros(new.expires_at),
                     now_micros(),
-                    new.code_sha256
+                    new.code_sha256,
+                    id
                 ],
             )
             .map_err(map_err)?;
-            let id = tx.last_insert_rowid();
             let request = request_rows(tx, "WHERE account_id = ?1 AND id = ?2", params![new.account_id, id])?
                 .pop()
                 .ok_or_else(|| StoreError::corrupt("permission request"))?;

@@ -29,6 +29,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_key_lineage",
         include_str!("../migrations/0007_key_lineage.sql"),
     ),
+    (
+        "0008_account_ids",
+        include_str!("../migrations/0008_account_ids.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -21,7 +21,7 @@ use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
 macro_rules! store_conformance {
     ($factory:expr) => {
         $crate::store_conformance!(@cases $factory;
-            bootstrap_happens_once, keys_round_trip_and_revoke, last_key_managers_race, agents_upsert_by_name,
+            bootstrap_happens_once, ids_are_numbered_per_account, keys_round_trip_and_revoke, last_key_managers_race, agents_upsert_by_name,
             agents_are_scoped_by_account, agents_paginate, agent_updates_apply_only_given_fields,
             context_round_trips_and_goes_with_its_agent, audit_indices_are_contiguous_per_account,
             audit_queries_filter, concurrent_writes_all_land, failed_write_does_not_spoil_its_batch,
@@ -92,6 +92,62 @@ pub async fn bootstrap_happens_once(store: Arc<dyn Store>) {
         .is_none());
 }
 
+/// Agents, executions, keys and permission requests are numbered within their
+/// account: one account's activity never shows in another's ids, which stay
+/// within JavaScript's safe integers.
+pub async fn ids_are_numbered_per_account(store: Arc<dyn Store>) {
+    use thetazero_core::model::id_range;
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    let (b_first, _) = store.upsert_agent(b.id, spec("first")).await.unwrap();
+    for i in 0..5 {
+        store
+            .upsert_agent(a.id, spec(&format!("a{i}")))
+            .await
+            .unwrap();
+        store.reserve_execution_id(a.id).await.unwrap();
+    }
+    let (b_second, _) = store.upsert_agent(b.id, spec("second")).await.unwrap();
+    assert_eq!(
+        b_second.id,
+        b_first.id + 1,
+        "a's activity is not in b's ids"
+    );
+    let x = store.reserve_execution_id(b.id).await.unwrap();
+    let y = store.reserve_execution_id(b.id).await.unwrap();
+    assert_eq!(y, x + 1);
+    for (account, id) in [(b.id, b_first.id), (b.id, x)] {
+        let (lo, hi) = id_range(account);
+        assert!(id > lo && id < hi, "{id} in {lo}..{hi}");
+        assert!(id < (1i64 << 53));
+    }
+    let kb1 = store
+        .create_key(NewKey {
+            account_id: b.id,
+            ..key(b.id, 61, false)
+        })
+        .await
+        .unwrap();
+    store
+        .create_key(NewKey {
+            account_id: a.id,
+            ..key(a.id, 62, false)
+        })
+        .await
+        .unwrap();
+    let kb2 = store
+        .create_key(NewKey {
+            account_id: b.id,
+            ..key(b.id, 63, false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(kb2.id, kb1.id + 1);
+    // Lookups are by (account, id): the same number in another account is
+    // another row or none.
+    assert!(store.get_agent(a.id, b_first.id).await.unwrap().is_none());
+}
+
 pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
     let account = store.create_account("a").await.unwrap();
     let created = store.create_key(key(account.id, 7, false)).await.unwrap();
@@ -100,25 +156,6 @@ pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
     assert_eq!(found, created);
     assert_eq!(hash, [7; 32]);
     assert!(store.find_key_by_hash(&[8; 32]).await.unwrap().is_none());
-    // The key that made a key is kept with it.
-    let child = store
-        .create_key(NewKey {
-            created_by: Some(created.id),
-            ..key(account.id, 9, false)
-        })
-        .await
-        .unwrap();
-    assert_eq!(child.created_by, Some(created.id));
-    assert_eq!(
-        store
-            .get_key(account.id, child.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .created_by,
-        Some(created.id)
-    );
-    assert_eq!(created.created_by, None);
     // A second key with the same hash is a conflict, not a silent overwrite.
     assert!(matches!(
         store.create_key(key(account.id, 7, false)).await,
@@ -210,7 +247,26 @@ pub async fn keys_round_trip_and_revoke(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     assert_eq!(store.list_keys(account.id).await.unwrap().len(), 2);
-    assert_eq!(store.list_keys(other.id).await.unwrap().len(), 0);
+    assert_eq!(store.list_keys(other.id).await.unwrap().len(), 0); // The key that made a key is kept with it.
+    let child = store
+        .create_key(NewKey {
+            created_by: Some(created.id),
+            scopes: vec![KeyScope::AgentsRead],
+            ..key(account.id, 19, false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(child.created_by, Some(created.id));
+    assert_eq!(
+        store
+            .get_key(account.id, child.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by,
+        Some(created.id)
+    );
+    assert_eq!(created.created_by, None);
 }
 
 /// Two revocations at once of an account's two keys that can manage keys:
@@ -643,7 +699,7 @@ async fn begin(
     account: i64,
     agent: i64,
 ) -> thetazero_core::model::Execution {
-    let id = store.reserve_execution_id().await.unwrap();
+    let id = store.reserve_execution_id(account).await.unwrap();
     let (execution, record) = store
         .create_execution(
             id,
@@ -783,8 +839,8 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!((killed.total, killed.items[0].id), (1, second.id));
     // Reserved ids are unique and increasing.
-    let x = store.reserve_execution_id().await.unwrap();
-    let y = store.reserve_execution_id().await.unwrap();
+    let x = store.reserve_execution_id(a.id).await.unwrap();
+    let y = store.reserve_execution_id(a.id).await.unwrap();
     assert!(y > x && x > third.id);
     assert!(killed.items[0].was_terminated);
     let none = store
@@ -1291,7 +1347,7 @@ pub async fn concurrent_executions_commit_together_and_fail_alone(store: Arc<dyn
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let id = store.reserve_execution_id().await.unwrap();
+                let id = store.reserve_execution_id(account.id).await.unwrap();
                 let target = if i == 7 { 999_999 } else { agent.id };
                 let new = new_execution(account.id, target);
                 if i % 2 == 0 {
