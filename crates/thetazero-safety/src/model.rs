@@ -165,14 +165,15 @@ pub(crate) fn score_tokens(
     band: Option<Band>,
 ) -> (Scores, Stage) {
     let f = featurize_tokens(toks);
-    let mut s = score_features(&f, which, offsets);
-    let Some(band) = band else {
-        return (s, Stage::Fast(which));
+    let (Some(band), Some(m)) = (band, model(which)) else {
+        return (score_features(&f, which, offsets), Stage::Fast(which));
     };
-    let Some(m) = model(which) else {
-        return (s, Stage::Fast(which));
-    };
+    // The fast logits once: the band is read off the injection logit.
     let fast = m.injection.logit(&f) + offsets.injection;
+    let mut s = Scores {
+        injection: sigmoid(fast),
+        toxicity: sigmoid(m.toxicity.logit(&f) + offsets.toxicity),
+    };
     let d = fast - band.threshold_logit;
     if d < -band.below || d >= band.above {
         return (s, Stage::Fast(which));
