@@ -3,6 +3,8 @@
 
 Reproducible: fixed seeds, fixed corpus version, deterministic solver. Writes
   model/safety-model.bin            the weights the crate embeds
+  model/content-model.bin           the content model (JSON string values)
+  model/second-stage.bin            the second stage (training/second_stage.py)
   training/eval/*.jsonl             held-out evaluation data (never trained on)
   tests/fixtures/parity.jsonl       texts with the scores computed here, which
                                     the Rust parity test must reproduce
@@ -21,7 +23,10 @@ The defaults produce the shipped model. For experiments only, environment
 variables override: TZ_C / TZ_TC (inverse regularisation of the injection /
 toxicity model), TZ_HW (trigger-word hard-negative weight), TZ_JW (jailbreak
 weight), TZ_FPR / TZ_CFPR / TZ_TFPR (calibration false-positive targets),
-TZ_MID (toxicity threshold halfway to the positives' 5th percentile).
+TZ_MID (toxicity threshold halfway to the positives' 5th percentile),
+TZ_IND=0 (no planted indirect injections in the content model's training
+text), TZ_SEP (second-stage epochs), TZ_STRIG (second-stage trigger-word
+calibration target).
 """
 
 import argparse
