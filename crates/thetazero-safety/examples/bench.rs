@@ -1,4 +1,4 @@
-//! Latency benchmark: full `Filter::scan` per 4 KB of text against two naive baselines measured in the same run, and `Filter::scan_json_channel` per 4 KB JSON document; it asserts nothing.
+//! Latency benchmark: full `Filter::scan` per 4 KB of text against two naive baselines measured in the same run, `Filter::scan_json_channel` per 4 KB JSON document (p50, p99 and the mean over harmless API documents), and the second stage per 512 tokens; it asserts nothing.
 //!
 //! Usage: cargo run --release --example bench [-- ROUNDS]
 //!
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cpu_time::ThreadTime;
 use regex::Regex;
-use thetazero_safety::{model_scores, Channel, Filter};
+use thetazero_safety::{model_scores, second_stage_score, tokens, Channel, Filter};
 
 const TEXT_BYTES: usize = 4096;
 
@@ -62,11 +62,31 @@ fn inputs() -> Vec<String> {
     out
 }
 
+/// Texts of 512 tokens (the folded tokens the models read), from the
+/// held-out text files.
+fn texts_of_512_tokens(texts: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for t in texts.iter().cycle().take(texts.len() * 4) {
+        for word in t.split_whitespace() {
+            cur.push_str(word);
+            cur.push(' ');
+            if tokens(&cur).len() >= 512 {
+                out.push(std::mem::take(&mut cur));
+                if out.len() >= 200 {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// JSON documents of about 4 KB (serialised): arrays of the held-out API
-/// documents, benign and planted, in file order.
-fn documents() -> Vec<serde_json::Value> {
+/// documents of `files`, in file order.
+fn documents(files: &[&str]) -> Vec<serde_json::Value> {
     let mut docs = Vec::new();
-    for name in ["api_benign", "api_planted"] {
+    for name in files {
         let path = format!("{}/training/eval/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
         let Ok(data) = std::fs::read_to_string(&path) else {
             eprintln!("cannot read {path}");
@@ -148,12 +168,30 @@ fn main() {
         black_box(model_scores(black_box(t)));
     });
 
-    let docs = documents();
+    let docs = documents(&["api_benign", "api_planted", "api_planted_indirect"]);
     let mut i = 0usize;
     let json = measure(&texts[..docs.len().min(texts.len())], rounds, |_| {
         let d = &docs[i % docs.len()];
         i += 1;
         black_box(filter.scan_json_channel(black_box(d), Channel::Fetched));
+    });
+    // Realistic traffic: harmless API documents only; the mean is what the
+    // filter costs on average, second stage included where it is reached.
+    let benign_docs = documents(&["api_benign"]);
+    let mut cpu_total = Duration::ZERO;
+    let mut reached = 0usize;
+    for _ in 0..rounds {
+        for d in &benign_docs {
+            let c = ThreadTime::now();
+            let v = black_box(filter.scan_json_channel(black_box(d), Channel::Fetched));
+            cpu_total += c.elapsed();
+            reached += usize::from(v.second_stage);
+        }
+    }
+    let benign_runs = (benign_docs.len() * rounds).max(1);
+    let long = texts_of_512_tokens(&texts);
+    let second = measure(&long, rounds, |t| {
+        black_box(second_stage_score(black_box(t)));
     });
 
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -195,5 +233,23 @@ fn main() {
         "target p99 <= 1000 us per 4 KB: cpu {}, wall {}",
         verdict(full.1 .1),
         verdict(full.0 .1)
+    );
+    println!(
+        "harmless API documents (channel fetched), {} of about 4 KB: mean cpu {:.1} us per document; {} of {} scans reached the second stage ({:.2} %)",
+        benign_docs.len(),
+        us(cpu_total) / benign_runs as f64,
+        reached,
+        benign_runs,
+        100.0 * reached as f64 / benign_runs as f64
+    );
+    let ((w50, w99), (c50, c99)) = second;
+    println!(
+        "second stage alone, {} texts of 512 tokens: wall p50 {:.1} us, p99 {:.1} us; cpu p50 {:.1} us, p99 {:.1} us (target p99 <= 100 ms: {})",
+        long.len(),
+        us(w50),
+        us(w99),
+        us(c50),
+        us(c99),
+        if us(c99) <= 100_000.0 { "met" } else { "NOT met" }
     );
 }

@@ -2,6 +2,11 @@
 //!
 //! Usage: cargo run --release --example calibrate -- training/calib model/channels.tsv
 //!
+//! Besides the table it prints, per channel, how many planted calibration
+//! documents are caught (`planted.jsonl`: corpora validation rows;
+//! `planted_indirect.jsonl`: indirect injections of the calibration
+//! phrasings); these are reported, not fitted on.
+//!
 //! For each fitted channel, the offset is the largest one in [-6, 0] at
 //! which the full filter (patterns, JSON structure, sentences, windows)
 //! blocks at most 1 % of that channel's calibration set (documents for
@@ -88,12 +93,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let indirect = match read(&format!("{dir}/planted_indirect.jsonl")) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut table = String::from(
         "# Logit offsets per channel, written by training/train.py (examples/calibrate.rs); do not edit by hand.\n# channel\tinjection\ttoxicity\n",
     );
     println!(
-        "{:<11} {:>5} {:>7} {:>10} {:>9} {:>8} {:>16}",
-        "channel", "n", "target", "injection", "toxicity", "blocked", "planted caught"
+        "{:<11} {:>5} {:>7} {:>10} {:>9} {:>8} {:>16} {:>16}",
+        "channel",
+        "n",
+        "target",
+        "injection",
+        "toxicity",
+        "blocked",
+        "planted caught",
+        "indirect caught"
     );
     for channel in Channel::ALL {
         let items = match read(&format!("{dir}/{channel}.jsonl")) {
@@ -127,8 +146,9 @@ fn main() -> ExitCode {
         let (inj, tox) = ((inj * 1e4).floor() / 1e4, (tox * 1e4).floor() / 1e4);
         let n_blocked = blocked(&items, channel, inj, tox);
         let caught = blocked(&planted, channel, inj, tox);
+        let caught_indirect = blocked(&indirect, channel, inj, tox);
         println!(
-            "{:<11} {:>5} {:>7} {:>10.4} {:>9.4} {:>8} {:>9}/{}",
+            "{:<11} {:>5} {:>7} {:>10.4} {:>9.4} {:>8} {:>9}/{} {:>9}/{}",
             channel.name(),
             items.len(),
             rate.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
@@ -136,7 +156,9 @@ fn main() -> ExitCode {
             tox,
             n_blocked,
             caught,
-            planted.len()
+            planted.len(),
+            caught_indirect,
+            indirect.len()
         );
         let _ = writeln!(table, "{}\t{inj:.4}\t{tox:.4}", channel.name());
     }

@@ -1,6 +1,11 @@
 //! Prints the evaluation table for labelled JSONL files (`text` or `json`, `label`, optional `channel`); a command-line front end only, no logic of its own.
 //!
-//! Usage: cargo run --release --example eval -- [--injection-threshold X] [--toxicity-threshold Y] [--channels input,output,...] FILES
+//! Usage: cargo run --release --example eval -- [--injection-threshold X] [--toxicity-threshold Y] [--channels input,output,...] [--band BELOW,ABOVE] FILES
+//!
+//! The `stage2` column is the share of lines of which at least one view
+//! reached the second stage. `--band` replaces the second stage's
+//! borderline band (logits below and above the threshold; `0,0` switches
+//! it off), for experiments on the calibration sets.
 //!
 //! Without `--channels` each line is scanned on its own channel (`input`
 //! when it names none); with it, every line of every file is scanned on
@@ -16,6 +21,7 @@ fn main() -> ExitCode {
     let mut cfg = SafetyConfig::default();
     let mut paths = Vec::new();
     let mut channels: Vec<Option<Channel>> = vec![None];
+    let mut band: Option<(f64, f64)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--channels" {
@@ -29,6 +35,18 @@ fn main() -> ExitCode {
                 Ok(c) => channels = c,
                 Err(e) => {
                     eprintln!("--channels: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            continue;
+        }
+        if a == "--band" {
+            let v = args.next().unwrap_or_default();
+            let parsed: Vec<f64> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+            match parsed[..] {
+                [below, above] => band = Some((below, above)),
+                _ => {
+                    eprintln!("--band needs BELOW,ABOVE");
                     return ExitCode::FAILURE;
                 }
             }
@@ -54,7 +72,10 @@ fn main() -> ExitCode {
         "thresholds: injection {} toxicity {}\n",
         cfg.injection_threshold, cfg.toxicity_threshold
     );
-    let filter = Filter::new(cfg);
+    let mut filter = Filter::new(cfg);
+    if let Some((below, above)) = band {
+        filter = filter.with_second_stage_band(below, above);
+    }
     let mut all = EvalReport::default();
     for path in paths {
         let mut report = EvalReport::default();
@@ -75,6 +96,7 @@ fn main() -> ExitCode {
             let acc = all.categories.entry(label).or_default();
             acc.total += c.total;
             acc.blocked += c.blocked;
+            acc.second_stage += c.second_stage;
         }
     }
     println!("== all files\n{all}");

@@ -91,6 +91,7 @@ pub fn scan_jsonl(filter: &Filter, input: impl BufRead, mut output: impl Write) 
                         ("path", v.path.map(Value::from)),
                         ("score", v.score.map(Value::from)),
                         ("threshold", v.threshold.map(Value::from)),
+                        ("model", v.model.map(Value::from)),
                     ] {
                         if let (Some(val), Some(obj)) = (val, answer.as_object_mut()) {
                             obj.insert(k.to_owned(), val);
@@ -126,6 +127,8 @@ struct EvalLine {
 pub struct CategoryReport {
     pub total: usize,
     pub blocked: usize,
+    /// Lines of which at least one view reached the second stage.
+    pub second_stage: usize,
 }
 
 impl CategoryReport {
@@ -136,6 +139,15 @@ impl CategoryReport {
             0.0
         } else {
             self.blocked as f64 / self.total as f64
+        }
+    }
+
+    /// Share of lines that reached the second stage.
+    pub fn second_stage_rate(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.second_stage as f64 / self.total as f64
         }
     }
 }
@@ -157,6 +169,7 @@ impl EvalReport {
             if is_benign(label) == benign {
                 acc.total += c.total;
                 acc.blocked += c.blocked;
+                acc.second_stage += c.second_stage;
             }
         }
         acc
@@ -196,48 +209,55 @@ impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
-            "label", "n", "blocked", "TPR", "FPR", "bal.acc"
+            "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "label", "n", "blocked", "TPR", "FPR", "bal.acc", "stage2"
         )?;
         let pct = |x: f64| format!("{:.2}%", 100.0 * x);
         for (label, c) in &self.categories {
             if is_benign(label) {
                 writeln!(
                     f,
-                    "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                    "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9} {:>8}",
                     label,
                     c.total,
                     c.blocked,
                     "-",
                     pct(c.block_rate()),
-                    "-"
+                    "-",
+                    pct(c.second_stage_rate())
                 )?;
             } else {
                 let ba = self.balanced_accuracy_of(label).map_or("-".to_owned(), pct);
                 writeln!(
                     f,
-                    "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                    "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9} {:>8}",
                     label,
                     c.total,
                     c.blocked,
                     pct(c.block_rate()),
                     "-",
-                    ba
+                    ba,
+                    pct(c.second_stage_rate())
                 )?;
             }
         }
         let pos = self.sum(false);
         let neg = self.sum(true);
         let dash = |n: usize, x: f64| if n == 0 { "-".to_owned() } else { pct(x) };
+        let all = pos.total + neg.total;
         writeln!(
             f,
-            "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9}",
+            "{:<36} {:>6} {:>8} {:>8} {:>8} {:>9} {:>8}",
             "ALL",
-            pos.total + neg.total,
+            all,
             pos.blocked + neg.blocked,
             dash(pos.total, self.true_positive_rate()),
             dash(neg.total, self.false_positive_rate()),
-            self.balanced_accuracy().map_or("-".to_owned(), pct)
+            self.balanced_accuracy().map_or("-".to_owned(), pct),
+            dash(
+                all,
+                (pos.second_stage + neg.second_stage) as f64 / all.max(1) as f64
+            )
         )
     }
 }
@@ -269,15 +289,18 @@ pub fn eval_jsonl_on(
             message,
         };
         let row: EvalLine = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-        let blocked = row.item.scan(filter, channel).map_err(bad)?.is_block();
+        let verdict = row.item.scan(filter, channel).map_err(bad)?;
         let label = match channel {
             Some(c) => format!("{} [{c}]", row.label),
             None => row.label,
         };
         let c = report.categories.entry(label).or_default();
         c.total += 1;
-        if blocked {
+        if verdict.is_block() {
             c.blocked += 1;
+        }
+        if verdict.second_stage {
+            c.second_stage += 1;
         }
     }
     Ok(report)

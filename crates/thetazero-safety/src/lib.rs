@@ -35,6 +35,7 @@ mod jsonl;
 mod model;
 mod normalize;
 mod patterns;
+mod second_stage;
 mod structure;
 
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub use channel::{Channel, UnknownChannel};
 pub use external::{ExternalError, ExternalScorer};
 pub use features::tokens;
 pub use jsonl::{eval_jsonl, eval_jsonl_on, scan_jsonl, CategoryReport, EvalError, EvalReport};
-pub use model::{content_model_scores, model_scores};
+pub use model::{content_model_scores, model_scores, second_stage_score};
 pub use structure::looks_like_prose;
 
 use channel::offsets;
@@ -54,6 +55,16 @@ use features::{tokens_cleaned, word_count};
 use normalize::{segments, windows, Origin};
 use patterns::Kind;
 use structure::leaves;
+
+/// The borderline band of the second stage, in logits around the injection
+/// threshold: a view of a JSON value whose fast injection logit lies at
+/// most `SECOND_STAGE_BELOW` below the threshold's logit, or less than
+/// `SECOND_STAGE_ABOVE` above it, is judged by the second stage instead of
+/// the fast model; for plain text only the part above the threshold is.
+/// Chosen on the calibration sets (training/DATA.md).
+pub const SECOND_STAGE_BELOW: f64 = 1.5;
+/// See [`SECOND_STAGE_BELOW`].
+pub const SECOND_STAGE_ABOVE: f64 = 0.5;
 
 /// Longest text also scored as a whole besides its windows.
 const WHOLE_TEXT_BYTES: usize = 2048;
@@ -157,6 +168,13 @@ pub struct Verdict {
     /// The threshold it was compared with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
+    /// The model that decided a model block: `prompt`, `content` or
+    /// `second_stage` (injection), `prompt` or `content` (toxicity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Whether any view of the text reached the second stage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub second_stage: bool,
 }
 
 impl Verdict {
@@ -172,6 +190,8 @@ impl Verdict {
             path: None,
             score: None,
             threshold: None,
+            model: None,
+            second_stage: false,
         }
     }
 
@@ -187,6 +207,8 @@ impl Verdict {
             path: None,
             score: None,
             threshold: None,
+            model: None,
+            second_stage: false,
         }
     }
 
@@ -214,6 +236,12 @@ impl Verdict {
     pub fn is_block(&self) -> bool {
         self.decision == Decision::Block
     }
+}
+
+/// The logit of a probability threshold, kept finite at 0 and 1.
+fn logit_of(p: f32) -> f64 {
+    let p = f64::from(p).clamp(1e-9, 1.0 - 1e-9);
+    (p / (1.0 - p)).ln()
 }
 
 fn excerpt(text: &str) -> String {
@@ -325,6 +353,9 @@ pub struct Filter {
     external: Option<Arc<dyn ExternalScorer>>,
     /// Offsets that replace every channel's (calibration only).
     offsets_override: Option<channel::Offsets>,
+    /// The second stage's band (below, above), replacing the constants
+    /// (experiments only).
+    band_override: Option<(f64, f64)>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -348,7 +379,18 @@ impl Filter {
             cfg,
             external: None,
             offsets_override: None,
+            band_override: None,
         }
+    }
+
+    /// Uses this borderline band (logits below and above the injection
+    /// threshold) instead of [`SECOND_STAGE_BELOW`] and
+    /// [`SECOND_STAGE_ABOVE`]; `(0.0, 0.0)` switches the second stage off.
+    /// For the `eval` example's experiments; not for production use.
+    #[doc(hidden)]
+    pub fn with_second_stage_band(mut self, below: f64, above: f64) -> Self {
+        self.band_override = Some((below, above));
+        self
     }
 
     /// Uses these logit offsets on every channel instead of the calibrated
@@ -428,14 +470,32 @@ impl Filter {
         let mut worst_inj = (String::new(), Origin::Text);
         let mut worst_tox = (String::new(), Origin::Text);
         let mut words = 0usize;
+        let (below, above) = self
+            .band_override
+            .unwrap_or((SECOND_STAGE_BELOW, SECOND_STAGE_ABOVE));
+        // Plain text: the second stage only reviews the prompt model's
+        // marginal blocks (it may overturn them, never add one). Below the
+        // threshold it read harmless prompts about system prompts as
+        // attacks: 17 of the 329 held-out trigger-word prompts, all of one
+        // template (training/DATA.md, look 5).
+        let below = if read == Read::All { 0.0 } else { below };
+        let band = model::Band {
+            threshold_logit: logit_of(self.cfg.injection_threshold),
+            below,
+            above,
+        };
+        let mut inj_stage = model::Stage::Fast(read.model());
+        let mut reached = false;
         // `toxicity`: whether this view's toxicity counts. Single sentences
         // and word-only views are there to find an injection diluted in a
         // long value; the toxicity model, trained on whole messages, reads
         // a lone short sentence ("You are a governed agent.") as an insult.
         let mut consider = |w: &[String], origin: Origin, toxicity: bool| {
-            let s = model::score_tokens(w, read.model(), off);
+            let (s, stage) = model::score_tokens(w, read.model(), off, Some(band));
+            reached |= stage == model::Stage::Second;
             if s.injection > best.injection {
                 best.injection = s.injection;
+                inj_stage = stage;
                 worst_inj = (excerpt(&w.join(" ")), origin);
             }
             if toxicity && s.toxicity > best.toxicity {
@@ -488,11 +548,16 @@ impl Filter {
         if words < MIN_MODEL_WORDS {
             return Verdict::allow(best, channel);
         }
+        let staged = |mut v: Verdict, stage: &'static str| {
+            v.model = Some(stage.to_owned());
+            v.second_stage = reached;
+            v
+        };
         let c = &self.cfg;
         // Injection is checked first: it is the threat to the agent itself.
         if best.injection >= c.injection_threshold {
             let (ex, origin) = worst_inj;
-            return Verdict::block(
+            let v = Verdict::block(
                 best,
                 Layer::Model,
                 format!("{}injection_score", origin.prefix()),
@@ -500,10 +565,11 @@ impl Filter {
             )
             .on(channel)
             .decided(best.injection, c.injection_threshold);
+            return staged(v, inj_stage.name());
         }
         if best.toxicity >= c.toxicity_threshold {
             let (ex, origin) = worst_tox;
-            return Verdict::block(
+            let v = Verdict::block(
                 best,
                 Layer::Model,
                 format!("{}toxicity_score", origin.prefix()),
@@ -511,8 +577,11 @@ impl Filter {
             )
             .on(channel)
             .decided(best.toxicity, c.toxicity_threshold);
+            return staged(v, model::Stage::Fast(read.model()).name());
         }
-        Verdict::allow(best, channel)
+        let mut v = Verdict::allow(best, channel);
+        v.second_stage = reached;
+        v
     }
 
     fn pattern_block(
@@ -523,7 +592,7 @@ impl Filter {
         channel: Channel,
     ) -> Verdict {
         let (scores, threshold) = match hit.kind {
-            Kind::Injection => (
+            Kind::Injection | Kind::Indirect => (
                 Scores {
                     injection: 1.0,
                     toxicity: 0.0,
@@ -585,6 +654,7 @@ impl Filter {
             return (Verdict::from_bound(&v).on(channel), Vec::new());
         }
         let mut best = Scores::default();
+        let mut reached = false;
         let mut prose = Vec::new();
         // The values' folded forms joined in document order, with where each
         // starts, for the pattern layer's look at attacks split across
@@ -608,8 +678,10 @@ impl Filter {
                 Some(&mut joined)
             };
             let mut v = self.scan_text(leaf.text, channel, read, folded);
+            reached |= v.second_stage;
             if v.is_block() {
                 v.path = Some(leaf.path.clone());
+                v.second_stage = reached;
                 return (v, prose);
             }
             if !leaf.is_key {
@@ -627,10 +699,13 @@ impl Filter {
                     .saturating_sub(1);
                 let mut v = self.pattern_block(&hit, "joined:", &joined, channel);
                 v.path = starts.get(at).map(|(_, p)| (*p).to_owned());
+                v.second_stage = reached;
                 return (v, prose);
             }
         }
-        (Verdict::allow(best, channel), prose)
+        let mut v = Verdict::allow(best, channel);
+        v.second_stage = reached;
+        (v, prose)
     }
 
     /// [`Filter::scan_json`], then the external scorer (if attached) for a

@@ -1,6 +1,6 @@
-//! Checks that the Rust featuriser and model reproduce the scores `training/train.py` computed; it tests nothing else.
+//! Checks that the Rust featuriser and every model stage (prompt, content, toxicity, second stage) reproduce the scores `training/train.py` computed; it tests nothing else.
 
-use thetazero_safety::{content_model_scores, model_scores};
+use thetazero_safety::{content_model_scores, model_scores, second_stage_score};
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -8,6 +8,7 @@ struct Row {
     injection: f64,
     toxicity: f64,
     content_injection: f64,
+    second_stage_injection: f64,
 }
 
 #[test]
@@ -19,6 +20,7 @@ fn rust_scores_match_python_scores() {
         let row: Row = serde_json::from_str(line).expect("fixture line parses");
         let got = model_scores(&row.text);
         let content = content_model_scores(&row.text);
+        let second = second_stage_score(&row.text);
         for (name, rust, python) in [
             ("injection", f64::from(got.injection), row.injection),
             ("toxicity", f64::from(got.toxicity), row.toxicity),
@@ -31,6 +33,11 @@ fn rust_scores_match_python_scores() {
                 "content toxicity",
                 f64::from(content.toxicity),
                 row.toxicity,
+            ),
+            (
+                "second stage injection",
+                f64::from(second),
+                row.second_stage_injection,
             ),
         ] {
             let diff = (rust - python).abs();
@@ -60,4 +67,6 @@ fn fixture_spans_both_decisions() {
     assert!(rows.iter().any(|r| r.injection < 0.35));
     assert!(rows.iter().any(|r| r.toxicity >= 0.4));
     assert!(rows.iter().any(|r| r.toxicity < 0.4));
+    assert!(rows.iter().any(|r| r.second_stage_injection >= 0.35));
+    assert!(rows.iter().any(|r| r.second_stage_injection < 0.35));
 }
