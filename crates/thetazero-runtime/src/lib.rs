@@ -668,6 +668,12 @@ pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> Aud
         "toxicity": v.toxicity,
         "layer": layer_name(v),
         "rule": v.rule,
+        "model": v.model,
+        "second_stage": v.second_stage,
+        "channel": v.channel,
+        "path": v.path,
+        "score": v.score,
+        "threshold": v.threshold,
         "excerpt": v.excerpt,
     });
     e
