@@ -23,6 +23,9 @@ pub fn id_range(account: AccountId) -> (i64, i64) {
 /// Bits of an id numbered within its account.
 pub const ID_LOCAL_BITS: u32 = 32;
 
+/// The largest id given out: the largest integer JavaScript holds exactly.
+pub const MAX_ID: i64 = (1 << 53) - 1;
+
 /// What an id numbers, with the table that holds such rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdKind {

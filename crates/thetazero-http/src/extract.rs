@@ -182,10 +182,12 @@ mod tests {
             (Some("application/json; charset=utf-8"), true),
             (Some("Application/JSON"), true),
             (Some("application/merge-patch+json"), true),
-            (Some("text/plain"), false),
+            (Some("text/plain"), true),
+            (Some("text/plain;charset=UTF-8"), true),
             (Some("application/x-www-form-urlencoded"), false),
+            (Some("text/html"), false),
             (Some("+json"), false),
-            (None, false),
+            (None, true),
         ] {
             assert_eq!(is_json(ct), ok, "{ct:?}");
         }

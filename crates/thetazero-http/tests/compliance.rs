@@ -417,7 +417,7 @@ async fn an_enforcement_event_changed_outside_the_log_fails_its_check() {
     let app = TestApp::new().await;
     let id = agent(
         &app,
-        json!({"name": "nosy", "entry_code": "try { await thetazero.read_context('k'); } catch (e) {} return 1;"}),
+        json!({"name": "nosy", "entry_code": "try { await thetazero.write_context('k', 1); } catch (e) {} return 1;"}),
     )
     .await;
     execute(&app, id, json!({})).await;

@@ -341,7 +341,7 @@ async fn next_id<C: GenericClient>(c: &C, account: AccountId, kind: IdKind) -> S
     )
     .await?;
     let next: i64 = col(&row, 0)?;
-    if base + next >= end {
+    if base + next >= end || base + next > thetazero_core::model::MAX_ID {
         return Err(StoreError::Conflict(format!(
             "this account has used every {} id",
             kind.name()

@@ -684,7 +684,7 @@ fn next_id(tx: &Transaction<'_>, account: AccountId, kind: IdKind) -> StoreResul
         }
     };
     let next = last + 1;
-    if base + next >= end {
+    if base + next >= end || base + next > thetazero_core::model::MAX_ID {
         return Err(StoreError::Conflict(format!(
             "this account has used every {} id",
             kind.name()
@@ -1318,6 +1318,11 @@ impl Store for SqliteStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let next = ids.entry(account).or_insert(last);
+        if *next >= end - 1 || *next >= thetazero_core::model::MAX_ID {
+            return Err(StoreError::Conflict(
+                "this account has used every execution id".into(),
+            ));
+        }
         *next += 1;
         Ok(*next)
     }
