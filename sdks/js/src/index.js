@@ -627,11 +627,12 @@ async function errorFromResponse(res) {
   return new SDKError(`HTTP_${res.status}`, `${res.status} ${res.statusText}${text ? ': ' + text.slice(0, 200) : ''}`, { requestId, status: res.status });
 }
 
-// A run that did not complete: the code says how it ended, the message is
-// the error the sandbox reported.
+// A run that did not complete: the code says how it ended (for a failed run,
+// the stable code it failed with when there is one: PERMISSION_DENIED,
+// WORKER_STOPPED, ...), the message is the error the sandbox reported.
 function executionError(result) {
   const e = result.error || {};
-  const code = e.code || `EXECUTION_${String(result.status).toUpperCase()}`;
+  const code = (result.status === 'failed' && e.code) || `EXECUTION_${String(result.status).toUpperCase()}`;
   const detail = e.message
     ? `${e.type ? e.type + ': ' : ''}${e.message}`
     : (result.limit ? `limit: ${result.limit}` : 'no error reported');

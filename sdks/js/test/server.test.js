@@ -38,6 +38,9 @@ test('configure maps limits, sandbox and permissions onto the REST config', asyn
   assert.equal(rec.config.max_api_calls_per_minute, 30);
   assert.equal(rec.config.allow_network, true);
   assert.deepEqual(rec.config.allowed_domains, ['api.example.com']);
+  // What it runs with now, beside what was written: no grant yet.
+  assert.equal(rec.effective_config.memory_limit_mb, 512);
+  assert.deepEqual(rec.effective_config.grants, []);
   assert.equal(rec.config.sandbox_template, 'STANDARD');
   assert.deepEqual(agent.compliance, ['soc2']);
 

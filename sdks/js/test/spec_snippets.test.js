@@ -21,24 +21,24 @@ async function api(method, path, body) {
 }
 
 test("the spec's per-agent kill snippet kills the agent", async () => {
-  const created = await api('POST', '/api/sdk/agents', { name: 'snippet-target', entry_code: 'return 1' });
+  const created = await api('POST', '/api/v1/sdk/agents', { name: 'snippet-target', entry_code: 'return 1' });
   assert.ok(created.status === 200 || created.status === 201, JSON.stringify(created.body));
-  const agentId = created.body.id;
+  const agentId = created.body.agent.id;
   const apiKey = server.apiKey;
   const baseUrl = server.baseUrl;
 
   const res = await fetch(`${baseUrl}/api/sdk/agents/${agentId}/kill`, { method: 'POST', headers: { 'Authorization': `Bearer ${apiKey}` }, body: JSON.stringify({ reason: 'Policy violation' }), });
 
   assert.equal(res.status, 200, await res.clone().text());
-  const agent = await api('GET', `/api/sdk/agents/${agentId}`);
-  assert.equal(agent.body.status, 'killed');
-  const run = await api('POST', `/api/sdk/agents/${agentId}/execute`, { input: {} });
+  const agent = await api('GET', `/api/v1/sdk/agents/${agentId}`);
+  assert.equal(agent.body.agent.status, 'killed');
+  const run = await api('POST', `/api/v1/sdk/agents/${agentId}/execute`, { input: {} });
   assert.notEqual(run.body.status, 'completed', JSON.stringify(run.body));
 });
 
 test("the spec's global kill snippet halts the deployment's agents", async () => {
-  const created = await api('POST', '/api/sdk/agents', { name: 'snippet-bystander', entry_code: 'return 1' });
-  const agentId = created.body.id;
+  const created = await api('POST', '/api/v1/sdk/agents', { name: 'snippet-bystander', entry_code: 'return 1' });
+  const agentId = created.body.agent.id;
   const apiKey = server.apiKey;
   const baseUrl = server.baseUrl;
 
@@ -47,10 +47,10 @@ test("the spec's global kill snippet halts the deployment's agents", async () =>
   const state = await api('GET', '/api/sdk/kill-switch/global');
   assert.equal(state.status, 200, JSON.stringify(state.body));
   assert.equal(state.body.halted, true, JSON.stringify(state.body));
-  const run = await api('POST', `/api/sdk/agents/${agentId}/execute`, { input: {} });
+  const run = await api('POST', `/api/v1/sdk/agents/${agentId}/execute`, { input: {} });
   assert.notEqual(run.body.status, 'completed', JSON.stringify(run.body));
   const resumed = await api('POST', '/api/sdk/kill-switch/global', { halted: false, reason: 'maintenance over' });
   assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
-  const again = await api('POST', `/api/sdk/agents/${agentId}/execute`, { input: {} });
+  const again = await api('POST', `/api/v1/sdk/agents/${agentId}/execute`, { input: {} });
   assert.equal(again.body.status, 'completed', JSON.stringify(again.body));
 });

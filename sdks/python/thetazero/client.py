@@ -88,7 +88,7 @@ class ExecutionResult:
             if err.get("type"):
                 detail = "%s: %s" % (err["type"], detail)
             raise ThetazeroError(
-                err.get("code") or "EXECUTION_%s" % self.status.upper(),
+                (self.status == "failed" and err.get("code")) or "EXECUTION_%s" % self.status.upper(),
                 "execution %s %s: %s" % (self.execution_id, self.status, detail),
                 details=self,
             )
