@@ -120,6 +120,8 @@ pub async fn get(
         .get_key(caller.account(), id)
         .await?
         .ok_or_else(|| HttpError::not_found("API key"))?;
+    // Dashboard sessions of the key end now, their streams with them.
+    state.sessions.end_key(id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),
@@ -174,6 +176,8 @@ pub async fn revoke(
         .ok_or_else(|| HttpError::not_found("API key"))?;
     // Streams opened with the key end now; its stream tokens no longer open any.
     let _ = state.revoked_keys.send(key.id);
+    // Dashboard sessions of the key end now, their streams with them.
+    state.sessions.end_key(id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),
