@@ -473,6 +473,9 @@ test('keyboard alone: sign in, move between pages, and do one thing on each', as
   await textMatches(p.locator('#new-secret'), /tzk_/);
   // Verification: fetch and verify by keyboard.
   await navTo('#/verify');
+  await tabTo(() => document.activeElement.id === 'pin-offered');
+  await p.keyboard.press('Enter');
+  await p.locator('#pinned-fp').waitFor();
   await tabTo(() => document.activeElement.id === 'record-id');
   await p.keyboard.type('1');
   await p.keyboard.press('Enter');

@@ -13,7 +13,7 @@ function s(tag, attrs, ...kids) {
 
 export const PALETTE = {
   completed: '#1e8e3e', failed: '#d93025', timed_out: '#e37400', killed: '#5f6368',
-  limit_exceeded: '#a142f4', blocked: '#b3261e', running: '#1a73e8', violations: '#c5221f',
+  limit_exceeded: '#a142f4', blocked: '#6d4c41', running: '#1a73e8', violations: '#c5221f',
 };
 
 /**

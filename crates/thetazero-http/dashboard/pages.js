@@ -6,6 +6,8 @@ import { announce, ask, clear, errorBox, fmtMs, fmtTime, h, json, kv, statusBadg
 import { highlight } from './highlight.js';
 import { stackedBars } from './charts.js';
 
+const fmtMB = (mb) => (typeof mb === 'number' ? `${Math.round(mb * 100) / 100} MB` : '—');
+
 const STATUSES = ['completed', 'failed', 'timed_out', 'killed', 'limit_exceeded', 'blocked'];
 
 async function agentNames() {
@@ -56,7 +58,7 @@ export async function overview(main) {
   let blocks = 0;
   for (const e of viol.events) {
     const b = vb[bucket(e.timestamp)];
-    const kind = /blocked|denied/.test(e.action_type) || e.permission_state === 'blocked' ? 'blocked' : 'violations';
+    const kind = e.action_type === 'content_blocked' || e.permission_state === 'blocked' ? 'blocked' : 'violations';
     if (kind === 'blocked') blocks++;
     if (b) b.values[kind] = (b.values[kind] || 0) + 1;
   }
@@ -210,7 +212,7 @@ export async function agent(main, [id]) {
       clear(execBox).append(res.executions.length === 0 ? h('p', {}, 'No executions yet.')
         : table(['Execution', 'Status', 'Duration', 'CPU', 'Memory', 'Host calls', 'Started'], res.executions.map((x) => [
           h('a', { href: `#/agents/${a.id}/executions/${x.execution_id}` }, `#${x.execution_id}`), statusBadge(x.status), fmtMs(x.duration_ms),
-          fmtMs(x.resource_usage.cpu_ms), x.resource_usage.memory_mb !== undefined ? `${x.resource_usage.memory_mb} MB` : '—',
+          fmtMs(x.resource_usage.cpu_ms), fmtMB(x.resource_usage.memory_mb),
           String(x.resource_usage.host_calls ?? '—'), fmtTime(x.started_at)]), 'Executions'));
     } catch (e) { clear(execBox).append(errorBox(e)); }
   }
@@ -223,7 +225,7 @@ export async function execution(main, [agentId, eid]) {
   const x = await api('GET', `/api/v1/sdk/agents/${agentId}/executions/${eid}`);
   main.append(h('p', {}, h('a', { href: `#/agents/${agentId}` }, '← Agent')),
     h('h1', {}, `Execution #${x.execution_id} `, statusBadge(x.status)),
-    kv([['Duration', fmtMs(x.duration_ms)], ['CPU', fmtMs(x.resource_usage.cpu_ms)], ['Memory', `${x.resource_usage.memory_mb ?? '—'} MB`],
+    kv([['Duration', fmtMs(x.duration_ms)], ['CPU', fmtMs(x.resource_usage.cpu_ms)], ['Memory', fmtMB(x.resource_usage.memory_mb)],
       ['Host calls', String(x.resource_usage.host_calls ?? '—')], ['Violations', String(x.violation_count)],
       ['Started', fmtTime(x.started_at)], ['Finished', fmtTime(x.finished_at)], ['Code SHA-256', h('code', {}, x.code_sha256)],
       ['Audit receipt', x.leaf_index !== null && x.leaf_index !== undefined ? `leaf ${x.leaf_index}` : '—']]));

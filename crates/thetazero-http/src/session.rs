@@ -211,9 +211,16 @@ impl Sessions {
     /// Looks the session up, refreshes its idle clock and answers its key
     /// id, account and CSRF token.
     fn touch(&self, cookie: &str) -> Option<(i64, AccountId, String, watch::Receiver<bool>)> {
+        self.touch_at(cookie, Instant::now())
+    }
+
+    fn touch_at(
+        &self,
+        cookie: &str,
+        now: Instant,
+    ) -> Option<(i64, AccountId, String, watch::Receiver<bool>)> {
         let d = digest(cookie);
         let mut map = self.lock();
-        let now = Instant::now();
         let s = map.get_mut(&d)?;
         if now.duration_since(s.last_seen) >= IDLE {
             if let Some(s) = map.remove(&d) {
@@ -532,6 +539,72 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert!(over_tls(&h));
         assert!(!over_tls(&HeaderMap::new()));
+    }
+
+    fn key(id: i64, scopes: Vec<KeyScope>) -> ApiKey {
+        ApiKey {
+            id,
+            account_id: 1,
+            name: "k".into(),
+            prefix: "tzk_abcdefgh".into(),
+            scopes,
+            is_owner: false,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn a_session_ends_after_twelve_idle_hours_and_its_streams_with_it() {
+        let sessions = Sessions::default();
+        let k = key(7, vec![KeyScope::AgentsRead]);
+        let (cookie, csrf) = sessions.start(&k);
+        let t0 = Instant::now();
+        let (key_id, account, token, mut ended) = sessions.touch_at(&cookie, t0).unwrap();
+        assert_eq!((key_id, account, token), (7, 1, csrf));
+        assert!(!*ended.borrow_and_update());
+        // Each request restarts the idle clock.
+        let t1 = t0 + IDLE - Duration::from_secs(1);
+        assert!(sessions.touch_at(&cookie, t1).is_some());
+        assert!(sessions
+            .touch_at(&cookie, t1 + IDLE - Duration::from_secs(1))
+            .is_some());
+        let late = t1 + IDLE - Duration::from_secs(1) + IDLE;
+        assert!(sessions.touch_at(&cookie, late).is_none());
+        assert!(*ended.borrow_and_update(), "its streams are told");
+        assert!(sessions.is_empty());
+        assert!(sessions.touch_at(&cookie, t0).is_none(), "gone for good");
+    }
+
+    #[test]
+    fn a_changed_key_does_not_match_its_sessions() {
+        let sessions = Sessions::default();
+        let k = key(7, vec![KeyScope::AgentsRead, KeyScope::AgentsWrite]);
+        let (cookie, _) = sessions.start(&k);
+        assert!(sessions.still_matches(&cookie, &k));
+        let mut narrowed = k.clone();
+        narrowed.scopes = vec![KeyScope::AgentsRead];
+        assert!(!sessions.still_matches(&cookie, &narrowed));
+        assert!(sessions.is_empty());
+        let (cookie, _) = sessions.start(&k);
+        let mut revoked = k.clone();
+        revoked.revoked_at = Some(time::OffsetDateTime::UNIX_EPOCH);
+        assert!(!sessions.still_matches(&cookie, &revoked));
+    }
+
+    #[test]
+    fn one_key_holds_a_bounded_number_of_sessions() {
+        let sessions = Sessions::default();
+        let k = key(7, vec![KeyScope::AgentsRead]);
+        let first = sessions.start(&k).0;
+        for _ in 0..PER_KEY {
+            sessions.start(&k);
+        }
+        assert_eq!(sessions.len(), PER_KEY);
+        assert!(sessions.touch(&first).is_none(), "the oldest ended");
+        sessions.end_key(7);
+        assert!(sessions.is_empty());
     }
 
     #[test]
