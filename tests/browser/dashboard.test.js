@@ -224,8 +224,8 @@ test('a running agent is killed from the UI with a typed reason and stops', asyn
   assert.equal(done.data.status, 'killed');
   await textMatches(page.locator('main h1'), /killed/);
   await textMatches(page.locator('#executions'), /killed/);
-  const hist = await owner('GET', '/api/v1/sdk/audit?actionTypes=agent_kill_requested');
-  assert.ok(hist.data.events.some((e) => /Runaway loop/.test(JSON.stringify(e))) || hist.data.events.length > 0);
+  const hist = await owner('GET', '/api/v1/sdk/audit?actionTypes=agent_kill_requested,agent_killed');
+  assert.deepEqual(hist.data.events.filter((e) => e.agent_id === id).map((e) => e.action_type).sort(), ['agent_kill_requested', 'agent_killed']);
   await go('#/killswitch');
   await textMatches(page.locator('main'), /agent_killed/);
   await shot('killswitch');
@@ -255,7 +255,7 @@ test('create a key (secret shown once, with a copy button) and revoke it', async
   assert.ok(!(await page.content()).includes(secret));
 });
 
-test('a session ends when its key is revoked or narrowed: the next request is 401 and its stream closes', async () => {
+test('what a key may not do is hidden and refused; its session ends when it is revoked: the next request is 401 and its stream closes', async () => {
   const made = await owner('POST', '/api/v1/keys', { name: 'watcher', scopes: ['agents:read', 'audit:read'] });
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
@@ -375,6 +375,7 @@ test('the live audit stream filters, highlights violations, and pauses and resum
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await list.locator('li').count(), before, 'nothing is shown while paused');
   await page.getByRole('button', { name: 'Resume' }).click();
+  await textMatches(page.locator('#stream-state'), /^Live \(resumed/);
   await until('the missed events arrive', async () => (await list.locator('li').count()) > before + 2);
   const leaves = await list.locator('li').evaluateAll((els) => els.map((e) => Number(e.dataset.leaf)));
   assert.deepEqual([...leaves].sort((a, b) => b - a), leaves, 'newest first, in order');
@@ -383,6 +384,7 @@ test('the live audit stream filters, highlights violations, and pauses and resum
   await list.locator('li.violation').first().waitFor();
   await page.getByLabel('Violations only').check();
   await page.getByRole('button', { name: 'Apply filters' }).click();
+  await textMatches(page.locator('#stream-state'), /^Live/);
   await owner('POST', `/api/v1/sdk/agents/${bad.data.agent.id}/execute`, {});
   await list.locator('li.violation').first().waitFor();
   assert.equal(await list.locator('li:not(.violation)').count(), 0);

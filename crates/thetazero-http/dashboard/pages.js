@@ -274,6 +274,7 @@ export async function liveAudit(main) {
   }
   function open() {
     if (es) es.close();
+    state.textContent = 'Connecting…';
     const params = { agentId: agentF.value || undefined, executionId: execF.value || undefined };
     if (lastId !== null) params.after = lastId;
     es = new EventSource('/api/v1/sdk/audit/stream' + qs(params));

@@ -57,7 +57,9 @@ export function fmtMs(ms) {
 }
 
 export function table(headers, rows, caption) {
-  return h('div', { class: 'table-wrap' },
+  // The wrapper scrolls sideways on narrow screens, never the page; it can
+  // take focus so that keyboards can scroll it too.
+  return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption || 'Table' },
     h('table', {},
       caption ? h('caption', { class: 'visually-hidden' }, caption) : null,
       h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),
