@@ -224,6 +224,12 @@ test('a running agent is killed from the UI with a typed reason and stops', asyn
   assert.equal(done.data.status, 'killed');
   await textMatches(page.locator('main h1'), /killed/);
   await textMatches(page.locator('#executions'), /killed/);
+  assert.equal((await second('POST', `/api/v1/sdk/agents/${id}/execute`, {})).status, 409, 'a killed agent does not run');
+  // Its status is set back to ready from the page.
+  await page.locator('#agent-status').selectOption('ready');
+  await page.getByRole('button', { name: 'Set status' }).click();
+  await textMatches(page.locator('main h1'), /ready/);
+  assert.equal((await owner('GET', `/api/v1/sdk/agents/${id}`)).data.agent.status, 'ready');
   const hist = await owner('GET', '/api/v1/sdk/audit?actionTypes=agent_kill_requested,agent_killed');
   assert.deepEqual(hist.data.events.filter((e) => e.agent_id === id).map((e) => e.action_type).sort(), ['agent_kill_requested', 'agent_killed']);
   await go('#/killswitch');
@@ -382,6 +388,16 @@ test('the live audit stream filters, highlights violations, and pauses and resum
   assert.equal(new Set(leaves).size, leaves.length, 'no duplicate');
   for (let i = 1; i < leaves.length; i++) assert.equal(leaves[i - 1] - leaves[i], 1, 'no gap');
   await list.locator('li.violation').first().waitFor();
+  // The agent filter is applied by the server.
+  await page.locator('#f-agent').fill(String(bad.data.agent.id));
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await textMatches(page.locator('#stream-state'), /^Live/);
+  await owner('POST', '/api/v1/sdk/agents/1/execute', {});
+  await owner('POST', `/api/v1/sdk/agents/${bad.data.agent.id}/execute`, {});
+  await until('the agent\'s events', async () => (await list.locator('li').count()) > 0);
+  await textMatches(list, new RegExp(`agent ${bad.data.agent.id}`));
+  assert.ok(!/agent 1 /.test(await list.textContent()), 'no other agent');
+  await page.locator('#f-agent').fill('');
   await page.getByLabel('Violations only').check();
   await page.getByRole('button', { name: 'Apply filters' }).click();
   await textMatches(page.locator('#stream-state'), /^Live/);
@@ -393,6 +409,17 @@ test('the live audit stream filters, highlights violations, and pauses and resum
 
 test('the kill switch halts and clears the account, with state and history', async () => {
   await go('#/killswitch');
+  // The deployment's first owner may halt the whole deployment; another
+  // account's owner may not, and is not offered it.
+  assert.deepEqual(await page.locator('#halt-scope option').evaluateAll((os) => os.map((o) => o.value)), ['account', 'deployment']);
+  const team = await owner('POST', '/api/v1/accounts', { name: 'team b' });
+  assert.equal(team.status, 201, JSON.stringify(team.data));
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  await signIn(p, team.data.secret);
+  await go('#/killswitch', p);
+  assert.deepEqual(await p.locator('#halt-scope option').evaluateAll((os) => os.map((o) => o.value)), ['account']);
+  await ctx.close();
   await page.locator('#halt-reason').fill('Maintenance window');
   await page.getByRole('button', { name: 'Halt everything' }).click();
   await textMatches(page.locator('#halt-state'), /halted.*Maintenance window/);
