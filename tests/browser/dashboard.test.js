@@ -331,6 +331,7 @@ test('the audit record is verified in the browser; a tampered proof and another 
   await page.getByRole('button', { name: 'Verify this proof' }).click();
   await until('rejected', async () => (await verdict.getAttribute('data-ok')) === 'false' && (await verdict.getAttribute('data-code')) !== 'LEAF_HASH_MISMATCH');
   assert.equal(await verdict.getAttribute('data-code'), 'INCLUSION_PROOF_INVALID');
+  await textMatches(verdict, /✓ passed: the leaf bytes hash.*✗ failed: the inclusion proof/s);
 
   // Signed by another key under the same name: not the pinned key.
   const name = offered.split('+')[0];

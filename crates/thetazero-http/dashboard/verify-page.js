@@ -17,6 +17,15 @@ function pin(text) {
   localStorage.setItem(PIN, text);
 }
 
+// Which of the checks below a verifier error code comes from.
+const FAILED_STEP = {
+  MALFORMED: 0, LEAF_HASH_MISMATCH: 0,
+  MALFORMED_NOTE: 1, BAD_SIGNATURE: 1, UNKNOWN_KEY: 1, MALFORMED_CHECKPOINT: 1,
+  ORIGIN_MISMATCH: 2,
+  INDEX_OUT_OF_RANGE: 3, INCLUSION_PROOF_INVALID: 3,
+  CONSISTENCY_MISMATCH: 4, CONSISTENCY_PROOF_INVALID: 4,
+};
+
 export async function verifyPage(main) {
   main.append(h('h1', {}, 'Audit verification'),
     h('p', { class: 'panel', id: 'trust-note' },
@@ -131,9 +140,12 @@ export async function verifyPage(main) {
             ['Leaf', h('code', {}, new TextDecoder().decode(r.leaf).slice(0, 400))]])));
       } catch (e) {
         if (!(e instanceof V().VerifyError)) { out.append(errorBox(e)); return; }
+        const failed = FAILED_STEP[e.code] ?? 0;
         out.append(h('div', { class: 'error', role: 'alert', id: 'verdict', 'data-ok': 'false', 'data-code': e.code },
           h('strong', {}, `Rejected (${e.code}): `), e.message,
-          h('p', {}, 'Checked in order until one failed:'), h('ul', { class: 'checks' }, steps.map((s) => h('li', {}, s)))));
+          h('p', {}, 'The checks run in this order and stop at the first that fails:'),
+          h('ul', { class: 'checks' }, steps.map((s, i) => h('li', {},
+            i < failed ? '✓ passed: ' : i === failed ? '✗ failed: ' : 'not reached: ', s)))));
       }
       const anchors = proof.anchors || [];
       out.append(h('h3', {}, 'Anchors'), anchors.length

@@ -16,6 +16,7 @@
 //! (sticky sessions) or sign in again after a failover.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ pub const IDLE: Duration = Duration::from_secs(12 * 60 * 60);
 /// Sessions one key may hold at once; signing in again past it ends the
 /// oldest.
 const PER_KEY: usize = 32;
+/// Sessions one account may hold at once (over all its keys), so that no
+/// tenant can crowd the others out of the replica's table.
+const PER_ACCOUNT: usize = 1_000;
 /// Sessions one replica holds at most.
 const MAX_SESSIONS: usize = 100_000;
 /// How often every session's key is looked at again, for revocations made
@@ -65,7 +69,8 @@ struct Session {
     scopes: Vec<KeyScope>,
     is_owner: bool,
     csrf: String,
-    created: Instant,
+    /// Order of creation, for evicting the oldest.
+    created: u64,
     last_seen: Instant,
     /// Flips to true when the session ends; streams opened with it close.
     ended: watch::Sender<bool>,
@@ -84,11 +89,33 @@ impl Session {
     }
 }
 
+/// Ends the oldest sessions that `same` selects until one more fits under
+/// `limit`.
+fn evict_oldest(
+    map: &mut HashMap<[u8; 32], Session>,
+    same: impl Fn(&Session) -> bool,
+    limit: usize,
+) {
+    let mut mine: Vec<([u8; 32], u64)> = map
+        .iter()
+        .filter(|(_, s)| same(s))
+        .map(|(d, s)| (*d, s.created))
+        .collect();
+    mine.sort_by_key(|(_, created)| *created);
+    let excess = (mine.len() + 1).saturating_sub(limit);
+    for (d, _) in mine.into_iter().take(excess) {
+        if let Some(s) = map.remove(&d) {
+            s.end();
+        }
+    }
+}
+
 /// Every session of this replica, by the SHA-256 of its cookie (a memory
 /// dump does not hand out live cookies).
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<[u8; 32], Session>>,
+    created: AtomicU64,
     sweeper: OnceLock<()>,
 }
 
@@ -142,18 +169,9 @@ impl Sessions {
             }
             keep
         });
-        let mut mine: Vec<([u8; 32], Instant)> = map
-            .iter()
-            .filter(|(_, s)| s.key_id == key.id)
-            .map(|(d, s)| (*d, s.created))
-            .collect();
-        mine.sort_by_key(|(_, created)| *created);
-        let excess = (mine.len() + 1).saturating_sub(PER_KEY);
-        for (d, _) in mine.into_iter().take(excess) {
-            if let Some(s) = map.remove(&d) {
-                s.end();
-            }
-        }
+        // Past a key's or an account's share, its oldest sessions end.
+        evict_oldest(&mut map, |s| s.key_id == key.id, PER_KEY);
+        evict_oldest(&mut map, |s| s.account == key.account_id, PER_ACCOUNT);
         if map.len() >= MAX_SESSIONS {
             if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(d, _)| *d) {
                 if let Some(s) = map.remove(&oldest) {
@@ -169,7 +187,7 @@ impl Sessions {
                 scopes: key.scopes.clone(),
                 is_owner: key.is_owner,
                 csrf: csrf.clone(),
-                created: now,
+                created: self.created.fetch_add(1, Ordering::Relaxed),
                 last_seen: now,
                 ended,
             },
@@ -605,6 +623,26 @@ mod tests {
         assert!(sessions.touch(&first).is_none(), "the oldest ended");
         sessions.end_key(7);
         assert!(sessions.is_empty());
+        // And one account a bounded number over all its keys.
+        let first = sessions.start(&key(1, vec![KeyScope::AgentsRead])).0;
+        for id in 2..=PER_ACCOUNT as i64 {
+            sessions.start(&key(id, vec![KeyScope::AgentsRead]));
+        }
+        assert_eq!(sessions.len(), PER_ACCOUNT);
+        let mut other = key(5000, vec![KeyScope::AgentsRead]);
+        other.account_id = 2;
+        let theirs = sessions.start(&other).0;
+        assert_eq!(
+            sessions.len(),
+            PER_ACCOUNT + 1,
+            "another account is not affected"
+        );
+        sessions.start(&key(4000, vec![KeyScope::AgentsRead]));
+        assert!(
+            sessions.touch(&first).is_none(),
+            "the account's oldest ended"
+        );
+        assert!(sessions.touch(&theirs).is_some());
     }
 
     #[test]
