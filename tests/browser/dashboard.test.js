@@ -473,6 +473,10 @@ test('keyboard alone: sign in, move between pages, and do one thing on each', as
   await tabTo(() => document.activeElement.textContent === 'Run');
   await p.keyboard.press('Enter');
   await textMatches(p.locator('#run-result'), /completed/);
+  // Execution: open it from the result by keyboard.
+  await tabTo(() => /^#\/agents\/\d+\/executions\/\d+$/.test(document.activeElement.getAttribute('href') || ''));
+  await p.keyboard.press('Enter');
+  await textMatches(p.locator('main h1'), /Execution #/);
   // Live audit: pause by keyboard.
   await navTo('#/audit');
   await tabTo(() => document.activeElement.id === 'pause');
