@@ -139,6 +139,9 @@ pub fn router(state: AppState) -> Router {
                 ),
         ),
     );
+    doc.paths
+        .paths
+        .insert("/api/v1/session".into(), session::openapi_item());
     let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     api_router
         .route(

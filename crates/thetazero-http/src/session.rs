@@ -530,6 +530,43 @@ pub async fn sign_out(State(state): State<AppState>, mut req: Request) -> HttpRe
     Ok(response)
 }
 
+/// The session routes in the OpenAPI document (they are routed outside the
+/// access table: they authenticate by themselves).
+pub fn openapi_item() -> utoipa::openapi::path::PathItem {
+    use utoipa::openapi::path::{OperationBuilder, PathItem};
+    use utoipa::openapi::{HttpMethod, Response};
+    let op = |summary: &str, status: &str, answer: &str| {
+        OperationBuilder::new()
+            .summary(Some(summary))
+            .tag("dashboard")
+            .response(status, Response::new(answer))
+            .response(
+                "401",
+                Response::new("No valid key, or the session has ended"),
+            )
+            .build()
+    };
+    let mut item = PathItem::new(
+        HttpMethod::Post,
+        op(
+            "Sign in: exchange `{api_key}` for a session cookie (HttpOnly, SameSite=Strict)",
+            "201",
+            "`{key, deployment_owner, csrf_token, idle_timeout_s}` and Set-Cookie: tz_session",
+        ),
+    );
+    item.get = Some(op(
+        "Who is signed in, with the CSRF token for X-CSRF-Token",
+        "200",
+        "`{key, deployment_owner, csrf_token, idle_timeout_s}`",
+    ));
+    item.delete = Some(op(
+        "Sign out (needs X-CSRF-Token)",
+        "200",
+        "`{success: true}`; the cookie is cleared",
+    ));
+    item
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -346,4 +346,15 @@ async fn the_dashboard_is_served_with_a_strict_policy() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = app.call("GET", "/dashboard/missing.js", None, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The session routes are in the served OpenAPI document.
+    let doc = app
+        .call("GET", "/api/v1/openapi.json", None, None)
+        .await
+        .body;
+    for method in ["post", "get", "delete"] {
+        assert!(
+            doc["paths"]["/api/v1/session"][method].is_object(),
+            "{method}"
+        );
+    }
 }
