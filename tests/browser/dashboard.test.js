@@ -177,6 +177,11 @@ test('a permission request raised with a second key lifts the badge, and approvi
   const r = await owner('GET', `/api/v1/sdk/permission-requests/${asked.data.request.id}`);
   assert.equal(r.data.request.status, 'approved');
   assert.ok(r.data.request.grant_expires_at, 'approved with an expiry');
+  // The agent's page shows the grant in force and what it widens.
+  await go('#/agents/1');
+  await textMatches(page.getByRole('region', { name: 'Grants' }), new RegExp(`#${asked.data.request.id}.*max_api_calls_per_run`));
+  const row = page.locator('tr', { hasText: 'max_api_calls_per_run' });
+  await textMatches(row, /max_api_calls_per_run\s*100\s*50/);
 });
 
 test('a call waiting mid-run is approved in the UI and the run finishes', async () => {
@@ -196,6 +201,27 @@ test('a call waiting mid-run is approved in the UI and the run finishes', async 
   assert.equal(done.status, 200, JSON.stringify(done.data));
   assert.equal(done.data.status, 'completed');
   assert.deepEqual(done.data.output, { got: null });
+
+  // An HTTP call shows its method, URL with query, header names and a body
+  // excerpt; denied with a reason, the call throws inside the run.
+  const net = await owner('POST', '/api/v1/sdk/agents', {
+    name: 'fetcher', permissions: ['network:outbound'],
+    config: { allow_network: true, allowed_domains: ['api.example.com'], approval_timeout_ms: 60000, approval_calls: ['http_request'] },
+    entry_code: 'try { await thetazero.http_request("https://other.example.net/data?q=forecast", "POST", {"X-Trace": "abc"}, "hello body"); } catch (e) { return { code: e.code }; } return { ok: true };',
+  });
+  assert.equal(net.status, 201, JSON.stringify(net.data));
+  const netRun = second('POST', `/api/v1/sdk/agents/${net.data.agent.id}/execute`, { input: {} });
+  const card = page.locator('[data-request]', { hasText: 'other.example.net' });
+  await card.first().waitFor({ timeout: 20000 });
+  await textMatches(card, /POST/);
+  await textMatches(card, /https:\/\/other\.example\.net\/data\?q=forecast/);
+  await textMatches(card, /x-trace/i);
+  await textMatches(card, /hello body/);
+  const id = await card.first().getAttribute('data-request');
+  await card.first().locator(`#reason-${id}`).fill('Not on the allow-list');
+  await card.first().getByRole('button', { name: /^Deny/ }).click();
+  const denied = await netRun;
+  assert.deepEqual(denied.data.output, { code: 'PERMISSION_DENIED' });
 });
 
 test('a running agent is killed from the UI with a typed reason and stops', async () => {

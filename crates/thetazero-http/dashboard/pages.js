@@ -195,13 +195,18 @@ export async function agent(main, [id]) {
   }
 
   main.append(h('h2', {}, 'Code'), highlight(a.entry_code, `Code of ${a.name}`));
+  // What the agent runs with now: its configuration widened by the grants in
+  // force and held to the operator's ceilings (the stored one as a fallback).
+  const eff = a.effective_config && typeof a.effective_config === 'object' ? a.effective_config : { ...a.config, permissions: a.permissions, grants: [] };
+  const fmtPerms = (p) => (Array.isArray(p) ? p.join(', ') || 'none' : String(p ?? 'none'));
   main.append(h('h2', {}, 'Effective configuration'),
-    table(['Setting', 'Value'], Object.entries(a.config).map(([k, v]) => [h('code', {}, k), JSON.stringify(v)]), 'Configuration'));
+    table(['Setting', 'Effective', 'As registered'], Object.entries(eff).filter(([k]) => k !== 'permissions' && k !== 'grants').map(([k, v]) => [
+      h('code', {}, k), JSON.stringify(v), JSON.stringify(a.config[k]) === JSON.stringify(v) ? '' : JSON.stringify(a.config[k] ?? null)]), 'Configuration'));
   main.append(h('h2', {}, 'Permissions'),
-    h('p', {}, Array.isArray(a.permissions) ? a.permissions.join(', ') || 'none' : String(a.permissions ?? 'none')));
-  const grants = (await api('GET', `/api/v1/sdk/permission-requests${qs({ agentId: a.id, status: 'approved' })}`)).requests.filter((r) => r.grant_active && !r.permissions.call);
+    kv([['Effective', fmtPerms(eff.permissions)], ['As registered', fmtPerms(a.permissions)]]));
+  const grants = eff.grants || [];
   main.append(h('h3', {}, 'Grants in force'),
-    grants.length ? table(['Request', 'Grant', 'Until'], grants.map((r) => [`#${r.id}`, h('code', {}, JSON.stringify(r.permissions)), r.grant_expires_at ? fmtTime(r.grant_expires_at) : 'no expiry']), 'Grants')
+    grants.length ? table(['Request', 'Grant', 'Until'], grants.map((g) => [`#${g.request_id}`, h('code', {}, JSON.stringify(g.permissions)), g.grant_expires_at ? fmtTime(g.grant_expires_at) : 'no expiry']), 'Grants')
       : h('p', { class: 'muted' }, 'No approved grant is in force.'));
 
   const execBox = h('div', { id: 'executions' });
@@ -319,10 +324,22 @@ export async function liveAudit(main) {
 function describeRequest(r) {
   const call = r.permissions && r.permissions.call;
   if (call) {
-    return [h('p', { class: 'status warn' }, `A run is waiting: execution #${call.execution_id}`),
-      h('p', {}, 'Exact call sought: ', h('code', {}, `thetazero.${call.fn}`)),
-      h('pre', { class: 'wrap' }, call.summary || ''),
-      h('p', { class: 'muted' }, 'Arguments SHA-256: ', h('code', {}, call.args_sha256 || '—'))];
+    const d = call.detail || {};
+    const parts = [h('p', { class: 'status warn' }, `A run is waiting: execution #${call.execution_id}`),
+      h('p', {}, 'Exact call sought: ', h('code', {}, `thetazero.${call.fn}`))];
+    if (d.url) {
+      parts.push(kv([
+        ['Method', String(d.method || 'GET')],
+        ['URL', h('code', {}, d.url)],
+        ['Headers', (d.header_names || []).join(', ') || 'none'],
+        ['Body', d.body ? [`${d.body.bytes} bytes: `, h('code', {}, d.body.excerpt)] : 'none'],
+      ]));
+    } else {
+      parts.push(h('pre', { class: 'wrap' }, call.summary || ''));
+      if (call.detail !== undefined) parts.push(json(call.detail));
+    }
+    parts.push(h('p', { class: 'muted' }, 'Arguments SHA-256: ', h('code', {}, call.args_sha256 || '—')));
+    return parts;
   }
   return [h('p', {}, 'Permissions sought:'), json(r.permissions)];
 }

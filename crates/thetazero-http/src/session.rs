@@ -607,6 +607,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             last_used_at: None,
             revoked_at: None,
+            created_by: None,
         }
     }
 
