@@ -473,6 +473,19 @@ pub(crate) async fn authenticate(
     Ok(key)
 }
 
+/// Whether a key is live and may read its account's audit stream.
+pub(crate) async fn key_may_stream(
+    state: &AppState,
+    account: AccountId,
+    key: i64,
+) -> Result<bool, HttpError> {
+    Ok(state
+        .store
+        .get_key(account, key)
+        .await?
+        .is_some_and(|k| k.revoked_at.is_none() && k.has_scope(KeyScope::AuditRead)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,17 +512,4 @@ mod tests {
             assert!(seen.insert((m, r)), "duplicate rule {m} {r}");
         }
     }
-}
-
-/// Whether a key is live and may read its account's audit stream.
-pub(crate) async fn key_may_stream(
-    state: &AppState,
-    account: AccountId,
-    key: i64,
-) -> Result<bool, HttpError> {
-    Ok(state
-        .store
-        .get_key(account, key)
-        .await?
-        .is_some_and(|k| k.revoked_at.is_none() && k.has_scope(KeyScope::AuditRead)))
 }
