@@ -253,7 +253,59 @@ async fn a_session_ends_on_sign_out_and_when_its_key_is_revoked_or_narrowed() {
         "unauthorized",
     );
 
-    // Narrowed: the key's scopes changed since sign-in.
+    // Reading a key leaves its sessions alone.
+    let (key, id) = app
+        .key_with(&app.owner, &["agents:read", "agents:write"])
+        .await;
+    let s = sign_in(&app, &key, &[]).await.1.unwrap();
+    let r = app
+        .call("GET", &format!("/api/v1/keys/{id}"), Some(&app.owner), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        with_cookie(&app, &s, "GET", "/api/v1/sdk/agents", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Narrowed through the API.
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/keys/{id}"),
+            Some(&app.owner),
+            Some(json!({"scopes": ["agents:read"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_error(
+        &with_cookie(&app, &s, "GET", "/api/v1/sdk/agents", None, None).await,
+        401,
+        "unauthorized",
+    );
+    // A fresh sign-in gets the narrower authority.
+    let s = sign_in(&app, &key, &[]).await.1.unwrap();
+    assert_eq!(
+        with_cookie(&app, &s, "GET", "/api/v1/sdk/agents", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = with_cookie(
+        &app,
+        &s,
+        "POST",
+        "/api/v1/sdk/agents",
+        Some((
+            "application/json",
+            json!({"name": "n", "entry_code": "return 1"}),
+        )),
+        Some(&s.csrf),
+    )
+    .await;
+    assert_error(&r, 403, "missing_scope");
+
+    // Narrowed behind this server's back: the key's scopes changed since sign-in.
     let (key, id) = app
         .key_with(&app.owner, &["agents:read", "agents:write"])
         .await;

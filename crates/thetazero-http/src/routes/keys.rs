@@ -120,8 +120,6 @@ pub async fn get(
         .get_key(caller.account(), id)
         .await?
         .ok_or_else(|| HttpError::not_found("API key"))?;
-    // Dashboard sessions of the key end now, their streams with them.
-    state.sessions.end_key(id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),
@@ -229,6 +227,8 @@ pub async fn set_scopes(
         .ok_or_else(|| HttpError::not_found("API key"))?;
     // Streams opened with the key look again at what it may read.
     let _ = state.revoked_keys.send(key.id);
+    // Its dashboard sessions end: they were opened with other authority.
+    state.sessions.end_key(key.id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),
