@@ -81,9 +81,18 @@ async function until(what, fn, timeoutMs = 20_000) {
   }
 }
 
-/** Waits until the locator's text matches. */
+/** Waits until the locator's text matches; the error says what it held. */
 async function textMatches(locator, re, timeoutMs) {
-  return until(`text ${re}`, async () => re.test((await locator.first().textContent({ timeout: 1000 })) || ''), timeoutMs);
+  let seen = '(nothing)';
+  try {
+    return await until(`text ${re}`, async () => {
+      seen = (await locator.first().textContent({ timeout: 1000 })) || '';
+      return re.test(seen);
+    }, timeoutMs);
+  } catch (e) {
+    const page = await locator.page().locator('main').textContent({ timeout: 1000 }).catch(() => '?');
+    throw new Error(`${e.message}; it held ${JSON.stringify(seen.slice(0, 300))}; the page: ${JSON.stringify(page.slice(0, 600))}`);
+  }
 }
 
 module.exports = { startServer, client, until, textMatches, CHROMIUM, SHOTS, ROOT };

@@ -485,7 +485,8 @@ test('keyboard alone: sign in, move between pages, and do one thing on each', as
     await p.evaluate(() => document.activeElement && document.activeElement.blur());
     await tabTo(new Function(`return document.activeElement && document.activeElement.getAttribute('href') === '${href}'`));
     await p.keyboard.press('Enter');
-    await p.locator('main h1').first().waitFor();
+    // The new page, not the one before it.
+    await until(`page ${href}`, () => p.evaluate((h) => location.hash === h && !!document.querySelector('main h1') && document.title !== '', href));
     await p.waitForLoadState('networkidle').catch(() => {});
   };
   // Agents: register by keyboard.
@@ -526,11 +527,13 @@ test('keyboard alone: sign in, move between pages, and do one thing on each', as
   await navTo('#/settings/keys');
   await tabTo(() => document.activeElement.id === 'key-name');
   await p.keyboard.type('kbd');
+  assert.equal(await p.locator('#key-name').inputValue(), 'kbd');
   await tabTo(() => document.activeElement.id === 'scope-agents-read');
   await p.keyboard.press('Space');
+  assert.equal(await p.locator('#scope-agents-read').isChecked(), true);
   await tabTo(() => document.activeElement.textContent === 'Create key');
   await p.keyboard.press('Enter');
-  await textMatches(p.locator('#new-secret'), /tzk_/);
+  await textMatches(p.locator('#key-msg'), /tzk_/);
   // Verification: fetch and verify by keyboard.
   await navTo('#/verify');
   await tabTo(() => document.activeElement.id === 'pin-offered');

@@ -166,7 +166,10 @@ document.getElementById('sign-out').addEventListener('click', async () => {
   announce('Signed out');
 });
 
-window.addEventListener('hashchange', () => { route().then(() => main.focus({ preventScroll: true })); });
+// Focus moves to the page at once (so keyboard users start from it), never
+// later: a page that loads slowly must not take focus from what the user
+// has reached meanwhile.
+window.addEventListener('hashchange', () => { main.focus({ preventScroll: true }); route(); });
 window.addEventListener('tz:badge', refreshBadge);
 
 (async () => {
