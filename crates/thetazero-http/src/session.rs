@@ -446,9 +446,19 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .get("x-forwarded-host")
         .and_then(|v| v.to_str().ok())
         .unwrap_or(host);
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    if authority.eq_ignore_ascii_case(host) {
+        return true;
+    }
+    // A proxy that passes on `$host` drops the port: then the names alone
+    // must match.
+    !host.is_empty()
+        && !host.contains(':')
+        && authority.rsplit_once(':').is_some_and(|(name, port)| {
+            name.eq_ignore_ascii_case(host) && port.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 #[derive(Deserialize)]
@@ -697,6 +707,22 @@ mod tests {
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
+        assert!(!same_origin(&h));
+        let origin = |h: &mut HeaderMap, v: &'static str| {
+            h.insert(header::ORIGIN, HeaderValue::from_static(v));
+        };
+        origin(&mut h, "http://127.0.0.1:9999");
+        assert!(
+            !same_origin(&h),
+            "another port of a host that names its port"
+        );
+        // Behind a proxy that sends `Host: $host` (no port).
+        h.insert(header::HOST, HeaderValue::from_static("dash.example"));
+        origin(&mut h, "https://dash.example:8443");
+        assert!(same_origin(&h));
+        origin(&mut h, "https://evil.example:8443");
+        assert!(!same_origin(&h));
+        origin(&mut h, "null");
         assert!(!same_origin(&h));
     }
 }
