@@ -2,7 +2,8 @@
 // The dashboard in Debian's headless Chromium against a real `thetazero
 // serve`: sign-in, agents and runs, permission requests and the badge, a
 // mid-run approval, a kill, API keys, verification in the browser, the live
-// audit stream, CSRF and CSP, sessions ending with their key, keyboard use,
+// audit stream, compliance downloads, CSRF and CSP, sessions ending with
+// their key, keyboard use,
 // narrow screens, and axe-core on every page. Screenshots go to
 // target/dashboard-screenshots.
 
@@ -15,7 +16,7 @@ const { chromium } = require('playwright-core');
 const { startServer, client, until, textMatches, CHROMIUM, SHOTS } = require('./_harness');
 
 const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const PAGES = ['#/overview', '#/agents', '#/agents/1', '#/agents/1/executions/1', '#/audit', '#/security/requests', '#/killswitch', '#/settings/keys', '#/verify'];
+const PAGES = ['#/overview', '#/agents', '#/agents/1', '#/agents/1/executions/1', '#/audit', '#/security/requests', '#/killswitch', '#/settings/keys', '#/verify', '#/compliance'];
 
 let server;
 let browser;
@@ -458,6 +459,27 @@ test('the kill switch halts and clears the account, with state and history', asy
   assert.equal((await second('POST', '/api/v1/sdk/agents/1/execute', {})).status, 200);
 });
 
+test('compliance: status per framework, the report and an evidence package downloaded', async () => {
+  await go('#/compliance');
+  const fw = page.locator('[data-framework="eu_ai_act"]');
+  await textMatches(fw, /EU Artificial Intelligence Act/);
+  await textMatches(fw, /Satisfied\s*\d+/);
+  await textMatches(page.locator('main'), /not a certification/);
+  const [report] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download report (JSON)' }).click()]);
+  const json = JSON.parse(fs.readFileSync(await report.path(), 'utf8'));
+  assert.ok(Array.isArray(json.frameworks) && json.frameworks.length > 0);
+  const [pkg] = await Promise.all([page.waitForEvent('download'), fw.getByRole('button', { name: /Evidence package/ }).click()]);
+  assert.match(pkg.suggestedFilename(), /\.zip$/);
+  const zip = fs.readFileSync(await pkg.path());
+  assert.equal(zip.subarray(0, 2).toString(), 'PK');
+  await textMatches(page.locator('#compliance-msg'), /sha256 [0-9a-f]{64}/);
+  const sha = (await page.locator('#compliance-msg').textContent()).match(/sha256 ([0-9a-f]{64})/)[1];
+  assert.equal(crypto.createHash('sha256').update(zip).digest('hex'), sha, 'the digest the server announced');
+  const events = await owner('GET', '/api/v1/sdk/audit?actionTypes=compliance_package_generated');
+  assert.ok(events.data.events.some((e) => e.description.includes(sha)), 'its generation is in the audit log');
+  await shot('compliance');
+});
+
 test('overview charts are drawn', async () => {
   await go('#/overview');
   await page.locator('svg.chart').first().waitFor();
@@ -543,6 +565,12 @@ test('keyboard alone: sign in, move between pages, and do one thing on each', as
   await p.keyboard.type('1');
   await p.keyboard.press('Enter');
   await p.locator('#verdict').waitFor();
+  // Compliance: download the report by keyboard.
+  await navTo('#/compliance');
+  await p.locator('[data-framework]').first().waitFor();
+  await tabTo(() => document.activeElement.textContent === 'Download report (JSON)');
+  const [report] = await Promise.all([p.waitForEvent('download'), p.keyboard.press('Enter')]);
+  assert.equal(report.suggestedFilename(), 'compliance-report.json');
   // Overview.
   await navTo('#/overview');
   await p.locator('svg.chart').first().waitFor();

@@ -37,6 +37,24 @@ export async function api(method, path, body) {
   return data;
 }
 
+/** A request whose answer is not JSON (downloads): the Response, or ApiError. */
+export async function apiRaw(method, path, body) {
+  const headers = { Accept: '*/*' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = session.csrf || '';
+  const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (!res.ok) {
+    let err = {};
+    try { err = (await res.json()).error || {}; } catch { err = {}; }
+    throw new ApiError(res.status, err.code || 'http_' + res.status, err.message || res.statusText);
+  }
+  return res;
+}
+
 export async function signIn(apiKey) {
   const data = await api('POST', '/api/v1/session', { api_key: apiKey });
   adopt(data);

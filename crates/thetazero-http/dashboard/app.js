@@ -22,6 +22,7 @@ const ROUTES = [
   [/^#\/killswitch$/, pages.killSwitch, 'killswitch'],
   [/^#\/settings\/keys$/, pages.keys, 'keys'],
   [/^#\/verify$/, verifyPage, 'audit:read'],
+  [/^#\/compliance$/, pages.compliance, 'compliance'],
 ];
 
 function firstAllowed() {

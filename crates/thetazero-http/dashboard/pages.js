@@ -1,7 +1,7 @@
 // The dashboard's pages. Each renders into `main` and may return a function
 // that stops what it started (streams, timers).
 
-import { api, can, qs, session } from './api.js';
+import { api, apiRaw, can, qs, session } from './api.js';
 import { announce, ask, clear, errorBox, fmtMs, fmtTime, h, json, kv, statusBadge, table } from './ui.js';
 import { highlight } from './highlight.js';
 import { stackedBars } from './charts.js';
@@ -504,3 +504,58 @@ export async function keys(main) {
   return null;
 }
 
+
+// ---- Compliance -------------------------------------------------------------
+
+function download(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 1000);
+}
+
+export async function compliance(main) {
+  main.append(h('h1', {}, 'Compliance'));
+  const [list, status] = await Promise.all([
+    api('GET', '/api/v1/sdk/compliance/frameworks'),
+    api('GET', '/api/v1/sdk/compliance/status'),
+  ]);
+  const titles = new Map(list.frameworks.map((f) => [f.id, f.title]));
+  const msg = h('div', { role: 'status', id: 'compliance-msg' });
+  main.append(h('p', { class: 'panel' }, `${status.disclaimer}. Results are per control, never merged into a score; organisational controls are for you to assess.`), msg);
+  const busy = async (label, fn) => {
+    clear(msg).append(h('p', {}, `${label}…`));
+    try { clear(msg).append(h('p', { class: 'okbox' }, await fn())); } catch (e) { clear(msg).append(errorBox(e)); }
+  };
+  main.append(h('div', { class: 'row' },
+    h('button', { type: 'button', class: 'secondary', onclick: () => busy('Building the report', async () => {
+      const res = await apiRaw('GET', '/api/v1/sdk/compliance/report');
+      download(await res.blob(), 'compliance-report.json');
+      return 'Report downloaded (compliance-report.json).';
+    }) }, 'Download report (JSON)'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => busy('Building the OSCAL report', async () => {
+      const res = await apiRaw('GET', '/api/v1/sdk/compliance/report?format=oscal');
+      download(await res.blob(), 'compliance-assessment-results.oscal.json');
+      return 'OSCAL assessment results downloaded.';
+    }) }, 'Download report (OSCAL)')));
+  main.append(h('div', { class: 'cards', id: 'frameworks' }, status.frameworks.map((f) => {
+    const r = f.summary.result;
+    const c = f.summary.coverage;
+    const failing = f.controls.filter((x) => x.result === 'not_satisfied');
+    return h('article', { class: 'card', 'aria-labelledby': `fw-${f.id}`, 'data-framework': f.id },
+      h('h2', { id: `fw-${f.id}` }, titles.get(f.id) || f.id),
+      kv([['Satisfied', String(r.satisfied)], ['Not satisfied', String(r.not_satisfied)], ['Not assessed', String(r.not_assessed)],
+        ['Coverage', `${c.automated} automated, ${c.partial} partial, ${c.organizational} organisational`],
+        ['Catalog', `${f.catalog_version}`]]),
+      failing.length ? h('details', {}, h('summary', {}, `${failing.length} control(s) not satisfied`),
+        h('ul', {}, failing.map((x) => h('li', {}, h('strong', {}, x.id), ': ', (x.reasons || []).join('; ') || 'see the report')))) : null,
+      h('p', {}, h('button', { type: 'button', 'aria-label': `Evidence package for ${titles.get(f.id) || f.id}`, onclick: () => busy('Building the evidence package', async () => {
+        const res = await apiRaw('POST', `/api/v1/sdk/compliance/packages/${encodeURIComponent(f.id)}`, {});
+        const name = (/filename="?([^";]+)"?/.exec(res.headers.get('content-disposition') || '') || [])[1] || `${f.id}-evidence.zip`;
+        download(await res.blob(), name);
+        return `Evidence package ${name} downloaded (sha256 ${res.headers.get('x-content-sha256') || '—'}); its generation is in the audit log.`;
+      }) }, 'Evidence package')));
+  })));
+  return null;
+}
