@@ -294,13 +294,18 @@ export const permissions: typeof SecureAgent.permissions;
 export const SCOPES: readonly Scope[];
 export const VERSION: string;
 export const verify: {
-  parseVerifierKey(text: string): unknown;
-  openNote(note: string, key: unknown): string;
-  /** Opens a signed checkpoint note with a parsed verifier key; throws on a bad or unknown signature. */
-  openCheckpoint(note: string, key: unknown, origin?: string): { origin: string; size: number; root: Uint8Array };
-  verifyInclusion(path: Uint8Array[], size: number, root: Uint8Array, index: number, leaf: Uint8Array): boolean;
-  verifyConsistency(path: Uint8Array[], size1: number, root1: Uint8Array, size2: number, root2: Uint8Array): boolean;
-  leafHash(bytes: Uint8Array): Uint8Array;
+  /** Every function that hashes or checks a signature uses WebCrypto and resolves asynchronously. */
+  parseVerifierKey(text: string): Promise<unknown>;
+  /** Checks a verifier key's form only (synchronous); throws BAD_VERIFIER_KEY. */
+  checkVerifierKeyText(text: string): { text: string; name: string };
+  /** SHA-256 of the key's text in hex, grouped by four, for comparison out of band. */
+  keyFingerprint(text: string): Promise<string>;
+  openNote(note: string, key: unknown): Promise<string>;
+  /** Opens a signed checkpoint note with a parsed verifier key; rejects on a bad or unknown signature. */
+  openCheckpoint(note: string, key: unknown, origin?: string): Promise<{ origin: string; size: number; root: Uint8Array }>;
+  verifyInclusion(path: Uint8Array[], size: number, root: Uint8Array, index: number, leaf: Uint8Array): Promise<boolean>;
+  verifyConsistency(path: Uint8Array[], size1: number, root1: Uint8Array, size2: number, root2: Uint8Array): Promise<boolean>;
+  leafHash(bytes: Uint8Array): Promise<Uint8Array>;
   [k: string]: unknown;
 };
 

@@ -316,7 +316,17 @@ const TOUCH_INTERVAL: time::Duration = time::Duration::seconds(60);
 /// Authenticates the caller and enforces the route's access rule.
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match check(&state, &mut req).await {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let session = req
+                .extensions()
+                .get::<crate::session::SessionEnd>()
+                .cloned();
+            let response = next.run(req).await;
+            match session {
+                Some(end) => crate::session::close_with_session(response, end),
+                None => response,
+            }
+        }
         Err(e) => axum::response::IntoResponse::into_response(e),
     }
 }
@@ -344,7 +354,10 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
     if access == Access::Public {
         return Ok(());
     }
-    if access == Access::AuditStream && !req.headers().contains_key(header::AUTHORIZATION) {
+    if access == Access::AuditStream
+        && !req.headers().contains_key(header::AUTHORIZATION)
+        && crate::session::cookie(req.headers()).is_none()
+    {
         let token = req
             .uri()
             .query()
@@ -374,7 +387,11 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().map(str::to_owned));
-    let key = authenticate(state, header).await?;
+    // A dashboard session resolves to its key, the same principal.
+    let key = match crate::session::authenticate(state, req).await? {
+        Some(key) => key,
+        None => authenticate(state, header).await?,
+    };
     match access {
         Access::Public => {}
         Access::AuditStream => {
@@ -413,7 +430,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
 
 /// `header` is the Authorization header: absent, or its text (an error if it
 /// was not visible ASCII).
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     header: Option<Result<String, header::ToStrError>>,
 ) -> Result<ApiKey, HttpError> {

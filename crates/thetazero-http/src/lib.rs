@@ -5,11 +5,13 @@
 //! storage backend; choosing one is the binary's job.
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod rate;
 pub mod routes;
+pub mod session;
 pub mod state;
 pub mod stream_token;
 pub mod views;
@@ -137,6 +139,9 @@ pub fn router(state: AppState) -> Router {
                 ),
         ),
     );
+    doc.paths
+        .paths
+        .insert("/api/v1/session".into(), session::openapi_item());
     let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
     api_router
         .route(
@@ -155,6 +160,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authorize,
         ))
+        // The dashboard and its sign-in authenticate by themselves: the page
+        // is public, and the session routes take a key or a cookie.
+        .route(
+            "/api/v1/session",
+            axum::routing::post(session::sign_in)
+                .get(session::current)
+                .delete(session::sign_out),
+        )
+        .merge(dashboard::routes())
         .fallback(|| async { HttpError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             HttpError::new(

@@ -11,6 +11,7 @@ use thetazero_runtime::ledger::Ledger;
 use thetazero_runtime::Runtime;
 
 use crate::metrics::Metrics;
+use crate::session::Sessions;
 
 /// Settings the HTTP layer enforces.
 #[derive(Debug, Clone)]
@@ -74,6 +75,8 @@ pub struct AppState {
     /// opened with them end at once when they may no longer read (streams on
     /// other replicas notice at their next keepalive).
     pub revoked_keys: tokio::sync::broadcast::Sender<i64>,
+    /// The dashboard's browser sessions on this replica.
+    pub sessions: Arc<Sessions>,
 }
 
 impl AppState {
@@ -96,6 +99,7 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             revoked_keys: tokio::sync::broadcast::Sender::new(64),
+            sessions: Arc::new(Sessions::default()),
         }
     }
 }

@@ -1,8 +1,7 @@
 'use strict';
 // @thetazero/agent-sdk: the JavaScript client of a thetazero server.
-// Zero runtime dependencies: global fetch (Node >= 18) and node:crypto.
+// Zero runtime dependencies: global fetch (Node >= 18) and WebCrypto.
 
-const crypto = require('node:crypto');
 const verify = require('./verify');
 const { SSEParser } = require('./sse');
 
@@ -138,7 +137,9 @@ class SecureAgent {
     // Pinned verifier key: given here, or fetched on first use and then kept
     // for this instance's lifetime (trust on first use).
     this._verifierKeyText = opts.verifierKey || null;
-    this._verifierKey = this._verifierKeyText ? verify.parseVerifierKey(this._verifierKeyText) : null;
+    // Its form is checked here; its id and key when first used.
+    if (this._verifierKeyText) this._verifierKeyText = verify.checkVerifierKeyText(this._verifierKeyText).text;
+    this._verifierKey = null;
     // Largest checkpoint accepted per log origin; pass a shared Map to carry
     // it across instances (or persist it yourself).
     this.checkpoints = opts.checkpointStore || new Map();
@@ -343,8 +344,9 @@ class SecureAgent {
   /** The pinned verifier key (C2SP form), fetching and pinning it on first use. */
   async getVerifierKey() {
     if (!this._verifierKey) {
-      const res = await this._request('GET', '/api/v1/sdk/audit/key');
-      this._verifierKey = verify.parseVerifierKey(res.verifier_key);
+      let text = this._verifierKeyText;
+      if (!text) text = (await this._request('GET', '/api/v1/sdk/audit/key')).verifier_key;
+      this._verifierKey = await verify.parseVerifierKey(text);
       this._verifierKeyText = this._verifierKey.text;
     }
     return this._verifierKeyText;
@@ -373,12 +375,12 @@ class SecureAgent {
       server_chain_valid: proof.chain_valid,
     };
     try {
-      const v = verify.verifyRecordProof(proof, this._verifierKey);
+      const v = await verify.verifyRecordProof(proof, this._verifierKey);
       await this._reconcile(proof.log_origin, v.checkpoint, v.latest);
       result.chain_valid = true;
       result.checkpoint_size = v.checkpoint.size;
       result.latest_checkpoint_size = v.latest.size;
-      result.leaf = v.leaf.toString('utf8');
+      result.leaf = new TextDecoder().decode(v.leaf);
     } catch (e) {
       if (!(e instanceof verify.VerifyError)) throw e;
       result.failure = { code: e.code, message: e.message };
@@ -395,7 +397,7 @@ class SecureAgent {
       const known = [cp, latest].find((c) => c.size === seen.size);
       const seenRoot = Buffer.from(seen.root, 'base64');
       if (known) {
-        if (!known.root.equals(seenRoot)) throw new verify.VerifyError('FORK', `log forked: the checkpoint seen before at size ${seen.size} has another root`);
+        if (!verify.bytesEqual(known.root, seenRoot)) throw new verify.VerifyError('FORK', `log forked: the checkpoint seen before at size ${seen.size} has another root`);
       } else {
         const [a, b] = seen.size < latest.size ? [{ size: seen.size, root: seenRoot }, latest] : [latest, { size: seen.size, root: seenRoot }];
         let res;
@@ -408,13 +410,13 @@ class SecureAgent {
           throw e;
         }
         const path = verify.decodeHashes(res.proof, 'consistency proof');
-        if (res.from !== a.size || res.to !== b.size || !verify.verifyConsistency(path, a.size, a.root, b.size, b.root)) {
+        if (res.from !== a.size || res.to !== b.size || !(await verify.verifyConsistency(path, a.size, a.root, b.size, b.root))) {
           throw new verify.VerifyError('FORK', `the checkpoint seen before (size ${seen.size}) is not consistent with the latest (size ${latest.size})`);
         }
       }
       if (seen.size >= latest.size) return;
     }
-    this.checkpoints.set(origin, { size: latest.size, root: latest.root.toString('base64') });
+    this.checkpoints.set(origin, { size: latest.size, root: verify.b64encode(latest.root) });
   }
 
   /**
@@ -428,7 +430,7 @@ class SecureAgent {
     const out = { ...res };
     delete out.success;
     try {
-      checkReceipt(res, this._verifierKey);
+      await checkReceipt(res, this._verifierKey);
       out.receipt_verified = true;
     } catch (e) {
       if (!(e instanceof verify.VerifyError)) throw e;
@@ -645,17 +647,17 @@ function executionError(result) {
 // Checks a signed execution receipt: note signature with the pinned key,
 // canonical body, the embedded checkpoint, and that the audit range lies
 // inside that checkpoint.
-function checkReceipt(res, key) {
+async function checkReceipt(res, key) {
   if (typeof res.receipt !== 'string') throw new verify.VerifyError('MALFORMED', 'no receipt note');
-  const text = verify.openNote(res.receipt, key);
+  const text = await verify.openNote(res.receipt, key);
   let body;
   try { body = JSON.parse(text); } catch { throw new verify.VerifyError('MALFORMED', 'receipt body is not JSON'); }
   if (body.type !== 'tz.execution-receipt.v1') throw new verify.VerifyError('MALFORMED', 'receipt has the wrong type');
-  const cp = verify.parseCheckpoint(verify.openNote(body.checkpoint, key));
+  const cp = verify.parseCheckpoint(await verify.openNote(body.checkpoint, key));
   if (!(body.audit_first_leaf <= body.audit_last_leaf && body.audit_last_leaf < cp.size)) {
     throw new verify.VerifyError('RANGE_NOT_COVERED', `audit range ${body.audit_first_leaf}..${body.audit_last_leaf} is not inside the checkpoint of size ${cp.size}`);
   }
-  const id = crypto.createHash('sha256').update(text).digest('hex');
+  const id = verify.toHex(await verify.sha256(new TextEncoder().encode(text)));
   if (res.attestation_id !== undefined && res.attestation_id !== id) {
     throw new verify.VerifyError('MALFORMED', 'attestation_id is not the hash of the receipt body');
   }

@@ -373,10 +373,10 @@ test('streamAuditLog delivers live events and resumes after the server ends the 
   assert.ok(events.some(([t]) => t === 'keepalive'));
   assert.ok(!events.some(([t]) => t === 'error'));
   // Streamed checkpoints are signed by the key the client pins.
-  const key = verify.parseVerifierKey(await agent.getVerifierKey());
+  const key = await verify.parseVerifierKey(await agent.getVerifierKey());
   const cps = events.filter(([t]) => t === 'checkpoint').map(([, d]) => d);
   assert.ok(cps.length >= 1);
-  for (const c of cps) assert.equal(verify.openCheckpoint(c.note, key).size, c.size);
+  for (const c of cps) assert.equal((await verify.openCheckpoint(c.note, key)).size, c.size);
 
   // `after` replays from the log.
   const replay = [];

@@ -40,54 +40,54 @@ const ROOTS = {
   8: '5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328',
 };
 
-test('reference tree matches RFC 6962 known answers', () => {
+test('reference tree matches RFC 6962 known answers', async () => {
   for (const [n, root] of Object.entries(ROOTS)) {
     assert.equal(mth(TEST_LEAVES.slice(0, Number(n))).toString('hex'), root);
   }
-  assert.equal(v.leafHash(Buffer.alloc(0)).toString('hex'), ROOTS[1]);
+  assert.equal(Buffer.from(await v.leafHash(Buffer.alloc(0))).toString('hex'), ROOTS[1]);
 });
 
 const leaves = Array.from({ length: 37 }, (_, i) => Buffer.from(`leaf ${i}`));
 
-test('inclusion proofs verify, and every tampering fails', () => {
+test('inclusion proofs verify, and every tampering fails', async () => {
   for (let n = 1; n <= leaves.length; n++) {
     const tree = leaves.slice(0, n);
     const root = mth(tree);
     for (let i = 0; i < n; i++) {
       const p = pathOf(i, tree);
-      const lh = v.leafHash(tree[i]);
-      assert.ok(v.verifyInclusion(p, n, root, i, lh), `n=${n} i=${i}`);
-      if (i + 1 < n) assert.ok(!v.verifyInclusion(p, n, root, i + 1, lh));
-      assert.ok(!v.verifyInclusion(p, n, root, i, v.leafHash(Buffer.from('x'))));
+      const lh = await v.leafHash(tree[i]);
+      assert.ok(await v.verifyInclusion(p, n, root, i, lh), `n=${n} i=${i}`);
+      if (i + 1 < n) assert.ok(!(await v.verifyInclusion(p, n, root, i + 1, lh)));
+      assert.ok(!(await v.verifyInclusion(p, n, root, i, await v.leafHash(Buffer.from('x')))));
       if (p.length) {
         const bad = p.map((h) => Buffer.from(h));
         bad[bad.length - 1][0] ^= 1;
-        assert.ok(!v.verifyInclusion(bad, n, root, i, lh));
-        assert.ok(!v.verifyInclusion(p.slice(1), n, root, i, lh));
-        assert.ok(!v.verifyInclusion([...p, p[0]], n, root, i, lh));
+        assert.ok(!(await v.verifyInclusion(bad, n, root, i, lh)));
+        assert.ok(!(await v.verifyInclusion(p.slice(1), n, root, i, lh)));
+        assert.ok(!(await v.verifyInclusion([...p, p[0]], n, root, i, lh)));
       }
     }
   }
 });
 
-test('consistency proofs verify, and every tampering fails', () => {
+test('consistency proofs verify, and every tampering fails', async () => {
   for (let n2 = 1; n2 <= leaves.length; n2++) {
     const r2 = mth(leaves.slice(0, n2));
     for (let n1 = 1; n1 <= n2; n1++) {
       const r1 = mth(leaves.slice(0, n1));
       const p = subproof(n1, leaves.slice(0, n2), true);
-      assert.ok(v.verifyConsistency(p, n1, r1, n2, r2), `${n1}->${n2}`);
-      assert.ok(!v.verifyConsistency(p, n1, H(Buffer.from("x")), n2, r2));
-      assert.ok(!v.verifyConsistency(p, n1, r1, n2, H(Buffer.from('x'))));
+      assert.ok(await v.verifyConsistency(p, n1, r1, n2, r2), `${n1}->${n2}`);
+      assert.ok(!(await v.verifyConsistency(p, n1, H(Buffer.from("x")), n2, r2)));
+      assert.ok(!(await v.verifyConsistency(p, n1, r1, n2, H(Buffer.from('x')))));
       if (p.length) {
         const bad = p.map((h) => Buffer.from(h));
         bad[0][5] ^= 1;
-        assert.ok(!v.verifyConsistency(bad, n1, r1, n2, r2));
-        assert.ok(!v.verifyConsistency(p.slice(0, -1), n1, r1, n2, r2));
+        assert.ok(!(await v.verifyConsistency(bad, n1, r1, n2, r2)));
+        assert.ok(!(await v.verifyConsistency(p.slice(0, -1), n1, r1, n2, r2)));
       }
     }
   }
-  assert.ok(!v.verifyConsistency([], 0, H(), 5, mth(leaves.slice(0, 5))));
+  assert.ok(!(await v.verifyConsistency([], 0, H(), 5, mth(leaves.slice(0, 5)))));
 });
 
 // The example in C2SP signed-note / golang.org/x/mod/sumdb/note.
@@ -95,18 +95,20 @@ const PETER_VKEY = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4iz
 const PETER_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const PETER_NOTE = PETER_TEXT + '\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n';
 
-test('signed notes: the C2SP example and its negative cases', () => {
-  const key = v.parseVerifierKey(PETER_VKEY);
+test('signed notes: the C2SP example and its negative cases', async () => {
+  const key = await v.parseVerifierKey(PETER_VKEY);
   assert.equal(key.name, 'PeterNeumann');
-  assert.equal(v.openNote(PETER_NOTE, key), PETER_TEXT);
-  const code = (note) => { try { v.openNote(note, key); return 'OK'; } catch (e) { return e.code; } };
-  assert.equal(code(PETER_NOTE.replace('problem,', 'problem;')), 'BAD_SIGNATURE');
-  assert.equal(code(PETER_NOTE.replace('x08go', 'x08gp')), 'UNKNOWN_KEY');
-  assert.equal(code(PETER_NOTE.replace('yBwJnAM', 'yBwKnAM')), 'BAD_SIGNATURE');
-  assert.equal(code(PETER_NOTE.replace('\u2014 PeterNeumann', '\u2014 PeterNeuman')), 'UNKNOWN_KEY');
-  assert.equal(code(PETER_NOTE.replace('\n\n\u2014', '\n\u2014')), 'MALFORMED_NOTE');
-  assert.throws(() => v.parseVerifierKey(PETER_VKEY.replace('c74f20a3', 'c74f20a4')), { code: 'BAD_VERIFIER_KEY' });
-  assert.throws(() => v.parseVerifierKey('nonsense'), { code: 'BAD_VERIFIER_KEY' });
+  assert.equal(await v.openNote(PETER_NOTE, key), PETER_TEXT);
+  const code = async (note) => { try { await v.openNote(note, key); return 'OK'; } catch (e) { return e.code; } };
+  assert.equal(await code(PETER_NOTE.replace('problem,', 'problem;')), 'BAD_SIGNATURE');
+  assert.equal(await code(PETER_NOTE.replace('x08go', 'x08gp')), 'UNKNOWN_KEY');
+  assert.equal(await code(PETER_NOTE.replace('yBwJnAM', 'yBwKnAM')), 'BAD_SIGNATURE');
+  assert.equal(await code(PETER_NOTE.replace('\u2014 PeterNeumann', '\u2014 PeterNeuman')), 'UNKNOWN_KEY');
+  assert.equal(await code(PETER_NOTE.replace('\n\n\u2014', '\n\u2014')), 'MALFORMED_NOTE');
+  await assert.rejects(v.parseVerifierKey(PETER_VKEY.replace('c74f20a3', 'c74f20a4')), { code: 'BAD_VERIFIER_KEY' });
+  await assert.rejects(v.parseVerifierKey('nonsense'), { code: 'BAD_VERIFIER_KEY' });
+  assert.throws(() => v.checkVerifierKeyText('nonsense'), { code: 'BAD_VERIFIER_KEY' });
+  assert.match(await v.keyFingerprint(PETER_VKEY), /^([0-9a-f]{4} ){15}[0-9a-f]{4}$/);
 });
 
 test('checkpoint bodies parse strictly', () => {
@@ -115,6 +117,18 @@ test('checkpoint bodies parse strictly', () => {
   for (const bad of [`o\n012\n${root}\n`, `o\n12\n${root}`, `o\n12\n${root}\nextra\n`, `\n12\n${root}\n`, 'o\n12\nAAAA\n']) {
     assert.throws(() => v.parseCheckpoint(bad), /checkpoint|base64/);
   }
+});
+
+test('the verifier imports nothing from Node and runs as a browser script', () => {
+  const fs = require('node:fs');
+  const vm = require('node:vm');
+  const src = fs.readFileSync(require.resolve('../src/verify'), 'utf8');
+  assert.doesNotMatch(src, /node:/);
+  // As a classic script in a browser-like global (no module, no require).
+  const sandbox = { crypto: globalThis.crypto || require('node:crypto').webcrypto, TextEncoder, atob, btoa };
+  sandbox.self = sandbox;
+  vm.runInNewContext(src, sandbox);
+  assert.equal(typeof sandbox.thetazeroVerify.verifyRecordProof, 'function');
 });
 
 test('SSE parser: events, ids, comments, split chunks', () => {

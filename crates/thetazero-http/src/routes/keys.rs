@@ -174,6 +174,8 @@ pub async fn revoke(
         .ok_or_else(|| HttpError::not_found("API key"))?;
     // Streams opened with the key end now; its stream tokens no longer open any.
     let _ = state.revoked_keys.send(key.id);
+    // Dashboard sessions of the key end now, their streams with them.
+    state.sessions.end_key(id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),
@@ -225,6 +227,8 @@ pub async fn set_scopes(
         .ok_or_else(|| HttpError::not_found("API key"))?;
     // Streams opened with the key look again at what it may read.
     let _ = state.revoked_keys.send(key.id);
+    // Its dashboard sessions end: they were opened with other authority.
+    state.sessions.end_key(key.id);
     Ok(Json(KeyResponse {
         success: true,
         key: views::key(&key),
