@@ -2,6 +2,7 @@
 // @thetazero/agent-sdk: the JavaScript client of a thetazero server.
 // Zero runtime dependencies: global fetch (Node >= 18) and WebCrypto.
 
+const crypto = require('node:crypto');
 const verify = require('./verify');
 const { SSEParser } = require('./sse');
 

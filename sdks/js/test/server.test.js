@@ -128,7 +128,8 @@ test('the built-in task agent surfaces the missing inference host call as an SDK
   await agent.configure();
   await assert.rejects(() => agent.run({ task: 'say hi', data: { a: 1 } }), (e) => {
     assert.ok(e instanceof SDKError);
-    assert.equal(e.code, 'EXECUTION_FAILED');
+    // The code the host call failed with, which the agent let escape.
+    assert.equal(e.code, 'HOST_REFUSED');
     // The server's own words: no inference provider is configured.
     assert.match(e.message, /^execution \d+ failed: Error: .*inference/);
     assert.deepEqual(e.execution.hostCallAudit.map((c) => c.fn), ['inference']);
@@ -141,7 +142,7 @@ test('the spec Quick Start runs unchanged and ends in a clear inference error', 
     env: { ...process.env, THETAZERO_API_KEY: server.apiKey, THETAZERO_BASE_URL: server.baseUrl },
   }).catch((e) => e);
   assert.equal(stdout, '');
-  assert.match(stderr, /^SDKError \[EXECUTION_FAILED\]: execution \d+ failed: Error: .*inference/);
+  assert.match(stderr, /^SDKError \[HOST_REFUSED\]: execution \d+ failed: Error: .*inference/);
 });
 
 test('getAuditLog applies the spec filters; exportAuditLog returns csv and bundle', async () => {

@@ -158,7 +158,8 @@ class ServerTest(unittest.TestCase):
         result = a.run({"task": "say hi", "data": {"a": 1}})
         with self.assertRaises(ThetazeroError) as cm:
             result.raise_for_status()
-        self.assertEqual(cm.exception.code, "EXECUTION_FAILED")
+        # The code the host call failed with, which the agent let escape.
+        self.assertEqual(cm.exception.code, "HOST_REFUSED")
         # The server's own words: no inference provider is configured.
         self.assertRegex(cm.exception.message, r"^execution \d+ failed: Error: .*inference")
         self.assertEqual([c["fn"] for c in result.host_call_audit], ["inference"])
