@@ -186,6 +186,7 @@ impl Ledger {
         };
         let note = signer.sign(size, root, &proof).map_err(integrity)?;
         self.store.store_checkpoint(account, size, &note).await?;
+        thetazero_core::telemetry::global().checkpoint_signed();
         Ok(Some(StoredCheckpoint {
             size,
             note,
@@ -601,6 +602,7 @@ impl Ledger {
                     self.store
                         .put_anchor(account, record("confirmed", external, detail, 0, true))
                         .await?;
+                    thetazero_core::telemetry::global().anchored("confirmed");
                     confirmed += 1;
                 }
                 Some(Err(e)) => {
@@ -612,6 +614,7 @@ impl Ledger {
                             record("failed", None, detail, failures + 1, e.is_retryable()),
                         )
                         .await?;
+                    thetazero_core::telemetry::global().anchored("failed");
                 }
                 None => {}
             }

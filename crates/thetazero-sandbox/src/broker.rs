@@ -418,6 +418,9 @@ impl Broker {
                 };
             }
             *n += 1;
+            if *n == 1 {
+                thetazero_core::telemetry::global().runs_waiting.inc();
+            }
         }
         if self.counts_calls {
             self.clock.call(true);
@@ -428,6 +431,9 @@ impl Broker {
         }
         let mut n = self.in_flight.locked();
         *n = n.saturating_sub(1);
+        if *n == 0 {
+            thetazero_core::telemetry::global().runs_waiting.dec();
+        }
         reply
     }
 

@@ -41,6 +41,16 @@ pub use migrate::{BUS_MIGRATIONS, MIGRATIONS};
 
 use error::{map_pg, map_pool};
 
+/// Commits a transaction, timing it for `/metrics`.
+pub(crate) async fn commit(tx: deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
+    let started = std::time::Instant::now();
+    let committed = tx.commit().await.map_err(map_pg);
+    thetazero_core::telemetry::global()
+        .store_commit
+        .observe(started.elapsed().as_secs_f64());
+    committed
+}
+
 /// Every `Store` method, over a pool of PostgreSQL connections.
 #[derive(Clone)]
 pub struct PgStore {
@@ -517,7 +527,7 @@ impl Store for PgStore {
             &[&account.id.to_string()],
         )
         .await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(Some(Bootstrap { account, key }))
     }
 
@@ -547,7 +557,7 @@ impl Store for PgStore {
         };
         let result = (account, key);
         log(&tx, audit(&result)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(result)
     }
 
@@ -612,7 +622,7 @@ impl Store for PgStore {
         .await?;
         let request = request_row(&row)?;
         log(&tx, audit(&request)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(request)
     }
 
@@ -671,7 +681,7 @@ impl Store for PgStore {
         };
         let request = request_row(&row)?;
         log(&tx, audit(&request)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(Some(request))
     }
 
@@ -709,7 +719,7 @@ impl Store for PgStore {
                 .map_err(map_pg)?,
         };
         log(&tx, audit(&())).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(())
     }
 
@@ -718,7 +728,7 @@ impl Store for PgStore {
         let tx = client.transaction().await.map_err(map_pg)?;
         let key = insert_key(&tx, &key, now_micros()).await?;
         log(&tx, audit(&key)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(key)
     }
 
@@ -790,7 +800,7 @@ impl Store for PgStore {
         if let Some(key) = &key {
             log(&tx, audit(key)).await?;
         }
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(key)
     }
 
@@ -848,7 +858,7 @@ impl Store for PgStore {
         let created: bool = col(&row, 11)?;
         let result = (agent_row(&row)?, created);
         log(&tx, audit(&result)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(result)
     }
 
@@ -940,7 +950,7 @@ impl Store for PgStore {
         .await?;
         let agent = agent_row(&row)?;
         log(&tx, audit(&agent)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(Some(agent))
     }
 
@@ -961,7 +971,7 @@ impl Store for PgStore {
         if n > 0 {
             log(&tx, audit(&id)).await?;
         }
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(n > 0)
     }
 
@@ -999,7 +1009,7 @@ impl Store for PgStore {
             updated_at: from_micros(now),
         };
         log(&tx, audit(&entry)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(entry)
     }
 
@@ -1046,7 +1056,7 @@ impl Store for PgStore {
         if n > 0 {
             log(&tx, audit(&key.to_string())).await?;
         }
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(n > 0)
     }
 
@@ -1437,6 +1447,21 @@ impl Store for PgStore {
             }
         }
         Ok(out)
+    }
+
+    async fn pending_permission_requests_total(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT COUNT(*) FROM permission_requests WHERE status = 'pending' AND expires_at > $1",
+            &[&now_micros()],
+        )
+        .await?;
+        let n: i64 = match rows.first() {
+            Some(r) => col(r, 0)?,
+            None => 0,
+        };
+        Ok(n.max(0) as u64)
     }
 
     async fn audit_logs(&self) -> StoreResult<Vec<(AccountId, u64)>> {

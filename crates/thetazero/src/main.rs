@@ -3,6 +3,7 @@
 //! chooses a storage backend.
 
 mod cli;
+mod health;
 mod serve;
 mod signing;
 
@@ -49,6 +50,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::AccountsCommand,
     },
+    /// Exit 0 when the server at --url answers /healthz (for container
+    /// health checks).
+    Healthcheck(health::HealthArgs),
     /// A sandbox worker process; the server starts these itself.
     #[command(hide = true)]
     SandboxWorker {
@@ -82,6 +86,7 @@ fn main() -> std::process::ExitCode {
             Command::Accounts { conn, command } => cli::accounts(conn, command).await,
             Command::Audit { conn, command } => cli::audit(conn, command).await,
             Command::Safety { command } => cli::safety(command),
+            Command::Healthcheck(a) => health::check(a).await,
             Command::SandboxWorker { .. } => Ok(()),
         }
     });
