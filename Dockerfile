@@ -12,12 +12,12 @@
 # otherwise and names what is missing; see the README's "Install" section.
 
 FROM rust:1-slim-bookworm AS builder
+# The data directory, made here so that the runtime image needs no shell.
+RUN mkdir -p /out/var/lib/thetazero
 WORKDIR /src
 COPY . .
 # The builder's one build command; CI runs exactly this line.
 RUN cargo install --path crates/thetazero --locked --root /opt/thetazero
-# The data directory, created here so that the runtime image needs no shell.
-RUN mkdir -p /out/var/lib/thetazero
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /opt/thetazero/bin/thetazero /usr/local/bin/thetazero
@@ -35,6 +35,6 @@ EXPOSE 8420 9420
 # `terminationGracePeriodSeconds`) above it.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["/usr/local/bin/thetazero", "healthcheck", "--url", "http://127.0.0.1:8420"]
+    CMD ["/usr/local/bin/thetazero", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/thetazero"]
 CMD ["serve"]

@@ -247,8 +247,12 @@ def check_serve(binary, dockerfile, dashboard):
         key = server.wait_for(lambda l: l.startswith("{") and json.loads(l).get("owner_api_key"), "the owner key")
         server.wait_for(lambda l: '"listening"' in l, "listening")
         base = f"http://127.0.0.1:{port}"
-        hc = subprocess.run(["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups", "--",
-                             binary, "healthcheck", "--url", base], capture_output=True, text=True, timeout=30)
+        # As the image's HEALTHCHECK runs it: its arguments, the image's env.
+        health = [a for i, a in instructions(dockerfile) if i == "HEALTHCHECK"][-1]
+        argv = json.loads(health[health.index("CMD") + 3:].strip())
+        argv[0] = binary
+        hc = subprocess.run(["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups", "--"]
+                            + argv, env=env, capture_output=True, text=True, timeout=30)
         if hc.returncode != 0 or hc.stdout.strip() != "ok":
             fail(f"thetazero healthcheck: {hc.returncode} {hc.stdout} {hc.stderr}")
         bad = subprocess.run([binary, "healthcheck", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True)

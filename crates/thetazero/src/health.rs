@@ -10,21 +10,33 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
-    /// The server's base URL (http only).
-    #[arg(
-        long,
-        env = "THETAZERO_HEALTHCHECK_URL",
-        default_value = "http://127.0.0.1:8420"
-    )]
-    pub url: String,
+    /// The server's base URL (http only). Default: the server's own
+    /// THETAZERO_LISTEN, reached over loopback when it listens on every
+    /// address; else http://127.0.0.1:8420.
+    #[arg(long, env = "THETAZERO_HEALTHCHECK_URL")]
+    pub url: Option<String>,
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
 }
 
+/// The URL of a server that listens on `listen` (`HOST:PORT`), as seen from
+/// the same machine.
+fn local_url(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() && a.is_ipv4() => format!("http://127.0.0.1:{}", a.port()),
+        Ok(a) if a.ip().is_unspecified() => format!("http://[::1]:{}", a.port()),
+        _ => format!("http://{listen}"),
+    }
+}
+
 pub async fn check(args: HealthArgs) -> Result<()> {
-    let authority = args
-        .url
+    let url = args.url.clone().unwrap_or_else(|| {
+        std::env::var("THETAZERO_LISTEN")
+            .map(|l| local_url(&l))
+            .unwrap_or_else(|_| "http://127.0.0.1:8420".into())
+    });
+    let authority = url
         .strip_prefix("http://")
         .context("--url must start with http://")?
         .trim_end_matches('/');
@@ -33,9 +45,9 @@ pub async fn check(args: HealthArgs) -> Result<()> {
     }
     let status = tokio::time::timeout(Duration::from_millis(args.timeout_ms), get(authority))
         .await
-        .with_context(|| format!("{} did not answer in {} ms", args.url, args.timeout_ms))??;
+        .with_context(|| format!("{url} did not answer in {} ms", args.timeout_ms))??;
     if status != 200 {
-        bail!("{}/healthz answered {status}", args.url);
+        bail!("{url}/healthz answered {status}");
     }
     println!("ok");
     Ok(())
@@ -66,4 +78,19 @@ async fn get(authority: &str) -> Result<u16> {
         .and_then(|s| s.parse::<u16>().ok())
         .context("the answer was not HTTP")?;
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_url_reaches_every_address_over_loopback() {
+        for (listen, url) in [
+            ("0.0.0.0:8420", "http://127.0.0.1:8420"),
+            ("[::]:9000", "http://[::1]:9000"),
+            ("10.0.0.5:8420", "http://10.0.0.5:8420"),
+            ("localhost:8420", "http://localhost:8420"),
+        ] {
+            assert_eq!(super::local_url(listen), url);
+        }
+    }
 }

@@ -212,7 +212,7 @@ async fn metrics_after_a_run_of_every_status_and_only_for_the_operator() {
     );
 
     // The metrics listener answers without a key.
-    let (status, text) = get(&format!("{metrics}"), None).await;
+    let (status, text) = get(&metrics, None).await;
     assert_eq!(status, 200, "{text}");
     for status in &statuses {
         let series =
