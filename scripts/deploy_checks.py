@@ -162,6 +162,8 @@ def mixed_run(base, key):
     ok = agent("ok", "return {ok: true};")
     for _ in range(3):
         s, b = run(ok)
+        if b.get("status") != "completed":
+            fail(f"a trivial run did not complete: {s} {b}")
         seen[b["status"]] = seen.get(b["status"], 0) + 1
     s, b = run(agent("boom", "throw new Error('boom');"))
     seen[b["status"]] = seen.get(b["status"], 0) + 1
@@ -232,7 +234,7 @@ def check_serve(binary, dockerfile, dashboard):
     config = os.path.join(root, "thetazero.toml")
     with open(config, "w") as f:
         f.write('checkpoint_interval_ms = 200\nanchor_interval_ms = 1000\n'
-                '[anchor]\nkind = "command"\nprogram = "sha256sum"\n'
+                f'[anchor]\nkind = "command"\nprogram = "{shutil.which("sha256sum")}"\n'
                 '[rate_limits]\ncode_updates_per_agent_per_hour = 2\n')
     os.chmod(config, 0o644)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}

@@ -490,9 +490,33 @@ async fn bind_metrics(config: &Config) -> Result<Option<tokio::net::TcpListener>
     }
 }
 
+/// An error the server already wrote to its log as JSON; `main` prints
+/// nothing more, so that a JSON log stays JSON to its last line.
+#[derive(Debug)]
+pub struct Logged;
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server stopped (see the log)")
+    }
+}
+
+impl std::error::Error for Logged {}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let mut config = Config::resolve(&args)?;
+    let config = Config::resolve(&args)?;
     init_logging(&config.log_format)?;
+    let json_logs = config.log_format == "json";
+    match serve(args, config).await {
+        Err(e) if json_logs => {
+            tracing::error!(error = format!("{e:#}"), "the server stopped");
+            Err(Logged.into())
+        }
+        other => other,
+    }
+}
+
+async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
     let json_logs = config.log_format == "json";
     thetazero_core::telemetry::configure(config.settings.ceilings.cpu_time_ms);
     let metrics_listener = bind_metrics(&config).await?;
