@@ -11,6 +11,7 @@ pub mod model;
 pub mod permissions;
 pub mod rate;
 pub mod store;
+pub mod telemetry;
 
 pub use limits::{AgentConfig, Ceilings, ConfigError, Limits, Template};
 pub use permissions::{KeyScope, Permissions, Preset, Scope};

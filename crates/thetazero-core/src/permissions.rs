@@ -227,10 +227,14 @@ pub enum KeyScope {
     Compliance,
     #[serde(rename = "keys")]
     Keys,
+    /// Read the deployment's Prometheus metrics on the main listener (keys
+    /// of the deployment's first account only).
+    #[serde(rename = "metrics")]
+    Metrics,
 }
 
 impl KeyScope {
-    pub const ALL: [KeyScope; 8] = [
+    pub const ALL: [KeyScope; 9] = [
         KeyScope::AgentsRead,
         KeyScope::AgentsWrite,
         KeyScope::AgentsExecute,
@@ -239,6 +243,7 @@ impl KeyScope {
         KeyScope::Killswitch,
         KeyScope::Compliance,
         KeyScope::Keys,
+        KeyScope::Metrics,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -251,6 +256,7 @@ impl KeyScope {
             KeyScope::Killswitch => "killswitch",
             KeyScope::Compliance => "compliance",
             KeyScope::Keys => "keys",
+            KeyScope::Metrics => "metrics",
         }
     }
 

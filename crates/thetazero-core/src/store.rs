@@ -386,6 +386,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every log with at least one leaf: `(account, size)`.
     async fn audit_logs(&self) -> StoreResult<Vec<(AccountId, u64)>>;
+    /// Permission requests still waiting for a decision, across every
+    /// account: one number for the operator's metrics, never shown to a
+    /// tenant.
+    async fn pending_permission_requests_total(&self) -> StoreResult<u64>;
     /// Records an anchoring (insert, or update the one of the same size and kind).
     async fn put_anchor(&self, account: AccountId, anchor: AnchorRecord) -> StoreResult<()>;
     /// Anchors of checkpoints with sizes in `from..=to`, ascending.

@@ -79,7 +79,7 @@ pub struct StreamAccess {
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No key: health, readiness, metrics, the OpenAPI document.
+    /// No key: health, readiness, the OpenAPI document.
     Public,
     /// A valid key holding this scope.
     Scope(KeyScope),
@@ -94,7 +94,7 @@ pub enum Access {
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Access::Public),
     ("GET", "/readyz", Access::Public),
-    ("GET", "/metrics", Access::Public),
+    ("GET", "/metrics", Access::Scope(KeyScope::Metrics)),
     ("GET", "/api/v1/openapi.json", Access::Public),
     ("POST", "/api/v1/accounts", Access::DeploymentOwner),
     ("GET", "/api/v1/keys", Access::Scope(KeyScope::Keys)),

@@ -94,6 +94,10 @@ pub fn error_response(err: &ApiError) -> Response {
         },
     };
     let mut response = (status, axum::Json(body)).into_response();
+    response.extensions_mut().insert(crate::Outcome {
+        execution: None,
+        outcome: err.code.name(),
+    });
     if let Some(secs) = err.retry_after {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);

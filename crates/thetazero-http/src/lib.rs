@@ -183,6 +183,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The operator's metrics listener (`metrics_listen`): `/metrics` without a
+/// key, and nothing else. Bind it where only the monitoring system reaches
+/// it; agents' `http_request` cannot (HTTPS only, and loopback and private
+/// addresses are refused).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                routes::ops::exposition(&state).await.into_response()
+            }),
+        )
+        .fallback(|| async { HttpError::new(ErrorCode::NotFound, "no such route") })
+        .with_state(state)
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     error_response(&thetazero_api::ApiError::new(
@@ -212,8 +228,33 @@ fn request_id(req: &Request) -> String {
     format!("req_{}", hex::encode(bytes))
 }
 
+/// What a response tells the request log: the execution it made, if any, and
+/// its outcome (an execution's status, or the error code).
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub execution: Option<i64>,
+    pub outcome: &'static str,
+}
+
+/// The agent and execution a request names in its path (`/agents/{id}`,
+/// `{eid}`), read against the matched route template.
+fn path_ids(template: &str, path: &str) -> (Option<i64>, Option<i64>) {
+    let (mut agent, mut execution) = (None, None);
+    let mut previous = "";
+    for (t, p) in template.split('/').zip(path.split('/')) {
+        match (previous, t) {
+            ("agents", "{id}") => agent = p.parse().ok(),
+            (_, "{eid}") => execution = p.parse().ok(),
+            _ => {}
+        }
+        previous = t;
+    }
+    (agent, execution)
+}
+
 /// Gives every request an id, a log line and metrics; the id is in scope for
-/// everything the request runs, so error bodies can carry it.
+/// everything the request runs, so error bodies can carry it. The log line
+/// names the agent and execution where the route has them, and the outcome.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let method = req.method().clone();
@@ -222,6 +263,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let (agent_id, path_execution) = path_ids(&route, req.uri().path());
     let started = Instant::now();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let mut response = REQUEST_ID
@@ -233,7 +275,10 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    tracing::info!(request_id = %id, method = %method, route = %route, status, elapsed_us = elapsed.as_micros() as u64, "served");
+    let outcome = response.extensions().get::<Outcome>().copied();
+    let execution_id = outcome.and_then(|o| o.execution).or(path_execution);
+    let outcome = outcome.map_or("ok", |o| o.outcome);
+    tracing::info!(request_id = %id, method = %method, route = %route, status, elapsed_us = elapsed.as_micros() as u64, agent_id, execution_id, outcome, "served");
     state
         .metrics
         .requests
@@ -255,4 +300,37 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         response.headers_mut().insert("x-request-id", v);
     }
     response.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_ids_reads_agent_and_execution() {
+        for (template, path, want) in [
+            (
+                "/api/v1/sdk/agents/{id}/execute",
+                "/api/v1/sdk/agents/7/execute",
+                (Some(7), None),
+            ),
+            (
+                "/api/v1/sdk/agents/{id}/executions/{eid}",
+                "/api/v1/sdk/agents/7/executions/12",
+                (Some(7), Some(12)),
+            ),
+            (
+                "/api/v1/sdk/executions/{eid}/verify",
+                "/api/v1/sdk/executions/3/verify",
+                (None, Some(3)),
+            ),
+            ("/api/v1/keys/{id}", "/api/v1/keys/4", (None, None)),
+            (
+                "/api/v1/sdk/agents/{id}",
+                "/api/v1/sdk/agents/x",
+                (None, None),
+            ),
+            ("unmatched", "/nope", (None, None)),
+        ] {
+            assert_eq!(super::path_ids(template, path), want, "{path}");
+        }
+    }
 }

@@ -84,6 +84,7 @@ pub async fn enforce(
         return Ok(());
     };
     let retry_after = decision.retry_after_secs();
+    thetazero_core::telemetry::global().rate_limit_hit(which.name());
     let record = state
         .store
         .rate_acquire(&RateLimit {

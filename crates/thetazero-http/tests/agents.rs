@@ -427,7 +427,10 @@ async fn operations_endpoints() {
     assert_eq!(r.body, json!({"status": "ready"}));
     app.call("GET", "/api/v1/sdk/agents", Some(&app.owner), None)
         .await;
+    // The main listener serves metrics only to a key holding `metrics`.
     let r = app.call("GET", "/metrics", None, None).await;
+    assert_error(&r, 401, "unauthorized");
+    let r = app.call("GET", "/metrics", Some(&app.owner), None).await;
     let text = r.body.as_str().unwrap().to_string();
     assert!(text.contains("thetazero_http_requests_total{method=\"GET\",route=\"/api/v1/sdk/agents\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("thetazero_http_request_duration_seconds_bucket"));

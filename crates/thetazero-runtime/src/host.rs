@@ -179,6 +179,7 @@ impl ServerHost {
             return Ok(());
         };
         let verdict = filter.scan_json_channel_async(content, channel).await;
+        crate::count_decision(channel, &verdict);
         if !verdict.is_block() {
             return Ok(());
         }
@@ -501,6 +502,8 @@ impl Host for ServerHost {
                 .await?;
             if !decision.is_admitted() {
                 let retry = decision.retry_after_secs();
+                thetazero_core::telemetry::global()
+                    .rate_limit_hit("swarm_executions_per_account_per_hour");
                 let mut e = AuditEvent::rate_limit_hit(
                     account,
                     "swarm_executions_per_account_per_hour",

@@ -201,6 +201,7 @@ impl Ledger {
         };
         let note = signer.sign(size, root, &proof).map_err(integrity)?;
         self.store.store_checkpoint(account, size, &note).await?;
+        thetazero_core::telemetry::global().checkpoint_signed();
         Ok(Some(StoredCheckpoint {
             size,
             note,
@@ -616,6 +617,7 @@ impl Ledger {
                     self.store
                         .put_anchor(account, record("confirmed", external, detail, 0, true))
                         .await?;
+                    thetazero_core::telemetry::global().anchored("confirmed");
                     confirmed += 1;
                 }
                 Some(Err(e)) => {
@@ -627,6 +629,7 @@ impl Ledger {
                             record("failed", None, detail, failures + 1, e.is_retryable()),
                         )
                         .await?;
+                    thetazero_core::telemetry::global().anchored("failed");
                 }
                 None => {}
             }

@@ -290,6 +290,11 @@ impl Runtime {
         self.stopping.send_replace(true);
     }
 
+    /// Whether `stop_admitting` was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Resolves once `stop_admitting` was called.
     pub async fn stopping(&self) {
         let mut rx = self.stopping.subscribe();
@@ -473,13 +478,34 @@ impl Runtime {
         input: Value,
     ) -> Result<Executed, RuntimeError> {
         if *self.stopping.borrow() {
+            thetazero_core::telemetry::global().execution_refused("shutting_down");
             return Err(RuntimeError::ShuttingDown);
         }
         let launcher = self.launcher.clone();
         let task =
             tokio::spawn(async move { execute(launcher, caller, agent_id, input, None).await });
-        task.await
-            .map_err(|e| RuntimeError::Sandbox(format!("execution task failed: {e}")))?
+        let result = task
+            .await
+            .map_err(|e| RuntimeError::Sandbox(format!("execution task failed: {e}")))?;
+        if let Err(e) = &result {
+            let reason = match e {
+                RuntimeError::AgentKilled => Some("agent_killed"),
+                RuntimeError::AgentDisabled => Some("agent_disabled"),
+                RuntimeError::Halted(_) => Some("halted"),
+                RuntimeError::DevNotAllowed => Some("dev_not_allowed"),
+                RuntimeError::Busy => Some("busy"),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                thetazero_core::telemetry::global().execution_refused(reason);
+            }
+        }
+        result
+    }
+
+    /// Confined mode: the worker processes alive now.
+    pub fn sandbox_workers(&self) -> usize {
+        self.launcher.sandbox.worker_pids().len()
     }
 }
 
@@ -854,7 +880,11 @@ async fn admit(
 /// Screen: a value content safety refuses, with the verdict.
 async fn screen(safety: &Option<Arc<Filter>>, value: &Value, channel: Channel) -> Option<Verdict> {
     match safety {
-        Some(f) => Some(f.scan_json_channel_async(value, channel).await).filter(|v| v.is_block()),
+        Some(f) => {
+            let verdict = f.scan_json_channel_async(value, channel).await;
+            count_decision(channel, &verdict);
+            Some(verdict).filter(|v| v.is_block())
+        }
         None => None,
     }
 }
@@ -917,6 +947,15 @@ async fn screen_side_channels(
 
 /// What stands in for text content safety withheld.
 const WITHHELD: &str = "[withheld by content safety]";
+
+/// Counts a content-safety decision for `/metrics`.
+pub(crate) fn count_decision(channel: Channel, verdict: &Verdict) {
+    thetazero_core::telemetry::global().safety_decision(
+        channel.name(),
+        layer_name(verdict),
+        verdict.is_block(),
+    );
+}
 
 /// Start and run: the job goes to the sandbox, registered so that kills
 /// reach it; the start is written once the run lasts or first needs it.
@@ -1218,6 +1257,11 @@ async fn record(
         duration_ms,
     };
     let (finished, first, last) = gate.finish(account, outcome, ended).await?;
+    thetazero_core::telemetry::global().execution_ended(
+        status.as_str(),
+        run.agent.config.template().name(),
+        duration_ms as f64 / 1000.0,
+    );
     if let Some(e) = failure {
         return Err(e);
     }

@@ -404,6 +404,7 @@ fn https_server() -> NetworkPolicy {
         extra_roots_pem: vec![ca.pem().into_bytes()],
         exempt_addrs: vec!["127.0.0.1".parse().unwrap()],
         port_override: Some(port),
+        reserved: vec![],
     }
 }
 

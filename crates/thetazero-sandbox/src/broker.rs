@@ -304,6 +304,19 @@ fn validate(f: HostFn, args: &CallArgs, limits: &Limits) -> Result<(), (&'static
     }
 }
 
+/// One call in flight of a run; the run waits on the host while any is.
+struct InFlight<'a>(&'a Mutex<usize>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.locked();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            thetazero_core::telemetry::global().runs_waiting.dec();
+        }
+    }
+}
+
 impl Broker {
     pub(crate) fn new(
         host: Arc<dyn Host>,
@@ -421,7 +434,13 @@ impl Broker {
                 };
             }
             *n += 1;
+            if *n == 1 {
+                thetazero_core::telemetry::global().runs_waiting.inc();
+            }
         }
+        // Counted out when the call ends or its future is dropped (a kill
+        // aborts it), so `runs_waiting` cannot leak.
+        let _in_flight = InFlight(&self.in_flight);
         if self.counts_calls {
             self.clock.call(true);
         }
@@ -429,8 +448,6 @@ impl Broker {
         if self.counts_calls {
             self.clock.call(false);
         }
-        let mut n = self.in_flight.locked();
-        *n = n.saturating_sub(1);
         reply
     }
 

@@ -100,7 +100,10 @@ pub(crate) fn apply(limits: ProcessLimits) -> Result<Confinement, ConfineError> 
     set("RLIMIT_CORE", Resource::Core, 0)?;
     set("RLIMIT_FSIZE", Resource::Fsize, 0)?;
     set("RLIMIT_NOFILE", Resource::Nofile, limits.open_files)?;
-    set("RLIMIT_NPROC", Resource::Nproc, 0)?;
+    // No RLIMIT_NPROC: the kernel counts threads against it per user, so 0
+    // would stop a worker run as an ordinary user (a container's, a systemd
+    // DynamicUser) from starting its own threads, and it never binds root.
+    // The seccomp filter is what refuses new processes.
     set("RLIMIT_AS", Resource::As, limits.address_space_bytes)?;
     drop_capabilities()?;
     let landlock = landlock()?;

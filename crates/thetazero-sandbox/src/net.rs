@@ -43,6 +43,9 @@ pub struct NetworkPolicy {
     pub exempt_addrs: Vec<IpAddr>,
     /// Connect to this port instead of the URL's. Tests only.
     pub port_override: Option<u16>,
+    /// The server's own operator listeners (metrics): never a destination,
+    /// not even for `allow_localhost`.
+    pub reserved: Vec<SocketAddr>,
 }
 
 impl Default for NetworkPolicy {
@@ -52,6 +55,7 @@ impl Default for NetworkPolicy {
             extra_roots_pem: Vec::new(),
             exempt_addrs: Vec::new(),
             port_override: None,
+            reserved: Vec::new(),
         }
     }
 }
@@ -62,6 +66,7 @@ impl std::fmt::Debug for NetworkPolicy {
             .field("extra_roots", &self.extra_roots_pem.len())
             .field("exempt_addrs", &self.exempt_addrs)
             .field("port_override", &self.port_override)
+            .field("reserved", &self.reserved)
             .finish()
     }
 }
@@ -335,6 +340,17 @@ async fn check_target(
             (format!("[{ip}]"), vec![IpAddr::V6(ip)])
         }
     };
+    let port = url.port_or_known_default().unwrap_or(443);
+    if let Some(own) = policy.reserved.iter().find(|r| {
+        r.port() == port
+            && (r.ip().is_unspecified()
+                || addrs.contains(&r.ip())
+                || (r.ip().is_loopback() && addrs.iter().any(|a| a.is_loopback())))
+    }) {
+        return Err(NetError::Refused(format!(
+            "{name}:{port} is this server's own operator listener ({own})"
+        )));
+    }
     if !dev_local {
         if let Some(bad) = addrs
             .iter()

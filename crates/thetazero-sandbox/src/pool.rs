@@ -79,6 +79,8 @@ pub enum SandboxError {
 struct Envelope {
     job: Job,
     reply: oneshot::Sender<ExecutionReport>,
+    /// Counted in `runs_queued` until a worker takes it.
+    queued: thetazero_core::telemetry::Queued,
 }
 
 /// The sandbox: submit jobs, get reports.
@@ -237,7 +239,8 @@ impl Sandbox {
             return p.submit(job);
         }
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Envelope { job, reply }) {
+        let queued = thetazero_core::telemetry::global().queued();
+        match self.tx.try_send(Envelope { job, reply, queued }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(SubmitError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::ShutDown),
@@ -262,9 +265,10 @@ fn worker(rx: Arc<Mutex<Receiver<Envelope>>>, network: NetworkPolicy) {
             Ok(guard) => guard.recv(),
             Err(_) => return,
         };
-        let Ok(Envelope { job, reply }) = next else {
+        let Ok(Envelope { job, reply, queued }) = next else {
             return;
         };
+        drop(queued);
         // A panic in one execution must not take the worker (and with it a
         // slot of the pool) down; the caller gets a failed report instead.
         let started = std::time::Instant::now();

@@ -154,6 +154,8 @@ struct RunState {
     /// Set when the worker's engine first took the run.
     started: AtomicBool,
     started_notify: tokio::sync::Notify,
+    /// Counted in `runs_queued` until the engine takes it.
+    queued: Mutex<thetazero_core::telemetry::Queued>,
     done: Mutex<Option<oneshot::Sender<Ending>>>,
     calls: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -566,6 +568,7 @@ async fn guard_memory(shared: Arc<Shared>) {
                 budget >> 20,
                 bytes >> 20
             ));
+            thetazero_core::telemetry::global().worker_forced_stop("memory");
             w.stop(None);
         }
     }
@@ -618,7 +621,9 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
     .await;
     let mut child = child;
     match hello {
-        Ok(Ok(FromWorker::Ready { .. })) => {}
+        Ok(Ok(FromWorker::Ready { .. })) => {
+            thetazero_core::telemetry::global().worker_starts.inc();
+        }
         other => {
             let _ = child.kill();
             let _ = child.wait();
@@ -690,6 +695,7 @@ async fn read_worker(
                 // Once: a worker cannot move a deadline by starting again.
                 if let Some(state) = run_of(run) {
                     if !state.started.swap(true, Ordering::SeqCst) {
+                        state.queued.locked().started();
                         state.clock.restart(Instant::now());
                         state.started_notify.notify_one();
                     }
@@ -910,6 +916,7 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         clock: clock.clone(),
         started: AtomicBool::new(false),
         started_notify: tokio::sync::Notify::new(),
+        queued: Mutex::new(thetazero_core::telemetry::global().queued()),
         done: Mutex::new(Some(done_tx)),
         calls: Mutex::new(Vec::new()),
     });
@@ -981,6 +988,7 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
                 kill_at = Some(tokio::time::Instant::now() + shared.cfg.kill_grace);
             }
             _ = kill_timer => {
+                thetazero_core::telemetry::global().worker_forced_stop("kill");
                 worker.stop(Some(cause(format!(
                     "execution {} did not stop within {} ms of a kill",
                     job.execution_id,
@@ -989,6 +997,7 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
                 kill_at = None;
             }
             _ = watchdog => {
+                thetazero_core::telemetry::global().worker_forced_stop("deadline");
                 worker.stop(Some(cause(format!(
                     "execution {} ran more than {} ms past its deadline of {} ms",
                     job.execution_id,

@@ -255,6 +255,7 @@ fn net(exempt: bool) -> &'static Net {
                 vec![]
             },
             port_override: Some(s.port),
+            reserved: vec![],
         };
         let sandbox = Sandbox::new(SandboxConfig {
             workers: 2,
@@ -697,4 +698,46 @@ async fn a_cancel_stops_a_pending_http_request() {
     assert_eq!(report.status, Status::Killed, "{report:?}");
     assert!(report.was_terminated);
     assert!(killed_at.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_servers_own_metrics_listener_is_never_a_destination() {
+    // Even DEV with allow_localhost, which reaches the server's loopback
+    // services, cannot reach the operator's metrics listener.
+    let sandbox = Sandbox::new(SandboxConfig {
+        workers: 1,
+        queue_capacity: 16,
+        network: NetworkPolicy {
+            reserved: vec!["127.0.0.1:9420".parse().unwrap()],
+            ..NetworkPolicy::default()
+        },
+        mode: engine_mode(),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let host = MemHost::new();
+    let mut j = job("", &host);
+    j.scopes = BTreeSet::from([Scope::NetworkOutbound]);
+    j.allow_network = true;
+    j.allow_localhost = true;
+    j.template = Template::Dev;
+    for (url, refused) in [
+        ("http://localhost:9420/metrics", true),
+        ("http://127.0.0.1:9420/metrics", true),
+        ("http://[::1]:9420/metrics", true),
+        ("http://127.0.0.1:9/metrics", false),
+    ] {
+        j.code = format!("try {{ await thetazero.http_request('{url}'); return 'reached' }} catch (e) {{ return [e.code, e.message] }}");
+        let r = sandbox.execute(j.clone()).await.unwrap();
+        let message = r.output[1].as_str().unwrap_or_default().to_string();
+        assert_eq!(
+            message.contains("operator listener"),
+            refused,
+            "{url}: {}",
+            r.output
+        );
+        if refused {
+            assert_eq!(r.output[0], json!("NETWORK_REFUSED"), "{url}");
+        }
+    }
 }

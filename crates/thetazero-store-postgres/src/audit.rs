@@ -267,7 +267,7 @@ async fn commit_once(
     }
     .into_iter();
     // Answered only after the commit: what is acknowledged is durable.
-    tx.commit().await.map_err(map_pg)?;
+    crate::commit(tx).await?;
     Ok(jobs
         .iter()
         .zip(rows)
@@ -329,6 +329,9 @@ pub(crate) async fn append_in(
     let now = now_micros();
     let time = from_micros(now);
     let len = events.len();
+    thetazero_core::telemetry::global()
+        .audit_appends
+        .inc_by(len as u64);
     let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(len);
     let mut leaf_hashes: Vec<[u8; 32]> = Vec::with_capacity(len);
     let mut commitments = Vec::with_capacity(len);

@@ -42,6 +42,16 @@ pub use migrate::{BUS_MIGRATIONS, MIGRATIONS};
 
 use error::{map_pg, map_pool};
 
+/// Commits a transaction, timing it for `/metrics`.
+pub(crate) async fn commit(tx: deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
+    let started = std::time::Instant::now();
+    let committed = tx.commit().await.map_err(map_pg);
+    thetazero_core::telemetry::global()
+        .store_commit
+        .observe(started.elapsed().as_secs_f64());
+    committed
+}
+
 /// Every `Store` method, over a pool of PostgreSQL connections.
 #[derive(Clone)]
 pub struct PgStore {
@@ -558,7 +568,7 @@ impl Store for PgStore {
             &[&account.id.to_string()],
         )
         .await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(Some(Bootstrap { account, key }))
     }
 
@@ -588,7 +598,7 @@ impl Store for PgStore {
         };
         let result = (account, key);
         log(&tx, audit(&result)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(result)
     }
 
@@ -657,7 +667,7 @@ impl Store for PgStore {
         .await?;
         let request = request_row(&row)?;
         log(&tx, audit(&request)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(request)
     }
 
@@ -716,7 +726,7 @@ impl Store for PgStore {
         };
         let request = request_row(&row)?;
         log(&tx, audit(&request)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(Some(request))
     }
 
@@ -754,7 +764,7 @@ impl Store for PgStore {
                 .map_err(map_pg)?,
         };
         log(&tx, audit(&())).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(())
     }
 
@@ -763,7 +773,7 @@ impl Store for PgStore {
         let tx = client.transaction().await.map_err(map_pg)?;
         let key = insert_key(&tx, &key, now_micros()).await?;
         log(&tx, audit(&key)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(key)
     }
 
@@ -858,7 +868,7 @@ impl Store for PgStore {
         if let Some(key) = &key {
             log(&tx, audit(key)).await?;
         }
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(key)
     }
 
@@ -967,7 +977,7 @@ impl Store for PgStore {
         let created: bool = col(&row, 11)?;
         let result = (agent_row(&row)?, created);
         log(&tx, audit(&result)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(result)
     }
 
@@ -1059,7 +1069,7 @@ impl Store for PgStore {
         .await?;
         let agent = agent_row(&row)?;
         log(&tx, audit(&agent)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(Some(agent))
     }
 
@@ -1080,7 +1090,7 @@ impl Store for PgStore {
         if n > 0 {
             log(&tx, audit(&id)).await?;
         }
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(n > 0)
     }
 
@@ -1118,7 +1128,7 @@ impl Store for PgStore {
             updated_at: from_micros(now),
         };
         log(&tx, audit(&entry)).await?;
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(entry)
     }
 
@@ -1165,7 +1175,7 @@ impl Store for PgStore {
         if n > 0 {
             log(&tx, audit(&key.to_string())).await?;
         }
-        tx.commit().await.map_err(map_pg)?;
+        crate::commit(tx).await?;
         Ok(n > 0)
     }
 
@@ -1586,6 +1596,21 @@ impl Store for PgStore {
             }
         }
         Ok(out)
+    }
+
+    async fn pending_permission_requests_total(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT COUNT(*) FROM permission_requests WHERE status = 'pending' AND expires_at > $1",
+            &[&now_micros()],
+        )
+        .await?;
+        let n: i64 = match rows.first() {
+            Some(r) => col(r, 0)?,
+            None => 0,
+        };
+        Ok(n.max(0) as u64)
     }
 
     async fn audit_logs(&self) -> StoreResult<Vec<(AccountId, u64)>> {

@@ -167,6 +167,9 @@ fn append_run(
     out: &mut Vec<AuditRecord>,
 ) -> StoreResult<()> {
     let count = run.len() as i64;
+    thetazero_core::telemetry::global()
+        .audit_appends
+        .inc_by(run.len() as u64);
     conn.prepare_cached(
         "INSERT INTO audit_log_heads (account_id, size) VALUES (?1, 0) ON CONFLICT DO NOTHING",
     )

@@ -1673,6 +1673,19 @@ impl Store for SqliteStore {
         self.read(audit_log::needing_checkpoint).await
     }
 
+    async fn pending_permission_requests_total(&self) -> StoreResult<u64> {
+        let now = now_micros();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM permission_requests WHERE status = 'pending' AND expires_at > ?1",
+            )
+            .and_then(|mut s| s.query_row([now], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(map_err)
+        })
+        .await
+    }
+
     async fn audit_logs(&self) -> StoreResult<Vec<(AccountId, u64)>> {
         self.read(|c| {
             let mut stmt = c

@@ -178,7 +178,11 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
             tracing::error!(error = %e, "could not close a savepoint");
         }
     }
+    let started = std::time::Instant::now();
     let commit = tx.commit().map_err(map_err);
+    thetazero_core::telemetry::global()
+        .store_commit
+        .observe(started.elapsed().as_secs_f64());
     if let Err(e) = &commit {
         tracing::error!(error = %e, writes = batch.len(), "a batch of writes failed to commit");
     }

@@ -1164,6 +1164,20 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         (first.status.as_str(), first.requested_by),
         ("pending", Some(7))
     );
+    // The operator's count spans accounts.
+    let (other_agent, _) = store.upsert_agent(b.id, spec("y")).await.unwrap();
+    store
+        .create_permission_request_audited(
+            NewPermissionRequest {
+                account_id: b.id,
+                agent_id: other_agent.id,
+                ..new("other")
+            },
+            Box::new(move |r| vec![event(b.id, "permission_requested").agent(r.agent_id)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending_permission_requests_total().await.unwrap(), 3);
     assert_eq!(first.grant["scopes"][0], "network:outbound");
     assert_eq!(first.code_sha256.as_deref(), Some("c0de"));
     let pending = store
@@ -1222,6 +1236,8 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .unwrap();
+    // Decided ones and ones past their timeout are no longer pending.
+    assert_eq!(store.pending_permission_requests_total().await.unwrap(), 1);
     let by_agent = store
         .permission_requests(a.id, None, Some("approved".into()), Some(agent.id), 10)
         .await
@@ -1247,6 +1263,18 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
             "permission_expired"
         ]
     );
+    // One past its timeout is no longer pending either.
+    store
+        .create_permission_request_audited(
+            NewPermissionRequest {
+                expires_at: time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
+                ..new("stale")
+            },
+            audit("permission_requested"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending_permission_requests_total().await.unwrap(), 1);
     // Requests go with their agent.
     store.delete_agent(a.id, agent.id).await.unwrap();
     assert!(store

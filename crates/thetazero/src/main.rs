@@ -6,6 +6,7 @@
 mod admin;
 mod cli;
 mod compliance;
+mod health;
 mod serve;
 mod signing;
 
@@ -131,6 +132,9 @@ enum Command {
         #[command(subcommand)]
         command: compliance::ComplianceCommand,
     },
+    /// Exit 0 when the server at --url answers /healthz (for container
+    /// health checks).
+    Healthcheck(health::HealthArgs),
     /// A sandbox worker process; the server starts these itself.
     #[command(hide = true)]
     SandboxWorker {
@@ -180,11 +184,13 @@ fn main() -> std::process::ExitCode {
             Command::Config { command } => cli::config::run(out, command),
             Command::Backup(args) => cli::backup::run(out, args),
             Command::Compliance { conn, command } => compliance::run(conn, command).await,
+            Command::Healthcheck(a) => health::check(a).await,
             Command::SandboxWorker { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::from(cli::exit::OK),
+        Err(e) if e.is::<serve::Logged>() => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(cli::exit_code(&e))

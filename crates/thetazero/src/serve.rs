@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "THETAZERO_LISTEN")]
     pub listen: Option<String>,
+    /// Address of the operator's metrics listener (`/metrics` without a
+    /// key), or `off` (default 127.0.0.1:9420).
+    #[arg(long, env = "THETAZERO_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Directory for the database (SQLite) and the signing key.
     #[arg(long, env = "THETAZERO_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -76,6 +80,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
+    /// The operator's metrics listener, or "off" (default 127.0.0.1:9420).
+    pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub signing_key_file: Option<PathBuf>,
@@ -201,6 +207,11 @@ pub struct InferenceFile {
 #[derive(Debug)]
 pub struct Config {
     pub listen: String,
+    /// The metrics listener's address (`None`: off), and whether the
+    /// operator chose it (a default address that is taken is skipped with a
+    /// warning; a chosen one that cannot be bound stops the start).
+    pub metrics_listen: Option<String>,
+    pub metrics_listen_chosen: bool,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub signing_key_file: PathBuf,
@@ -371,7 +382,16 @@ impl Config {
         if !(100..=600_000).contains(&header_ms) {
             bail!("header_read_timeout_ms is between 100 and 600000, not {header_ms}");
         }
+        let chosen = args.metrics_listen.clone().or(file.metrics_listen.take());
+        let metrics_listen_chosen = chosen.is_some();
+        let metrics_listen = match chosen.as_deref() {
+            None => Some(DEFAULT_METRICS_LISTEN.to_string()),
+            Some("off") | Some("") => None,
+            Some(a) => Some(a.to_string()),
+        };
         Ok(Config {
+            metrics_listen,
+            metrics_listen_chosen,
             sandbox,
             swarm,
             quotas,
@@ -461,11 +481,18 @@ impl Config {
     }
 }
 
+/// Where the operator's metrics listener goes unless configured.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9420";
+
 fn init_logging(format: &str) -> Result<()> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("THETAZERO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a file, a pipe or a journal
+    // gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         "json" => builder.json().try_init(),
@@ -513,9 +540,59 @@ fn create_private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Binds the operator's metrics listener, if any. A default address that
+/// is taken (another server on this machine) is skipped with a warning.
+async fn bind_metrics(config: &Config) -> Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = &config.metrics_listen else {
+        return Ok(None);
+    };
+    let parsed: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("invalid metrics_listen address {addr:?}"))?;
+    match tokio::net::TcpListener::bind(parsed).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if !config.metrics_listen_chosen => {
+            tracing::warn!(address = %parsed, error = %e, "the default metrics address is taken; serving no metrics listener (set metrics_listen)");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen for metrics on {parsed}")),
+    }
+}
+
+/// An error the server already wrote to its log as JSON; `main` prints
+/// nothing more, so that a JSON log stays JSON to its last line.
+#[derive(Debug)]
+pub struct Logged;
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server stopped (see the log)")
+    }
+}
+
+impl std::error::Error for Logged {}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = Config::resolve(&args)?;
     init_logging(&config.log_format)?;
+    let json_logs = config.log_format == "json";
+    match serve(args, config).await {
+        Err(e) if json_logs => {
+            tracing::error!(error = format!("{e:#}"), "the server stopped");
+            Err(Logged.into())
+        }
+        other => other,
+    }
+}
+
+async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
+    let json_logs = config.log_format == "json";
+    thetazero_core::telemetry::configure(config.settings.ceilings.cpu_time_ms);
+    let metrics_listener = bind_metrics(&config).await?;
+    if let Some(l) = &metrics_listener {
+        // Agents' requests never reach it, not even DEV's allow_localhost.
+        config.sandbox.network.reserved.push(l.local_addr()?);
+    }
     // Before anything is created: the confined engine refuses to start when
     // the kernel will not confine its workers, naming the missing part.
     match &config.sandbox.mode {
@@ -588,7 +665,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await?;
     match bootstrap {
         Some(b) => {
-            println!("owner API key: {}", generated.secret);
+            if json_logs {
+                println!("{}", serde_json::json!({"owner_api_key": generated.secret}));
+            } else {
+                println!("owner API key: {}", generated.secret);
+            }
             tracing::info!(
                 account_id = b.account.id,
                 "created the first account and its owner key"
@@ -645,10 +726,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     };
     let state = AppState::new(store, runtime.clone(), ledger, config.settings);
+    if let Some(listener) = metrics_listener {
+        let local = listener.local_addr()?;
+        tracing::info!(address = %local, "metrics listening");
+        if !json_logs {
+            eprintln!("thetazero metrics on http://{local}/metrics");
+        }
+        let app = thetazero_http::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app.into_make_service()).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let app = thetazero_http::router(state);
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    eprintln!("thetazero listening on http://{local}");
+    if !json_logs {
+        // The line people and scripts read; JSON logs carry it above.
+        eprintln!("thetazero listening on http://{local}");
+    }
     // A make-service clones the router per connection (cheap: reference
     // counted); serving the `Router` itself rebuilds its route table for
     // every connection, about 18 KB each, held as long as the connection.
@@ -667,7 +764,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
         let ender = draining.clone();
         tokio::spawn(async move {
-            if !ender.drained(grace).await {
+            if !drain_with_progress(&ender, grace).await {
                 let ended = ender.running().cancel_all();
                 tracing::warn!(
                     ended = ended.len(),
@@ -809,6 +906,30 @@ pub(crate) async fn open_offline(config: &Config) -> Result<(Arc<dyn Store>, Led
     )
     .context("loading the audit signing key")?;
     Ok((store, ledger))
+}
+
+/// Waits for the runs in flight to end, at most `grace`, logging every
+/// second how many are left and how long they still have; answers whether
+/// they all ended.
+async fn drain_with_progress(runtime: &Runtime, grace: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let step = left.min(std::time::Duration::from_secs(1));
+        if runtime.drained(step).await {
+            tracing::info!("drained: every run in flight ended");
+            return true;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        tracing::info!(
+            runs_left = runtime.running().count(),
+            seconds_left = left.as_secs_f64().ceil() as u64,
+            "draining"
+        );
+    }
 }
 
 /// Signs checkpoints of every log that grew, every `interval` while there is

@@ -143,8 +143,11 @@ impl Drop for Nginx {
 }
 
 /// Executions of `/execute` a replica has answered, from its own /metrics.
-async fn executions_served(replica: &str) -> u64 {
-    let text = reqwest::get(format!("{replica}/metrics"))
+async fn executions_served(replica: &str, owner: &str) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("{replica}/metrics"))
+        .bearer_auth(owner)
+        .send()
         .await
         .unwrap()
         .text()
@@ -200,8 +203,8 @@ async fn the_documented_nginx_configuration_fronts_two_replicas() {
         assert_eq!(body["output"], json!({"n": n}));
     }
     let (on_a, on_b) = (
-        executions_served(&p.a.url).await,
-        executions_served(&p.b.url).await,
+        executions_served(&p.a.url, &p.owner).await,
+        executions_served(&p.b.url, &p.owner).await,
     );
     assert_eq!(on_a + on_b, 12);
     assert!(

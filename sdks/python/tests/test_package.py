@@ -25,7 +25,7 @@ class PackageTest(unittest.TestCase):
             cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, src]
             subprocess.run(cmd + (["--no-build-isolation"] if offline else []), check=True, capture_output=True)
             (wheel,) = os.listdir(wheels)
-            self.assertTrue(wheel.startswith("thetazero-0.1.0-py3-none-any"), wheel)
+            self.assertTrue(wheel.startswith("thetazero_sdk-0.1.0-py3-none-any"), wheel)
             target = os.path.join(tmp, "site")
             subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, os.path.join(wheels, wheel)],
                            check=True, capture_output=True)

@@ -92,7 +92,7 @@ pub async fn execute(
     Extension(caller): Extension<Caller>,
     Id(id): Id,
     OptionalJsonBody(req): OptionalJsonBody<ExecuteRequest>,
-) -> HttpResult<Json<ExecutionResponse>> {
+) -> HttpResult<(Extension<crate::Outcome>, Json<ExecutionResponse>)> {
     crate::rate::enforce(
         &state,
         &caller,
@@ -119,10 +119,17 @@ pub async fn execute(
             input,
         )
         .await?;
-    Ok(Json(ExecutionResponse {
-        success: true,
-        execution: view(&executed.execution, true, Some(executed.receipt)),
-    }))
+    let outcome = crate::Outcome {
+        execution: Some(executed.execution.id),
+        outcome: executed.execution.status.as_str(),
+    };
+    Ok((
+        Extension(outcome),
+        Json(ExecutionResponse {
+            success: true,
+            execution: view(&executed.execution, true, Some(executed.receipt)),
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -3,10 +3,12 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
+use axum::Extension;
 use axum::Json;
 use thetazero_api::types::Health;
 use thetazero_api::ErrorCode;
 
+use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
 
@@ -31,15 +33,34 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HttpE
     }))
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics in the text exposition format, on the main listener
+/// for a key of the deployment's first account holding `metrics` (the
+/// separate `metrics_listen` address needs no key). Deployment-wide figures:
+/// other accounts' keys are refused.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/plain"), (status = 403, body = thetazero_api::ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<impl IntoResponse, HttpError> {
+    let first = state.store.first_account_id().await?;
+    if Some(caller.account()) != first {
+        return Err(HttpError::new(
+            ErrorCode::Forbidden,
+            "metrics cover the whole deployment: only keys of its first account may read them",
+        ));
+    }
+    Ok(exposition(&state).await)
+}
+
+/// The metrics answer: the one the operator's listener serves without a key.
+pub async fn exposition(state: &AppState) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render(state).await,
     )
 }
