@@ -197,7 +197,7 @@ async fn main() {
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
-        "[rate_limits]\nexecutions_per_key_per_minute = 0\ncode_updates_per_agent_per_hour = 0\n",
+        "[quotas]\nconcurrent_runs_per_account = 0\n\n[rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\ncode_updates_per_agent_per_hour = 0\n",
     )
     .unwrap();
     let config_arg = config.to_str().unwrap().to_string();

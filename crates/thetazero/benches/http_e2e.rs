@@ -37,7 +37,7 @@ fn start(mode: &str) -> Server {
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
-        "[rate_limits]\nexecutions_per_key_per_minute = 0\n",
+        "[quotas]\nconcurrent_runs_per_account = 0\n\n[rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_thetazero"))

@@ -111,7 +111,7 @@ async fn main() {
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
-        "[rate_limits]\nexecutions_per_key_per_minute = 0\n",
+        "[quotas]\nconcurrent_runs_per_account = 0\n\n[rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\n",
     )
     .unwrap();
     let p = pair_with(&db, &["--config", config.path().to_str().unwrap()]).await;

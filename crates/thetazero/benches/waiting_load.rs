@@ -156,13 +156,14 @@ async fn main() {
     let provider = stand_in_provider(delay, seen.clone()).await;
     let config = format!(
         "sandbox_max_runs_per_account = {}\n\n\
-         [rate_limits]\nexecutions_per_key_per_minute = 0\n\n\
+         [quotas]\nconcurrent_runs_per_account = 0\n\n\
+         [rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\n\n\
          [inference]\nbase_url = \"{provider}\"\nmodel = \"stand-in\"\nhttp2 = true\ntimeout_ms = {}\n",
         waiting.max(2_000),
         delay.as_millis() as u64 + 60_000
     );
     println!(
-        "config set by the bench (a rate limit, the per-account quota and the provider):\n{config}"
+        "config set by the bench (the rate limits and per-account quotas off, and the provider):\n{config}"
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("bench.toml");
