@@ -224,6 +224,25 @@ async fn pending_requests_are_bounded_per_agent_and_per_run() {
     let over = codes.iter().filter(|c| **c == "LIMIT_EXCEEDED").count();
     assert_eq!(over, 6, "{codes:?}");
     assert!(codes.iter().all(|c| *c != "ran"), "{codes:?}");
+    // The run's four requests are recorded expired once their waits end
+    // (after the run itself answered): none is left pending.
+    let mut left = usize::MAX;
+    for _ in 0..1000 {
+        let r = app
+            .call(
+                "GET",
+                &format!("/api/sdk/permission-requests?status=pending&agentId={asker}"),
+                Some(&app.owner),
+                None,
+            )
+            .await;
+        left = r.body["requests"].as_array().map_or(usize::MAX, Vec::len);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(left, 0, "the run's requests are no longer pending");
 }
 
 /// What one mid-run request shows its approver: the exact call.
