@@ -46,7 +46,7 @@ pub async fn enforce(
     state: &AppState,
     caller: &Caller,
     which: Limited,
-    agent: Option<(AgentId, &str)>,
+    agent: Option<(Option<AgentId>, &str)>,
 ) -> HttpResult<()> {
     let (limit, window, key) = match which {
         Limited::ExecutionsPerKey => (
@@ -102,7 +102,7 @@ pub async fn enforce(
             retry_after,
         )
         .key(caller.key_id());
-        if let Some((agent, _)) = agent.filter(|(id, _)| *id > 0) {
+        if let Some((Some(agent), _)) = agent {
             event = event.agent(agent);
         }
         event.payload["note"] =

@@ -327,6 +327,30 @@ fn checkpoint_row(row: &Row) -> StoreResult<StoredCheckpoint> {
     })
 }
 
+/// Every key of `account`, with the account's row locked until the
+/// transaction ends: key changes in one account take the lock in turn, so two
+/// of them cannot each see the other's key as the one that remains.
+async fn lock_account_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: AccountId,
+) -> StoreResult<Vec<ApiKey>> {
+    execute(
+        tx,
+        "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+        &[&account],
+    )
+    .await?;
+    tx.query(
+        &format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = $1"),
+        &[&account],
+    )
+    .await
+    .map_err(map_pg)?
+    .iter()
+    .map(|r| key_row(r).map(|(k, _)| k))
+    .collect()
+}
+
 /// The next id of `kind` in `account`'s own numbering (`model::id_range`).
 /// The counter row is locked by the update until the caller's transaction
 /// ends, so replicas never give the same number twice; the first number
@@ -828,24 +852,7 @@ impl Store for PgStore {
     ) -> StoreResult<Option<ApiKey>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
-        // Revocations in one account take its row lock in turn, so two of
-        // them cannot each see the other's key as the one that remains.
-        execute(
-            &tx,
-            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
-            &[&account],
-        )
-        .await?;
-        let keys = tx
-            .query(
-                &format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = $1"),
-                &[&account],
-            )
-            .await
-            .map_err(map_pg)?
-            .iter()
-            .map(|r| key_row(r).map(|(k, _)| k))
-            .collect::<StoreResult<Vec<ApiKey>>>()?;
+        let keys = lock_account_keys(&tx, account).await?;
         if let Some(target) = keys.iter().find(|k| k.id == id) {
             let mut revoked = target.clone();
             revoked.revoked_at = Some(OffsetDateTime::now_utc());
@@ -881,23 +888,7 @@ impl Store for PgStore {
     ) -> StoreResult<Option<ApiKey>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
-        // Key changes in one account take its row lock in turn.
-        execute(
-            &tx,
-            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
-            &[&account],
-        )
-        .await?;
-        let keys = tx
-            .query(
-                &format!("SELECT {KEY_COLS} FROM api_keys WHERE account_id = $1"),
-                &[&account],
-            )
-            .await
-            .map_err(map_pg)?
-            .iter()
-            .map(|r| key_row(r).map(|(k, _)| k))
-            .collect::<StoreResult<Vec<ApiKey>>>()?;
+        let keys = lock_account_keys(&tx, account).await?;
         let Some(before) = keys.iter().find(|k| k.id == id).cloned() else {
             return Ok(None);
         };

@@ -152,7 +152,7 @@ pub async fn register(
             &state,
             &caller,
             crate::rate::Limited::CodeUpdatesPerAgent,
-            Some((existing.as_ref().map_or(0, |e| e.id), &req.name)),
+            Some((existing.as_ref().map(|e| e.id), &req.name)),
         )
         .await?;
     }
@@ -387,7 +387,7 @@ pub async fn patch(
             &state,
             &caller,
             crate::rate::Limited::CodeUpdatesPerAgent,
-            Some((current.id, &current.name)),
+            Some((Some(current.id), &current.name)),
         )
         .await?;
     }
