@@ -10,7 +10,7 @@ use thetazero_core::audit::{AuditQuery, AuditRecord};
 use thetazero_core::model::{AccountId, Agent, PageRequest};
 use thetazero_core::store::Store;
 use thetazero_core::{KeyScope, Template};
-use thetazero_runtime::ledger::Ledger;
+use thetazero_ledger::Ledger;
 use time::OffsetDateTime;
 
 /// Every check: its id and what it establishes.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use thetazero_core::model::{AccountId, AgentId};
 use thetazero_core::store::Store;
-use thetazero_runtime::ledger::Ledger;
+use thetazero_ledger::Ledger;
 use time::OffsetDateTime;
 
 pub use catalog::{Catalog, Coverage, UnknownFramework, FRAMEWORKS};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 
-use thetazero_runtime::feed::AuditFeed;
-use thetazero_runtime::ledger::Ledger;
+use thetazero_ledger::feed::AuditFeed;
+use thetazero_ledger::Ledger;
 use thetazero_runtime::Runtime;
 
 use crate::metrics::Metrics;

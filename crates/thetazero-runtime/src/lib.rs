@@ -7,11 +7,9 @@
 //! nothing of HTTP.
 
 pub mod external;
-pub mod feed;
 pub mod governance;
 mod host;
 pub mod inference;
-pub mod ledger;
 pub mod quotas;
 mod running;
 

@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_runtime::ledger::LedgerError;
+use thetazero_ledger::LedgerError;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
@@ -198,7 +198,7 @@ pub async fn export(
             (
                 header::HeaderName::from_static("x-thetazero-notice"),
                 if name.ends_with(".csv") {
-                    thetazero_runtime::ledger::CSV_NOTICE.to_string()
+                    thetazero_ledger::CSV_NOTICE.to_string()
                 } else {
                     "A verifiable bundle: check it with `thetazero audit verify BUNDLE --key VKEY_FILE`.".to_string()
                 },

@@ -18,7 +18,7 @@ use thetazero_core::audit::{AuditQuery, AuditRecord};
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
 
-use thetazero_runtime::feed::Subscription;
+use thetazero_ledger::feed::Subscription;
 use utoipa::IntoParams;
 
 use crate::auth::{Caller, StreamAccess};

@@ -13,7 +13,7 @@ use serde_json::Value;
 use thetazero_core::model::NewKey;
 use thetazero_core::store::Store;
 use thetazero_http::{generate_key, AppState, Settings};
-use thetazero_runtime::ledger::Ledger;
+use thetazero_ledger::Ledger;
 use thetazero_runtime::{Runtime, RuntimeConfig};
 use thetazero_store_postgres::PgStore;
 use thetazero_store_sqlite::SqliteStore;

@@ -6,7 +6,7 @@
 //! - exporting and fully verifying a one-million-event bundle, with a naive
 //!   recursive RFC 6962 root of the same leaves as the baseline.
 //!
-//! Run: `cargo bench -p thetazero-runtime --bench audit_log`
+//! Run: `cargo bench -p thetazero-ledger --bench audit_log`
 //! (`AUDIT_BENCH_LEAVES=100000` for a shorter run).
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::store::Store;
-use thetazero_runtime::ledger::Ledger;
+use thetazero_ledger::Ledger;
 use thetazero_store_sqlite::SqliteStore;
 
 fn event(account: i64, i: u64) -> AuditEvent {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::store::Store;
-use thetazero_runtime::feed::AuditFeed;
+use thetazero_ledger::feed::AuditFeed;
 use thetazero_store_sqlite::SqliteStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,15 @@
-//! The verifiable side of the audit log: signed checkpoints, record proofs,
-//! consistency proofs, exports and signed execution receipts.
+//! The audit log's read side: what a client verifies on its own (signed
+//! checkpoints, record proofs, consistency proofs, exports, signed execution
+//! receipts, anchoring of checkpoints) and the live feed of appended records
+//! (`feed`).
 //!
 //! The store keeps leaves, interior hashes and checkpoints; this module turns
 //! them into material a client verifies on its own with the deployment's
 //! verifier key. It never signs a checkpoint inconsistent with one it signed
 //! before (`CheckpointSigner` refuses), and one lock per deployment process
 //! serialises signing.
+
+pub mod feed;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use thetazero_anchor::{CommandAnchor, Heartbeat};
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::store::Store;
-use thetazero_runtime::ledger::Ledger;
+use thetazero_ledger::Ledger;
 use thetazero_store_sqlite::SqliteStore;
 
 fn hook(dir: &std::path::Path, body: &str) -> PathBuf {
