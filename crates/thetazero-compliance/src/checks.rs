@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use thetazero_core::audit::{AuditQuery, AuditRecord};
+use thetazero_core::audit::{AuditAction, AuditQuery, AuditRecord};
 use thetazero_core::model::{AccountId, Agent, PageRequest};
 use thetazero_core::store::Store;
 use thetazero_core::{KeyScope, Template};
@@ -328,7 +328,7 @@ async fn key_scopes(cx: &Context<'_>) -> Outcome {
 /// Every record of these types in the period (and for the agent in scope).
 async fn records(
     cx: &Context<'_>,
-    types: &[&str],
+    types: &[AuditAction],
     cap: usize,
 ) -> Result<(Vec<AuditRecord>, u64), String> {
     let mut out = Vec::new();
@@ -342,7 +342,7 @@ async fn records(
                 &AuditQuery {
                     from: Some(cx.from),
                     to: Some(cx.to),
-                    action_types: types.iter().map(|s| s.to_string()).collect(),
+                    action_types: types.iter().map(|a| a.to_string()).collect(),
                     agent_id: cx.scope.agent.as_ref().map(|a| a.id),
                     after,
                     limit: 500,
@@ -383,7 +383,7 @@ const CROSS_CHECK: usize = 50;
 /// A count of enforcement events. The newest are checked against the log
 /// itself: an event row whose leaf is missing, or hashes to another value,
 /// or records another action, was changed outside the log, and fails it.
-async fn counted(cx: &Context<'_>, types: &[&str]) -> Outcome {
+async fn counted(cx: &Context<'_>, types: &[AuditAction]) -> Outcome {
     let (recs, total) = records(cx, types, 5000).await?;
     let mut reasons = Vec::new();
     for r in recs.iter().rev().take(CROSS_CHECK) {
@@ -441,7 +441,7 @@ fn is_drill(r: &AuditRecord) -> bool {
 }
 
 async fn kills(cx: &Context<'_>) -> Outcome {
-    let (recs, _) = records(cx, &["agent_killed"], 5000).await?;
+    let (recs, _) = records(cx, &[AuditAction::AgentKilled], 5000).await?;
     let recs = with_payloads(cx, recs).await?;
     let mut reasons = Vec::new();
     let mut rows = Vec::new();
@@ -636,7 +636,7 @@ async fn drill(cx: &Context<'_>) -> Outcome {
             cx.scope.account_id,
             &AuditQuery {
                 from: Some(since),
-                action_types: vec!["compliance_drill".into()],
+                action_types: vec![AuditAction::ComplianceDrill.to_string()],
                 limit: 500,
                 ..Default::default()
             },
@@ -674,9 +674,15 @@ pub async fn run_all(cx: &Context<'_>) -> Vec<CheckResult> {
             "config.permissions" => permissions(cx),
             "config.limits" => limits(cx),
             "keys.scopes" => key_scopes(cx).await,
-            "audit.denials" => counted(cx, &["permission_denied"]).await,
-            "audit.limit_hits" => counted(cx, &["sandbox_limit_hit", "rate_limit_hit"]).await,
-            "audit.content_blocks" => counted(cx, &["content_blocked"]).await,
+            "audit.denials" => counted(cx, &[AuditAction::PermissionDenied]).await,
+            "audit.limit_hits" => {
+                counted(
+                    cx,
+                    &[AuditAction::SandboxLimitHit, AuditAction::RateLimitHit],
+                )
+                .await
+            }
+            "audit.content_blocks" => counted(cx, &[AuditAction::ContentBlocked]).await,
             "audit.kills" => kills(cx).await,
             "audit.approvals" => approvals(cx).await,
             "log.verification" => verification(cx).await,

@@ -32,8 +32,166 @@ pub struct AuditEvent {
     pub payload: Value,
 }
 
+/// Every kind of event the system writes, with the coarse category it is
+/// filed under. The names are part of the log's leaves and of the API
+/// (`action_types` filters), so a variant is never renamed; records read
+/// back from a store keep their `action_type` as text, because a log may
+/// hold names an older or newer release wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    AccountCreated,
+    AgentCreated,
+    AgentUpdated,
+    AgentDeleted,
+    AgentKillRequested,
+    AgentKilled,
+    GlobalHaltSet,
+    GlobalHaltCleared,
+    KeyCreated,
+    KeyRevoked,
+    KeyScopesChanged,
+    ContextWritten,
+    ContextDeleted,
+    PermissionRequested,
+    PermissionApproved,
+    PermissionDeniedByOwner,
+    PermissionExpired,
+    /// A host call refused for a missing permission.
+    PermissionDenied,
+    ApiCall,
+    ApiCallResult,
+    SandboxLimitHit,
+    WorkerStopped,
+    RateLimitHit,
+    ContentBlocked,
+    ExecutionStarted,
+    ExecutionCompleted,
+    ComplianceFrameworksSet,
+    CompliancePackageGenerated,
+    ComplianceDrill,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 29] = {
+        use AuditAction::*;
+        [
+            AccountCreated,
+            AgentCreated,
+            AgentUpdated,
+            AgentDeleted,
+            AgentKillRequested,
+            AgentKilled,
+            GlobalHaltSet,
+            GlobalHaltCleared,
+            KeyCreated,
+            KeyRevoked,
+            KeyScopesChanged,
+            ContextWritten,
+            ContextDeleted,
+            PermissionRequested,
+            PermissionApproved,
+            PermissionDeniedByOwner,
+            PermissionExpired,
+            PermissionDenied,
+            ApiCall,
+            ApiCallResult,
+            SandboxLimitHit,
+            WorkerStopped,
+            RateLimitHit,
+            ContentBlocked,
+            ExecutionStarted,
+            ExecutionCompleted,
+            ComplianceFrameworksSet,
+            CompliancePackageGenerated,
+            ComplianceDrill,
+        ]
+    };
+
+    /// The `action_type` written into the log.
+    pub fn as_str(self) -> &'static str {
+        use AuditAction::*;
+        match self {
+            AccountCreated => "account_created",
+            AgentCreated => "agent_created",
+            AgentUpdated => "agent_updated",
+            AgentDeleted => "agent_deleted",
+            AgentKillRequested => "agent_kill_requested",
+            AgentKilled => "agent_killed",
+            GlobalHaltSet => "global_halt_set",
+            GlobalHaltCleared => "global_halt_cleared",
+            KeyCreated => "key_created",
+            KeyRevoked => "key_revoked",
+            KeyScopesChanged => "key_scopes_changed",
+            ContextWritten => "context_written",
+            ContextDeleted => "context_deleted",
+            PermissionRequested => "permission_requested",
+            PermissionApproved => "permission_approved",
+            PermissionDeniedByOwner => "permission_denied_by_owner",
+            PermissionExpired => "permission_expired",
+            PermissionDenied => "permission_denied",
+            ApiCall => "api_call",
+            ApiCallResult => "api_call_result",
+            SandboxLimitHit => "sandbox_limit_hit",
+            WorkerStopped => "worker_stopped",
+            RateLimitHit => "rate_limit_hit",
+            ContentBlocked => "content_blocked",
+            ExecutionStarted => "execution_started",
+            ExecutionCompleted => "execution_completed",
+            ComplianceFrameworksSet => "compliance_frameworks_set",
+            CompliancePackageGenerated => "compliance_package_generated",
+            ComplianceDrill => "compliance_drill",
+        }
+    }
+
+    /// The `action_category` the action is filed under.
+    pub fn category(self) -> &'static str {
+        use AuditAction::*;
+        match self {
+            AccountCreated => "account",
+            AgentCreated | AgentUpdated | AgentDeleted => "agent",
+            AgentKillRequested | AgentKilled | GlobalHaltSet | GlobalHaltCleared
+            | ComplianceDrill => "killswitch",
+            KeyCreated | KeyRevoked | KeyScopesChanged => "key",
+            ContextWritten | ContextDeleted => "context",
+            PermissionRequested
+            | PermissionApproved
+            | PermissionDeniedByOwner
+            | PermissionExpired => "approvals",
+            PermissionDenied | ApiCall | ApiCallResult => "host_call",
+            SandboxLimitHit | WorkerStopped | RateLimitHit => "limit",
+            ContentBlocked => "safety",
+            ExecutionStarted | ExecutionCompleted => "execution",
+            ComplianceFrameworksSet | CompliancePackageGenerated => "compliance",
+        }
+    }
+
+    /// The action a logged `action_type` names, if this release writes it.
+    pub fn parse(name: &str) -> Option<AuditAction> {
+        AuditAction::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<AuditAction> for String {
+    fn eq(&self, other: &AuditAction) -> bool {
+        self == other.as_str()
+    }
+}
+
 impl AuditEvent {
-    pub fn new(
+    /// An event of `action`, filed under the action's category.
+    pub fn new(account_id: AccountId, action: AuditAction, description: impl Into<String>) -> Self {
+        AuditEvent::named(account_id, action.as_str(), action.category(), description)
+    }
+
+    /// An event with the type and category given as text: for records read
+    /// back from a store (see [`AuditAction`]) and for tests.
+    pub fn named(
         account_id: AccountId,
         action_type: &str,
         category: &str,
@@ -83,8 +241,7 @@ impl AuditEvent {
     ) -> Self {
         let mut e = AuditEvent::new(
             account,
-            "rate_limit_hit",
-            "limit",
+            AuditAction::RateLimitHit,
             format!("rate limit {limit} ({max}) hit"),
         )
         .payload(serde_json::json!({
@@ -103,12 +260,12 @@ impl AuditEvent {
     /// that execution's trail.
     pub fn approval(
         account: AccountId,
-        action: &str,
+        action: AuditAction,
         request: &crate::model::PermissionRequest,
         key: Option<KeyId>,
         description: String,
     ) -> Self {
-        let mut e = AuditEvent::new(account, action, "approvals", description)
+        let mut e = AuditEvent::new(account, action, description)
             .agent(request.agent_id)
             .key(key)
             .payload(serde_json::json!({
@@ -118,8 +275,8 @@ impl AuditEvent {
             }));
         e.execution_id = request.grant["call"]["execution_id"].as_i64();
         e.permission_state = match action {
-            "permission_approved" => "granted",
-            "permission_denied_by_owner" | "permission_expired" => "denied",
+            AuditAction::PermissionApproved => "granted",
+            AuditAction::PermissionDeniedByOwner | AuditAction::PermissionExpired => "denied",
             _ => "none",
         }
         .into();
@@ -241,4 +398,61 @@ pub struct AnchorRecord {
     pub failures: u32,
     pub retryable: bool,
     pub updated_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_are_distinct_labels_that_parse_back() {
+        let mut seen = std::collections::HashSet::new();
+        for a in AuditAction::ALL {
+            let name = a.as_str();
+            assert!(seen.insert(name), "{name} twice");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name} is not a snake_case label"
+            );
+            assert_eq!(AuditAction::parse(name), Some(a));
+            let e = AuditEvent::new(1, a, "x");
+            assert_eq!(e.action_type, a);
+            assert_eq!(e.action_category, a.category());
+        }
+        assert_eq!(AuditAction::parse("agent_revived_by_magic"), None);
+    }
+
+    #[test]
+    fn approval_steps_state_what_they_did_to_the_permission() {
+        let request = crate::model::PermissionRequest {
+            id: 3,
+            account_id: 1,
+            agent_id: 2,
+            requested_by: None,
+            grant: serde_json::json!({"call": {"execution_id": 9}}),
+            justification: String::new(),
+            status: "pending".into(),
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+            decided_by: None,
+            decision_reason: None,
+            decided_at: None,
+            grant_expires_at: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            code_sha256: None,
+        };
+        let state = |a| AuditEvent::approval(1, a, &request, None, String::new()).permission_state;
+        assert_eq!(state(AuditAction::PermissionApproved), "granted");
+        assert_eq!(state(AuditAction::PermissionDeniedByOwner), "denied");
+        assert_eq!(state(AuditAction::PermissionExpired), "denied");
+        assert_eq!(state(AuditAction::PermissionRequested), "none");
+        let e = AuditEvent::approval(
+            1,
+            AuditAction::PermissionRequested,
+            &request,
+            None,
+            String::new(),
+        );
+        assert_eq!(e.execution_id, Some(9));
+        assert_eq!(e.action_category, "approvals");
+    }
 }

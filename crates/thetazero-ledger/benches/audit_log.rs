@@ -20,7 +20,7 @@ use thetazero_ledger::Ledger;
 use thetazero_store_sqlite::SqliteStore;
 
 fn event(account: i64, i: u64) -> AuditEvent {
-    let mut e = AuditEvent::new(
+    let mut e = AuditEvent::named(
         account,
         "api_call",
         "host_call",

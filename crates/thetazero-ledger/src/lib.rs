@@ -24,7 +24,7 @@ use thetazero_audit::{
     AuditSigner, CheckpointSigner, Digest, ExecutionReceipt, RecordProof, VerifierKey,
 };
 use thetazero_core::audit::AnchorRecord;
-use thetazero_core::audit::{AuditQuery, AuditRecord, StoredCheckpoint};
+use thetazero_core::audit::{AuditAction, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::model::{AccountId, Execution, ExecutionId};
 use thetazero_core::store::{Store, StoreError};
 use time::OffsetDateTime;
@@ -331,7 +331,10 @@ impl Ledger {
                 account,
                 &AuditQuery {
                     execution_id: Some(execution.id),
-                    action_types: vec!["execution_started".into(), "execution_completed".into()],
+                    action_types: vec![
+                        AuditAction::ExecutionStarted.to_string(),
+                        AuditAction::ExecutionCompleted.to_string(),
+                    ],
                     limit: 10,
                     ..Default::default()
                 },
@@ -340,11 +343,11 @@ impl Ledger {
             .items;
         let first = events
             .iter()
-            .find(|e| e.event.action_type == "execution_started");
+            .find(|e| e.event.action_type == AuditAction::ExecutionStarted);
         let last = events
             .iter()
             .rev()
-            .find(|e| e.event.action_type == "execution_completed");
+            .find(|e| e.event.action_type == AuditAction::ExecutionCompleted);
         let (Some(first), Some(last)) = (first, last) else {
             return Err(LedgerError::Invalid(
                 "the execution has not finished".into(),
@@ -732,7 +735,7 @@ impl Ledger {
                 account,
                 &AuditQuery {
                     execution_id: Some(execution),
-                    action_types: vec!["execution_completed".into()],
+                    action_types: vec![AuditAction::ExecutionCompleted.to_string()],
                     limit: 1,
                     ..Default::default()
                 },

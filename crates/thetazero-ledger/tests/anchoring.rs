@@ -28,7 +28,7 @@ async fn setup(body: &str) -> (Arc<dyn Store>, Ledger, i64, tempfile::TempDir) {
     store
         .append_audit(
             (0..5)
-                .map(|i| AuditEvent::new(account, "api_call", "host_call", format!("call {i}")))
+                .map(|i| AuditEvent::named(account, "api_call", "host_call", format!("call {i}")))
                 .collect(),
         )
         .await
@@ -78,7 +78,7 @@ async fn a_confirmed_anchor_fills_anchor_tx_hash() {
     // The log grows: anchoring waits for the interval (a chain transaction
     // every five minutes, not one per event), then takes the new checkpoint.
     store
-        .append_audit(vec![AuditEvent::new(
+        .append_audit(vec![AuditEvent::named(
             account,
             "api_call",
             "host_call",

@@ -16,7 +16,7 @@ async fn subscribers_get_every_new_record_in_order() {
     let a = store.create_account("a").await.unwrap().id;
     let b = store.create_account("b").await.unwrap().id;
     store
-        .append_audit(vec![AuditEvent::new(a, "before", "test", "x")])
+        .append_audit(vec![AuditEvent::named(a, "before", "test", "x")])
         .await
         .unwrap();
     let feed = AuditFeed::new(store.clone());
@@ -25,12 +25,12 @@ async fn subscribers_get_every_new_record_in_order() {
     let mut other = feed.subscribe(b).await;
     for i in 0..50 {
         store
-            .append_audit(vec![AuditEvent::new(a, "after", "test", format!("{i}"))])
+            .append_audit(vec![AuditEvent::named(a, "after", "test", format!("{i}"))])
             .await
             .unwrap();
     }
     store
-        .append_audit(vec![AuditEvent::new(b, "theirs", "test", "y")])
+        .append_audit(vec![AuditEvent::named(b, "theirs", "test", "y")])
         .await
         .unwrap();
     for sub in [&mut one, &mut two] {

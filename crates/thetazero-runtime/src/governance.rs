@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::bus::EventBus;
 use thetazero_core::model::{AccountId, AgentId, AgentPatch, AgentStatus, KeyId};
 use thetazero_core::store::{Store, StoreError};
@@ -126,8 +126,7 @@ pub(crate) async fn kill_agent_as(
             Box::new(move |a| {
                 vec![AuditEvent::new(
                     account,
-                    "agent_kill_requested",
-                    "killswitch",
+                    AuditAction::AgentKillRequested,
                     format!("kill of agent {} requested: {why}", a.name),
                 )
                 .agent(a.id)
@@ -159,8 +158,7 @@ pub(crate) async fn kill_agent_as(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut event = AuditEvent::new(
         account,
-        "agent_killed",
-        "killswitch",
+        AuditAction::AgentKilled,
         format!(
             "agent {} killed: {} running execution(s) stopped{} in {elapsed_ms:.1} ms",
             killed.name,
@@ -221,9 +219,9 @@ pub(crate) async fn set_halt(
     };
     let (action, scope_name) = (
         if halted {
-            "global_halt_set"
+            AuditAction::GlobalHaltSet
         } else {
-            "global_halt_cleared"
+            AuditAction::GlobalHaltCleared
         },
         match scope {
             HaltScope::Account => "account",
@@ -239,7 +237,6 @@ pub(crate) async fn set_halt(
                 vec![AuditEvent::new(
                     account,
                     action,
-                    "killswitch",
                     format!(
                         "{scope_name} halt {}: {why}",
                         if halted { "set" } else { "cleared" }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::{
     AgentId, Execution, ExecutionId, NewPermissionRequest, RequestDecision,
 };
@@ -60,7 +60,7 @@ impl Drop for ExpireOnDrop {
                     Box::new(move |r| {
                         vec![AuditEvent::approval(
                             account,
-                            "permission_expired",
+                            AuditAction::PermissionExpired,
                             r,
                             None,
                             format!("permission request {} expired without a decision", r.id),
@@ -184,7 +184,7 @@ impl ServerHost {
             return Ok(());
         }
         let event = crate::blocked_event(
-            self.event("content_blocked", "safety", String::new()),
+            self.event(AuditAction::ContentBlocked, String::new()),
             source,
             &verdict,
         );
@@ -240,8 +240,8 @@ impl ServerHost {
         }
     }
 
-    fn event(&self, action: &str, category: &str, description: String) -> AuditEvent {
-        let mut e = AuditEvent::new(self.caller.account, action, category, description)
+    fn event(&self, action: AuditAction, description: String) -> AuditEvent {
+        let mut e = AuditEvent::new(self.caller.account, action, description)
             .agent(self.agent)
             .key(self.caller.key_id);
         e.execution_id = Some(self.execution);
@@ -638,7 +638,7 @@ impl Host for ServerHost {
                         Box::new(move |r| {
                             vec![AuditEvent::approval(
                                 account,
-                                "permission_requested",
+                                AuditAction::PermissionRequested,
                                 r,
                                 key,
                                 format!(
@@ -722,8 +722,7 @@ impl Host for ServerHost {
                 allowed,
             } => {
                 let mut e = self.event(
-                    "api_call",
-                    "host_call",
+                    AuditAction::ApiCall,
                     format!("thetazero.{}({args_summary})", function.name()),
                 );
                 e.permission_state = if *allowed { "granted" } else { "denied" }.into();
@@ -738,8 +737,7 @@ impl Host for ServerHost {
                 duration_ms,
             } => {
                 let mut e = self.event(
-                    "api_call_result",
-                    "host_call",
+                    AuditAction::ApiCallResult,
                     match error_code {
                         None => format!(
                             "thetazero.{} succeeded in {duration_ms:.1} ms",
@@ -760,8 +758,7 @@ impl Host for ServerHost {
                 is_violation,
             } => {
                 let mut e = self.event(
-                    "permission_denied",
-                    "host_call",
+                    AuditAction::PermissionDenied,
                     format!("thetazero.{} refused: {reason}", function.name()),
                 );
                 e.permission_state = "denied".into();
@@ -776,8 +773,7 @@ impl Host for ServerHost {
                 enforcement,
             } => {
                 let mut e = self.event(
-                    "sandbox_limit_hit",
-                    "limit",
+                    AuditAction::SandboxLimitHit,
                     format!("limit {} hit: {detail}", limit.as_str()),
                 );
                 e.is_violation = *is_violation;
@@ -793,8 +789,7 @@ impl Host for ServerHost {
                 reason,
             } => {
                 let mut e = self.event(
-                    "worker_stopped",
-                    "limit",
+                    AuditAction::WorkerStopped,
                     format!("the sandbox worker running this execution was ended: {reason}"),
                 );
                 e.permission_state = "failed".into();

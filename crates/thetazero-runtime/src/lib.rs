@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use thetazero_core::audit::{AuditEvent, AuditRecord};
+use thetazero_core::audit::{AuditAction, AuditEvent, AuditRecord};
 use thetazero_core::bus::EventBus;
 use thetazero_core::model::{
     AccountId, AgentId, AgentStatus, Execution, ExecutionOutcome, ExecutionStatus, KeyId,
@@ -389,7 +389,7 @@ impl Runtime {
         if !verdict.is_block() {
             return Ok(());
         }
-        let mut event = AuditEvent::new(caller.account, "content_blocked", "safety", String::new());
+        let mut event = AuditEvent::new(caller.account, AuditAction::ContentBlocked, String::new());
         event.key_id = caller.key_id;
         event.agent_id = agent.map(|a| a.id);
         let event = blocked_event(event, source, &verdict);
@@ -671,8 +671,8 @@ pub(crate) fn layer_name(v: &Verdict) -> &'static str {
 /// A `content_blocked` event: scores, layer, rule and a bounded excerpt,
 /// never more of the offending text.
 pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> AuditEvent {
-    e.action_type = "content_blocked".into();
-    e.action_category = "safety".into();
+    e.action_type = AuditAction::ContentBlocked.as_str().into();
+    e.action_category = AuditAction::ContentBlocked.category().into();
     e.is_violation = true;
     e.permission_state = "denied".into();
     e.description = format!(
@@ -723,8 +723,8 @@ struct Admitted {
 }
 
 impl Admitted {
-    fn event(&self, action: &str, description: String) -> AuditEvent {
-        let mut e = AuditEvent::new(self.caller.account, action, "execution", description)
+    fn event(&self, action: AuditAction, description: String) -> AuditEvent {
+        let mut e = AuditEvent::new(self.caller.account, action, description)
             .agent(self.agent.id)
             .key(self.caller.key_id);
         e.execution_id = Some(self.execution_id);
@@ -819,8 +819,7 @@ async fn admit(
     let execution_id = store.reserve_execution_id(caller.account).await?;
     let mut started = AuditEvent::new(
         caller.account,
-        "execution_started",
-        "execution",
+        AuditAction::ExecutionStarted,
         format!(
             "execution {execution_id} of {} v{} started",
             agent.name, agent.version
@@ -1091,7 +1090,7 @@ async fn record(
                 })?;
                 store
                     .append_audit(vec![blocked_event(
-                        run.event("content_blocked", String::new()),
+                        run.event(AuditAction::ContentBlocked, String::new()),
                         "execution input",
                         &verdict,
                     )])
@@ -1152,7 +1151,7 @@ async fn record(
                                 .iter()
                                 .map(|(source, verdict)| {
                                     blocked_event(
-                                        run.event("content_blocked", String::new()),
+                                        run.event(AuditAction::ContentBlocked, String::new()),
                                         source,
                                         verdict,
                                     )
@@ -1171,7 +1170,7 @@ async fn record(
                         // The output never leaves: only the verdict and its excerpt stay.
                         store
                             .append_audit(vec![blocked_event(
-                                run.event("content_blocked", String::new()),
+                                run.event(AuditAction::ContentBlocked, String::new()),
                                 "execution output",
                                 &verdict,
                             )])
@@ -1228,7 +1227,7 @@ async fn record(
         Some(e) => format!("execution {execution_id} could not run: {e}"),
         None => format!("execution {execution_id} ended: {}", status.as_str()),
     };
-    let mut ended = run.event("execution_completed", description);
+    let mut ended = run.event(AuditAction::ExecutionCompleted, description);
     if let Some(r) = &report {
         ended = ended.payload(json!({
             "status": status.as_str(),

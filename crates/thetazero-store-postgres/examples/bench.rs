@@ -117,7 +117,9 @@ async fn measure(
         tasks.push(tokio::spawn(async move {
             for c in 0..calls_each {
                 let events = (0..batch)
-                    .map(|j| AuditEvent::new(log, "api_call", "host_call", format!("{i}/{c}/{j}")))
+                    .map(|j| {
+                        AuditEvent::named(log, "api_call", "host_call", format!("{i}/{c}/{j}"))
+                    })
                     .collect();
                 store.append_audit(events).await?;
             }

@@ -21,7 +21,7 @@ async fn audit_tables_refuse_update_delete_and_truncate() {
     let store = PgStore::connect(&schema.url()).await.unwrap();
     let account = store.create_account("a").await.unwrap();
     store
-        .append_audit(vec![AuditEvent::new(
+        .append_audit(vec![AuditEvent::named(
             account.id,
             "agent_created",
             "agent",
@@ -146,7 +146,7 @@ async fn two_replicas_append_contiguously_to_one_log() {
             let events = (0..BATCH)
                 .map(|j| {
                     let account = if j % 2 == 0 { first } else { second };
-                    AuditEvent::new(account, "api_call", "host_call", format!("{i}/{j}"))
+                    AuditEvent::named(account, "api_call", "host_call", format!("{i}/{j}"))
                 })
                 .collect();
             store.append_audit(events).await.unwrap()
@@ -218,9 +218,9 @@ async fn audit_payloads_are_kept_apart() {
     let account = store.create_account("a").await.unwrap().id;
     let records = store
         .append_audit(vec![
-            AuditEvent::new(account, "api_call", "host_call", "with")
+            AuditEvent::named(account, "api_call", "host_call", "with")
                 .payload(serde_json::json!({"url": "https://a.example", "n": 1})),
-            AuditEvent::new(account, "api_call", "host_call", "without"),
+            AuditEvent::named(account, "api_call", "host_call", "without"),
         ])
         .await
         .unwrap();
@@ -256,7 +256,7 @@ async fn a_bad_append_does_not_spoil_its_group_commit() {
         };
         tasks.push(tokio::spawn(async move {
             store
-                .append_audit(vec![AuditEvent::new(account, "x", "t", description)])
+                .append_audit(vec![AuditEvent::named(account, "x", "t", description)])
                 .await
         }));
     }
@@ -304,7 +304,7 @@ async fn audited_mutations_commit_with_their_events_or_not_at_all() {
         .create_key_audited(
             key(1),
             Box::new(move |k| {
-                vec![AuditEvent::new(
+                vec![AuditEvent::named(
                     k.account_id,
                     "key_created",
                     "key",
@@ -318,7 +318,7 @@ async fn audited_mutations_commit_with_their_events_or_not_at_all() {
     let dup = store
         .create_key_audited(
             key(1),
-            Box::new(move |_| vec![AuditEvent::new(account, "key_created", "key", "dup")]),
+            Box::new(move |_| vec![AuditEvent::named(account, "key_created", "key", "dup")]),
         )
         .await;
     assert!(matches!(
@@ -330,7 +330,7 @@ async fn audited_mutations_commit_with_their_events_or_not_at_all() {
         .revoke_key_audited(
             account,
             made.id + 1000,
-            Box::new(move |_| vec![AuditEvent::new(account, "key_revoked", "key", "none")]),
+            Box::new(move |_| vec![AuditEvent::named(account, "key_revoked", "key", "none")]),
         )
         .await
         .unwrap();
@@ -340,7 +340,7 @@ async fn audited_mutations_commit_with_their_events_or_not_at_all() {
             account,
             made.id,
             Box::new(move |k| {
-                vec![AuditEvent::new(
+                vec![AuditEvent::named(
                     k.account_id,
                     "key_revoked",
                     "key",

@@ -89,7 +89,7 @@ async fn the_application_role_can_only_append_to_the_audit_log() {
     assert!(boot.is_some());
     let account = store.create_account("a").await.unwrap().id;
     store
-        .append_audit(vec![AuditEvent::new(
+        .append_audit(vec![AuditEvent::named(
             account,
             "agent_created",
             "agent",
@@ -126,7 +126,7 @@ async fn the_application_role_can_only_append_to_the_audit_log() {
                 key_id: None,
                 parent_execution_id: None,
             },
-            AuditEvent::new(account, "execution_started", "execution", "x"),
+            AuditEvent::named(account, "execution_started", "execution", "x"),
         )
         .await
         .unwrap();

@@ -58,7 +58,7 @@ async fn an_unreachable_database_is_unavailable_and_then_recovers() {
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
-    match bounded(store.append_audit(vec![AuditEvent::new(account, "x", "t", "lost")])).await {
+    match bounded(store.append_audit(vec![AuditEvent::named(account, "x", "t", "lost")])).await {
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -79,7 +79,7 @@ async fn an_unreachable_database_is_unavailable_and_then_recovers() {
     }
     assert!(recovered, "the store recovers once the database is back");
     store
-        .append_audit(vec![AuditEvent::new(account, "x", "t", "kept")])
+        .append_audit(vec![AuditEvent::named(account, "x", "t", "kept")])
         .await
         .unwrap();
     let page = store

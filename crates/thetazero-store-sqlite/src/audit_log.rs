@@ -488,7 +488,7 @@ pub(crate) fn backfill(conn: &mut Connection) -> StoreResult<u64> {
         )
         .optional()
         .map_err(map_err)?;
-        let mut event = AuditEvent::new(account, &action_type, &category, description);
+        let mut event = AuditEvent::named(account, &action_type, &category, description);
         event.agent_id = agent;
         event.execution_id = execution;
         event.key_id = key;

@@ -23,7 +23,7 @@ async fn audit_tables_refuse_update_and_delete() {
     let store = SqliteStore::open(&path).unwrap();
     let account = store.create_account("a").await.unwrap();
     store
-        .append_audit(vec![AuditEvent::new(
+        .append_audit(vec![AuditEvent::named(
             account.id,
             "agent_created",
             "agent",
@@ -70,7 +70,7 @@ async fn merkle_tables_refuse_update_and_delete() {
     let store = SqliteStore::open(&path).unwrap();
     let account = store.create_account("a").await.unwrap();
     store
-        .append_audit(vec![AuditEvent::new(
+        .append_audit(vec![AuditEvent::named(
             account.id,
             "agent_created",
             "agent",
@@ -104,7 +104,7 @@ async fn events_from_before_leaves_get_leaves_in_order_at_open() {
         let store = SqliteStore::open(&path).unwrap();
         let account = store.create_account("a").await.unwrap();
         store
-            .append_audit(vec![AuditEvent::new(
+            .append_audit(vec![AuditEvent::named(
                 account.id,
                 "agent_created",
                 "agent",
@@ -136,7 +136,7 @@ async fn events_from_before_leaves_get_leaves_in_order_at_open() {
     );
     // And the log keeps growing from there.
     let next = store
-        .append_audit(vec![AuditEvent::new(
+        .append_audit(vec![AuditEvent::named(
             account.id,
             "agent_deleted",
             "agent",
@@ -180,7 +180,7 @@ async fn audit_tables_move_to_packed_keys_intact() {
         for i in 0..33 {
             let account = if i % 3 == 0 { b.id } else { a.id };
             store
-                .append_audit(vec![AuditEvent::new(account, "api_call", "host", "x")])
+                .append_audit(vec![AuditEvent::named(account, "api_call", "host", "x")])
                 .await
                 .unwrap();
         }
@@ -229,7 +229,7 @@ async fn audit_tables_move_to_packed_keys_intact() {
     for account in accounts {
         let size = store.audit_log_size(account).await.unwrap();
         let next = store
-            .append_audit(vec![AuditEvent::new(account, "api_call", "host", "y")])
+            .append_audit(vec![AuditEvent::named(account, "api_call", "host", "y")])
             .await
             .unwrap();
         assert_eq!(next[0].leaf_index, size, "the log grows from where it was");
@@ -278,7 +278,7 @@ async fn a_new_database_has_2_kib_pages_and_an_old_one_keeps_its_own() {
     let store = SqliteStore::open(&old).unwrap();
     let account = store.create_account("a").await.unwrap();
     store
-        .append_audit(vec![AuditEvent::new(account.id, "api_call", "host", "x")])
+        .append_audit(vec![AuditEvent::named(account.id, "api_call", "host", "x")])
         .await
         .unwrap();
     drop(store);
@@ -303,7 +303,7 @@ async fn accounts_past_the_audit_keys_are_refused_whole() {
     let last = store.create_account("last").await.unwrap();
     assert_eq!(last.id, (1 << 23) - 1);
     let record = store
-        .append_audit(vec![AuditEvent::new(last.id, "api_call", "host", "x")])
+        .append_audit(vec![AuditEvent::named(last.id, "api_call", "host", "x")])
         .await
         .unwrap();
     assert_eq!(record[0].leaf_index, 0, "its log works");

@@ -67,7 +67,7 @@ fn spec(name: &str) -> AgentSpec {
 }
 
 fn event(account: i64, action: &str) -> AuditEvent {
-    AuditEvent::new(account, action, "test", action.to_string())
+    AuditEvent::named(account, action, "test", action.to_string())
 }
 
 pub async fn bootstrap_happens_once(store: Arc<dyn Store>) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::{AccountId, ApiKey, NewKey};
 use thetazero_core::store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -141,8 +141,7 @@ pub async fn recover_owner_key(
             Box::new(move |key| {
                 vec![AuditEvent::new(
                     account,
-                    "key_created",
-                    "key",
+                    AuditAction::KeyCreated,
                     format!(
                         "owner API key {} ({}) created by the operator's key recovery",
                         key.name, key.prefix

@@ -7,7 +7,7 @@ use axum::{Extension, Json};
 use serde_json::json;
 use thetazero_api::types::{CreateAccountRequest, CreatedAccount};
 use thetazero_api::ErrorBody;
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::NewKey;
 
 use super::check_text;
@@ -47,16 +47,14 @@ pub async fn create(
                 vec![
                     AuditEvent::new(
                         creator,
-                        "account_created",
-                        "account",
+                        AuditAction::AccountCreated,
                         format!("account {} created", account.name),
                     )
                     .key(key_id)
                     .payload(json!({"created_account_id": account.id})),
                     AuditEvent::new(
                         account.id,
-                        "account_created",
-                        "account",
+                        AuditAction::AccountCreated,
                         format!("account {} created by the deployment owner", account.name),
                     ),
                 ]

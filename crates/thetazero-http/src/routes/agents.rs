@@ -9,7 +9,7 @@ use thetazero_api::types::{
     AgentList, AgentResponse, PatchAgentRequest, RegisterAgentRequest, SuccessResponse,
 };
 use thetazero_api::ErrorBody;
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::{AgentPatch, AgentSpec, AgentStatus, PageRequest};
 use thetazero_core::{AgentConfig, Permissions};
 use utoipa::IntoParams;
@@ -173,11 +173,11 @@ pub async fn register(
             spec,
             Box::new(move |(agent, created)| {
                 let (action, verb) = if *created {
-                    ("agent_created", "registered")
+                    (AuditAction::AgentCreated, "registered")
                 } else {
-                    ("agent_updated", "re-registered")
+                    (AuditAction::AgentUpdated, "re-registered")
                 };
-                vec![AuditEvent::new(account, action, "agent", format!("agent {} {verb}", agent.name))
+                vec![AuditEvent::new(account, action, format!("agent {} {verb}", agent.name))
                     .agent(agent.id)
                     .key(key_id)
                     .payload(json!({"version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()}))]
@@ -197,8 +197,7 @@ pub async fn register(
                 Box::new(move |_| {
                     vec![AuditEvent::new(
                         account,
-                        "compliance_frameworks_set",
-                        "compliance",
+                        AuditAction::ComplianceFrameworksSet,
                         format!(
                             "agent {name} assessed against {}",
                             if list.is_empty() {
@@ -402,8 +401,7 @@ pub async fn patch(
             Box::new(move |agent| {
                 vec![AuditEvent::new(
                     account,
-                    "agent_updated",
-                    "agent",
+                    AuditAction::AgentUpdated,
                     format!("agent {} updated: {}", agent.name, changed.join(", ")),
                 )
                 .agent(agent.id)
@@ -443,8 +441,7 @@ pub async fn delete(
             Box::new(move |id| {
                 vec![AuditEvent::new(
                     account,
-                    "agent_deleted",
-                    "agent",
+                    AuditAction::AgentDeleted,
                     format!("agent {name} deleted"),
                 )
                 .agent(*id)

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use thetazero_api::{ErrorBody, ErrorCode};
 use thetazero_compliance::{AssessError, Assessment, Deployment, Request};
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::{AgentSpec, AgentStatus, ExecutionStatus, PageRequest};
 use thetazero_core::{AgentConfig, KeyScope, Permissions};
 use thetazero_runtime::Caller as RunCaller;
@@ -271,8 +271,7 @@ pub async fn package(
     let account = caller.account();
     let mut event = AuditEvent::new(
         account,
-        "compliance_package_generated",
-        "compliance",
+        AuditAction::CompliancePackageGenerated,
         format!(
             "evidence package sha256:{} generated ({})",
             built.sha256, framework
@@ -369,7 +368,7 @@ pub async fn drill(
             account,
             spec,
             Box::new(move |(agent, _)| {
-                vec![AuditEvent::new(account, "agent_created", "agent", format!("drill canary {} registered", agent.name))
+                vec![AuditEvent::new(account, AuditAction::AgentCreated, format!("drill canary {} registered", agent.name))
                     .agent(agent.id)
                     .key(key_id)
                     .payload(json!({"drill": true, "version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()}))]
@@ -385,7 +384,7 @@ pub async fn drill(
             canary.id,
             Box::new(move |id| {
                 vec![
-                    AuditEvent::new(account, "agent_deleted", "agent", "drill canary deleted")
+                    AuditEvent::new(account, AuditAction::AgentDeleted, "drill canary deleted")
                         .agent(*id)
                         .key(key_id)
                         .payload(json!({"drill": true})),
@@ -408,7 +407,7 @@ pub async fn drill(
         },
         result["elapsed_ms"].as_f64().unwrap_or(0.0)
     );
-    let mut event = AuditEvent::new(account, "compliance_drill", "killswitch", description)
+    let mut event = AuditEvent::new(account, AuditAction::ComplianceDrill, description)
         .agent(canary.id)
         .key(key_id)
         .payload(result.clone());

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use thetazero_api::types::{ContextValue, SuccessResponse};
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
@@ -132,8 +132,7 @@ pub async fn put(
             Box::new(move |entry| {
                 vec![AuditEvent::new(
                     account,
-                    "context_written",
-                    "context",
+                    AuditAction::ContextWritten,
                     format!("context key {:?} written", entry.key),
                 )
                 .agent(id)
@@ -175,8 +174,7 @@ pub async fn delete(
             Box::new(move |key| {
                 vec![AuditEvent::new(
                     account,
-                    "context_deleted",
-                    "context",
+                    AuditAction::ContextDeleted,
                     format!("context key {key:?} deleted"),
                 )
                 .agent(id)

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use thetazero_api::types::{ExecuteRequest, ExecutionList, ExecutionResponse, ExecutionView};
 use thetazero_api::{ApiError, ErrorBody, ErrorCode};
+use thetazero_core::audit::AuditAction;
 use thetazero_core::model::{Execution, ExecutionStatus};
 use thetazero_runtime::{Caller as RunCaller, RuntimeError};
 use utoipa::IntoParams;
@@ -219,7 +220,7 @@ async fn receipt_of(
     execution: i64,
 ) -> HttpResult<Option<(u64, [u8; 32])>> {
     let query = thetazero_core::audit::AuditQuery {
-        action_types: vec!["execution_completed".into()],
+        action_types: vec![AuditAction::ExecutionCompleted.to_string()],
         execution_id: Some(execution),
         limit: 1,
         ..Default::default()

@@ -9,7 +9,7 @@ use thetazero_api::types::{
     CreateKeyRequest, CreatedKey, KeyList, KeyResponse, SetKeyScopesRequest,
 };
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::NewKey;
 use thetazero_core::KeyScope;
 
@@ -77,7 +77,7 @@ pub async fn create(
             created_by: key_id,
             },
             Box::new(move |key| {
-                vec![AuditEvent::new(account, "key_created", "key", format!("API key {} ({}) created", key.name, key.prefix))
+                vec![AuditEvent::new(account, AuditAction::KeyCreated, format!("API key {} ({}) created", key.name, key.prefix))
                     .key(key_id)
                     .payload(json!({"created_key_id": key.id, "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()}))]
             }),
@@ -162,8 +162,7 @@ pub async fn revoke(
                 }
                 vec![AuditEvent::new(
                     account,
-                    "key_revoked",
-                    "key",
+                    AuditAction::KeyRevoked,
                     format!("API key {} ({}) revoked", key.name, key.prefix),
                 )
                 .key(key_id)
@@ -210,8 +209,7 @@ pub async fn set_scopes(
                 };
                 vec![AuditEvent::new(
                     account,
-                    "key_scopes_changed",
-                    "key",
+                    AuditAction::KeyScopesChanged,
                     format!(
                         "API key {} ({}) scopes changed to {}",
                         after.name,

@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::{NewPermissionRequest, PermissionRequest, RequestDecision};
 use thetazero_core::permissions::Grant;
 use time::{Duration, OffsetDateTime};
@@ -87,7 +87,7 @@ fn view(r: &PermissionRequest) -> Value {
 
 fn event(
     account: i64,
-    action: &str,
+    action: AuditAction,
     r: &PermissionRequest,
     key: Option<i64>,
     description: String,
@@ -119,7 +119,7 @@ async fn expire_overdue(
                     Box::new(move |r| {
                         vec![event(
                             account,
-                            "permission_expired",
+                            AuditAction::PermissionExpired,
                             r,
                             None,
                             format!("permission request {} expired without a decision", r.id),
@@ -204,7 +204,7 @@ async fn create(
             Box::new(move |r| {
                 vec![event(
                     account,
-                    "permission_requested",
+                    AuditAction::PermissionRequested,
                     r,
                     key_id,
                     format!(
@@ -392,9 +392,9 @@ async fn decide(
         .map(|ms| OffsetDateTime::now_utc() + Duration::milliseconds(ms as i64));
     let key_id = caller.key_id();
     let (status, action) = if approve {
-        ("approved", "permission_approved")
+        ("approved", AuditAction::PermissionApproved)
     } else {
-        ("denied", "permission_denied_by_owner")
+        ("denied", AuditAction::PermissionDeniedByOwner)
     };
     let decided = state
         .store
