@@ -83,6 +83,21 @@ class OscalTest(unittest.TestCase):
         ids = [r.control_id for i in impls for r in i.implemented_requirements]
         self.assertIn("eu_ai_act-art.12_1", ids)
 
+    def test_component_definition_served_by_the_api_validates(self) -> None:
+        doc = call(self.server, "GET", "/api/v1/sdk/compliance/component-definition")
+        cd = doc["component-definition"]
+        self.assertEqual(cd["metadata"]["oscal-version"], OSCAL_VERSION)
+        model = ComponentDefinition.model_validate(cd)
+        impls = model.components[0].control_implementations
+        self.assertEqual(len(impls), 5)
+        # The NIST AI 600-1 actions a check evidences are properties of their subcategory.
+        nist = next(i for i in impls if "/nist_ai_rmf.json#" in i.source)
+        actions = sorted(p.value for r in nist.implemented_requirements for p in (r.props or [])
+                         if p.name == "nist-ai-600-1-action")
+        self.assertEqual(actions, ["GV-1.7-001", "MS-2.7-004", "MS-2.7-009", "MS-2.8-003"])
+        one = call(self.server, "GET", "/api/v1/sdk/compliance/component-definition?frameworks=soc2")
+        ComponentDefinition.model_validate(one["component-definition"])
+
     def test_an_invalid_document_is_refused(self) -> None:
         # The validator is not vacuous: a finding with an unknown state fails.
         doc = self.cli("report", "--format", "oscal", "--out", "-", "--framework", "soc2")

@@ -51,9 +51,27 @@ pub struct Requirement {
     pub coverage: Coverage,
     /// Ids of the platform checks that evidence it (see `checks::CHECKS`).
     pub checks: Vec<String>,
+    /// Suggested actions a companion profile lists under this requirement
+    /// (NIST AI 600-1 under the AI RMF subcategories).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
     /// What the customer must supply where the platform does not cover it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_supplies: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One suggested action of a companion profile, by identifier only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub id: String,
+    /// The platform checks that evidence part of it, a subset of its
+    /// requirement's; empty: the action is organizational.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// What part the checks evidence, and what stays with the customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -79,6 +79,8 @@ pub const CHECKS: &[(&str, &str)] = &[
 
 /// The six months of Arts. 19(1) and 26(6), as days.
 pub const RETENTION_DAYS: i64 = 183;
+/// Leaves read per page when checking that none is missing.
+const LEAF_PAGE: u64 = 1000;
 /// How recent a drill must be.
 pub const DRILL_MAX_AGE_DAYS: i64 = 90;
 
@@ -253,6 +255,10 @@ fn permissions(cx: &Context<'_>) -> Outcome {
     Ok((reasons, json!({"agents": rows})))
 }
 
+/// The agents' limits against the operator's ceilings as the server holds
+/// them now. An agent configured above a ceiling (the operator lowered it
+/// after the agent was registered) runs clipped to it: the check fails with
+/// the configured and the effective value, and the evidence holds both.
 fn limits(cx: &Context<'_>) -> Outcome {
     let mut reasons = Vec::new();
     let c = &cx.deployment.ceilings;
@@ -260,6 +266,8 @@ fn limits(cx: &Context<'_>) -> Outcome {
     let mut rows = Vec::new();
     for a in &cx.agents {
         let l = a.config.limits();
+        let mut effective = serde_json::Map::new();
+        let mut clipped = Vec::new();
         for (field, value, cap) in [
             ("memory_limit_mb", l.memory_mb, ceiling("memory_mb")),
             ("cpu_time_limit_ms", l.cpu_time_ms, ceiling("cpu_time_ms")),
@@ -274,14 +282,21 @@ fn limits(cx: &Context<'_>) -> Outcome {
                 ceiling("max_api_calls_per_minute"),
             ),
         ] {
+            effective.insert(field.into(), json!(value.min(cap)));
             if value > cap {
                 reasons.push(format!(
-                    "agent {} ({}) asks for {field} {value}, above the ceiling {cap} (clipped at run time)",
+                    "agent {} ({}) is configured with {field} {value}, above the operator's ceiling {cap}: it runs with {cap}",
                     a.name, a.id
                 ));
+                clipped.push(
+                    json!({"field": field, "configured": value, "ceiling": cap, "effective": cap}),
+                );
             }
         }
-        rows.push(json!({"agent_id": a.id, "agent_name": a.name, "config": a.config.to_json()}));
+        rows.push(
+            json!({"agent_id": a.id, "agent_name": a.name, "config": a.config.to_json(),
+                         "effective_limits": effective, "clipped_to_ceiling": clipped}),
+        );
     }
     if cx.deployment.executions_per_key_per_minute == 0 {
         reasons.push("the executions-per-key rate limit is off".into());
@@ -570,13 +585,44 @@ async fn retention(cx: &Context<'_>) -> Outcome {
         .as_ref()
         .and_then(|(_, bytes)| serde_json::from_slice::<Value>(bytes).ok())
         .and_then(|v| v["time"].as_str().map(str::to_string));
-    if size > 0 {
-        match &first {
-            Some((0, _)) => {}
-            _ => {
-                reasons.push("the log's first leaf (index 0) is missing: leaves were pruned".into())
+    // Events are kept indefinitely, so every index below the log's size must
+    // still hold its leaf: one missing anywhere (however young) was pruned.
+    let mut missing: Vec<u64> = Vec::new();
+    let mut missing_count = 0u64;
+    let mut gap = |from: u64, to: u64| {
+        missing_count += to - from;
+        missing.extend((from..to).take(10usize.saturating_sub(missing.len())));
+    };
+    let mut next = 0u64;
+    while next < size {
+        let page = cx
+            .store
+            .audit_leaves(account, next, size, LEAF_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (i, _) in &page {
+            if *i > next {
+                gap(next, *i);
             }
+            next = i + 1;
         }
+        if (page.len() as u64) < LEAF_PAGE {
+            if next < size {
+                gap(next, size);
+            }
+            break;
+        }
+    }
+    if missing_count > 0 {
+        reasons.push(format!(
+            "{missing_count} of the log's {size} leaves are missing (indices {}{}): leaves were pruned",
+            missing
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing_count > missing.len() as u64 { ", ..." } else { "" }
+        ));
     }
     let basis = if age_days < RETENTION_DAYS {
         format!("the deployment's account is {age_days} days old, younger than {RETENTION_DAYS} days: satisfied on policy ({})", cx.deployment.audit_retention)
@@ -589,7 +635,8 @@ async fn retention(cx: &Context<'_>) -> Outcome {
     Ok((
         reasons,
         json!({"policy": cx.deployment.audit_retention, "required_days": RETENTION_DAYS, "account_age_days": age_days,
-               "log_size": size, "oldest_event": first_time, "basis": basis}),
+               "log_size": size, "leaves_missing": missing_count, "first_missing": missing,
+               "oldest_event": first_time, "basis": basis}),
     ))
 }
 

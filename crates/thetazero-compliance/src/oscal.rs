@@ -14,6 +14,8 @@ use crate::report::DISCLAIMER;
 pub const OSCAL_VERSION: &str = "1.2.1";
 /// Namespace of the properties thetazero adds.
 pub const NS: &str = "https://thetazero.dev/ns/oscal";
+/// The property naming a NIST AI 600-1 suggested action a check evidences.
+pub const ACTION_PROP: &str = "nist-ai-600-1-action";
 
 /// A name-based UUID (version 5 layout, SHA-256 based): the same input
 /// makes the same UUID.
@@ -171,11 +173,26 @@ pub fn assessment_results(report: &Value) -> Value {
                 status["remarks"] =
                     json!("not assessed: a check this control rests on could not run");
             }
+            let mut props = vec![
+                prop("framework", fid),
+                prop("control", cid),
+                prop("coverage", c["coverage"].as_str().unwrap_or("")),
+                prop("result", result),
+            ];
+            // The profile actions the checks evidence, each with its result
+            // as the property's class.
+            for a in c["actions"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(r)) = (a["id"].as_str(), a["result"].as_str()) {
+                    let mut p = prop(ACTION_PROP, id);
+                    p["class"] = json!(r);
+                    props.push(p);
+                }
+            }
             let mut finding = json!({
                 "uuid": uuid(&format!("finding|{run}|{fid}|{cid}")),
                 "title": format!("{fid} {cid}"),
                 "description": if reasons.is_empty() { format!("{} ({}): {}", c["title"].as_str().unwrap_or(""), c["coverage"].as_str().unwrap_or(""), result) } else { reasons.join("; ") },
-                "props": [prop("framework", fid), prop("control", cid), prop("coverage", c["coverage"].as_str().unwrap_or("")), prop("result", result)],
+                "props": props,
                 "target": {
                     "type": "statement-id",
                     "target-id": control_token(fid, cid),
@@ -224,11 +241,23 @@ pub fn component_definition(catalogs: &[Catalog], version: &str, at: &str) -> Va
                 .iter()
                 .filter(|r| r.coverage.assessed())
                 .map(|r| {
+                    let mut props = vec![prop("control", &r.id), prop("coverage", r.coverage.as_str())];
+                    let mut description = format!("{}: evidenced by {}", r.title, r.checks.iter().map(|k| format!("{k} ({})", crate::checks::title(k))).collect::<Vec<_>>().join(", "));
+                    let evidenced: Vec<&crate::catalog::Action> = r.actions.iter().filter(|a| !a.checks.is_empty()).collect();
+                    for a in &evidenced {
+                        props.push(prop(ACTION_PROP, &a.id));
+                    }
+                    if !evidenced.is_empty() {
+                        description.push_str(&format!(
+                            ". NIST AI 600-1 actions evidenced in part: {}",
+                            evidenced.iter().map(|a| format!("{} ({})", a.id, a.checks.join(", "))).collect::<Vec<_>>().join("; ")
+                        ));
+                    }
                     json!({
                         "uuid": uuid(&format!("req|{version}|{}|{}", c.framework, r.id)),
                         "control-id": control_token(&c.framework, &r.id),
-                        "description": format!("{}: evidenced by {}", r.title, r.checks.iter().map(|k| format!("{k} ({})", crate::checks::title(k))).collect::<Vec<_>>().join(", ")),
-                        "props": [prop("control", &r.id), prop("coverage", r.coverage.as_str())],
+                        "description": description,
+                        "props": props,
                     })
                 })
                 .collect();

@@ -261,6 +261,44 @@ fn control_md(c: &Value, framework: &Value, digests: &BTreeMap<String, String>) 
             ));
         }
     }
+    if let Some(actions) = c["actions"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str(&format!(
+            "\n## NIST AI 600-1 suggested actions\n\nThe generative AI profile (July 2024) lists {} action(s) under this subcategory. \
+An action evidenced by platform checks has its own result; the others are organizational.\n\n\
+| action | evidenced by | result | note |\n|---|---|---|---|\n",
+            actions.len()
+        ));
+        for a in actions {
+            let checks: Vec<String> = a["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|k| format!("`{k}`"))
+                .collect();
+            let mut note = a["note"].as_str().unwrap_or("").to_string();
+            let reasons: Vec<&str> = a["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !reasons.is_empty() {
+                note = format!("{note} Reasons: {}", reasons.join("; "));
+            }
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                md_escape(a["id"].as_str().unwrap_or("")),
+                if checks.is_empty() {
+                    "organizational".to_string()
+                } else {
+                    checks.join(", ")
+                },
+                result_label(a),
+                md_escape(note.trim()),
+            ));
+        }
+    }
     if let Some(s) = c["customer_supplies"].as_str() {
         out.push_str(&format!("\n## The customer supplies\n\n{s}\n"));
     }

@@ -17,25 +17,20 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// A control's result from the checks that evidence it: any check that
-/// could not run makes it `not_assessed`, any that failed `not_satisfied`
-/// (with the reasons), otherwise `satisfied`. Controls the platform does not
-/// cover have no result.
-pub fn control(req: &Requirement, checks: &[CheckResult]) -> Value {
-    let used: Vec<&CheckResult> = req
-        .checks
+/// The result of what `ids` names, from the check results: any check that
+/// could not run (or did not run at all) makes it `not_assessed`, any that
+/// failed `not_satisfied` (with the reasons), otherwise `satisfied`.
+fn evaluate(ids: &[String], checks: &[CheckResult]) -> (Value, Vec<String>) {
+    let used: Vec<&CheckResult> = ids
         .iter()
         .filter_map(|id| checks.iter().find(|c| &c.id == id))
         .collect();
     let mut reasons = Vec::new();
-    let result = if !req.coverage.assessed() {
-        Value::Null
-    } else if used.len() != req.checks.len() || used.iter().any(|c| c.status == CheckStatus::Error)
-    {
+    let result = if used.len() != ids.len() || used.iter().any(|c| c.status == CheckStatus::Error) {
         for c in used.iter().filter(|c| c.status == CheckStatus::Error) {
             reasons.extend(c.reasons.iter().map(|r| format!("{}: {r}", c.id)));
         }
-        if used.len() != req.checks.len() {
+        if used.len() != ids.len() {
             reasons.push("a check this control names did not run".into());
         }
         json!("not_assessed")
@@ -47,6 +42,26 @@ pub fn control(req: &Requirement, checks: &[CheckResult]) -> Value {
     } else {
         json!("satisfied")
     };
+    (result, reasons)
+}
+
+/// A control's result from the checks that evidence it (see [`evaluate`]).
+/// Controls the platform does not cover have no result. Suggested actions
+/// of a companion profile (NIST AI 600-1) are listed with the control; an
+/// action that names checks gets its own result from them, the others are
+/// organizational and have none.
+pub fn control(req: &Requirement, checks: &[CheckResult]) -> Value {
+    let evidence: Vec<String> = req
+        .checks
+        .iter()
+        .filter_map(|id| checks.iter().find(|c| &c.id == id))
+        .map(|c| c.evidence_file.clone())
+        .collect();
+    let (result, reasons) = if req.coverage.assessed() {
+        evaluate(&req.checks, checks)
+    } else {
+        (Value::Null, Vec::new())
+    };
     let mut v = json!({
         "id": req.id,
         "title": req.title,
@@ -54,10 +69,30 @@ pub fn control(req: &Requirement, checks: &[CheckResult]) -> Value {
         "result": result,
         "reasons": reasons,
         "checks": req.checks,
-        "evidence": used.iter().map(|c| c.evidence_file.clone()).collect::<Vec<_>>(),
+        "evidence": evidence,
     });
     if let Some(s) = &req.customer_supplies {
         v["customer_supplies"] = json!(s);
+    }
+    if !req.actions.is_empty() {
+        let actions: Vec<Value> = req
+            .actions
+            .iter()
+            .map(|a| {
+                let (result, reasons) = if a.checks.is_empty() || !req.coverage.assessed() {
+                    (Value::Null, Vec::new())
+                } else {
+                    evaluate(&a.checks, checks)
+                };
+                let mut v =
+                    json!({"id": a.id, "checks": a.checks, "result": result, "reasons": reasons});
+                if let Some(n) = &a.note {
+                    v["note"] = json!(n);
+                }
+                v
+            })
+            .collect();
+        v["actions"] = json!(actions);
     }
     v
 }
@@ -213,9 +248,21 @@ pub fn status(report: &Value) -> Value {
                 "catalog_version": f["catalog_version"],
                 "catalog_sha256": f["catalog_sha256"],
                 "summary": f["summary"],
-                "controls": f["controls"].as_array().into_iter().flatten().map(|c| json!({
-                    "id": c["id"], "coverage": c["coverage"], "result": c["result"], "reasons": c["reasons"], "evidence": c["evidence"],
-                })).collect::<Vec<_>>(),
+                "controls": f["controls"].as_array().into_iter().flatten().map(|c| {
+                    let mut v = json!({
+                        "id": c["id"], "coverage": c["coverage"], "result": c["result"], "reasons": c["reasons"], "evidence": c["evidence"],
+                    });
+                    // Only the profile actions the platform evidences: the
+                    // organizational ones are in the report.
+                    let evidenced: Vec<Value> = c["actions"].as_array().into_iter().flatten()
+                        .filter(|a| !a["result"].is_null())
+                        .map(|a| json!({"id": a["id"], "result": a["result"], "reasons": a["reasons"]}))
+                        .collect();
+                    if !evidenced.is_empty() {
+                        v["actions"] = json!(evidenced);
+                    }
+                    v
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -300,3 +300,276 @@ fn an_erroring_check_leaves_its_controls_not_assessed() {
     assert_eq!(v["coverage"], "organizational");
     assert_eq!(v["result"], json!(null));
 }
+
+/// NIST AI 600-1 (July 2024): the suggested actions per AI RMF subcategory,
+/// as counted in the profile's Section 3 tables.
+const PROFILE_ACTIONS: &[(&str, &[(&str, u32)])] = &[
+    (
+        "GOVERN",
+        &[
+            ("1.1", 1),
+            ("1.2", 2),
+            ("1.3", 7),
+            ("1.4", 2),
+            ("1.5", 3),
+            ("1.6", 3),
+            ("1.7", 2),
+            ("2.1", 5),
+            ("3.2", 5),
+            ("4.1", 3),
+            ("4.2", 3),
+            ("4.3", 3),
+            ("5.1", 2),
+            ("6.1", 10),
+            ("6.2", 7),
+        ],
+    ),
+    (
+        "MAP",
+        &[
+            ("1.1", 4),
+            ("1.2", 2),
+            ("2.1", 2),
+            ("2.2", 2),
+            ("2.3", 5),
+            ("3.4", 6),
+            ("4.1", 10),
+            ("5.1", 6),
+            ("5.2", 2),
+        ],
+    ),
+    (
+        "MEASURE",
+        &[
+            ("1.1", 9),
+            ("1.3", 3),
+            ("2.2", 4),
+            ("2.3", 4),
+            ("2.5", 6),
+            ("2.6", 7),
+            ("2.7", 9),
+            ("2.8", 4),
+            ("2.9", 2),
+            ("2.10", 3),
+            ("2.11", 5),
+            ("2.12", 4),
+            ("2.13", 1),
+            ("3.2", 1),
+            ("3.3", 5),
+            ("4.2", 5),
+        ],
+    ),
+    (
+        "MANAGE",
+        &[
+            ("1.3", 2),
+            ("2.2", 9),
+            ("2.3", 1),
+            ("2.4", 4),
+            ("3.1", 5),
+            ("3.2", 9),
+            ("4.1", 7),
+            ("4.2", 3),
+            ("4.3", 3),
+        ],
+    ),
+];
+
+/// `GV-1.7-001` as (function, subcategory, number), or why it is malformed.
+fn parse_action(id: &str) -> Result<(&'static str, String, u32), String> {
+    let mut parts = id.split('-');
+    let (Some(tag), Some(sub), Some(n), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("{id}: not TAG-x.y-NNN"));
+    };
+    let function = match tag {
+        "GV" => "GOVERN",
+        "MP" => "MAP",
+        "MS" => "MEASURE",
+        "MG" => "MANAGE",
+        _ => return Err(format!("{id}: unknown function tag {tag:?}")),
+    };
+    let (major, minor) = sub
+        .split_once('.')
+        .ok_or_else(|| format!("{id}: subcategory {sub:?} is not x.y"))?;
+    for p in [major, minor] {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.starts_with('0') {
+            return Err(format!("{id}: subcategory {sub:?} is not x.y"));
+        }
+    }
+    if n.len() != 3 || !n.bytes().all(|b| b.is_ascii_digit()) || n == "000" {
+        return Err(format!("{id}: number {n:?} is not 001-999"));
+    }
+    Ok((function, sub.to_string(), n.parse().unwrap()))
+}
+
+#[test]
+fn action_ids_are_parsed_strictly() {
+    assert_eq!(
+        parse_action("MS-2.10-003"),
+        Ok(("MEASURE", "2.10".to_string(), 3))
+    );
+    for bad in [
+        "GV4.3--001",
+        "GV-4.3-01",
+        "XX-1.1-001",
+        "GV-1-001",
+        "GV-01.1-001",
+        "GV-1.1-000",
+        "GV-1.1-001-2",
+        "gv-1.1-001",
+    ] {
+        assert!(parse_action(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn nist_ai_600_1_actions_sit_under_the_subcategory_they_name() {
+    let c = catalog("nist_ai_rmf").unwrap();
+    assert!(c.edition.contains("NIST AI 600-1") && c.edition.contains("July 2024"));
+    assert!(c.transcription.contains("NIST AI 600-1") && c.transcription.contains("July 2024"));
+    let mut seen = BTreeSet::new();
+    let mut per_function = std::collections::BTreeMap::new();
+    let mut got = std::collections::BTreeMap::new();
+    for r in &c.requirements {
+        let (function, sub) = r.id.split_once(' ').unwrap();
+        let mut numbers = Vec::new();
+        for a in &r.actions {
+            let (f, s, n) = parse_action(&a.id).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (f, s.as_str()),
+                (function, sub),
+                "{} sits under {}",
+                a.id,
+                r.id
+            );
+            assert!(seen.insert(a.id.clone()), "{} twice", a.id);
+            numbers.push(n);
+        }
+        // Numbered 001..n in order, without gaps.
+        assert_eq!(
+            numbers,
+            (1..=r.actions.len() as u32).collect::<Vec<_>>(),
+            "{}",
+            r.id
+        );
+        if !r.actions.is_empty() {
+            *per_function.entry(function.to_string()).or_insert(0) += r.actions.len();
+            got.insert(r.id.clone(), r.actions.len() as u32);
+        }
+    }
+    let want: std::collections::BTreeMap<String, u32> = PROFILE_ACTIONS
+        .iter()
+        .flat_map(|(f, subs)| subs.iter().map(move |(s, n)| (format!("{f} {s}"), *n)))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 49, "subcategories with actions");
+    assert_eq!(seen.len(), 212, "actions transcribed");
+    for (function, n) in [("GOVERN", 58), ("MAP", 39), ("MEASURE", 72), ("MANAGE", 43)] {
+        assert_eq!(per_function[function], n, "{function}");
+    }
+    // The identifier printed as "GV4.3--001" is kept in its canonical form,
+    // and the example "GV-1.1-002" of the explanatory text is not an action.
+    assert!(seen.contains("GV-4.3-001"));
+    assert!(!seen.contains("GV-1.1-002"));
+    // Only the NIST AI RMF catalog carries profile actions.
+    for f in FRAMEWORKS.iter().filter(|f| **f != "nist_ai_rmf") {
+        assert!(
+            catalog(f)
+                .unwrap()
+                .requirements
+                .iter()
+                .all(|r| r.actions.is_empty()),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn an_action_claims_only_checks_its_subcategory_rests_on() {
+    let c = catalog("nist_ai_rmf").unwrap();
+    let mut evidenced = BTreeSet::new();
+    for r in &c.requirements {
+        for a in r.actions.iter().filter(|a| !a.checks.is_empty()) {
+            assert!(
+                r.coverage.assessed(),
+                "{}: {} under an organizational subcategory",
+                a.id,
+                r.id
+            );
+            for k in &a.checks {
+                assert!(
+                    r.checks.contains(k),
+                    "{}: {k} is not one of {}'s checks",
+                    a.id,
+                    r.id
+                );
+            }
+            assert!(
+                a.note.as_deref().is_some_and(|n| !n.is_empty()),
+                "{}: say what part",
+                a.id
+            );
+            evidenced.insert(a.id.as_str().to_string());
+        }
+    }
+    // Most actions are organizational: these are the ones a check evidences.
+    let want: BTreeSet<String> = ["GV-1.7-001", "MS-2.7-004", "MS-2.7-009", "MS-2.8-003"]
+        .map(String::from)
+        .into();
+    assert_eq!(evidenced, want);
+}
+
+#[test]
+fn an_evidenced_action_takes_its_result_from_its_own_checks() {
+    let c = catalog("nist_ai_rmf").unwrap();
+    let ms27 = c
+        .requirements
+        .iter()
+        .find(|r| r.id == "MEASURE 2.7")
+        .unwrap();
+    let mut checks: Vec<CheckResult> = ms27
+        .checks
+        .iter()
+        .map(|id| result(id, CheckStatus::Pass))
+        .collect();
+    let action = |v: &serde_json::Value, id: &str| {
+        v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let v = control(ms27, &checks);
+    assert_eq!(v["actions"].as_array().unwrap().len(), 9);
+    assert_eq!(action(&v, "MS-2.7-004")["result"], "satisfied");
+    assert_eq!(
+        action(&v, "MS-2.7-001")["result"],
+        json!(null),
+        "organizational"
+    );
+    // A failing configuration check fails MS-2.7-009 but not MS-2.7-004.
+    let i = checks
+        .iter()
+        .position(|c| c.id == "config.permissions")
+        .unwrap();
+    checks[i].status = CheckStatus::Fail;
+    checks[i].reasons = vec!["agent x holds the FULL preset".into()];
+    let v = control(ms27, &checks);
+    assert_eq!(v["result"], "not_satisfied");
+    assert_eq!(action(&v, "MS-2.7-009")["result"], "not_satisfied");
+    assert!(action(&v, "MS-2.7-009")["reasons"]
+        .to_string()
+        .contains("FULL preset"));
+    assert_eq!(action(&v, "MS-2.7-004")["result"], "satisfied");
+    // An erroring check leaves the action it evidences not assessed.
+    let j = checks.iter().position(|c| c.id == "audit.denials").unwrap();
+    checks[j].status = CheckStatus::Error;
+    assert_eq!(
+        action(&control(ms27, &checks), "MS-2.7-004")["result"],
+        "not_assessed"
+    );
+}

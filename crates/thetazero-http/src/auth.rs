@@ -291,6 +291,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Scope(KeyScope::Compliance),
     ),
     (
+        "GET",
+        "/api/v1/sdk/compliance/component-definition",
+        Access::Scope(KeyScope::Compliance),
+    ),
+    (
         "POST",
         "/api/v1/sdk/compliance/packages/{framework}",
         Access::Scope(KeyScope::Compliance),

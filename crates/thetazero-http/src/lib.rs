@@ -114,6 +114,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(compliance::frameworks))
         .routes(routes!(compliance::status))
         .routes(routes!(compliance::report))
+        .routes(routes!(compliance::component_definition))
         .routes(routes!(compliance::package))
         .routes(routes!(compliance::drill))
 }

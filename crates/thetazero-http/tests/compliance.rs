@@ -205,6 +205,105 @@ async fn configuration_requirements_force_not_satisfied_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_ceiling_lowered_below_an_agent_s_limit_shows_the_effective_limit_and_why() {
+    let app = TestApp::new().await;
+    let id = agent(
+        &app,
+        json!({"name": "roomy", "entry_code": "return 1;",
+               "config": {"memory_limit_mb": 256, "cpu_time_limit_ms": 120000}}),
+    )
+    .await;
+    let s = status(&app, &app.owner, &format!("agentId={id}")).await;
+    assert_eq!(
+        check(&s, "config.limits")["status"],
+        "pass",
+        "{}",
+        check(&s, "config.limits")
+    );
+    assert_eq!(
+        control(&s, "owasp_llm_top10", "LLM10")["result"],
+        "satisfied"
+    );
+    // The operator lowers the memory ceiling below what the agent asks for
+    // and restarts; the stored agent keeps its configuration.
+    let app = app.restart(Settings {
+        ceilings: thetazero_core::Ceilings {
+            memory_mb: 128,
+            ..Default::default()
+        },
+        ..Settings::default()
+    });
+    let s = status(&app, &app.owner, &format!("agentId={id}")).await;
+    let c = check(&s, "config.limits");
+    assert_eq!(c["status"], "fail", "{c}");
+    let reasons = c["reasons"].to_string();
+    assert!(
+        reasons.contains("roomy")
+            && reasons.contains(
+                "memory_limit_mb 256, above the operator's ceiling 128: it runs with 128"
+            ),
+        "{reasons}"
+    );
+    // Only the field above its ceiling is named.
+    assert!(!reasons.contains("cpu_time_limit_ms"), "{reasons}");
+    for (framework, id) in [
+        ("owasp_llm_top10", "LLM10"),
+        ("eu_ai_act", "Art. 15(4)"),
+        ("nist_ai_rmf", "MANAGE 2.2"),
+        ("soc2", "A1.1"),
+    ] {
+        let ctl = control(&s, framework, id);
+        assert_eq!(ctl["result"], "not_satisfied", "{framework} {id}: {ctl}");
+        assert!(
+            ctl["reasons"].to_string().contains("it runs with 128"),
+            "{ctl}"
+        );
+    }
+    // The evidence holds the new ceilings, what the agent asks for and what
+    // it runs with.
+    let d = package(&app, &app.owner, "owasp_llm_top10", json!({"agent_id": id})).await;
+    let files = unzip(&d.bytes);
+    let evidence: Value = serde_json::from_slice(
+        &files
+            .iter()
+            .find(|(n, _)| n == "evidence/config.limits.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(evidence["data"]["ceilings"]["memory_mb"], 128);
+    let row = &evidence["data"]["agents"][0];
+    assert_eq!(row["agent_id"], id);
+    assert_eq!(row["config"]["memory_limit_mb"], 256);
+    assert_eq!(row["effective_limits"]["memory_limit_mb"], 128);
+    assert_eq!(row["effective_limits"]["cpu_time_limit_ms"], 120000);
+    assert_eq!(
+        row["clipped_to_ceiling"],
+        json!([{"field": "memory_limit_mb", "configured": 256, "ceiling": 128, "effective": 128}])
+    );
+    // What the API shows as the agent's effective configuration agrees.
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/agents/{id}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["agent"]["effective_config"]["memory_limit_mb"], 128,
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["agent"]["config"]["memory_limit_mb"], 256,
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
 async fn frameworks_given_at_registration_are_kept_and_unknown_ones_refused() {
     let app = TestApp::new().await;
     let r = app
@@ -279,19 +378,20 @@ async fn frameworks_given_at_registration_are_kept_and_unknown_ones_refused() {
     assert_error(&r, 404, "not_found");
 }
 
-fn agent_ids_in(v: &Value, out: &mut Vec<i64>) {
+/// Every integer held under one of `fields`, anywhere in `v`.
+fn ids_in(v: &Value, fields: &[&str], out: &mut Vec<i64>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                if k == "agent_id" {
+                if fields.contains(&k.as_str()) {
                     if let Some(i) = x.as_i64() {
                         out.push(i);
                     }
                 }
-                agent_ids_in(x, out);
+                ids_in(x, fields, out);
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| agent_ids_in(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| ids_in(x, fields, out)),
         _ => {}
     }
 }
@@ -316,6 +416,22 @@ async fn a_package_for_one_account_holds_nothing_of_another() {
         )
         .await;
     let theirs = r.body["agent"]["id"].as_i64().unwrap();
+    let key_list = |key: String| {
+        let app = &app;
+        async move {
+            let r = app.call("GET", "/api/v1/keys", Some(&key), None).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["id"].as_i64().unwrap())
+                .collect::<Vec<i64>>()
+        }
+    };
+    let their_keys = key_list(stranger.clone()).await;
+    let mine_key = key_list(app.owner.clone()).await[0];
+    assert!(!their_keys.is_empty() && !their_keys.contains(&mine_key));
     let r = app
         .call(
             "POST",
@@ -329,6 +445,7 @@ async fn a_package_for_one_account_holds_nothing_of_another() {
         let d = package(&app, &app.owner, framework, json!({})).await;
         let files = unzip(&d.bytes);
         let mut ids = Vec::new();
+        let mut key_ids = Vec::new();
         for (name, data) in &files {
             let text = String::from_utf8_lossy(data);
             for secret in ["bravo-secret-agent", "other team"] {
@@ -336,13 +453,24 @@ async fn a_package_for_one_account_holds_nothing_of_another() {
             }
             if name.ends_with(".json") {
                 let v: Value = serde_json::from_slice(data).unwrap();
-                agent_ids_in(&v, &mut ids);
+                ids_in(&v, &["agent_id"], &mut ids);
+                ids_in(&v, &["key_id", "requested_by", "decided_by"], &mut key_ids);
             }
         }
         assert!(
             !ids.contains(&theirs),
             "{framework}: another account's agent id"
         );
+        assert!(
+            key_ids.contains(&mine_key),
+            "{framework}: our own key is listed"
+        );
+        for k in &their_keys {
+            assert!(
+                !key_ids.contains(k),
+                "{framework}: another account's key {k}"
+            );
+        }
         let report: Value =
             serde_json::from_slice(&files.iter().find(|(n, _)| n == "report.json").unwrap().1)
                 .unwrap();
@@ -461,6 +589,21 @@ async fn a_pruned_log_fails_retention() {
     let s = status(&app, &app.owner, "frameworks=eu_ai_act").await;
     let r = check(&s, "log.retention");
     assert_eq!(r["status"], "pass", "{r}");
+    // A young leaf in the middle of the log, gone.
+    app.tamper(
+        "DELETE FROM audit_leaves WHERE leaf_index = 2",
+        "DELETE FROM audit_leaves WHERE leaf_index = 2",
+    )
+    .await;
+    let s = status(&app, &app.owner, "frameworks=eu_ai_act").await;
+    let r = check(&s, "log.retention");
+    assert_eq!(r["status"], "fail", "{r}");
+    assert!(
+        r["reasons"]
+            .to_string()
+            .contains("leaves are missing (indices 2): leaves were pruned"),
+        "{r}"
+    );
     app.tamper(
         "DELETE FROM audit_leaves WHERE leaf_index = 0",
         "DELETE FROM audit_leaves WHERE leaf_index = 0",
@@ -469,7 +612,8 @@ async fn a_pruned_log_fails_retention() {
     let s = status(&app, &app.owner, "frameworks=eu_ai_act").await;
     let r = check(&s, "log.retention");
     assert_eq!(r["status"], "fail", "{r}");
-    assert!(r["reasons"].to_string().contains("pruned"));
+    assert!(r["reasons"].to_string().contains("2 of the log's"), "{r}");
+    assert!(r["reasons"].to_string().contains("(indices 0, 2)"), "{r}");
     assert_eq!(
         control(&s, "eu_ai_act", "Art. 26(6)")["result"],
         "not_satisfied"
@@ -753,7 +897,160 @@ async fn the_report_follows_its_json_schema() {
     let mut bad = r.body.clone();
     bad["frameworks"][0]["controls"][0]["result"] = json!("compliant");
     assert!(!validator.is_valid(&bad));
-    let mut bad = r.body;
+    let mut bad = r.body.clone();
     bad["score"] = json!(97);
     assert!(!validator.is_valid(&bad));
+    // NIST AI 600-1 actions travel with their AI RMF subcategory.
+    let nist = r.body["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| f["id"] == "nist_ai_rmf")
+        .unwrap();
+    let controls = r.body["frameworks"][nist]["controls"].as_array().unwrap();
+    let total: usize = controls
+        .iter()
+        .map(|c| c["actions"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(total, 212);
+    let ms27 = controls
+        .iter()
+        .position(|c| c["id"] == "MEASURE 2.7")
+        .unwrap();
+    let actions = controls[ms27]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 9);
+    let a4 = actions.iter().find(|a| a["id"] == "MS-2.7-004").unwrap();
+    assert_eq!(a4["checks"], json!(["audit.denials"]));
+    assert_eq!(a4["result"], "satisfied", "{a4}");
+    assert_eq!(
+        actions[0]["result"],
+        json!(null),
+        "MS-2.7-001 is organizational"
+    );
+    // An organizational action with a result, or a malformed id, is refused.
+    let mut bad = r.body.clone();
+    bad["frameworks"][nist]["controls"][ms27]["actions"][0]["result"] = json!("satisfied");
+    assert!(!validator.is_valid(&bad));
+    let mut bad = r.body;
+    bad["frameworks"][nist]["controls"][ms27]["actions"][0]["id"] = json!("MS-2.7-1");
+    assert!(!validator.is_valid(&bad));
+    // The status carries the evidenced actions only, with their results.
+    let s = status(&app, &app.owner, "frameworks=nist_ai_rmf").await;
+    let ms28 = control(&s, "nist_ai_rmf", "MEASURE 2.8");
+    assert_eq!(ms28["actions"].as_array().unwrap().len(), 1, "{ms28}");
+    assert_eq!(ms28["actions"][0]["id"], "MS-2.8-003");
+    assert!(control(&s, "nist_ai_rmf", "GOVERN 1.1")
+        .get("actions")
+        .is_none());
+    // The control page of a package lists them.
+    let d = package(&app, &app.owner, "nist_ai_rmf", json!({})).await;
+    let files = unzip(&d.bytes);
+    let page = String::from_utf8_lossy(
+        &files
+            .iter()
+            .find(|(n, _)| n == "controls/MEASURE_2.7.md")
+            .unwrap_or_else(|| panic!("{:?}", files.iter().map(|f| &f.0).collect::<Vec<_>>()))
+            .1,
+    )
+    .to_string();
+    assert!(page.contains("NIST AI 600-1 suggested actions"), "{page}");
+    assert!(
+        page.contains("| MS-2.7-004 | `audit.denials` | satisfied |"),
+        "{page}"
+    );
+    assert!(
+        page.contains("| MS-2.7-001 | organizational | — |"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn the_component_definition_is_served_under_the_compliance_scope() {
+    let app = TestApp::new().await;
+    let path = "/api/v1/sdk/compliance/component-definition";
+    let r = app.call("GET", path, Some(&app.owner), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cd = &r.body["component-definition"];
+    assert_eq!(cd["metadata"]["oscal-version"], "1.2.1");
+    assert_eq!(cd["metadata"]["version"], env!("CARGO_PKG_VERSION"));
+    let impls = cd["components"][0]["control-implementations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(impls.len(), 5);
+    // The same document the library builds for this release, time aside.
+    let at = cd["metadata"]["last-modified"].as_str().unwrap();
+    let want = thetazero_compliance::oscal::component_definition(
+        &thetazero_compliance::catalog::catalogs(&[]).unwrap(),
+        env!("CARGO_PKG_VERSION"),
+        at,
+    );
+    assert_eq!(r.body, want);
+    // Each implementation names its catalog by SHA-256, and the evidenced
+    // NIST AI 600-1 actions are properties of their subcategory.
+    let nist = impls
+        .iter()
+        .find(|i| {
+            i["source"]
+                .as_str()
+                .unwrap()
+                .contains("/nist_ai_rmf.json#sha256=")
+        })
+        .unwrap();
+    let ms27 = nist["implemented-requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["control-id"] == "nist_ai_rmf-measure_2.7")
+        .unwrap();
+    let actions: Vec<&str> = ms27["props"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "nist-ai-600-1-action")
+        .map(|p| p["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["MS-2.7-004", "MS-2.7-009"]);
+    // One framework, or an unknown one named.
+    let r = app
+        .call(
+            "GET",
+            &format!("{path}?frameworks=soc2"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body["component-definition"]["components"][0]["control-implementations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = app
+        .call(
+            "GET",
+            &format!("{path}?frameworks=soc2,hipaa"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\"hipaa\""));
+    let r = app
+        .call("GET", &format!("{path}?format=xml"), Some(&app.owner), None)
+        .await;
+    assert_error(&r, 400, "invalid_request");
+    // The scope is compliance.
+    let (reader, _) = app.key_with(&app.owner, &["agents:read"]).await;
+    let r = app.call("GET", path, Some(&reader), None).await;
+    assert_error(&r, 403, "missing_scope");
+    let (auditor, _) = app.key_with(&app.owner, &["compliance"]).await;
+    let r = app.call("GET", path, Some(&auditor), None).await;
+    assert_eq!(r.status, 200);
+    let r = app.call("GET", path, None, None).await;
+    assert_eq!(r.status, 401);
 }

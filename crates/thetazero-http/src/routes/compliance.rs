@@ -202,6 +202,38 @@ pub async fn report(
     Ok(Json(a.report))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ComponentDefinitionParams {
+    /// Comma-separated framework ids; absent: every framework.
+    pub frameworks: Option<String>,
+}
+
+/// The OSCAL `component-definition` of this release (OSCAL 1.2.1): for each
+/// framework, the controls the platform's checks evidence and how, with the
+/// catalog's version and SHA-256. It describes the release, not an
+/// account: no agent, key or event is in it.
+#[utoipa::path(get, path = "/api/v1/sdk/compliance/component-definition", tag = "compliance",
+    operation_id = "compliance_component_definition", params(ComponentDefinitionParams),
+    responses((status = 200, description = "`{\"component-definition\": {...}}` (OSCAL 1.2.1)"), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn component_definition(
+    Query(p): Query<ComponentDefinitionParams>,
+) -> HttpResult<Json<Value>> {
+    let frameworks = frameworks_param(p.frameworks.as_deref())?;
+    let catalogs = thetazero_compliance::catalog::catalogs(&frameworks)
+        .map_err(|e| HttpError::invalid(e.to_string()))?;
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(HttpError::internal)?;
+    Ok(Json(thetazero_compliance::oscal::component_definition(
+        &catalogs,
+        env!("CARGO_PKG_VERSION"),
+        &at,
+    )))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageRequest {

@@ -184,6 +184,22 @@ impl TestApp {
         }
     }
 
+    /// The same store and ledger served with other settings, as after the
+    /// operator edits the configuration and restarts the server.
+    pub fn restart(mut self, settings: Settings) -> TestApp {
+        let mut config = RuntimeConfig::default();
+        config.sandbox.mode = engine_mode();
+        config.ceilings = settings.ceilings;
+        let runtime = Arc::new(Runtime::new(self.store.clone(), config).expect("runtime"));
+        self.router = thetazero_http::router(AppState::new(
+            self.store.clone(),
+            runtime,
+            self.ledger.clone(),
+            settings,
+        ));
+        self
+    }
+
     pub fn db_path(&self) -> std::path::PathBuf {
         self._dir.path().join("t.db")
     }
