@@ -659,19 +659,28 @@ fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
     let prefix = fnv1a(&[b"c:"]);
     let (lo, hi) = (CHAR_NGRAMS[0], CHAR_NGRAMS[CHAR_NGRAMS.len() - 1]);
     let mut grams: [Vec<Occurrence>; 3] = std::array::from_fn(|_| Vec::with_capacity(n_chars));
-    let ascii = joined.is_ascii();
-    for i in 0..n_chars {
-        let mut h = prefix;
-        for n in 1..=hi.min(n_chars - i) {
-            // ASCII (most text): one byte per character.
-            h = if ascii {
-                fnv1a_from(h, &bytes[i + n - 1..i + n])
-            } else {
-                fnv1a_from(h, &bytes[bounds[i + n - 1]..bounds[i + n]])
-            };
-            if n >= lo {
-                let occ = make(h, 1, first_of[i] as usize, need_of[i + n - 1] as usize);
-                grams[n - lo].push(occ);
+    if joined.is_ascii() {
+        // One byte per character (most text): no offsets to look up.
+        for i in 0..n_chars {
+            let mut h = prefix;
+            let first = first_of[i] as usize;
+            let end = (i + hi).min(n_chars);
+            for (n, (&b, &need)) in bytes[i..end].iter().zip(&need_of[i..end]).enumerate() {
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                if n + 1 >= lo {
+                    grams[n + 1 - lo].push(make(h, 1, first, need as usize));
+                }
+            }
+        }
+    } else {
+        for i in 0..n_chars {
+            let mut h = prefix;
+            for n in 1..=hi.min(n_chars - i) {
+                h = fnv1a_from(h, &bytes[bounds[i + n - 1]..bounds[i + n]]);
+                if n >= lo {
+                    let occ = make(h, 1, first_of[i] as usize, need_of[i + n - 1] as usize);
+                    grams[n - lo].push(occ);
+                }
             }
         }
     }
