@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization};
 
 pub(crate) const N_BITS: u32 = 18;
 pub(crate) const N_BUCKETS: usize = 1 << N_BITS;
@@ -116,11 +116,36 @@ pub(crate) fn clean(text: &str) -> String {
     if text.is_ascii() {
         return text.to_owned();
     }
-    text.chars()
-        .filter(|c| !is_invisible(*c))
-        .nfkc()
-        .filter(|c| !is_combining(*c))
-        .collect()
+    // Piece by piece, each ending after an ASCII space: normalising never
+    // reaches across a space (it is a starter that composes with nothing and
+    // stops the reordering of combining marks), so the pieces' results
+    // joined are the whole text's result, and the ASCII and already clean
+    // pieces, nearly all of them, are copied as they are.
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(' ') {
+        clean_piece(piece, &mut out);
+    }
+    out
+}
+
+fn clean_piece(piece: &str, out: &mut String) {
+    // A piece is already clean when it has nothing invisible, no stray
+    // combining mark, and is in NFKC by Unicode's quick check (which answers
+    // "yes" only when normalising would change nothing).
+    if piece.is_ascii()
+        || (!piece.chars().any(|c| is_invisible(c) || is_combining(c))
+            && unicode_normalization::is_nfkc_quick(piece.chars()) == IsNormalized::Yes)
+    {
+        out.push_str(piece);
+        return;
+    }
+    out.extend(
+        piece
+            .chars()
+            .filter(|c| !is_invisible(*c))
+            .nfkc()
+            .filter(|c| !is_combining(*c)),
+    );
 }
 
 fn leet(c: char) -> Option<char> {
@@ -182,6 +207,19 @@ fn is_unspaced(c: char) -> bool {
 }
 
 fn fold_token(tok: &str) -> String {
+    // ASCII, nearly every token: the look-alike table has no ASCII entries
+    // and ASCII lower-cases byte for byte; the rest is as below.
+    if tok.is_ascii() {
+        let mut lower = tok.to_ascii_lowercase();
+        let b = lower.as_bytes();
+        let mixed = b.iter().any(u8::is_ascii_lowercase)
+            && b.iter().any(|c| leet(char::from(*c)).is_some());
+        if mixed {
+            lower = lower.chars().map(|c| leet(c).unwrap_or(c)).collect();
+        }
+        lower.truncate(MAX_TOKEN_CHARS);
+        return lower;
+    }
     let table = confusables();
     // Look-alikes are folded only where that cannot damage real words: the
     // token already mixes in Latin letters, or every character of it has a
@@ -223,10 +261,13 @@ fn run_tokens(run: &str, out: &mut Vec<String>) {
         .chars()
         .any(|c| c.is_ascii_alphabetic() || table.contains_key(&c))
     {
-        let word: String = trim_trailing_symbols(run)
-            .chars()
-            .map(|c| leet_symbol(c).unwrap_or(c))
-            .collect();
+        let run = trim_trailing_symbols(run);
+        // Without symbols for letters the run is the word itself.
+        if !run.chars().any(|c| leet_symbol(c).is_some()) {
+            out.push(fold_token(run));
+            return;
+        }
+        let word: String = run.chars().map(|c| leet_symbol(c).unwrap_or(c)).collect();
         out.push(fold_token(&word));
         return;
     }
@@ -299,11 +340,24 @@ pub(crate) struct Features {
     pub norm: f64,
 }
 
+/// Buffers one thread reuses from one text to the next, so scoring a
+/// window allocates only the counts it returns.
+#[derive(Default)]
+struct Scratch {
+    /// One dense accumulator: adding a feature is one array write, and
+    /// only the touched buckets are read back and reset. (A small
+    /// open-addressing table per window measured slower.)
+    dense: Vec<i32>,
+    /// The buckets touched, in order.
+    touched: Vec<u32>,
+    /// The tokens joined with spaces, with a space at each end.
+    joined: String,
+    /// Byte offsets of every character of `joined`, plus its end.
+    bounds: Vec<usize>,
+}
+
 thread_local! {
-    // One dense accumulator per thread: adding a feature is one array write,
-    // and only the touched buckets are read back and reset. (A small
-    // open-addressing table per window measured slower.)
-    static SCRATCH: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 pub(crate) fn featurize(text: &str) -> Features {
@@ -312,35 +366,44 @@ pub(crate) fn featurize(text: &str) -> Features {
 
 /// Features of a token sequence (see `training/featurize.py` for the keys).
 pub(crate) fn featurize_tokens(toks: &[String]) -> Features {
-    let mut joined = String::with_capacity(toks.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
-    joined.push(' ');
-    for t in toks {
-        joined.push_str(t);
-        joined.push(' ');
-    }
-    if toks.is_empty() {
-        joined.push(' ');
-    }
-    // Byte offsets of every character, plus the end, so n-grams of n
-    // characters are plain byte slices.
-    let bounds: Vec<usize> = joined
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(joined.len()))
-        .collect();
     SCRATCH.with(|cell| {
         let mut scratch = cell.borrow_mut();
-        if scratch.len() != N_BUCKETS {
-            scratch.clear();
-            scratch.resize(N_BUCKETS, 0);
+        let Scratch {
+            dense,
+            touched,
+            joined,
+            bounds,
+        } = &mut *scratch;
+        if dense.len() != N_BUCKETS {
+            dense.clear();
+            dense.resize(N_BUCKETS, 0);
         }
-        accumulate(toks, &joined, &bounds, &mut scratch)
+        joined.clear();
+        joined.push(' ');
+        for t in toks {
+            joined.push_str(t);
+            joined.push(' ');
+        }
+        if toks.is_empty() {
+            joined.push(' ');
+        }
+        // N-grams of n characters are then plain byte slices.
+        bounds.clear();
+        bounds.extend(joined.char_indices().map(|(i, _)| i));
+        bounds.push(joined.len());
+        touched.clear();
+        accumulate(toks, joined, bounds, dense, touched)
     })
 }
 
-fn accumulate(toks: &[String], joined: &str, bounds: &[usize], scratch: &mut [i32]) -> Features {
+fn accumulate(
+    toks: &[String],
+    joined: &str,
+    bounds: &[usize],
+    scratch: &mut [i32],
+    touched: &mut Vec<u32>,
+) -> Features {
     let n_chars = bounds.len() - 1;
-    let mut touched: Vec<u32> = Vec::with_capacity(3 * toks.len() + CHAR_NGRAMS.len() * n_chars);
     let mut push = |h: u64, weight: i32| {
         let bucket = (h & (N_BUCKETS as u64 - 1)) as usize;
         let sign = if h >> 63 == 1 { -1 } else { 1 };
@@ -363,16 +426,18 @@ fn accumulate(toks: &[String], joined: &str, bounds: &[usize], scratch: &mut [i3
     // Bigrams of content words: function words skipped, so "show me your
     // setup" and "show the setup" share "show setup".
     let stop = stopwords();
-    let content: Vec<&str> = toks
-        .iter()
-        .map(String::as_str)
-        .filter(|t| !stop.contains(t))
-        .collect();
-    for pair in content.windows(2) {
-        push(
-            fnv1a(&[b"s:", pair[0].as_bytes(), b" ", pair[1].as_bytes()]),
-            WORD_WEIGHT,
-        );
+    let mut prev: Option<&str> = None;
+    for t in toks.iter().map(String::as_str) {
+        if stop.contains(t) {
+            continue;
+        }
+        if let Some(p) = prev {
+            push(
+                fnv1a(&[b"s:", p.as_bytes(), b" ", t.as_bytes()]),
+                WORD_WEIGHT,
+            );
+        }
+        prev = Some(t);
     }
     let bytes = joined.as_bytes();
     // FNV-1a is sequential, so the 4- and 5-gram at a position continue the
@@ -397,7 +462,7 @@ fn accumulate(toks: &[String], joined: &str, bounds: &[usize], scratch: &mut [i3
     // the second.
     let mut counts = Vec::with_capacity(touched.len());
     let mut sq: i64 = 0;
-    for b in touched {
+    for &b in touched.iter() {
         if let Some(slot) = scratch.get_mut(b as usize) {
             let c = std::mem::take(slot);
             if c != 0 {
@@ -410,6 +475,217 @@ fn accumulate(toks: &[String], joined: &str, bounds: &[usize], scratch: &mut [i3
         counts,
         norm: (sq as f64).sqrt(),
     }
+}
+
+/// The integer sums a linear model needs for one view: the dot product of
+/// the view's counts with each of two weight vectors, and the sum of its
+/// squared counts (the square of [`Features::norm`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sums {
+    pub dot: [i64; 2],
+    pub sq: i64,
+}
+
+/// One feature of a token sequence, as it counts in the windows that hold
+/// it: those starting at token `first` or before and ending at token
+/// `need_end` or after. `dot` is its contribution to each dot product.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    first: u32,
+    need_end: u32,
+    bucket: u32,
+    value: i32,
+    dot: [i64; 2],
+}
+
+/// [`Sums`] of each window `s..e` of `toks`, exactly as featurising each
+/// window alone ([`featurize_tokens`]) would give them, but with every
+/// feature of the sequence hashed once: the windows overlap by about half,
+/// so featurising each alone hashed every character n-gram twice. A
+/// window's joined text (" t_s ... t_e-1 ") is a slice of the whole
+/// sequence's, so its features are the whole sequence's features that lie
+/// inside it. They come in six lists (words, bigrams, content bigrams,
+/// character 3-, 4- and 5-grams), each ordered by both the first token and
+/// the last token a window needs to hold one, so what a window holds of a
+/// list is one run of it, and sliding to the next window removes a run at
+/// the front and adds one at the back, keeping the counts, dot products
+/// and squared norm up to date. Windows must start and end in
+/// non-decreasing order (as [`crate::normalize::window_ranges`] makes
+/// them); otherwise `None`.
+pub(crate) fn window_sums(
+    toks: &[String],
+    wins: &[std::ops::Range<usize>],
+    weights: [&[i16]; 2],
+) -> Option<Vec<Sums>> {
+    if wins
+        .windows(2)
+        .any(|p| p[1].start < p[0].start || p[1].end < p[0].end)
+        || wins.iter().any(|r| r.start >= r.end || r.end > toks.len())
+        || toks.len() >= u32::MAX as usize / 2
+    {
+        return None;
+    }
+    let lists = occurrences(toks, weights);
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        let Scratch { dense, touched, .. } = &mut *scratch;
+        if dense.len() != N_BUCKETS {
+            dense.clear();
+            dense.resize(N_BUCKETS, 0);
+        }
+        touched.clear();
+        let mut cur = Sums::default();
+        // Per list, the run the current window holds: lo..hi (empty when
+        // hi <= lo).
+        let mut runs = [(0usize, 0usize); 6];
+        let mut out = Vec::with_capacity(wins.len());
+        for w in wins {
+            let (s, e) = (w.start as u32, w.end as u32);
+            for (list, (lo, hi)) in lists.iter().zip(runs.iter_mut()) {
+                let mut new_lo = *lo;
+                while list.get(new_lo).is_some_and(|o| o.first < s) {
+                    new_lo += 1;
+                }
+                let mut new_hi = *hi;
+                while list.get(new_hi).is_some_and(|o| o.need_end <= e) {
+                    new_hi += 1;
+                }
+                // Left behind: the old run's items before the new start.
+                for o in list.get(*lo..(*hi).min(new_lo)).unwrap_or_default() {
+                    let slot = &mut dense[o.bucket as usize];
+                    let (c, v) = (i64::from(*slot), i64::from(o.value));
+                    cur.sq += v * v - 2 * c * v;
+                    *slot -= o.value;
+                    cur.dot[0] -= o.dot[0];
+                    cur.dot[1] -= o.dot[1];
+                }
+                // Come in: the new run's items past the old end.
+                for o in list.get((*hi).max(new_lo)..new_hi).unwrap_or_default() {
+                    let slot = &mut dense[o.bucket as usize];
+                    let (c, v) = (i64::from(*slot), i64::from(o.value));
+                    cur.sq += v * v + 2 * c * v;
+                    if *slot == 0 {
+                        touched.push(o.bucket);
+                    }
+                    *slot += o.value;
+                    cur.dot[0] += o.dot[0];
+                    cur.dot[1] += o.dot[1];
+                }
+                *lo = new_lo;
+                *hi = new_hi;
+            }
+            out.push(cur);
+        }
+        for &b in touched.iter() {
+            if let Some(slot) = dense.get_mut(b as usize) {
+                *slot = 0;
+            }
+        }
+        touched.clear();
+        Some(out)
+    })
+}
+
+/// Every feature of the whole sequence, the same keys as [`accumulate`]
+/// hashes for one window, in six lists each ordered by `first` and by
+/// `need_end` alike.
+fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
+    let make = |h: u64, weight: i32, first: usize, need_end: usize| {
+        let bucket = (h & (N_BUCKETS as u64 - 1)) as usize;
+        let value = if h >> 63 == 1 { -weight } else { weight };
+        let w = |k: usize| i64::from(weights[k].get(bucket).copied().unwrap_or(0));
+        Occurrence {
+            first: first as u32,
+            need_end: need_end as u32,
+            bucket: bucket as u32,
+            value,
+            dot: [i64::from(value) * w(0), i64::from(value) * w(1)],
+        }
+    };
+    let words: Vec<Occurrence> = toks
+        .iter()
+        .enumerate()
+        .map(|(k, t)| make(fnv1a(&[b"w:", t.as_bytes()]), WORD_WEIGHT, k, k + 1))
+        .collect();
+    let bigrams: Vec<Occurrence> = toks
+        .windows(2)
+        .enumerate()
+        .map(|(k, pair)| {
+            let h = fnv1a(&[b"b:", pair[0].as_bytes(), b" ", pair[1].as_bytes()]);
+            make(h, WORD_WEIGHT, k, k + 2)
+        })
+        .collect();
+    let stop = stopwords();
+    let mut content = Vec::new();
+    let mut prev: Option<(usize, &str)> = None;
+    for (k, t) in toks.iter().map(String::as_str).enumerate() {
+        if stop.contains(t) {
+            continue;
+        }
+        if let Some((p, pt)) = prev {
+            let h = fnv1a(&[b"s:", pt.as_bytes(), b" ", t.as_bytes()]);
+            content.push(make(h, WORD_WEIGHT, p, k + 1));
+        }
+        prev = Some((k, t));
+    }
+    // The joined text " t0 t1 ... tn-1 " and, for each character, the
+    // token a window must start at or before to hold an n-gram starting
+    // there (`first_of`: the last space at or before it), and the token a
+    // window must end after to hold an n-gram ending there (`need_of`).
+    let len: usize = toks.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
+    let mut joined = String::with_capacity(len);
+    let mut bounds: Vec<usize> = Vec::with_capacity(len + 1);
+    let mut first_of: Vec<u32> = Vec::with_capacity(len);
+    let mut need_of: Vec<u32> = Vec::with_capacity(len);
+    for (k, t) in toks.iter().enumerate() {
+        bounds.push(joined.len());
+        joined.push(' ');
+        first_of.push(k as u32);
+        need_of.push(k as u32);
+        for (i, _) in t.char_indices() {
+            bounds.push(joined.len() + i);
+            first_of.push(k as u32);
+            need_of.push(k as u32 + 1);
+        }
+        joined.push_str(t);
+    }
+    bounds.push(joined.len());
+    joined.push(' ');
+    first_of.push(toks.len() as u32);
+    need_of.push(toks.len() as u32);
+    bounds.push(joined.len());
+    let n_chars = bounds.len() - 1;
+    let bytes = joined.as_bytes();
+    let prefix = fnv1a(&[b"c:"]);
+    let (lo, hi) = (CHAR_NGRAMS[0], CHAR_NGRAMS[CHAR_NGRAMS.len() - 1]);
+    let mut grams: [Vec<Occurrence>; 3] = std::array::from_fn(|_| Vec::with_capacity(n_chars));
+    if joined.is_ascii() {
+        // One byte per character (most text): no offsets to look up.
+        for i in 0..n_chars {
+            let mut h = prefix;
+            let first = first_of[i] as usize;
+            let end = (i + hi).min(n_chars);
+            for (n, (&b, &need)) in bytes[i..end].iter().zip(&need_of[i..end]).enumerate() {
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                if n + 1 >= lo {
+                    grams[n + 1 - lo].push(make(h, 1, first, need as usize));
+                }
+            }
+        }
+    } else {
+        for i in 0..n_chars {
+            let mut h = prefix;
+            for n in 1..=hi.min(n_chars - i) {
+                h = fnv1a_from(h, &bytes[bounds[i + n - 1]..bounds[i + n]]);
+                if n >= lo {
+                    let occ = make(h, 1, first_of[i] as usize, need_of[i + n - 1] as usize);
+                    grams[n - lo].push(occ);
+                }
+            }
+        }
+    }
+    let [c3, c4, c5] = grams;
+    [words, bigrams, content, c3, c4, c5]
 }
 
 #[cfg(test)]
@@ -460,6 +736,91 @@ mod tests {
         check("\\忽\\略 ok", &["忽", "略", "ok"]);
         check("すべての指示", &["す", "べ", "て", "の", "指", "示"]);
         check("모든 지침을", &["모든", "지침을"]);
+    }
+
+    /// `clean` as it was defined first: the whole text at once.
+    fn clean_whole(text: &str) -> String {
+        text.chars()
+            .filter(|c| !is_invisible(*c))
+            .nfkc()
+            .filter(|c| !is_combining(*c))
+            .collect()
+    }
+
+    /// Characters that normalisation changes, composes, reorders or
+    /// removes, around spaces.
+    const TRICKY: &[char] = &[
+        ' ',
+        ' ',
+        'e',
+        'A',
+        '5',
+        '\u{301}',
+        '\u{327}',
+        '\u{338}',
+        '\u{1ab0}',
+        '\u{b4}',
+        '\u{a0}',
+        '\u{ff21}',
+        '\u{fb01}',
+        '\u{2460}',
+        '\u{200b}',
+        '\u{1100}',
+        '\u{1161}',
+        '\u{11a8}',
+        '\u{3099}',
+        '\u{304b}',
+        '\u{2126}',
+        '\u{212b}',
+        'i',
+        '\u{307}',
+        '\u{fe0f}',
+        '\u{e0041}',
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn clean_piecewise_is_clean_whole(picks in proptest::collection::vec(0..TRICKY.len(), 0..40)) {
+            let text: String = picks.iter().map(|&i| TRICKY[i]).collect();
+            proptest::prop_assert_eq!(clean(&text), clean_whole(&text));
+        }
+
+        #[test]
+        fn window_sums_are_each_windows_own(
+            words in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "the", "ignore", "a", "previous", "instructions", "of", "x",
+                    "système", "忽", "略", "supercalifragilisticexpialidocious", "12", "to",
+                ]),
+                1..60,
+            ),
+            window in 32usize..120,
+        ) {
+            let toks: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+            let wins = crate::normalize::window_ranges(&toks, window);
+            let (w0, w1): (Vec<i16>, Vec<i16>) = (0..N_BUCKETS)
+                .map(|b| ((b % 201) as i16 - 100, (b % 97) as i16 - 48))
+                .unzip();
+            let got = window_sums(&toks, &wins, [&w0, &w1]).expect("windows are monotone");
+            for (r, sums) in wins.iter().zip(got) {
+                let f = featurize_tokens(&toks[r.clone()]);
+                let dot = |w: &[i16]| -> i64 {
+                    f.counts.iter().map(|(b, c)| i64::from(w[*b as usize]) * i64::from(*c)).sum()
+                };
+                let sq: i64 = f.counts.iter().map(|(_, c)| i64::from(*c) * i64::from(*c)).sum();
+                proptest::prop_assert_eq!(sums, Sums { dot: [dot(&w0), dot(&w1)], sq }, "window {:?}", r);
+            }
+        }
+    }
+
+    #[test]
+    fn window_sums_refuse_windows_out_of_order() {
+        let toks: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let w = vec![0i16; N_BUCKETS];
+        assert!(window_sums(&toks, &[1..3, 0..2], [&w, &w]).is_none());
+        // A window past the end.
+        assert!(window_sums(&toks, &[0..2, 1..4], [&w, &w]).is_none());
+        assert!(window_sums(&toks, &[0..2, 1..3], [&w, &w]).is_some());
     }
 
     #[test]

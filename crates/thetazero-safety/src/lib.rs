@@ -52,7 +52,7 @@ pub use structure::looks_like_prose;
 
 use channel::offsets;
 use features::{tokens_cleaned, word_count};
-use normalize::{segments, windows, Origin};
+use normalize::{segments, window_ranges, Origin};
 use patterns::Kind;
 use structure::leaves;
 
@@ -490,8 +490,14 @@ impl Filter {
         // and word-only views are there to find an injection diluted in a
         // long value; the toxicity model, trained on whole messages, reads
         // a lone short sentence ("You are a governed agent.") as an insult.
-        let mut consider = |w: &[String], origin: Origin, toxicity: bool| {
-            let (s, stage) = model::score_tokens(w, read.model(), off, Some(band));
+        // `scored`: the view's scores when already computed (windows are
+        // scored together, see `model::score_windows`).
+        let mut consider = |w: &[String],
+                            origin: Origin,
+                            toxicity: bool,
+                            scored: Option<(Scores, model::Stage)>| {
+            let (s, stage) =
+                scored.unwrap_or_else(|| model::score_tokens(w, read.model(), off, Some(band)));
             reached |= stage == model::Stage::Second;
             if s.injection > best.injection {
                 best.injection = s.injection;
@@ -513,7 +519,7 @@ impl Filter {
                         if let Some(w) = structure::words_only(&seg.text) {
                             let wt = tokens_cleaned(&w);
                             words += word_count(&wt);
-                            consider(&wt, seg.origin, true);
+                            consider(&wt, seg.origin, true, None);
                         }
                         continue;
                     }
@@ -521,12 +527,21 @@ impl Filter {
                 }
             }
             words += word_count(toks);
-            let wins = windows(toks, self.cfg.window_bytes);
+            let wins = window_ranges(toks, self.cfg.window_bytes);
             // Text of up to WHOLE_TEXT_BYTES is scored as a whole too, so
             // role-play set-ups that are obvious only as a whole are not
             // missed; past that the windows alone keep the cost linear and low.
             let whole =
                 (wins.len() > 1 && seg.text.len() <= WHOLE_TEXT_BYTES).then_some(toks.as_slice());
+            // Several windows are scored together, each feature hashed once.
+            let win_scores = if wins.len() > 1 {
+                model::score_windows(toks, &wins, read.model(), off, band)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None; wins.len()]
+            };
             let mut extra: Vec<Vec<String>> = Vec::new();
             if read != Read::All {
                 extra = sentence_views(&seg.text);
@@ -534,11 +549,14 @@ impl Filter {
                     extra.push(tokens_cleaned(&w));
                 }
             }
-            for w in whole.into_iter().chain(wins) {
-                consider(w, seg.origin, true);
+            if let Some(w) = whole {
+                consider(w, seg.origin, true, None);
+            }
+            for (r, scored) in wins.into_iter().zip(win_scores) {
+                consider(&toks[r], seg.origin, true, scored);
             }
             for w in &extra {
-                consider(w, seg.origin, false);
+                consider(w, seg.origin, false, None);
             }
         }
         // A few words carry too little evidence for the model to block on

@@ -233,11 +233,17 @@ pub(crate) fn segments(text: &str) -> Vec<Segment> {
 /// Overlapping windows over a token sequence: each holds tokens of at most
 /// `window` bytes in total (at least one token), and the next starts about
 /// half a window later. Short sequences are a single window.
-pub(crate) fn windows(toks: &[String], window: usize) -> Vec<&[String]> {
+///
+/// Windows are ranges of token indices; their starts and ends never
+/// decrease.
+pub(crate) fn window_ranges(toks: &[String], window: usize) -> Vec<std::ops::Range<usize>> {
     let window = window.max(32);
     let total: usize = toks.iter().map(|t| t.len() + 1).sum();
     if total <= window {
-        return vec![toks];
+        // One window: the whole sequence (a vector of one range, not of
+        // its indices).
+        #[allow(clippy::single_range_in_vec_init)]
+        return vec![0..toks.len()];
     }
     let mut out = Vec::new();
     let mut start = 0usize;
@@ -248,7 +254,7 @@ pub(crate) fn windows(toks: &[String], window: usize) -> Vec<&[String]> {
             bytes += toks[end].len() + 1;
             end += 1;
         }
-        out.push(&toks[start..end]);
+        out.push(start..end);
         if end == toks.len() {
             break;
         }
@@ -318,7 +324,10 @@ mod tests {
 
     fn check_windows(words: &str, window: usize, expected: &[&str]) {
         let toks: Vec<String> = words.split(' ').map(str::to_owned).collect();
-        let got: Vec<String> = windows(&toks, window).iter().map(|w| w.join(" ")).collect();
+        let got: Vec<String> = window_ranges(&toks, window)
+            .into_iter()
+            .map(|r| toks[r].join(" "))
+            .collect();
         assert_eq!(got, expected, "windows of {words:?} at {window}");
     }
 
