@@ -1,5 +1,7 @@
-//! Records the store keeps: accounts, API keys, agents. Plain data, no behaviour
-//! beyond what follows from the data itself.
+//! Records the store keeps: accounts, API keys, agents, executions and
+//! permission requests, and how their ids are numbered per account
+//! (`id_range`). Plain data, no behaviour beyond what follows from the data
+//! itself.
 
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -1,5 +1,6 @@
-//! What every handler can reach: the store, the audit recorder, settings and
-//! metrics. Handlers get `Arc<dyn Store>` and never name a backend.
+//! What every handler can reach: the store, the runtime, the ledger and the
+//! live feed, the settings, metrics, dashboard sessions and the broadcast of
+//! revoked keys. Handlers get `Arc<dyn Store>` and never name a backend.
 
 use std::sync::Arc;
 

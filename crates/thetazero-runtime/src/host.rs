@@ -1,6 +1,12 @@
-//! The sandbox's host bridge, implemented over the store: an agent's context,
-//! its account's storage, and the audit hook. Every key is scoped to the agent
-//! or account the execution belongs to; nothing reaches another account.
+//! The sandbox's host bridge (`ServerHost`): what each host call does once the
+//! broker has allowed it. An agent's context and its account's storage
+//! (within the account's quotas, each value screened as output before it is
+//! kept), the screen of fetched content, `inference` through the provider,
+//! `call_agent` (depth, the swarm quota, a child spending its parent's
+//! budget), `get_execution`, permission requests raised in the middle of a
+//! run and the wait for their decision, and the audit hook that records each
+//! decision before the call runs. Every key is scoped to the agent or account
+//! the execution belongs to; nothing reaches another account.
 //!
 //! Store calls are spawned on the server's runtime: the sandbox drives this
 //! code from its own worker runtimes, and database clients belong to the

@@ -1,4 +1,4 @@
-//! The worker process: confines itself, then runs many runs of one account on one engine thread, each suspended run holding only its QuickJS heap. Every counted host call goes to the server over the channel on stdin; the worker performs none itself and holds nothing but its runs (no file, socket, key or environment).
+//! The worker process: confines itself, then runs many runs of one account on one engine thread, each suspended run holding only its QuickJS heap. Every counted host call goes to the server over its channel (a Unix socket the server passes as stdin); the worker performs none itself and holds nothing but its runs (no file, socket, key or environment).
 //!
 //! ```text
 //! reader thread ──frames──▶ engine thread (current-thread runtime, one task per run)
