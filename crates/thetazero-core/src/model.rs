@@ -323,6 +323,20 @@ pub struct PermissionRequest {
     pub code_sha256: Option<String>,
 }
 
+impl PermissionRequest {
+    /// Still pending at `now` although its time to be decided has passed:
+    /// whoever sees it first records it `expired`.
+    pub fn is_overdue(&self, now: OffsetDateTime) -> bool {
+        self.status == "pending" && self.expires_at <= now
+    }
+
+    /// An approved grant that has not lapsed at `now`. (It also holds only
+    /// for the code it was asked for: `code_sha256`.)
+    pub fn grant_unexpired(&self, now: OffsetDateTime) -> bool {
+        self.status == "approved" && self.grant_expires_at.is_none_or(|t| t > now)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPermissionRequest {
     pub account_id: AccountId,
@@ -342,4 +356,51 @@ pub struct RequestDecision {
     pub decided_by: Option<KeyId>,
     pub reason: Option<String>,
     pub grant_expires_at: Option<OffsetDateTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(status: &str, expires_in: i64, grant_in: Option<i64>) -> PermissionRequest {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000);
+        PermissionRequest {
+            id: 1,
+            account_id: 1,
+            agent_id: 1,
+            requested_by: None,
+            grant: Value::Null,
+            justification: String::new(),
+            status: status.into(),
+            expires_at: now + time::Duration::seconds(expires_in),
+            decided_by: None,
+            decision_reason: None,
+            decided_at: None,
+            grant_expires_at: grant_in.map(|s| now + time::Duration::seconds(s)),
+            created_at: now,
+            code_sha256: None,
+        }
+    }
+
+    #[test]
+    fn only_a_pending_request_past_its_time_is_overdue() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000);
+        assert!(request("pending", 0, None).is_overdue(now));
+        assert!(request("pending", -5, None).is_overdue(now));
+        assert!(!request("pending", 5, None).is_overdue(now));
+        for decided in ["approved", "denied", "expired"] {
+            assert!(!request(decided, -5, None).is_overdue(now), "{decided}");
+        }
+    }
+
+    #[test]
+    fn a_grant_holds_until_it_lapses_and_only_when_approved() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000);
+        assert!(request("approved", -5, None).grant_unexpired(now));
+        assert!(request("approved", -5, Some(1)).grant_unexpired(now));
+        assert!(!request("approved", -5, Some(0)).grant_unexpired(now));
+        assert!(!request("approved", -5, Some(-1)).grant_unexpired(now));
+        assert!(!request("pending", 5, None).grant_unexpired(now));
+        assert!(!request("denied", -5, None).grant_unexpired(now));
+    }
 }

@@ -19,9 +19,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{
-    AgentId, Execution, ExecutionId, NewPermissionRequest, RequestDecision,
-};
+use thetazero_core::model::{AgentId, Execution, ExecutionId, NewPermissionRequest};
 use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::{Channel, Filter};
@@ -53,27 +51,13 @@ impl Drop for ExpireOnDrop {
         };
         let (account, id) = (self.account, self.id);
         self.handle.spawn(async move {
-            let decided = store
-                .decide_permission_request_audited(
-                    account,
-                    id,
-                    RequestDecision {
-                        status: "expired".into(),
-                        decided_by: None,
-                        reason: Some("no decision before the call's wait ended".into()),
-                        grant_expires_at: None,
-                    },
-                    Box::new(move |r| {
-                        vec![AuditEvent::approval(
-                            account,
-                            AuditAction::PermissionExpired,
-                            r,
-                            None,
-                            format!("permission request {} expired without a decision", r.id),
-                        )]
-                    }),
-                )
-                .await;
+            let decided = crate::approvals::expire(
+                &*store,
+                account,
+                id,
+                "no decision before the call's wait ended",
+            )
+            .await;
             if let Err(e) = decided {
                 tracing::warn!(request_id = id, error = %e, "could not expire a call-bound permission request");
             }

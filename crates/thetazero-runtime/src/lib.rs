@@ -6,6 +6,7 @@
 //! can reach them, and bounds how many executions may be queued. It knows
 //! nothing of HTTP.
 
+pub mod approvals;
 pub mod external;
 pub mod governance;
 mod host;
@@ -533,7 +534,7 @@ async fn with_grants_listed(
     let code = sha256_hex(agent.entry_code.as_bytes());
     // Grants were checked against the ceilings when they were requested.
     for request in approved.iter().rev() {
-        if request.grant_expires_at.is_some_and(|t| t <= now) {
+        if !request.grant_unexpired(now) {
             continue;
         }
         // A grant holds for the code it was asked for: new code has to ask

@@ -80,7 +80,7 @@ fn view(r: &PermissionRequest) -> Value {
         "decision_reason": r.decision_reason,
         "decided_at": r.decided_at.map(views::rfc3339),
         "grant_expires_at": r.grant_expires_at.map(views::rfc3339),
-        "grant_active": r.status == "approved" && r.grant_expires_at.is_none_or(|t| t > now),
+        "grant_active": r.grant_unexpired(now),
         "created_at": views::rfc3339(r.created_at),
     })
 }
@@ -104,29 +104,14 @@ async fn expire_overdue(
     let now = OffsetDateTime::now_utc();
     let mut out = Vec::with_capacity(requests.len());
     for r in requests {
-        if r.status == "pending" && r.expires_at <= now {
-            let decided = state
-                .store
-                .decide_permission_request_audited(
-                    account,
-                    r.id,
-                    RequestDecision {
-                        status: "expired".into(),
-                        decided_by: None,
-                        reason: Some("no decision before the timeout".into()),
-                        grant_expires_at: None,
-                    },
-                    Box::new(move |r| {
-                        vec![event(
-                            account,
-                            AuditAction::PermissionExpired,
-                            r,
-                            None,
-                            format!("permission request {} expired without a decision", r.id),
-                        )]
-                    }),
-                )
-                .await?;
+        if r.is_overdue(now) {
+            let decided = thetazero_runtime::approvals::expire(
+                &*state.store,
+                account,
+                r.id,
+                "no decision before the timeout",
+            )
+            .await?;
             out.push(decided.unwrap_or(r));
         } else {
             out.push(r);
