@@ -127,7 +127,14 @@ fn add_statuses(paths: &mut Map<String, Value>) {
                     }
                     Some(_) => {}
                     None => {
-                        responses.insert(key, error_response(describe(status)));
+                        let mut r = error_response(describe(status));
+                        if matches!(status, 429 | 503) {
+                            r["headers"] = json!({"Retry-After": {
+                                "description": "Seconds to wait before retrying, where known",
+                                "schema": {"type": "integer", "minimum": 0}
+                            }});
+                        }
+                        responses.insert(key, r);
                     }
                 }
             }
@@ -241,6 +248,8 @@ mod tests {
             }
         }
         assert!(seen.contains("kill_agent"));
+        let execute = &doc["paths"]["/api/v1/sdk/agents/{id}/execute"]["post"]["responses"];
+        assert!(execute["429"]["headers"]["Retry-After"].is_object());
         assert!(seen.contains(&format!("kill_agent{SPEC_SUFFIX}")));
     }
 
