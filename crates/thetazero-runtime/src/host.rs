@@ -30,8 +30,6 @@ use crate::inference::{ChatRequest, InferenceClient};
 
 use crate::Caller;
 
-const MAX_KEY_BYTES: usize = 256;
-
 /// How often a suspended call looks for its decision; decisions made on any
 /// replica land in the store.
 const APPROVAL_POLL: Duration = Duration::from_millis(50);
@@ -71,15 +69,16 @@ fn child_view(e: &Execution) -> Value {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
+    let report = e.run_report();
     json!({
         "execution_id": e.id,
         "agent_id": e.agent_id,
         "parent_execution_id": e.parent_execution_id,
         "status": e.status.as_str(),
         "output": e.output,
-        "error": e.report.get("error").cloned().unwrap_or(Value::Null),
+        "error": report.error,
         "duration_ms": e.duration_ms,
-        "resource_usage": e.report.get("resource_usage").cloned().unwrap_or(Value::Null),
+        "resource_usage": report.resource_usage,
         "started_at": time(&e.started_at),
         "finished_at": e.finished_at.as_ref().map(time),
     })
@@ -314,12 +313,7 @@ pub(crate) fn call_detail(args: &Value) -> Value {
 }
 
 fn check_key(key: &str) -> Result<(), HostError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
-        return Err(HostError::Refused(format!(
-            "keys are 1-{MAX_KEY_BYTES} bytes without control characters"
-        )));
-    }
-    Ok(())
+    thetazero_core::model::check_value_key(key).map_err(HostError::Refused)
 }
 
 fn check_value(value: &Value) -> Result<(), HostError> {

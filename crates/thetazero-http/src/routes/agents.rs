@@ -105,7 +105,7 @@ fn check_code(state: &AppState, code: &str) -> HttpResult<()> {
 }
 
 /// Register an agent, or replace the agent of the same name.
-#[utoipa::path(post, path = "/api/v1/sdk/agents", tag = "agents",
+#[utoipa::path(post, path = "/api/v1/sdk/agents", operation_id = "register_agent", tag = "agents",
     request_body = RegisterAgentRequest,
     responses((status = 201, description = "Created", body = AgentResponse),
                (status = 200, description = "Replaced the agent of the same name", body = AgentResponse),
@@ -230,10 +230,13 @@ pub async fn register(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
 }
 
@@ -254,7 +257,7 @@ impl ListParams {
 }
 
 /// List the account's agents.
-#[utoipa::path(get, path = "/api/v1/sdk/agents", tag = "agents", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/sdk/agents", operation_id = "list_agents", tag = "agents", params(ListParams),
     responses((status = 200, body = AgentList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -280,8 +283,8 @@ pub async fn list(
 }
 
 /// Get one agent.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}", tag = "agents",
-    params(("id" = i64, Path, description = "Agent id")),
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}", operation_id = "get_agent", tag = "agents",
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     responses((status = 200, body = AgentResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -301,8 +304,8 @@ pub async fn get(
 }
 
 /// Update an agent's code, configuration, permissions, status, version or description.
-#[utoipa::path(patch, path = "/api/v1/sdk/agents/{id}", tag = "agents",
-    params(("id" = i64, Path, description = "Agent id")),
+#[utoipa::path(patch, path = "/api/v1/sdk/agents/{id}", operation_id = "patch_agent", tag = "agents",
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     request_body = PatchAgentRequest,
     responses((status = 200, body = AgentResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -418,8 +421,8 @@ pub async fn patch(
 }
 
 /// Delete an agent and its executions. Audit records stay.
-#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}", tag = "agents",
-    params(("id" = i64, Path, description = "Agent id")),
+#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}", operation_id = "delete_agent", tag = "agents",
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

@@ -30,6 +30,7 @@ pub struct AuditParams {
     #[serde(rename = "violationsOnly")]
     pub violations_only: Option<bool>,
     /// At most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     #[serde(rename = "agentId")]
     pub agent_id: Option<i64>,
@@ -82,7 +83,7 @@ pub(crate) fn parse_time(field: &str, raw: &str, end_of_day: bool) -> HttpResult
 }
 
 /// Query the audit log.
-#[utoipa::path(get, path = "/api/v1/sdk/audit", tag = "audit", params(AuditParams),
+#[utoipa::path(get, path = "/api/v1/sdk/audit", operation_id = "query_audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn query(

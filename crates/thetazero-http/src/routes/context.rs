@@ -13,19 +13,14 @@ use crate::extract::JsonValue;
 use crate::state::AppState;
 use crate::views;
 
-const MAX_KEY_BYTES: usize = 256;
-
 fn parse_path(id: &str, key: &str) -> HttpResult<(i64, String)> {
     let id = id
         .parse::<i64>()
         .ok()
         .filter(|i| *i > 0)
         .ok_or_else(|| HttpError::not_found("agent"))?;
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(|c| c.is_control()) {
-        return Err(HttpError::invalid(format!(
-            "context keys are 1-{MAX_KEY_BYTES} bytes without control characters"
-        )));
-    }
+    thetazero_core::model::check_value_key(key)
+        .map_err(|e| HttpError::invalid(format!("path parameter \"key\": context {e}")))?;
     Ok((id, key.to_string()))
 }
 
@@ -37,8 +32,8 @@ async fn require_agent(state: &AppState, caller: &Caller, id: i64) -> HttpResult
 }
 
 /// Read a context value.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
-    params(("id" = i64, Path), ("key" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "get_context", tag = "context",
+    params(("id" = i64, Path, minimum = 1), ("key" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -62,9 +57,9 @@ pub async fn get(
 }
 
 /// Set a context value; the body is the JSON value itself.
-#[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
-    params(("id" = i64, Path), ("key" = String, Path)),
-    request_body(content = Object, description = "Any JSON value"),
+#[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "put_context", tag = "context",
+    params(("id" = i64, Path, minimum = 1), ("key" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
+    request_body(content = serde_json::Value, description = "Any JSON value"),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put(
@@ -153,8 +148,8 @@ pub async fn put(
 }
 
 /// Delete a context value.
-#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
-    params(("id" = i64, Path), ("key" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "delete_context", tag = "context",
+    params(("id" = i64, Path, minimum = 1), ("key" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

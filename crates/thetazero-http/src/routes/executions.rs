@@ -22,27 +22,30 @@ use crate::views;
 /// How an execution record is shown; `detail` adds logs, the host-call audit
 /// and the input.
 pub fn view(e: &Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> ExecutionView {
-    let report = &e.report;
-    let field = |name: &str| report.get(name).filter(|v| !v.is_null()).cloned();
+    let report = e.run_report();
     ExecutionView {
         execution_id: e.id,
         agent_id: e.agent_id,
         agent_version: e.agent_version.clone(),
         status: e.status.as_str().into(),
         output: e.output.clone().unwrap_or(Value::Null),
-        error: field("error"),
-        limit: report
-            .get("limit")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        resource_usage: field("resource_usage").unwrap_or_else(
-            || json!({"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0}),
-        ),
+        error: report.error.map(views::execution_error),
+        limit: report.limit,
+        resource_usage: report
+            .resource_usage
+            .map(views::resource_usage)
+            .unwrap_or_default(),
         violation_count: e.violation_count,
         was_terminated: e.was_terminated,
         duration_ms: e.duration_ms,
-        host_call_audit: detail.then(|| field("host_call_audit").unwrap_or(json!([]))),
-        logs: detail.then(|| field("logs").unwrap_or(json!([]))),
+        host_call_audit: detail.then(|| {
+            report
+                .host_call_audit
+                .into_iter()
+                .map(views::host_call)
+                .collect()
+        }),
+        logs: detail.then(|| report.logs.into_iter().map(views::log_line).collect()),
         input: detail.then(|| e.input.clone()),
         code_sha256: e.code_sha256.clone(),
         started_at: views::rfc3339(e.started_at),
@@ -82,9 +85,9 @@ impl From<RuntimeError> for HttpError {
 }
 
 /// Run an agent in the sandbox and wait for it to end.
-#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", tag = "executions",
-    params(("id" = i64, Path, description = "Agent id")),
-    request_body = ExecuteRequest,
+#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", operation_id = "execute_agent", tag = "executions",
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
+    request_body(content = Option<ExecuteRequest>, description = "May be absent: no input"),
     responses((status = 200, description = "The execution ran (whatever its status)", body = ExecutionResponse),
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -135,16 +138,23 @@ pub async fn execute(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExecutionParams {
+    /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
-    /// Only executions with this status.
+    /// Only executions with this status: `running`, `completed`, `failed`,
+    /// `timed_out`, `killed`, `limit_exceeded`, `blocked`.
+    #[param(pattern = "^(running|completed|failed|timed_out|killed|limit_exceeded|blocked)$")]
     pub status: Option<String>,
 }
 
 /// An agent's executions, newest first.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions", tag = "executions",
-    params(("id" = i64, Path, description = "Agent id"), ExecutionParams),
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions", operation_id = "list_executions", tag = "executions",
+    params(("id" = i64, Path, minimum = 1, description = "Agent id"), ExecutionParams),
     responses((status = 200, body = ExecutionList), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -187,8 +197,8 @@ pub async fn list(
 }
 
 /// One execution in full: output, logs, host-call audit, input.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions/{eid}", tag = "executions",
-    params(("id" = i64, Path, description = "Agent id"), ("eid" = i64, Path, description = "Execution id")),
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions/{eid}", operation_id = "get_execution", tag = "executions",
+    params(("id" = i64, Path, minimum = 1, description = "Agent id"), ("eid" = i64, Path, minimum = 1, description = "Execution id")),
     responses((status = 200, body = ExecutionResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
