@@ -172,18 +172,20 @@ def seed(base, owner):
     answers the account's owner key."""
     account = must(call(base, owner, "POST", "/api/v1/accounts", {"name": "api-fuzz"}), 201)
     key = account["secret"]
+    # The agents' permission requests come from a key of their own, so that
+    # the account's owner key (the tester's) may decide them.
+    asker = must(call(base, key, "POST", "/api/v1/keys",
+                      {"name": "fuzz-agents", "scopes": ["agents:read", "agents:write"]}), 201)["secret"]
     ids = []
     for name, code in (("fuzz-ok", "return {ok: true};"), ("fuzz-echo", "return thetazero.input;")):
         agent = must(call(base, key, "POST", "/api/v1/sdk/agents", {"name": name, "entry_code": code}), 200, 201)
         ids.append(agent["agent"]["id"])
     for agent_id in ids:
         must(call(base, key, "POST", "/api/v1/sdk/agents/%d/execute" % agent_id, {"input": {"n": 1}}), 200)
-        must(call(base, key, "PUT", "/api/v1/sdk/agents/%d/context/note" % agent_id, {"value": {"seen": True}}),
-             200)
-        must(call(base, key, "POST", "/api/v1/sdk/permission-requests",
+        must(call(base, key, "PUT", "/api/v1/sdk/agents/%d/context/note" % agent_id, {"seen": True}), 200)
+        must(call(base, asker, "POST", "/api/v1/sdk/permission-requests",
                   {"agent_id": agent_id, "permissions": {"allow_network": True},
                    "justification": "fuzzing", "timeout_ms": 3_600_000}), 201)
-    must(call(base, key, "POST", "/api/v1/keys", {"name": "fuzz-reader", "scopes": ["agents:read"]}), 201)
     return key
 
 
