@@ -193,7 +193,7 @@ def schemathesis(st, base, key, examples, seed_value, report_dir, name, include=
     args = [st, "--config-file", os.path.join(HERE, "schemathesis.toml"), "run", base + "/api/v1/openapi.json",
             "--url", base, "--header", "Authorization: Bearer " + key,
             "--checks", "all", "--max-examples", str(examples), "--seed", str(seed_value),
-            "--workers", "2", "--request-timeout", "20", "--no-color", "--output-truncate", "true",
+            "--workers", "2", "--request-timeout", "20", "--generation-database", "none", "--no-color", "--output-truncate", "true",
             "--report", "junit", "--report-junit-path", os.path.join(report_dir, name + ".xml")]
     if include:
         args += ["--include-path-regex", include]
