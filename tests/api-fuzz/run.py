@@ -169,7 +169,7 @@ def must(result, *ok):
 
 def seed(base, owner):
     """A dedicated account and a few objects for generated ids to find;
-    answers the account's owner key."""
+    answers the account's owner key and the ids of what it made."""
     account = must(call(base, owner, "POST", "/api/v1/accounts", {"name": "api-fuzz"}), 201)
     key = account["secret"]
     # The agents' permission requests come from a key of their own, so that
@@ -177,20 +177,41 @@ def seed(base, owner):
     asker = must(call(base, key, "POST", "/api/v1/keys",
                       {"name": "fuzz-agents", "scopes": ["agents:read", "agents:write"]}), 201)["secret"]
     ids = []
+    made = []
     for name, code in (("fuzz-ok", "return {ok: true};"), ("fuzz-echo", "return thetazero.input;")):
         agent = must(call(base, key, "POST", "/api/v1/sdk/agents", {"name": name, "entry_code": code}), 200, 201)
         ids.append(agent["agent"]["id"])
     for agent_id in ids:
-        must(call(base, key, "POST", "/api/v1/sdk/agents/%d/execute" % agent_id, {"input": {"n": 1}}), 200)
+        run = must(call(base, key, "POST", "/api/v1/sdk/agents/%d/execute" % agent_id, {"input": {"n": 1}}), 200)
         must(call(base, key, "PUT", "/api/v1/sdk/agents/%d/context/note" % agent_id, {"seen": True}), 200)
-        must(call(base, asker, "POST", "/api/v1/sdk/permission-requests",
-                  {"agent_id": agent_id, "permissions": {"allow_network": True},
-                   "justification": "fuzzing", "timeout_ms": 3_600_000}), 201)
-    return key
+        req = must(call(base, asker, "POST", "/api/v1/sdk/permission-requests",
+                        {"agent_id": agent_id, "permissions": {"allow_network": True},
+                         "justification": "fuzzing", "timeout_ms": 3_600_000}), 201)
+        made += [run["execution_id"], req["request"]["id"]]
+    keys = must(call(base, key, "GET", "/api/v1/keys"), 200)["keys"]
+    events = must(call(base, key, "GET", "/api/v1/sdk/audit?limit=3"), 200)["events"]
+    made += ids + [k["id"] for k in keys] + [e["id"] for e in events]
+    return key, sorted(set(made))
 
 
-def schemathesis(st, base, key, examples, seed_value, report_dir, name, include=None, exclude=None):
-    args = [st, "--config-file", os.path.join(HERE, "schemathesis.toml"), "run", base + "/api/v1/openapi.json",
+def config_file(directory, ids):
+    """tests/api-fuzz/schemathesis.toml, with the seeded ids offered to the
+    generator for every id-like parameter half of the time."""
+    with open(os.path.join(HERE, "schemathesis.toml")) as f:
+        text = f.read()
+    text += "\n# Written by run.py: the ids the seeding made.\n"
+    text += "[dictionaries.ids]\nvalues = [%s]\n\n[parameters]\n" % ", ".join(str(i) for i in ids)
+    for name in ("path.id", "path.eid", "query.agentId", "query.executionId", "query.agent_id",
+                 "body.agent_id"):
+        text += '"%s" = { dictionary = "ids", probability = 0.5 }\n' % name
+    path = os.path.join(directory, "schemathesis.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def schemathesis(st, config, base, key, examples, seed_value, report_dir, name, include=None, exclude=None):
+    args = [st, "--config-file", config, "run", base + "/api/v1/openapi.json",
             "--url", base, "--header", "Authorization: Bearer " + key,
             "--checks", "all", "--max-examples", str(examples), "--seed", str(seed_value),
             "--workers", "2", "--request-timeout", "20", "--generation-database", "none", "--no-color", "--output-truncate", "true",
@@ -233,14 +254,15 @@ def main():
     try:
         server = Server(binary, pg.url if pg else None)
         log("%s backend, server at %s" % (a.backend, server.base_url))
-        key = seed(server.base_url, server.owner_key)
+        key, ids = seed(server.base_url, server.owner_key)
+        config = config_file(server.dir, ids)
         phases = [
             ("%s-main" % a.backend, key, None, LAST_PHASE + "|" + DEPLOYMENT_OWNER),
             ("%s-owner" % a.backend, server.owner_key, DEPLOYMENT_OWNER, None),
             ("%s-last" % a.backend, key, LAST_PHASE, None),
         ]
         for name, phase_key, include, exclude in phases:
-            if schemathesis(st, server.base_url, phase_key, a.examples, a.seed, a.report_dir, name,
+            if schemathesis(st, config, server.base_url, phase_key, a.examples, a.seed, a.report_dir, name,
                             include, exclude) != 0:
                 failed.append(name)
             if not server.alive():
