@@ -286,3 +286,217 @@ pub struct ExecutionList {
     pub page: u64,
     pub limit: u64,
 }
+
+/// `POST /api/v1/sdk/agents/{id}/kill`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillRequest {
+    /// Why; recorded in the audit log.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub reason: String,
+}
+
+/// What a kill did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct KillResponse {
+    pub success: bool,
+    pub agent_id: i64,
+    /// Always `killed`.
+    pub status: String,
+    /// Executions stopped on the replica that served the request.
+    pub terminated: u64,
+    /// Whether they all ended within the confirmation window.
+    pub confirmed: bool,
+    pub elapsed_ms: f64,
+}
+
+/// What a halt covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltScopeName {
+    /// The caller's account.
+    Account,
+    /// Every account (an owner key of the deployment's first account only).
+    Deployment,
+}
+
+/// `POST /api/v1/sdk/kill-switch/global`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HaltRequest {
+    /// `true` stops everything and refuses new executions; `false` clears it.
+    pub halted: bool,
+    #[schema(min_length = 1, max_length = 1024)]
+    pub reason: String,
+    /// `account` (default) or `deployment`.
+    #[serde(default)]
+    pub scope: Option<HaltScopeName>,
+}
+
+/// What setting or clearing a halt did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HaltResponse {
+    pub success: bool,
+    pub halted: bool,
+    pub scope: HaltScopeName,
+    pub terminated: u64,
+    pub confirmed: bool,
+    pub elapsed_ms: f64,
+}
+
+/// The halt in force for the caller: `halted: false` alone when none is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HaltState {
+    pub success: bool,
+    pub halted: bool,
+    /// The rest is present only while halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<HaltScopeName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the halt was set (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The key that set it; `null` when it was not set through a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Option<i64>>,
+}
+
+/// `POST /api/v1/sdk/permission-requests`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePermissionRequest {
+    /// The agent that wants the permissions.
+    #[serde(alias = "agentId")]
+    #[schema(minimum = 1)]
+    pub agent_id: i64,
+    /// `allow_network`, `allow_external_apis`, `max_api_calls_per_run`,
+    /// `max_api_calls_per_minute`, `memory_limit_mb`, `cpu_time_limit_ms`,
+    /// `allowed_domains`, `scopes`.
+    #[schema(value_type = Object)]
+    pub permissions: Value,
+    #[schema(min_length = 1, max_length = 4096)]
+    pub justification: String,
+    /// How long the request waits for a decision in milliseconds (default
+    /// 120000, at most one day).
+    #[serde(default, alias = "timeoutMs")]
+    #[schema(minimum = 1, maximum = 86_400_000)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /api/v1/sdk/permission-requests/{id}/approve` (or `/deny`); the
+/// body may be absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionDecision {
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub reason: Option<String>,
+    /// Approvals only: the grant lapses this many milliseconds after
+    /// approval (at most one year).
+    #[serde(default, alias = "grantExpiresInMs")]
+    #[schema(minimum = 1, maximum = 31_536_000_000_u64)]
+    pub grant_expires_in_ms: Option<u64>,
+}
+
+/// One permission request and its fate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PermissionRequestView {
+    pub id: i64,
+    pub agent_id: i64,
+    pub requested_by_key_id: Option<i64>,
+    /// What was asked for, as it was asked.
+    #[schema(value_type = Object)]
+    pub permissions: Value,
+    pub justification: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    pub expires_at: String,
+    pub decided_by_key_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<String>,
+    pub grant_expires_at: Option<String>,
+    /// Approved and not lapsed.
+    pub grant_active: bool,
+    pub created_at: String,
+    /// In the answer to a decision only: how the deciding key stands to the
+    /// requesting one (`ancestor`, `unrelated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_relation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PermissionRequestResponse {
+    pub success: bool,
+    pub request: PermissionRequestView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PermissionRequestList {
+    pub success: bool,
+    pub requests: Vec<PermissionRequestView>,
+}
+
+/// `POST /api/v1/sdk/audit/stream-token`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamTokenResponse {
+    pub success: bool,
+    /// The stream's path with the token in its query string.
+    pub stream_url: String,
+    pub token: String,
+    pub expires_at: String,
+}
+
+/// The audit stream's `connected` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamConnected {
+    pub account_id: i64,
+    /// The leaf index the stream goes on from.
+    pub position: u64,
+    pub log_size: u64,
+}
+
+/// The audit stream's `keepalive` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamKeepalive {
+    pub position: u64,
+    pub at: String,
+}
+
+/// The audit stream's `checkpoint` event: the log has a new signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamCheckpoint {
+    pub size: u64,
+    /// The signed checkpoint (C2SP signed-note text).
+    pub note: String,
+}
+
+/// The audit stream's last event, `timeout`: why it ends and where to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamTimeout {
+    /// `limit`, `lagging`, `key_revoked` or `unavailable`.
+    pub reason: String,
+    /// The last leaf index sent; `null` when nothing was.
+    pub resume_after: Option<u64>,
+}
+
+/// `POST /api/v1/session`: the dashboard's sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    /// `tzk_...`
+    pub api_key: String,
+}
+
+/// The signed-in key of a dashboard session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    pub success: bool,
+    pub key: KeyView,
+    /// An owner key of the deployment's first account.
+    pub deployment_owner: bool,
+    /// Sent back as `X-CSRF-Token` on the page's state-changing requests.
+    pub csrf_token: String,
+    /// Seconds of inactivity after which the session ends.
+    pub idle_timeout_s: u64,
+}

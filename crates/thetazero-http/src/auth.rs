@@ -90,7 +90,8 @@ pub enum Access {
     AuditStream,
 }
 
-/// Every route, its method and its access rule.
+/// Every route, its method and its access rule. The spec's paths in
+/// [`SPEC_PATHS`] take the rule of the route they are another name for.
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Access::Public),
     ("GET", "/readyz", Access::Public),
@@ -165,31 +166,6 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sdk/audit/key", Access::Public),
     (
         "POST",
-        "/api/sdk/permission-requests",
-        Access::Scope(KeyScope::AgentsWrite),
-    ),
-    (
-        "GET",
-        "/api/sdk/permission-requests",
-        Access::Scope(KeyScope::AgentsRead),
-    ),
-    (
-        "GET",
-        "/api/sdk/permission-requests/{id}",
-        Access::Scope(KeyScope::AgentsRead),
-    ),
-    (
-        "POST",
-        "/api/sdk/permission-requests/{id}/approve",
-        Access::Scope(KeyScope::Approvals),
-    ),
-    (
-        "POST",
-        "/api/sdk/permission-requests/{id}/deny",
-        Access::Scope(KeyScope::Approvals),
-    ),
-    (
-        "POST",
         "/api/v1/sdk/permission-requests",
         Access::Scope(KeyScope::AgentsWrite),
     ),
@@ -213,7 +189,6 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/sdk/permission-requests/{id}/deny",
         Access::Scope(KeyScope::Approvals),
     ),
-    ("GET", "/api/sdk/audit/stream", Access::AuditStream),
     ("GET", "/api/v1/sdk/audit/stream", Access::AuditStream),
     (
         "POST",
@@ -222,22 +197,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
     (
         "POST",
-        "/api/sdk/agents/{id}/kill",
-        Access::Scope(KeyScope::Killswitch),
-    ),
-    (
-        "POST",
         "/api/v1/sdk/agents/{id}/kill",
-        Access::Scope(KeyScope::Killswitch),
-    ),
-    (
-        "POST",
-        "/api/sdk/kill-switch/global",
-        Access::Scope(KeyScope::Killswitch),
-    ),
-    (
-        "GET",
-        "/api/sdk/kill-switch/global",
         Access::Scope(KeyScope::Killswitch),
     ),
     (
@@ -302,7 +262,64 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
 ];
 
+/// The spec's paths (overview decision 2), each served by the same handlers
+/// as the `/api/v1/sdk/...` route it names, with the same access rule.
+pub const SPEC_PATHS: &[(&str, &str)] = &[
+    ("/api/sdk/agents/{id}/kill", "/api/v1/sdk/agents/{id}/kill"),
+    (
+        "/api/sdk/kill-switch/global",
+        "/api/v1/sdk/kill-switch/global",
+    ),
+    (
+        "/api/sdk/permission-requests",
+        "/api/v1/sdk/permission-requests",
+    ),
+    (
+        "/api/sdk/permission-requests/{id}",
+        "/api/v1/sdk/permission-requests/{id}",
+    ),
+    (
+        "/api/sdk/permission-requests/{id}/approve",
+        "/api/v1/sdk/permission-requests/{id}/approve",
+    ),
+    (
+        "/api/sdk/permission-requests/{id}/deny",
+        "/api/v1/sdk/permission-requests/{id}/deny",
+    ),
+    ("/api/sdk/audit/stream", "/api/v1/sdk/audit/stream"),
+];
+
+/// The route a path is served as: a spec path's `/api/v1/sdk/...` route, or
+/// the path itself.
+pub fn canonical(route: &str) -> &str {
+    SPEC_PATHS
+        .iter()
+        .find(|(spec, _)| *spec == route)
+        .map_or(route, |(_, v1)| v1)
+}
+
+/// The spec's path for a `/api/v1/sdk/...` route, where it has one.
+pub fn spec_path(route: &str) -> Option<&'static str> {
+    SPEC_PATHS
+        .iter()
+        .find(|(_, v1)| *v1 == route)
+        .map(|(spec, _)| *spec)
+}
+
+/// Every route as it is served: [`ROUTES`] and, for each that has one, its
+/// spec path with the same method and rule.
+pub fn every_route() -> Vec<(&'static str, &'static str, Access)> {
+    let mut all = ROUTES.to_vec();
+    for (method, route, access) in ROUTES {
+        if let Some(spec) = spec_path(route) {
+            all.push((method, spec, *access));
+        }
+    }
+    all
+}
+
 pub fn access_for(method: &Method, route: &str) -> Option<Access> {
+    let route = canonical(route);
     ROUTES
         .iter()
         .find(|(m, r, _)| *m == method.as_str() && *r == route)
@@ -339,7 +356,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), HttpError> {
         .unwrap_or_default();
     let access = match access_for(req.method(), &route) {
         Some(a) => a,
-        None if ROUTES.iter().any(|(_, r, _)| *r == route) => {
+        None if ROUTES.iter().any(|(_, r, _)| *r == canonical(&route)) => {
             return Err(HttpError::new(
                 ErrorCode::MethodNotAllowed,
                 format!("{} is not allowed on {route}", req.method()),
@@ -508,8 +525,29 @@ mod tests {
     #[test]
     fn every_route_has_one_rule() {
         let mut seen = std::collections::HashSet::new();
-        for (m, r, _) in ROUTES {
+        for (m, r, _) in every_route() {
             assert!(seen.insert((m, r)), "duplicate rule {m} {r}");
         }
+    }
+
+    #[test]
+    fn spec_paths_name_routes_and_keep_their_rules() {
+        for (spec, v1) in SPEC_PATHS {
+            assert!(spec.starts_with("/api/sdk/"), "{spec}");
+            assert_eq!(spec.replacen("/api/sdk/", "/api/v1/sdk/", 1), *v1);
+            assert!(ROUTES.iter().any(|(_, r, _)| r == v1), "{v1} has no rule");
+            for method in [Method::GET, Method::POST] {
+                assert_eq!(access_for(&method, spec), access_for(&method, v1));
+            }
+        }
+        assert_eq!(canonical("/api/v1/keys"), "/api/v1/keys");
+        assert_eq!(
+            access_for(&Method::POST, "/api/sdk/agents/{id}/kill"),
+            Some(Access::Scope(KeyScope::Killswitch))
+        );
+        assert_eq!(
+            access_for(&Method::DELETE, "/api/sdk/agents/{id}/kill"),
+            None
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod rate;
 pub mod routes;
 pub mod session;
@@ -31,7 +32,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{generate_key, hash_key, GeneratedKey, ROUTES};
+pub use auth::{every_route, generate_key, hash_key, GeneratedKey, ROUTES, SPEC_PATHS};
 pub use error::{HttpError, REQUEST_ID};
 pub use state::{AppState, Settings};
 
@@ -42,7 +43,10 @@ use crate::metrics::{RequestLabels, RouteLabels};
 #[openapi(
     info(title = "thetazero", description = "A self-hostable, governed runtime for AI agents."),
     modifiers(&BearerAuth),
-    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "approvals"), (name = "compliance"), (name = "operations"))
+    components(schemas(thetazero_api::ErrorBody, thetazero_api::types::SuccessResponse, thetazero_api::types::SessionView, thetazero_api::types::SignInRequest,
+        thetazero_api::types::StreamConnected, thetazero_api::types::StreamKeepalive, thetazero_api::types::StreamCheckpoint, thetazero_api::types::StreamTimeout,
+        thetazero_api::types::AuditEventView)),
+    tags((name = "agents"), (name = "context"), (name = "executions"), (name = "keys"), (name = "accounts"), (name = "audit"), (name = "killswitch"), (name = "approvals"), (name = "compliance"), (name = "operations"), (name = "dashboard"))
 )]
 struct ApiDoc;
 
@@ -64,85 +68,66 @@ impl Modify for BearerAuth {
 }
 
 /// The routes and their OpenAPI description, built together so that neither
-/// can drift from the other.
+/// can drift from the other. A route with a spec path (`auth::SPEC_PATHS`)
+/// is served there too, by the same handler.
 fn api() -> OpenApiRouter<AppState> {
     use routes::*;
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(ops::healthz))
-        .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
-        .routes(routes!(accounts::create))
-        .routes(routes!(keys::create, keys::list))
-        .routes(routes!(keys::get, keys::revoke, keys::set_scopes))
-        .routes(routes!(agents::register, agents::list))
-        .routes(routes!(agents::get, agents::patch, agents::delete))
-        .routes(routes!(context::get, context::put, context::delete))
-        .routes(routes!(executions::execute))
-        .routes(routes!(executions::list))
-        .routes(routes!(executions::get))
-        .routes(routes!(killswitch::kill_spec))
-        .routes(routes!(killswitch::kill_v1))
-        .routes(routes!(
-            killswitch::global_spec,
-            killswitch::global_state_spec
-        ))
-        .routes(routes!(killswitch::global_v1, killswitch::global_state_v1))
-        .routes(routes!(
-            permission_requests::create_spec,
-            permission_requests::list_spec
-        ))
-        .routes(routes!(permission_requests::get_spec))
-        .routes(routes!(permission_requests::approve_spec))
-        .routes(routes!(permission_requests::deny_spec))
-        .routes(routes!(
-            permission_requests::create_v1,
-            permission_requests::list_v1
-        ))
-        .routes(routes!(permission_requests::get_v1))
-        .routes(routes!(permission_requests::approve_v1))
-        .routes(routes!(permission_requests::deny_v1))
-        .routes(routes!(audit::query))
-        .routes(routes!(stream::stream_spec))
-        .routes(routes!(stream::stream_v1))
-        .routes(routes!(stream::stream_token))
-        .routes(routes!(audit_proofs::key))
-        .routes(routes!(audit_proofs::checkpoint))
-        .routes(routes!(audit_proofs::consistency))
-        .routes(routes!(audit_proofs::record_proof))
-        .routes(routes!(audit_proofs::export))
-        .routes(routes!(audit_proofs::verify_execution))
-        .routes(routes!(compliance::frameworks))
-        .routes(routes!(compliance::status))
-        .routes(routes!(compliance::report))
-        .routes(routes!(compliance::package))
-        .routes(routes!(compliance::drill))
+    let routes = [
+        routes!(ops::healthz),
+        routes!(ops::readyz),
+        routes!(ops::metrics),
+        routes!(accounts::create),
+        routes!(keys::create, keys::list),
+        routes!(keys::get, keys::revoke, keys::set_scopes),
+        routes!(agents::register, agents::list),
+        routes!(agents::get, agents::patch, agents::delete),
+        routes!(context::get, context::put, context::delete),
+        routes!(executions::execute),
+        routes!(executions::list),
+        routes!(executions::get),
+        routes!(killswitch::kill),
+        routes!(killswitch::set_global, killswitch::get_global),
+        routes!(permission_requests::create, permission_requests::list),
+        routes!(permission_requests::get),
+        routes!(permission_requests::approve),
+        routes!(permission_requests::deny),
+        routes!(audit::query),
+        routes!(stream::stream),
+        routes!(stream::stream_token),
+        routes!(audit_proofs::key),
+        routes!(audit_proofs::checkpoint),
+        routes!(audit_proofs::consistency),
+        routes!(audit_proofs::record_proof),
+        routes!(audit_proofs::export),
+        routes!(audit_proofs::verify_execution),
+        routes!(compliance::frameworks),
+        routes!(compliance::status),
+        routes!(compliance::report),
+        routes!(compliance::package),
+        routes!(compliance::drill),
+    ];
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    for route in routes {
+        let spec = route.1.paths.keys().find_map(|p| auth::spec_path(p));
+        if let Some(spec) = spec {
+            api = api.route(spec, route.2.clone());
+        }
+        api = api.routes(route);
+    }
+    api
 }
 
-/// The OpenAPI 3.1 document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+/// The OpenAPI 3.1 document of every route, as `/api/v1/openapi.json`
+/// serves it.
+pub fn openapi() -> serde_json::Value {
+    openapi::complete(api().split_for_parts().1)
 }
 
 /// Builds the whole application.
 pub fn router(state: AppState) -> Router {
-    let (api_router, mut doc) = api().split_for_parts();
-    doc.paths.paths.insert(
-        "/api/v1/openapi.json".into(),
-        utoipa::openapi::path::PathItem::new(
-            utoipa::openapi::HttpMethod::Get,
-            utoipa::openapi::path::OperationBuilder::new()
-                .summary(Some("This document"))
-                .tag("operations")
-                .response(
-                    "200",
-                    utoipa::openapi::Response::new("The OpenAPI 3.1 document"),
-                ),
-        ),
-    );
-    doc.paths
-        .paths
-        .insert("/api/v1/session".into(), session::openapi_item());
-    let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()));
+    let (api_router, doc) = api().split_for_parts();
+    let doc = openapi::complete(doc);
+    let doc = Arc::new(doc.to_string());
     api_router
         .route(
             "/api/v1/openapi.json",

@@ -29,10 +29,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures_util::StreamExt;
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use thetazero_api::types::{SessionView, SignInRequest, SuccessResponse};
 use thetazero_api::ErrorCode;
 use thetazero_core::model::{AccountId, ApiKey};
 use thetazero_core::store::Store;
@@ -422,14 +421,14 @@ fn set_cookie(value: &str, max_age: Option<u64>, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn key_view(key: &ApiKey, deployment_owner: bool, csrf: &str) -> Value {
-    json!({
-        "success": true,
-        "key": views::key(key),
-        "deployment_owner": deployment_owner,
-        "csrf_token": csrf,
-        "idle_timeout_s": IDLE.as_secs(),
-    })
+fn key_view(key: &ApiKey, deployment_owner: bool, csrf: &str) -> SessionView {
+    SessionView {
+        success: true,
+        key: views::key(key),
+        deployment_owner,
+        csrf_token: csrf.into(),
+        idle_timeout_s: IDLE.as_secs(),
+    }
 }
 
 /// A request from another origin carries `Origin`; the dashboard's own never
@@ -461,17 +460,11 @@ fn same_origin(headers: &HeaderMap) -> bool {
         })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignIn {
-    pub api_key: String,
-}
-
 /// `POST /api/v1/session`: exchanges an API key for a session cookie.
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<SignIn>,
+    JsonBody(body): JsonBody<SignInRequest>,
 ) -> HttpResult<Response> {
     if !same_origin(&headers) {
         return Err(HttpError::new(
@@ -532,49 +525,12 @@ pub async fn sign_out(State(state): State<AppState>, mut req: Request) -> HttpRe
         .await?
         .ok_or_else(|| HttpError::new(ErrorCode::Unauthorized, "not signed in"))?;
     state.sessions.end(&cookie);
-    let mut response = Json(json!({"success": true})).into_response();
+    let mut response = Json(SuccessResponse { success: true }).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie("", Some(0), over_tls(req.headers())),
     );
     Ok(response)
-}
-
-/// The session routes in the OpenAPI document (they are routed outside the
-/// access table: they authenticate by themselves).
-pub fn openapi_item() -> utoipa::openapi::path::PathItem {
-    use utoipa::openapi::path::{OperationBuilder, PathItem};
-    use utoipa::openapi::{HttpMethod, Response};
-    let op = |summary: &str, status: &str, answer: &str| {
-        OperationBuilder::new()
-            .summary(Some(summary))
-            .tag("dashboard")
-            .response(status, Response::new(answer))
-            .response(
-                "401",
-                Response::new("No valid key, or the session has ended"),
-            )
-            .build()
-    };
-    let mut item = PathItem::new(
-        HttpMethod::Post,
-        op(
-            "Sign in: exchange `{api_key}` for a session cookie (HttpOnly, SameSite=Strict)",
-            "201",
-            "`{key, deployment_owner, csrf_token, idle_timeout_s}` and Set-Cookie: tz_session",
-        ),
-    );
-    item.get = Some(op(
-        "Who is signed in, with the CSRF token for X-CSRF-Token",
-        "200",
-        "`{key, deployment_owner, csrf_token, idle_timeout_s}`",
-    ));
-    item.delete = Some(op(
-        "Sign out (needs X-CSRF-Token)",
-        "200",
-        "`{success: true}`; the cookie is cleared",
-    ));
-    item
 }
 
 #[cfg(test)]

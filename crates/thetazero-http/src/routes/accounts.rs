@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::views;
 
 /// Create an account and its owner key (shown once).
-#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = CreateAccountRequest,
+#[utoipa::path(post, path = "/api/v1/accounts", operation_id = "create_account", tag = "accounts", request_body = CreateAccountRequest,
     responses((status = 201, body = CreatedAccount), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

@@ -105,7 +105,7 @@ fn check_code(state: &AppState, code: &str) -> HttpResult<()> {
 }
 
 /// Register an agent, or replace the agent of the same name.
-#[utoipa::path(post, path = "/api/v1/sdk/agents", tag = "agents",
+#[utoipa::path(post, path = "/api/v1/sdk/agents", operation_id = "register_agent", tag = "agents",
     request_body = RegisterAgentRequest,
     responses((status = 201, description = "Created", body = AgentResponse),
                (status = 200, description = "Replaced the agent of the same name", body = AgentResponse),
@@ -255,7 +255,7 @@ impl ListParams {
 }
 
 /// List the account's agents.
-#[utoipa::path(get, path = "/api/v1/sdk/agents", tag = "agents", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/sdk/agents", operation_id = "list_agents", tag = "agents", params(ListParams),
     responses((status = 200, body = AgentList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -281,7 +281,7 @@ pub async fn list(
 }
 
 /// Get one agent.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}", tag = "agents",
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}", operation_id = "get_agent", tag = "agents",
     params(("id" = i64, Path, description = "Agent id")),
     responses((status = 200, body = AgentResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -302,7 +302,7 @@ pub async fn get(
 }
 
 /// Update an agent's code, configuration, permissions, status, version or description.
-#[utoipa::path(patch, path = "/api/v1/sdk/agents/{id}", tag = "agents",
+#[utoipa::path(patch, path = "/api/v1/sdk/agents/{id}", operation_id = "patch_agent", tag = "agents",
     params(("id" = i64, Path, description = "Agent id")),
     request_body = PatchAgentRequest,
     responses((status = 200, body = AgentResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -420,7 +420,7 @@ pub async fn patch(
 }
 
 /// Delete an agent and its executions. Audit records stay.
-#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}", tag = "agents",
+#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}", operation_id = "delete_agent", tag = "agents",
     params(("id" = i64, Path, description = "Agent id")),
     responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

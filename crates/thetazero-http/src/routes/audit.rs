@@ -82,7 +82,7 @@ pub(crate) fn parse_time(field: &str, raw: &str, end_of_day: bool) -> HttpResult
 }
 
 /// Query the audit log.
-#[utoipa::path(get, path = "/api/v1/sdk/audit", tag = "audit", params(AuditParams),
+#[utoipa::path(get, path = "/api/v1/sdk/audit", operation_id = "query_audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn query(

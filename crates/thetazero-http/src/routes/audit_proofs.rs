@@ -31,7 +31,7 @@ impl From<LedgerError> for HttpError {
 }
 
 /// The deployment's audit verifier key, in the C2SP verifier-key form.
-#[utoipa::path(get, path = "/api/v1/sdk/audit/key", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/sdk/audit/key", operation_id = "audit_key", tag = "audit",
     responses((status = 200, description = "`{verifier_key, key_name}`")))]
 pub async fn key(State(state): State<AppState>) -> Json<Value> {
     let key = state.ledger.verifier_key();
@@ -39,7 +39,7 @@ pub async fn key(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// The latest signed checkpoint of the caller's log (signed now if the log grew).
-#[utoipa::path(get, path = "/api/v1/sdk/audit/checkpoint", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/sdk/audit/checkpoint", operation_id = "audit_checkpoint", tag = "audit",
     responses((status = 200, description = "`{origin, size, checkpoint}`"), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn checkpoint(
@@ -67,7 +67,7 @@ pub struct ConsistencyParams {
 }
 
 /// A consistency proof between two sizes of the caller's log.
-#[utoipa::path(get, path = "/api/v1/sdk/audit/consistency", tag = "audit", params(ConsistencyParams),
+#[utoipa::path(get, path = "/api/v1/sdk/audit/consistency", operation_id = "audit_consistency", tag = "audit", params(ConsistencyParams),
     responses((status = 200, description = "`{from, to, proof}`"), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn consistency(
@@ -96,7 +96,7 @@ pub async fn consistency(
 /// Proof material for one record: leaf bytes, inclusion proof, signed
 /// checkpoint, consistency proof to the latest checkpoint, anchors; plus the
 /// server's own verdict (`chain_valid`), which clients should recompute.
-#[utoipa::path(get, path = "/api/v1/sdk/audit/records/{id}/proof", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/sdk/audit/records/{id}/proof", operation_id = "audit_record_proof", tag = "audit",
     params(("id" = i64, Path, description = "Audit record id")),
     responses((status = 200, description = "The record proof"), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -135,7 +135,7 @@ pub struct ExportParams {
 }
 
 /// Export the caller's log: `bundle` for offline verification, `csv` for review.
-#[utoipa::path(get, path = "/api/v1/sdk/audit/export", tag = "audit", params(ExportParams),
+#[utoipa::path(get, path = "/api/v1/sdk/audit/export", operation_id = "audit_export", tag = "audit", params(ExportParams),
     responses((status = 200, description = "The export, streamed"), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn export(
@@ -212,7 +212,7 @@ pub async fn export(
 /// The signed receipt of an execution (`verifyExecution`): code hash, input
 /// and output digests, limits, isolation actually used (`tee_mode`), audit
 /// range and the checkpoint covering it.
-#[utoipa::path(get, path = "/api/v1/sdk/executions/{id}/verify", tag = "executions",
+#[utoipa::path(get, path = "/api/v1/sdk/executions/{id}/verify", operation_id = "verify_execution", tag = "executions",
     params(("id" = i64, Path, description = "Execution id")),
     responses((status = 200, description = "The signed execution receipt"), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -37,7 +37,7 @@ async fn require_agent(state: &AppState, caller: &Caller, id: i64) -> HttpResult
 }
 
 /// Read a context value.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "get_context", tag = "context",
     params(("id" = i64, Path), ("key" = String, Path)),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -62,7 +62,7 @@ pub async fn get(
 }
 
 /// Set a context value; the body is the JSON value itself.
-#[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
+#[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "put_context", tag = "context",
     params(("id" = i64, Path), ("key" = String, Path)),
     request_body(content = Object, description = "Any JSON value"),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
@@ -154,7 +154,7 @@ pub async fn put(
 }
 
 /// Delete a context value.
-#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}/context/{key}", tag = "context",
+#[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "delete_context", tag = "context",
     params(("id" = i64, Path), ("key" = String, Path)),
     responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -81,7 +81,7 @@ impl From<RuntimeError> for HttpError {
 }
 
 /// Run an agent in the sandbox and wait for it to end.
-#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", tag = "executions",
+#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", operation_id = "execute_agent", tag = "executions",
     params(("id" = i64, Path, description = "Agent id")),
     request_body = ExecuteRequest,
     responses((status = 200, description = "The execution ran (whatever its status)", body = ExecutionResponse),
@@ -142,7 +142,7 @@ pub struct ExecutionParams {
 }
 
 /// An agent's executions, newest first.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions", tag = "executions",
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions", operation_id = "list_executions", tag = "executions",
     params(("id" = i64, Path, description = "Agent id"), ExecutionParams),
     responses((status = 200, body = ExecutionList), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -186,7 +186,7 @@ pub async fn list(
 }
 
 /// One execution in full: output, logs, host-call audit, input.
-#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions/{eid}", tag = "executions",
+#[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions/{eid}", operation_id = "get_execution", tag = "executions",
     params(("id" = i64, Path, description = "Agent id"), ("eid" = i64, Path, description = "Execution id")),
     responses((status = 200, body = ExecutionResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

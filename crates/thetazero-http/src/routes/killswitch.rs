@@ -1,14 +1,14 @@
 //! The kill switch: stop one agent, halt the caller's account or the whole
-//! deployment. Served at the spec's paths (`/api/sdk/...`) and under
-//! `/api/v1/sdk/...`.
+//! deployment. Served under `/api/v1/sdk/...` and at the spec's paths
+//! (`/api/sdk/...`, see `auth::SPEC_PATHS`).
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_api::types::{
+    HaltRequest, HaltResponse, HaltScopeName, HaltState, KillRequest, KillResponse,
+};
+use thetazero_api::ErrorCode;
 use thetazero_runtime::governance::HaltScope;
-use utoipa::ToSchema;
 
 use super::check_text;
 use crate::auth::Caller;
@@ -17,80 +17,50 @@ use crate::extract::{Id, JsonBody};
 use crate::routes::run_caller;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KillRequest {
-    /// Why; recorded in the audit log.
-    pub reason: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HaltRequest {
-    /// `true` stops everything and refuses new executions; `false` clears it.
-    pub halted: bool,
-    pub reason: String,
-    /// `account` (default): the caller's account. `deployment`: every account
-    /// (an owner key of the deployment's first account only).
-    #[serde(default)]
-    pub scope: Option<String>,
-}
-
-async fn kill(
-    state: AppState,
-    caller: Caller,
-    id: i64,
-    req: KillRequest,
-) -> HttpResult<Json<Value>> {
+/// Stop an agent: its running executions are cancelled and new ones refused
+/// (409 `agent_killed`) until a key with `killswitch` sets it ready again.
+#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/kill", operation_id = "kill_agent", tag = "killswitch",
+    request_body = KillRequest,
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
+    responses((status = 200, description = "Killed: how many executions stopped and whether that was confirmed", body = KillResponse)),
+    security(("bearer" = [])))]
+pub async fn kill(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    JsonBody(req): JsonBody<KillRequest>,
+) -> HttpResult<Json<KillResponse>> {
     check_text("reason", &req.reason, 1024, false)?;
     let outcome = state
         .runtime
         .kill_agent(run_caller(&caller), id, req.reason)
         .await?;
-    Ok(Json(json!({
-        "success": true,
-        "agent_id": outcome.agent_id,
-        "status": "killed",
-        "terminated": outcome.terminated,
-        "confirmed": outcome.confirmed,
-        "elapsed_ms": outcome.elapsed_ms,
-    })))
+    Ok(Json(KillResponse {
+        success: true,
+        agent_id: outcome.agent_id,
+        status: "killed".into(),
+        terminated: outcome.terminated as u64,
+        confirmed: outcome.confirmed,
+        elapsed_ms: outcome.elapsed_ms,
+    }))
 }
 
-/// Stop an agent: its running executions are cancelled and new ones refused
-/// (409 `agent_killed`) until a key with `killswitch` sets it ready again.
-#[utoipa::path(post, path = "/api/sdk/agents/{id}/kill", tag = "killswitch", request_body = KillRequest,
-    params(("id" = i64, Path, description = "Agent id")),
-    responses((status = 200, description = "Killed: how many executions stopped and whether that was confirmed"), (status = 404, body = ErrorBody)),
+/// Halt or resume every execution of the caller's account (or, for the
+/// deployment's owner, of the deployment): running ones stop, new ones are
+/// refused with 503 `global_halt` until cleared.
+#[utoipa::path(post, path = "/api/v1/sdk/kill-switch/global", operation_id = "set_halt", tag = "killswitch",
+    request_body = HaltRequest,
+    responses((status = 200, description = "The halt as it is now", body = HaltResponse)),
     security(("bearer" = [])))]
-pub async fn kill_spec(
+pub async fn set_global(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
-    JsonBody(req): JsonBody<KillRequest>,
-) -> HttpResult<Json<Value>> {
-    kill(state, caller, id, req).await
-}
-
-/// Stop an agent (same as `/api/sdk/agents/{id}/kill`).
-#[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/kill", tag = "killswitch", request_body = KillRequest,
-    params(("id" = i64, Path, description = "Agent id")),
-    responses((status = 200, description = "Killed"), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn kill_v1(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Id(id): Id,
-    JsonBody(req): JsonBody<KillRequest>,
-) -> HttpResult<Json<Value>> {
-    kill(state, caller, id, req).await
-}
-
-async fn set_global(state: AppState, caller: Caller, req: HaltRequest) -> HttpResult<Json<Value>> {
+    JsonBody(req): JsonBody<HaltRequest>,
+) -> HttpResult<Json<HaltResponse>> {
     check_text("reason", &req.reason, 1024, false)?;
-    let scope = match req.scope.as_deref() {
-        None | Some("account") => HaltScope::Account,
-        Some("deployment") => {
+    let scope = match req.scope {
+        None | Some(HaltScopeName::Account) => HaltScope::Account,
+        Some(HaltScopeName::Deployment) => {
             let first = state.store.first_account_id().await?;
             if !(caller.key.is_owner && Some(caller.account()) == first) {
                 return Err(HttpError::new(
@@ -100,80 +70,53 @@ async fn set_global(state: AppState, caller: Caller, req: HaltRequest) -> HttpRe
             }
             HaltScope::Deployment
         }
-        Some(other) => {
-            return Err(HttpError::invalid(format!(
-                "field \"scope\" must be \"account\" or \"deployment\", not {other:?}"
-            )))
-        }
     };
     let outcome = state
         .runtime
         .set_halt(run_caller(&caller), scope, req.halted, req.reason)
         .await?;
-    Ok(Json(json!({
-        "success": true,
-        "halted": outcome.halted,
-        "scope": if scope == HaltScope::Deployment { "deployment" } else { "account" },
-        "terminated": outcome.terminated,
-        "confirmed": outcome.confirmed,
-        "elapsed_ms": outcome.elapsed_ms,
-    })))
-}
-
-async fn get_global(state: AppState, caller: Caller) -> HttpResult<Json<Value>> {
-    let halt = state.runtime.halt(caller.account()).await?;
-    Ok(Json(match halt {
-        Some(h) => json!({
-            "success": true, "halted": true,
-            "scope": if h.account_id == caller.account() { "account" } else { "deployment" },
-            "reason": h.reason, "since": h.at, "key_id": h.key_id,
-        }),
-        None => json!({"success": true, "halted": false}),
+    Ok(Json(HaltResponse {
+        success: true,
+        halted: outcome.halted,
+        scope: match scope {
+            HaltScope::Deployment => HaltScopeName::Deployment,
+            HaltScope::Account => HaltScopeName::Account,
+        },
+        terminated: outcome.terminated as u64,
+        confirmed: outcome.confirmed,
+        elapsed_ms: outcome.elapsed_ms,
     }))
 }
 
-/// Halt or resume every execution of the caller's account (or, for the
-/// deployment's owner, of the deployment): running ones stop, new ones are
-/// refused with 503 `global_halt` until cleared.
-#[utoipa::path(post, path = "/api/sdk/kill-switch/global", tag = "killswitch", request_body = HaltRequest,
-    responses((status = 200, description = "The halt as it is now"), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn global_spec(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(req): JsonBody<HaltRequest>,
-) -> HttpResult<Json<Value>> {
-    set_global(state, caller, req).await
-}
-
-/// Halt or resume (same as `/api/sdk/kill-switch/global`).
-#[utoipa::path(post, path = "/api/v1/sdk/kill-switch/global", tag = "killswitch", request_body = HaltRequest,
-    responses((status = 200, description = "The halt as it is now"), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn global_v1(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(req): JsonBody<HaltRequest>,
-) -> HttpResult<Json<Value>> {
-    set_global(state, caller, req).await
-}
-
 /// The halt in force for the caller, if any.
-#[utoipa::path(get, path = "/api/sdk/kill-switch/global", tag = "killswitch",
-    responses((status = 200, description = "`{halted, scope, reason, since}`")), security(("bearer" = [])))]
-pub async fn global_state_spec(
+#[utoipa::path(get, path = "/api/v1/sdk/kill-switch/global", operation_id = "get_halt", tag = "killswitch",
+    responses((status = 200, description = "`{halted}`, and while halted `{scope, reason, since, key_id}`", body = HaltState)),
+    security(("bearer" = [])))]
+pub async fn get_global(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> HttpResult<Json<Value>> {
-    get_global(state, caller).await
-}
-
-/// The halt in force for the caller (same as `/api/sdk/kill-switch/global`).
-#[utoipa::path(get, path = "/api/v1/sdk/kill-switch/global", tag = "killswitch",
-    responses((status = 200, description = "`{halted, scope, reason, since}`")), security(("bearer" = [])))]
-pub async fn global_state_v1(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> HttpResult<Json<Value>> {
-    get_global(state, caller).await
+) -> HttpResult<Json<HaltState>> {
+    let halt = state.runtime.halt(caller.account()).await?;
+    Ok(Json(match halt {
+        Some(h) => HaltState {
+            success: true,
+            halted: true,
+            scope: Some(if h.account_id == caller.account() {
+                HaltScopeName::Account
+            } else {
+                HaltScopeName::Deployment
+            }),
+            reason: Some(h.reason),
+            since: Some(h.at),
+            key_id: Some(h.key_id),
+        },
+        None => HaltState {
+            success: true,
+            halted: false,
+            scope: None,
+            reason: None,
+            since: None,
+            key_id: None,
+        },
+    }))
 }

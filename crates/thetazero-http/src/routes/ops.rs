@@ -13,7 +13,7 @@ use crate::error::HttpError;
 use crate::state::AppState;
 
 /// Liveness: the process is serving.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -21,7 +21,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = thetazero_api::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HttpError> {
     state.store.ping().await.map_err(|e| {
@@ -37,7 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HttpE
 /// for a key of the deployment's first account holding `metrics` (the
 /// separate `metrics_listen` address needs no key). Deployment-wide figures:
 /// other accounts' keys are refused.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", security(("bearer" = [])),
     responses((status = 200, content_type = "text/plain"), (status = 403, body = thetazero_api::ErrorBody)))]
 pub async fn metrics(
     State(state): State<AppState>,

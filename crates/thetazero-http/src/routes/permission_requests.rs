@@ -2,57 +2,33 @@
 //! scopes, higher limits) with a justification and a timeout; a key with the
 //! `approvals` scope, never the requesting key, approves or denies. An
 //! approval is a grant laid over the agent while it lasts (optionally with an
-//! expiry); a pending request that outlives its timeout expires. Served at the
-//! spec's paths (`/api/sdk/permission-requests...`) and under `/api/v1/sdk/`.
+//! expiry); a pending request that outlives its timeout expires. Served under
+//! `/api/v1/sdk/` and at the spec's paths (`/api/sdk/permission-requests...`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_api::types::{
+    CreatePermissionRequest, PermissionDecision, PermissionRequestList, PermissionRequestResponse,
+    PermissionRequestView,
+};
+use thetazero_api::ErrorCode;
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::model::{NewPermissionRequest, PermissionRequest, RequestDecision};
 use thetazero_core::permissions::Grant;
 use time::{Duration, OffsetDateTime};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::check_text;
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
-use crate::extract::{Id, JsonBody, Query};
+use crate::extract::{Id, JsonBody, OptionalJsonBody, Query};
 use crate::state::AppState;
 use crate::views;
 
 const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRequest {
-    /// The agent that wants the permissions.
-    #[serde(alias = "agentId")]
-    pub agent_id: i64,
-    /// `allow_network`, `allow_external_apis`, `max_api_calls_per_run`,
-    /// `max_api_calls_per_minute`, `memory_limit_mb`, `cpu_time_limit_ms`,
-    /// `allowed_domains`, `scopes`.
-    #[schema(value_type = Object)]
-    pub permissions: Value,
-    pub justification: String,
-    /// How long the request waits for a decision (default 120000).
-    #[serde(default, alias = "timeoutMs")]
-    pub timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Decision {
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Approvals only: the grant lapses this long after approval.
-    #[serde(default, alias = "grantExpiresInMs")]
-    pub grant_expires_in_ms: Option<u64>,
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -66,23 +42,24 @@ pub struct ListParams {
     pub limit: Option<u64>,
 }
 
-fn view(r: &PermissionRequest) -> Value {
+fn view(r: &PermissionRequest) -> PermissionRequestView {
     let now = OffsetDateTime::now_utc();
-    json!({
-        "id": r.id,
-        "agent_id": r.agent_id,
-        "requested_by_key_id": r.requested_by,
-        "permissions": r.grant,
-        "justification": r.justification,
-        "status": r.status,
-        "expires_at": views::rfc3339(r.expires_at),
-        "decided_by_key_id": r.decided_by,
-        "decision_reason": r.decision_reason,
-        "decided_at": r.decided_at.map(views::rfc3339),
-        "grant_expires_at": r.grant_expires_at.map(views::rfc3339),
-        "grant_active": r.status == "approved" && r.grant_expires_at.is_none_or(|t| t > now),
-        "created_at": views::rfc3339(r.created_at),
-    })
+    PermissionRequestView {
+        id: r.id,
+        agent_id: r.agent_id,
+        requested_by_key_id: r.requested_by,
+        permissions: r.grant.clone(),
+        justification: r.justification.clone(),
+        status: r.status.clone(),
+        expires_at: views::rfc3339(r.expires_at),
+        decided_by_key_id: r.decided_by,
+        decision_reason: r.decision_reason.clone(),
+        decided_at: r.decided_at.map(views::rfc3339),
+        grant_expires_at: r.grant_expires_at.map(views::rfc3339),
+        grant_active: r.status == "approved" && r.grant_expires_at.is_none_or(|t| t > now),
+        created_at: views::rfc3339(r.created_at),
+        approver_relation: None,
+    }
 }
 
 fn event(
@@ -146,11 +123,16 @@ async fn one(state: &AppState, account: i64, id: i64) -> HttpResult<PermissionRe
         .ok_or_else(|| HttpError::not_found("permission request"))
 }
 
-async fn create(
-    state: AppState,
-    caller: Caller,
-    req: CreateRequest,
-) -> HttpResult<(StatusCode, Json<Value>)> {
+/// Ask for permissions for an agent, with a justification and a timeout.
+#[utoipa::path(post, path = "/api/v1/sdk/permission-requests", operation_id = "create_permission_request", tag = "approvals",
+    request_body = CreatePermissionRequest,
+    responses((status = 201, body = PermissionRequestResponse)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(req): JsonBody<CreatePermissionRequest>,
+) -> HttpResult<(StatusCode, Json<PermissionRequestResponse>)> {
     check_text("justification", &req.justification, 4096, false)?;
     Grant::from_json(&req.permissions, &state.settings.ceilings)
         .map_err(|e| HttpError::invalid(format!("field \"permissions\": {e}")))?;
@@ -221,11 +203,23 @@ async fn create(
         })?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"success": true, "request": view(&request)})),
+        Json(PermissionRequestResponse {
+            success: true,
+            request: view(&request),
+        }),
     ))
 }
 
-async fn list(state: AppState, caller: Caller, params: ListParams) -> HttpResult<Json<Value>> {
+/// The account's permission requests, newest first (`?status=pending`).
+#[utoipa::path(get, path = "/api/v1/sdk/permission-requests", operation_id = "list_permission_requests", tag = "approvals",
+    params(ListParams),
+    responses((status = 200, body = PermissionRequestList)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<ListParams>,
+) -> HttpResult<Json<PermissionRequestList>> {
     if let Some(s) = &params.status {
         if !matches!(s.as_str(), "pending" | "approved" | "denied" | "expired") {
             return Err(HttpError::invalid(
@@ -250,9 +244,10 @@ async fn list(state: AppState, caller: Caller, params: ListParams) -> HttpResult
         .store
         .permission_requests(account, None, params.status, params.agent_id, limit)
         .await?;
-    Ok(Json(
-        json!({"success": true, "requests": found.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(PermissionRequestList {
+        success: true,
+        requests: found.iter().map(view).collect(),
+    }))
 }
 
 /// How the deciding key stands to the key that made a request, through the
@@ -335,13 +330,60 @@ async fn relation(
 /// The longest a grant may be approved for: one year.
 const MAX_GRANT_MS: u64 = 365 * 24 * 3600 * 1000;
 
+/// One permission request.
+#[utoipa::path(get, path = "/api/v1/sdk/permission-requests/{id}", operation_id = "get_permission_request", tag = "approvals",
+    params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = PermissionRequestResponse)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> HttpResult<Json<PermissionRequestResponse>> {
+    let r = one(&state, caller.account(), id).await?;
+    Ok(Json(PermissionRequestResponse {
+        success: true,
+        request: view(&r),
+    }))
+}
+
+/// Approve a pending request (never with the key that made it).
+#[utoipa::path(post, path = "/api/v1/sdk/permission-requests/{id}/approve", operation_id = "approve_permission_request", tag = "approvals",
+    params(("id" = i64, Path, minimum = 1)),
+    request_body(content = PermissionDecision, description = "May be absent"),
+    responses((status = 200, body = PermissionRequestResponse)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    OptionalJsonBody(d): OptionalJsonBody<PermissionDecision>,
+) -> HttpResult<Json<PermissionRequestResponse>> {
+    decide(state, caller, id, true, d).await
+}
+
+/// Deny a pending request.
+#[utoipa::path(post, path = "/api/v1/sdk/permission-requests/{id}/deny", operation_id = "deny_permission_request", tag = "approvals",
+    params(("id" = i64, Path, minimum = 1)),
+    request_body(content = PermissionDecision, description = "May be absent"),
+    responses((status = 200, body = PermissionRequestResponse)),
+    security(("bearer" = [])))]
+pub async fn deny(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+    OptionalJsonBody(d): OptionalJsonBody<PermissionDecision>,
+) -> HttpResult<Json<PermissionRequestResponse>> {
+    decide(state, caller, id, false, d).await
+}
+
 async fn decide(
     state: AppState,
     caller: Caller,
     id: i64,
     approve: bool,
-    decision: Decision,
-) -> HttpResult<Json<Value>> {
+    decision: PermissionDecision,
+) -> HttpResult<Json<PermissionRequestResponse>> {
     if let Some(r) = &decision.reason {
         check_text("reason", r, 1024, true)?;
     }
@@ -422,68 +464,9 @@ async fn decide(
         .await?
         .ok_or_else(|| HttpError::new(ErrorCode::Conflict, "the request was decided meanwhile"))?;
     let mut shown = view(&decided);
-    shown["approver_relation"] = relation.as_str().into();
-    Ok(Json(json!({"success": true, "request": shown})))
+    shown.approver_relation = Some(relation.as_str().into());
+    Ok(Json(PermissionRequestResponse {
+        success: true,
+        request: shown,
+    }))
 }
-
-macro_rules! paths {
-    ($prefix:literal, $create:ident, $list:ident, $get:ident, $approve:ident, $deny:ident) => {
-        /// Ask for permissions for an agent, with a justification and a timeout.
-        #[utoipa::path(post, path = concat!($prefix, "/permission-requests"), tag = "approvals", request_body = CreateRequest,
-            responses((status = 201, description = "`{request}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
-            security(("bearer" = [])))]
-        pub async fn $create(State(state): State<AppState>, Extension(caller): Extension<Caller>, JsonBody(req): JsonBody<CreateRequest>) -> HttpResult<(StatusCode, Json<Value>)> {
-            create(state, caller, req).await
-        }
-
-        /// The account's permission requests, newest first (`?status=pending`).
-        #[utoipa::path(get, path = concat!($prefix, "/permission-requests"), tag = "approvals", params(ListParams),
-            responses((status = 200, description = "`{requests}`")), security(("bearer" = [])))]
-        pub async fn $list(State(state): State<AppState>, Extension(caller): Extension<Caller>, Query(params): Query<ListParams>) -> HttpResult<Json<Value>> {
-            list(state, caller, params).await
-        }
-
-        /// One permission request.
-        #[utoipa::path(get, path = concat!($prefix, "/permission-requests/{id}"), tag = "approvals", params(("id" = i64, Path)),
-            responses((status = 200, description = "`{request}`"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-        pub async fn $get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Id(id): Id) -> HttpResult<Json<Value>> {
-            let r = one(&state, caller.account(), id).await?;
-            Ok(Json(json!({"success": true, "request": view(&r)})))
-        }
-
-        /// Approve a pending request (never with the key that made it).
-        #[utoipa::path(post, path = concat!($prefix, "/permission-requests/{id}/approve"), tag = "approvals", params(("id" = i64, Path)),
-            request_body = Decision,
-            responses((status = 200, description = "`{request}`"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
-            security(("bearer" = [])))]
-        pub async fn $approve(State(state): State<AppState>, Extension(caller): Extension<Caller>, Id(id): Id, crate::extract::OptionalJsonBody(d): crate::extract::OptionalJsonBody<Decision>) -> HttpResult<Json<Value>> {
-            decide(state, caller, id, true, d).await
-        }
-
-        /// Deny a pending request.
-        #[utoipa::path(post, path = concat!($prefix, "/permission-requests/{id}/deny"), tag = "approvals", params(("id" = i64, Path)),
-            request_body = Decision,
-            responses((status = 200, description = "`{request}`"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
-            security(("bearer" = [])))]
-        pub async fn $deny(State(state): State<AppState>, Extension(caller): Extension<Caller>, Id(id): Id, crate::extract::OptionalJsonBody(d): crate::extract::OptionalJsonBody<Decision>) -> HttpResult<Json<Value>> {
-            decide(state, caller, id, false, d).await
-        }
-    };
-}
-
-paths!(
-    "/api/sdk",
-    create_spec,
-    list_spec,
-    get_spec,
-    approve_spec,
-    deny_spec
-);
-paths!(
-    "/api/v1/sdk",
-    create_v1,
-    list_v1,
-    get_v1,
-    approve_v1,
-    deny_v1
-);

@@ -1,5 +1,5 @@
-//! The live audit stream (Server-Sent Events) at `/api/sdk/audit/stream` and
-//! `/api/v1/sdk/audit/stream`: `connected`, then `audit` events whose `id:` is
+//! The live audit stream (Server-Sent Events) at `/api/v1/sdk/audit/stream`
+//! (and the spec's `/api/sdk/audit/stream`): `connected`, then `audit` events whose `id:` is
 //! the leaf index, `checkpoint` when the log gets a new signed checkpoint,
 //! `keepalive` (also as a comment line), and `timeout` with the position to
 //! resume from. `Last-Event-ID` (or `?after=`) resumes with no gap and no
@@ -10,10 +10,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::pin::Pin;
-use thetazero_api::ErrorBody;
+use thetazero_api::types::{
+    StreamCheckpoint, StreamConnected, StreamKeepalive, StreamTimeout, StreamTokenResponse,
+};
 use thetazero_core::audit::{AuditQuery, AuditRecord};
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
@@ -49,11 +50,13 @@ pub struct StreamParams {
 
 const REPLAY_PAGE: u64 = 500;
 
-fn frame(event: &str, id: Option<u64>, data: &Value) -> Vec<u8> {
+fn frame(event: &str, id: Option<u64>, data: &impl Serialize) -> Vec<u8> {
     let mut out = String::with_capacity(256);
     if let Some(id) = id {
         out.push_str(&format!("id: {id}\n"));
     }
+    // Serialising a wire type to a string does not fail.
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
     out.push_str(&format!("event: {event}\ndata: {data}\n\n"));
     out.into_bytes()
 }
@@ -101,6 +104,13 @@ impl Progress {
         self.next.checked_sub(1)
     }
 
+    fn timeout(&self, reason: &str) -> StreamTimeout {
+        StreamTimeout {
+            reason: reason.into(),
+            resume_after: self.resume_after(),
+        }
+    }
+
     /// The next bytes to send; `None` when the stream is over.
     async fn next_chunk(&mut self) -> Option<Vec<u8>> {
         loop {
@@ -110,7 +120,11 @@ impl Progress {
                     return Some(frame(
                         "connected",
                         None,
-                        &json!({"account_id": self.account, "position": self.next, "log_size": self.size}),
+                        &StreamConnected {
+                            account_id: self.account,
+                            position: self.next,
+                            log_size: self.size,
+                        },
                     ));
                 }
                 Phase::Replay => {
@@ -127,11 +141,7 @@ impl Progress {
                         Err(e) => {
                             tracing::warn!(account = self.account, error = %e, "audit stream replay failed");
                             self.phase = Phase::Done;
-                            return Some(frame(
-                                "timeout",
-                                None,
-                                &json!({"reason": "unavailable", "resume_after": self.resume_after()}),
-                            ));
+                            return Some(frame("timeout", None, &self.timeout("unavailable")));
                         }
                     };
                     if (page.len() as u64) < REPLAY_PAGE {
@@ -149,7 +159,7 @@ impl Progress {
                     let mut out = Vec::new();
                     for r in &page {
                         self.next = r.leaf_index + 1;
-                        out.extend(frame("audit", Some(r.leaf_index), &json!(views::audit(r))));
+                        out.extend(frame("audit", Some(r.leaf_index), &views::audit(r)));
                     }
                     if !out.is_empty() {
                         return Some(out);
@@ -171,7 +181,7 @@ impl Progress {
                                     .unwrap_or(false)
                             {
                                 self.phase = Phase::Done;
-                                return Some(frame("timeout", None, &json!({"reason": "key_revoked", "resume_after": self.resume_after()})));
+                                return Some(frame("timeout", None, &self.timeout("key_revoked")));
                             }
                         }
                         received = self.live.recv() => match received {
@@ -182,13 +192,13 @@ impl Progress {
                                 }
                                 self.next = r.leaf_index + 1;
                                 if self.filters.keep(&r) {
-                                    return Some(frame("audit", Some(r.leaf_index), &json!(views::audit(&r))));
+                                    return Some(frame("audit", Some(r.leaf_index), &views::audit(&r)));
                                 }
                             }
                             Err(RecvError::Lagged(_)) => {
                                 // A consumer that cannot keep up resumes from the database.
                                 self.phase = Phase::Done;
-                                return Some(frame("timeout", None, &json!({"reason": "lagging", "resume_after": self.resume_after()})));
+                                return Some(frame("timeout", None, &self.timeout("lagging")));
                             }
                             Err(RecvError::Closed) => return None,
                         },
@@ -199,26 +209,26 @@ impl Progress {
                                 Ok(true) => {}
                                 Ok(false) => {
                                     self.phase = Phase::Done;
-                                    return Some(frame("timeout", None, &json!({"reason": "key_revoked", "resume_after": self.resume_after()})));
+                                    return Some(frame("timeout", None, &self.timeout("key_revoked")));
                                 }
                                 Err(_) => {
                                     self.phase = Phase::Done;
-                                    return Some(frame("timeout", None, &json!({"reason": "unavailable", "resume_after": self.resume_after()})));
+                                    return Some(frame("timeout", None, &self.timeout("unavailable")));
                                 }
                             }
                             let mut bytes = b": keepalive\n\n".to_vec();
-                            bytes.extend(frame("keepalive", None, &json!({"position": self.next, "at": views::rfc3339(OffsetDateTime::now_utc())})));
+                            bytes.extend(frame("keepalive", None, &StreamKeepalive { position: self.next, at: views::rfc3339(OffsetDateTime::now_utc()) }));
                             if let Ok(Some(c)) = self.state.store.latest_checkpoint(self.account).await {
                                 if c.size > self.checkpoint_size {
                                     self.checkpoint_size = c.size;
-                                    bytes.extend(frame("checkpoint", None, &json!({"size": c.size, "note": c.note})));
+                                    bytes.extend(frame("checkpoint", None, &StreamCheckpoint { size: c.size, note: c.note }));
                                 }
                             }
                             return Some(bytes);
                         }
                         _ = deadline => {
                             self.phase = Phase::Done;
-                            return Some(frame("timeout", None, &json!({"reason": "limit", "resume_after": self.resume_after()})));
+                            return Some(frame("timeout", None, &self.timeout("limit")));
                         }
                     }
                 }
@@ -228,10 +238,18 @@ impl Progress {
     }
 }
 
-async fn stream(
-    state: AppState,
-    access: StreamAccess,
-    params: StreamParams,
+/// The live audit stream (SSE) of the caller's account: `connected`
+/// ([`StreamConnected`]), `audit` (an audit event, `id:` its leaf index),
+/// `checkpoint`, `keepalive` (also as a comment line) and a last `timeout`.
+#[utoipa::path(get, path = "/api/v1/sdk/audit/stream", operation_id = "audit_stream", tag = "audit", params(StreamParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this leaf index")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "Events `connected`, `audit`, `checkpoint`, `keepalive`, `timeout`, each with a JSON `data:` line")),
+    security(("bearer" = []), ("stream_token" = [])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(access): Extension<StreamAccess>,
+    Query(params): Query<StreamParams>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
     let account = access.account;
@@ -297,41 +315,14 @@ async fn stream(
         .into_response())
 }
 
-/// The live audit stream (SSE) of the caller's account.
-#[utoipa::path(get, path = "/api/sdk/audit/stream", tag = "audit", params(StreamParams),
-    responses((status = 200, description = "text/event-stream: connected, audit, checkpoint, keepalive, timeout"),
-               (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn stream_spec(
-    State(state): State<AppState>,
-    Extension(access): Extension<StreamAccess>,
-    Query(params): Query<StreamParams>,
-    headers: HeaderMap,
-) -> HttpResult<Response> {
-    stream(state, access, params, headers).await
-}
-
-/// The live audit stream (same as `/api/sdk/audit/stream`).
-#[utoipa::path(get, path = "/api/v1/sdk/audit/stream", tag = "audit", params(StreamParams),
-    responses((status = 200, description = "text/event-stream"), (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn stream_v1(
-    State(state): State<AppState>,
-    Extension(access): Extension<StreamAccess>,
-    Query(params): Query<StreamParams>,
-    headers: HeaderMap,
-) -> HttpResult<Response> {
-    stream(state, access, params, headers).await
-}
-
 /// A short-lived, read-only token that opens the caller's audit stream, for
 /// browsers (`EventSource` cannot send headers). Valid for five minutes.
-#[utoipa::path(post, path = "/api/v1/sdk/audit/stream-token", tag = "audit",
-    responses((status = 200, description = "`{token, expires_at, stream_url}`")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/sdk/audit/stream-token", operation_id = "create_stream_token", tag = "audit",
+    responses((status = 200, body = StreamTokenResponse)), security(("bearer" = [])))]
 pub async fn stream_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> HttpResult<Json<Value>> {
+) -> HttpResult<Json<StreamTokenResponse>> {
     let expires = OffsetDateTime::now_utc().unix_timestamp() + stream_token::TTL_SECS;
     let token = stream_token::issue(
         &state.stream_secret(),
@@ -339,10 +330,12 @@ pub async fn stream_token(
         caller.key.id,
         expires,
     );
-    Ok(Json(json!({
-        "success": true,
-        "stream_url": format!("/api/sdk/audit/stream?token={token}"),
-        "token": token,
-        "expires_at": OffsetDateTime::from_unix_timestamp(expires).map(views::rfc3339).unwrap_or_default(),
-    })))
+    Ok(Json(StreamTokenResponse {
+        success: true,
+        stream_url: format!("/api/sdk/audit/stream?token={token}"),
+        token,
+        expires_at: OffsetDateTime::from_unix_timestamp(expires)
+            .map(views::rfc3339)
+            .unwrap_or_default(),
+    }))
 }
