@@ -514,3 +514,35 @@ async fn names_refuse_invisible_and_direction_changing_characters() {
         .await;
     assert_error(&r, 400, "invalid_request");
 }
+
+/// JSON has one number type: a whole number written as `128.0` or `1.28e2`
+/// is accepted where an integer is declared (JSON Schema's `integer` admits
+/// it), and a fraction is refused naming the field.
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers() {
+    let app = TestApp::new().await;
+    for (memory, status) in [("128.0", 201), ("1.28e2", 200), ("128.5", 400)] {
+        let body = format!(
+            r#"{{"name": "floaty", "entry_code": "return 1;", "config": {{"memory_limit_mb": {memory}}}}}"#
+        );
+        let r = send_raw(
+            &app,
+            "POST",
+            "/api/v1/sdk/agents",
+            Some("application/json"),
+            body,
+        )
+        .await;
+        if status == 400 {
+            assert_error(&r, 400, "invalid_config");
+            let message = r.body["error"]["message"].as_str().unwrap_or("");
+            assert!(message.contains("memory_limit_mb"), "{message}");
+        } else {
+            assert_eq!(r.status.as_u16(), status, "{memory}: {}", r.body);
+            assert_eq!(
+                r.body["agent"]["config"]["memory_limit_mb"], 128,
+                "{memory}"
+            );
+        }
+    }
+}
