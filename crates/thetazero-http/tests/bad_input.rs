@@ -546,3 +546,57 @@ async fn whole_numbers_written_as_floats_are_integers() {
         }
     }
 }
+
+/// Pages and leaf indexes are int64s in the document and the stores: one
+/// past that is refused naming the parameter, not read as the last page or
+/// (for a stream resumed after it) wrapped around to the start of the log.
+#[tokio::test]
+async fn indexes_past_int64_are_refused_naming_the_parameter() {
+    let app = TestApp::new().await;
+    let agent = common::agent(&app, json!({"name": "paged", "entry_code": "return 1;"})).await;
+    let past = (i64::MAX as u64) + 1;
+    // (path, Last-Event-ID, the parameter the refusal names)
+    let cases: Vec<(String, Option<String>, &str)> = vec![
+        (format!("/api/v1/sdk/agents?page={past}"), None, "page"),
+        (
+            format!("/api/v1/sdk/agents/{agent}/executions?page={past}"),
+            None,
+            "page",
+        ),
+        (format!("/api/v1/sdk/audit?cursor={past}"), None, "cursor"),
+        (
+            format!("/api/v1/sdk/audit/stream?after={}", u64::MAX),
+            None,
+            "after",
+        ),
+        (
+            "/api/sdk/audit/stream".to_string(),
+            Some(u64::MAX.to_string()),
+            "Last-Event-ID",
+        ),
+    ];
+    for (path, header, field) in cases {
+        let mut req = Request::builder()
+            .method("GET")
+            .uri(&path)
+            .header("authorization", format!("Bearer {}", app.owner));
+        if let Some(value) = header {
+            req = req.header("last-event-id", value);
+        }
+        let r = app.raw(req.body(Body::empty()).unwrap()).await;
+        assert_error(&r, 400, "invalid_request");
+        let message = r.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(field), "{path}: {message}");
+    }
+    // The largest int64 is still a page (an empty one).
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/agents?page={}", i64::MAX),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["agents"], json!([]));
+}
