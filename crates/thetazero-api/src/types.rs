@@ -236,28 +236,24 @@ pub struct ExecutionView {
     pub agent_version: String,
     /// `running`, `completed`, `failed`, `timed_out`, `killed`, `limit_exceeded`, `blocked`.
     pub status: String,
-    #[schema(value_type = Object)]
+    /// What the agent returned: any JSON value (`null` when none).
     pub output: Value,
-    /// `{type, message, stack}` when the agent's code failed.
-    #[schema(value_type = Object)]
-    pub error: Option<Value>,
+    /// The error the execution ended with.
+    pub error: Option<ExecutionError>,
     /// Which limit ended it, with status `limit_exceeded`.
     pub limit: Option<String>,
-    /// `{cpu_ms, memory_mb, api_calls, host_calls}`
-    #[schema(value_type = Object)]
-    pub resource_usage: Value,
+    pub resource_usage: ResourceUsage,
     pub violation_count: u64,
     pub was_terminated: bool,
     pub duration_ms: u64,
-    /// Every `thetazero.*` call: `{fn, args_summary, allowed, duration_ms, at}`.
+    /// Every `thetazero.*` call (single execution views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub host_call_audit: Option<Value>,
+    pub host_call_audit: Option<Vec<HostCallEntry>>,
+    /// What the agent logged (single execution views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub logs: Option<Value>,
+    pub logs: Option<Vec<ExecutionLog>>,
+    /// The execution's input (single execution views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub input: Option<Value>,
     /// Hex SHA-256 of the code that ran.
     pub code_sha256: String,
@@ -499,4 +495,223 @@ pub struct SessionView {
     pub csrf_token: String,
     /// Seconds of inactivity after which the session ends.
     pub idle_timeout_s: u64,
+}
+
+/// `{type, code, message, stack}` of a failed execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionError {
+    /// `Error`, `TypeError`, `PermissionDenied`, `ContentBlocked`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The stable code of the ending (`PERMISSION_DENIED`, `LIMIT_EXCEEDED`,
+    /// `KILLED`, `CONTENT_BLOCKED`, ...); absent for an error of the agent's
+    /// own making.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+    /// The JavaScript stack; `null` when the engine gave none, absent for
+    /// endings that never had one.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub stack: Option<Option<String>>,
+}
+
+/// Present (even as `null`) versus absent.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// What an execution used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceUsage {
+    pub cpu_ms: f64,
+    pub memory_mb: f64,
+    /// Calls counted against `max_api_calls_per_run`.
+    pub api_calls: u64,
+    /// Every `thetazero.*` call.
+    pub host_calls: u64,
+}
+
+/// One line the agent logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionLog {
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// One `thetazero.*` call of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostCallEntry {
+    #[serde(rename = "fn")]
+    pub function: String,
+    pub args_summary: String,
+    pub allowed: bool,
+    pub duration_ms: f64,
+    pub at: String,
+}
+
+/// The leaves of the execution's first and last audit events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRange {
+    pub first_leaf: u64,
+    pub last_leaf: u64,
+}
+
+/// `GET /api/v1/sdk/executions/{id}/verify`: the signed execution receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionReceipt {
+    pub success: bool,
+    pub execution_id: i64,
+    pub agent_id: i64,
+    pub agent_version: String,
+    pub status: String,
+    pub code_sha256: String,
+    /// Hex SHA-256 of the input's JSON text.
+    pub input_digest: String,
+    /// Hex SHA-256 of the output's JSON text; `null` with no output.
+    pub output_digest: Option<String>,
+    /// The effective limits the run had.
+    #[schema(value_type = Object)]
+    pub limits: serde_json::Map<String, Value>,
+    /// The isolation the run actually had: `process_sandbox`, `in_process`
+    /// or `none` (no code ran). No hardware attestation is claimed.
+    pub tee_mode: String,
+    pub attestation_id: String,
+    /// The receipt as a signed note (C2SP); verify it with `verifier_key`.
+    pub receipt: String,
+    pub audit_range: AuditRange,
+    /// The signed checkpoint covering the last leaf.
+    pub checkpoint: String,
+    pub log_origin: String,
+    pub verifier_key: String,
+    /// The server's own check; clients should verify `receipt` themselves.
+    pub chain_valid: bool,
+    pub verified_at: String,
+}
+
+/// `GET /api/v1/sdk/audit/key`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerifierKeyResponse {
+    pub success: bool,
+    /// The C2SP verifier key the deployment signs checkpoints and receipts with.
+    pub verifier_key: String,
+    pub key_name: String,
+}
+
+/// `GET /api/v1/sdk/audit/checkpoint`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointResponse {
+    pub success: bool,
+    pub origin: String,
+    /// The tree size the checkpoint covers (0 for an empty log).
+    pub size: u64,
+    /// The signed checkpoint note; `null` for an empty log.
+    pub checkpoint: Option<String>,
+    pub verifier_key: String,
+}
+
+/// `GET /api/v1/sdk/audit/consistency`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyResponse {
+    pub success: bool,
+    pub from: u64,
+    pub to: u64,
+    /// Base64 hashes of the RFC 6962 consistency proof.
+    pub proof: Vec<String>,
+}
+
+/// A consistency proof from a record's checkpoint to the latest one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyToLatest {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<String>,
+    pub latest_checkpoint: String,
+}
+
+/// An external anchor of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnchorView {
+    pub kind: String,
+    pub checkpoint_size: u64,
+    /// `pending`, `confirmed` or `failed`.
+    pub status: String,
+    pub external_ref: Option<String>,
+}
+
+/// `GET /api/v1/sdk/audit/records/{id}/proof`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecordProofResponse {
+    pub success: bool,
+    pub record_id: i64,
+    pub log_origin: String,
+    pub leaf_index: u64,
+    /// The exact leaf bytes, base64.
+    pub leaf_b64: String,
+    /// `SHA-256(0x00 || leaf)`, base64.
+    pub leaf_hash: String,
+    /// The signed checkpoint the inclusion proof is against.
+    pub checkpoint: String,
+    pub inclusion_proof: Vec<String>,
+    pub consistency_to_latest: Option<ConsistencyToLatest>,
+    pub anchors: Vec<AnchorView>,
+    pub anchor_tx_hash: Option<String>,
+    /// The server's own verdict; clients should recompute it.
+    pub chain_valid: bool,
+    pub verified_at: String,
+    pub verifier_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_keeps_a_null_stack_apart_from_none() {
+        for text in [
+            r#"{"type":"Error","message":"m","stack":null}"#,
+            r#"{"type":"Error","message":"m","stack":"at f"}"#,
+            r#"{"type":"SandboxError","code":"SANDBOX_ERROR","message":"m"}"#,
+        ] {
+            let e: ExecutionError = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&e).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn a_halt_state_shows_its_fields_only_while_halted() {
+        let off = HaltState {
+            success: true,
+            halted: false,
+            scope: None,
+            reason: None,
+            since: None,
+            key_id: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&off).unwrap(),
+            serde_json::json!({"success": true, "halted": false})
+        );
+        let on = HaltState {
+            halted: true,
+            scope: Some(HaltScopeName::Deployment),
+            reason: Some("r".into()),
+            since: Some("t".into()),
+            key_id: Some(None),
+            ..off
+        };
+        assert_eq!(
+            serde_json::to_value(&on).unwrap(),
+            serde_json::json!({"success": true, "halted": true, "scope": "deployment",
+                "reason": "r", "since": "t", "key_id": null})
+        );
+    }
 }

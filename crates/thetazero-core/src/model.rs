@@ -272,6 +272,93 @@ pub struct ExecutionOutcome {
     pub duration_ms: u64,
 }
 
+/// The parts of an execution's stored report that are read back: by the
+/// execution views, by agent code looking at other executions, and by the
+/// signed receipt. The report is stored as JSON (`ExecutionOutcome::report`)
+/// and may hold more than this; fields a record lacks read as empty.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct RunReport {
+    /// The error the run ended with, if any.
+    #[serde(default)]
+    pub error: Option<RunError>,
+    /// Which limit ended it, with status `limit_exceeded`.
+    #[serde(default)]
+    pub limit: Option<String>,
+    #[serde(default)]
+    pub resource_usage: Option<RunUsage>,
+    #[serde(default)]
+    pub logs: Vec<RunLog>,
+    #[serde(default)]
+    pub host_call_audit: Vec<RunHostCall>,
+    /// The effective limits the run had, as the receipt states them.
+    #[serde(default)]
+    pub limits: serde_json::Map<String, Value>,
+    /// The isolation the run had (`process_sandbox`, `in_process`, `none`).
+    #[serde(default)]
+    pub tee_mode: Option<String>,
+}
+
+impl RunReport {
+    /// Reads a stored report. Every report this server writes has this
+    /// shape; one that does not reads as empty, as the record itself is
+    /// still worth showing.
+    pub fn from_json(value: &Value) -> RunReport {
+        <RunReport as serde::Deserialize>::deserialize(value).unwrap_or_default()
+    }
+}
+
+/// Present (even as `null`) versus absent, for fields whose absence differs
+/// from `null` on the wire.
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// `{type, code, message, stack}` of a failed run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+    /// `None` when the record has no `stack` field; `Some(None)` when null.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stack: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunUsage {
+    pub cpu_ms: f64,
+    pub memory_mb: f64,
+    pub api_calls: u64,
+    pub host_calls: u64,
+}
+
+/// One line the agent logged.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RunLog {
+    pub level: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// One `thetazero.*` call.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RunHostCall {
+    #[serde(rename = "fn")]
+    pub function: String,
+    pub args_summary: String,
+    pub allowed: bool,
+    pub duration_ms: f64,
+    pub at: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Execution {
     pub id: ExecutionId,
@@ -290,6 +377,13 @@ pub struct Execution {
     pub duration_ms: u64,
     pub started_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+}
+
+impl Execution {
+    /// The typed reading of `report`.
+    pub fn run_report(&self) -> RunReport {
+        RunReport::from_json(&self.report)
+    }
 }
 
 pub type PermissionRequestId = i64;
@@ -340,4 +434,48 @@ pub struct RequestDecision {
     pub decided_by: Option<KeyId>,
     pub reason: Option<String>,
     pub grant_expires_at: Option<OffsetDateTime>,
+}
+
+#[cfg(test)]
+mod run_report_tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_stored_report_by_field() {
+        let r = RunReport::from_json(&serde_json::json!({
+            "status": "failed",
+            "error": {"type": "Error", "message": "boom", "stack": null},
+            "limit": null,
+            "resource_usage": {"cpu_ms": 1.5, "memory_mb": 2, "api_calls": 3, "host_calls": 4},
+            "logs": [{"level": "info", "message": "hi", "at": "2026-01-01T00:00:00Z"}],
+            "host_call_audit": [{"fn": "log", "args_summary": "hi", "allowed": true,
+                                 "duration_ms": 0.1, "at": "2026-01-01T00:00:00Z"}],
+            "limits": {"memory_limit_mb": 128},
+            "tee_mode": "process_sandbox",
+            "logs_withheld": 0
+        }));
+        let error = r.error.unwrap();
+        assert_eq!((error.kind.as_str(), error.stack), ("Error", Some(None)));
+        assert_eq!(r.resource_usage.unwrap().host_calls, 4);
+        assert_eq!(r.logs[0].message, "hi");
+        assert_eq!(r.host_call_audit[0].function, "log");
+        assert_eq!(r.limits["memory_limit_mb"], 128);
+        assert_eq!(r.tee_mode.as_deref(), Some("process_sandbox"));
+    }
+
+    #[test]
+    fn a_report_of_another_shape_reads_as_empty() {
+        assert_eq!(
+            RunReport::from_json(&serde_json::json!({})),
+            RunReport::default()
+        );
+        assert_eq!(
+            RunReport::from_json(&serde_json::json!({"logs": "not a list"})),
+            RunReport::default()
+        );
+        let r = RunReport::from_json(
+            &serde_json::json!({"error": {"type": "SandboxError", "message": "m"}}),
+        );
+        assert_eq!(r.error.unwrap().stack, None);
+    }
 }

@@ -3,9 +3,13 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use thetazero_api::types::{AccountView, AgentView, AuditEventView, KeyView};
+use thetazero_api::types::{
+    AccountView, AgentView, AuditEventView, ExecutionError, ExecutionLog, ExecutionReceipt,
+    HostCallEntry, KeyView, ResourceUsage,
+};
 use thetazero_core::audit::AuditRecord;
-use thetazero_core::model::{Account, Agent, ApiKey};
+use thetazero_core::model::{Account, Agent, ApiKey, RunError, RunHostCall, RunLog, RunUsage};
+use thetazero_runtime::ledger::SignedReceipt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -81,5 +85,67 @@ pub fn audit(r: &AuditRecord) -> AuditEventView {
         is_violation: e.is_violation,
         input_summary: e.input_summary.clone(),
         output_summary: e.output_summary.clone(),
+    }
+}
+
+pub fn execution_error(e: RunError) -> ExecutionError {
+    ExecutionError {
+        kind: e.kind,
+        code: e.code,
+        message: e.message,
+        stack: e.stack,
+    }
+}
+
+pub fn resource_usage(u: RunUsage) -> ResourceUsage {
+    ResourceUsage {
+        cpu_ms: u.cpu_ms,
+        memory_mb: u.memory_mb,
+        api_calls: u.api_calls,
+        host_calls: u.host_calls,
+    }
+}
+
+pub fn host_call(c: RunHostCall) -> HostCallEntry {
+    HostCallEntry {
+        function: c.function,
+        args_summary: c.args_summary,
+        allowed: c.allowed,
+        duration_ms: c.duration_ms,
+        at: c.at,
+    }
+}
+
+pub fn log_line(l: RunLog) -> ExecutionLog {
+    ExecutionLog {
+        level: l.level,
+        message: l.message,
+        at: l.at,
+    }
+}
+
+pub fn receipt(r: SignedReceipt) -> ExecutionReceipt {
+    ExecutionReceipt {
+        success: true,
+        execution_id: r.execution_id,
+        agent_id: r.agent_id,
+        agent_version: r.agent_version,
+        status: r.status,
+        code_sha256: r.code_sha256,
+        input_digest: r.input_digest,
+        output_digest: r.output_digest,
+        limits: r.limits,
+        tee_mode: r.tee_mode,
+        attestation_id: r.attestation_id,
+        receipt: r.receipt,
+        audit_range: thetazero_api::types::AuditRange {
+            first_leaf: r.first_leaf,
+            last_leaf: r.last_leaf,
+        },
+        checkpoint: r.checkpoint,
+        log_origin: r.log_origin,
+        verifier_key: r.verifier_key,
+        chain_valid: r.chain_valid,
+        verified_at: r.verified_at,
     }
 }

@@ -81,15 +81,16 @@ fn child_view(e: &Execution) -> Value {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
+    let report = e.run_report();
     json!({
         "execution_id": e.id,
         "agent_id": e.agent_id,
         "parent_execution_id": e.parent_execution_id,
         "status": e.status.as_str(),
         "output": e.output,
-        "error": e.report.get("error").cloned().unwrap_or(Value::Null),
+        "error": report.error,
         "duration_ms": e.duration_ms,
-        "resource_usage": e.report.get("resource_usage").cloned().unwrap_or(Value::Null),
+        "resource_usage": report.resource_usage,
         "started_at": time(&e.started_at),
         "finished_at": e.finished_at.as_ref().map(time),
     })

@@ -21,7 +21,7 @@ use thetazero_audit::{
 };
 use thetazero_core::audit::AnchorRecord;
 use thetazero_core::audit::{AuditQuery, AuditRecord, StoredCheckpoint};
-use thetazero_core::model::{AccountId, Execution, ExecutionId};
+use thetazero_core::model::{AccountId, Execution, ExecutionId, RunReport};
 use thetazero_core::store::{Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
@@ -48,11 +48,39 @@ fn integrity(e: impl std::fmt::Display) -> LedgerError {
 /// own record says it had (`process_sandbox`, `in_process`, or `none` when
 /// no code ran). Records written before the engine said so ran in process.
 /// Honest by design: no hardware attestation is claimed.
-fn tee_mode(report: &Value) -> String {
-    match report.get("tee_mode").and_then(Value::as_str) {
+fn tee_mode(report: &RunReport) -> String {
+    match report.tee_mode.as_deref() {
         Some(mode @ ("process_sandbox" | "in_process" | "none")) => mode.to_string(),
         _ => "in_process".to_string(),
     }
+}
+
+/// A finished execution's signed receipt (the signed note) with what it
+/// states, for the reader who does not parse the note.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedReceipt {
+    pub execution_id: ExecutionId,
+    pub agent_id: i64,
+    pub agent_version: String,
+    pub status: String,
+    pub code_sha256: String,
+    /// Hex SHA-256 of the input's JSON text.
+    pub input_digest: String,
+    pub output_digest: Option<String>,
+    pub limits: serde_json::Map<String, Value>,
+    pub tee_mode: String,
+    pub attestation_id: String,
+    /// The signed note.
+    pub receipt: String,
+    pub first_leaf: u64,
+    pub last_leaf: u64,
+    /// The signed checkpoint covering `last_leaf`.
+    pub checkpoint: String,
+    pub log_origin: String,
+    pub verifier_key: String,
+    /// The server's own check of the note against its key.
+    pub chain_valid: bool,
+    pub verified_at: String,
 }
 
 pub struct Ledger {
@@ -320,7 +348,7 @@ impl Ledger {
         &self,
         account: AccountId,
         execution: &Execution,
-    ) -> LedgerResult<Value> {
+    ) -> LedgerResult<SignedReceipt> {
         let events = self
             .store
             .query_audit(
@@ -347,10 +375,7 @@ impl Ledger {
             ));
         };
         let checkpoint = self.checkpoint_covering(account, last.leaf_index).await?;
-        let limits = match execution.report.get("limits") {
-            Some(Value::Object(map)) => map.clone(),
-            _ => serde_json::Map::new(),
-        };
+        let report = execution.run_report();
         let output_digest = execution
             .output
             .as_ref()
@@ -364,8 +389,8 @@ impl Ledger {
                 .ok_or_else(|| integrity("stored code hash is not hex"))?,
             input_digest: Digest(Sha256::digest(execution.input.to_string().as_bytes()).into()),
             output_digest,
-            limits,
-            tee_mode: tee_mode(&execution.report),
+            limits: report.limits.clone(),
+            tee_mode: tee_mode(&report),
             audit_first_leaf: first.leaf_index,
             audit_last_leaf: last.leaf_index,
             checkpoint: checkpoint.note.clone(),
@@ -373,25 +398,26 @@ impl Ledger {
         let key = AuditSigner::parse(&self.signer_key).map_err(integrity)?;
         let (note, attestation_id) = receipt.sign(&key).map_err(integrity)?;
         let chain_valid = thetazero_audit::verify_receipt(&note, &self.verifier).is_ok();
-        Ok(json!({
-            "execution_id": execution.id,
-            "agent_id": execution.agent_id,
-            "agent_version": execution.agent_version,
-            "status": execution.status.as_str(),
-            "code_sha256": execution.code_sha256,
-            "input_digest": receipt.input_digest.to_hex(),
-            "output_digest": receipt.output_digest.map(|d| d.to_hex()),
-            "limits": receipt.limits,
-            "tee_mode": receipt.tee_mode,
-            "attestation_id": attestation_id,
-            "receipt": note,
-            "audit_range": {"first_leaf": first.leaf_index, "last_leaf": last.leaf_index},
-            "checkpoint": checkpoint.note,
-            "log_origin": self.origin(account),
-            "verifier_key": self.verifier.as_str(),
-            "chain_valid": chain_valid,
-            "verified_at": rfc3339(OffsetDateTime::now_utc()),
-        }))
+        Ok(SignedReceipt {
+            execution_id: execution.id,
+            agent_id: execution.agent_id,
+            agent_version: execution.agent_version.clone(),
+            status: execution.status.as_str().to_string(),
+            code_sha256: execution.code_sha256.clone(),
+            input_digest: receipt.input_digest.to_hex(),
+            output_digest: receipt.output_digest.map(|d| d.to_hex()),
+            limits: receipt.limits,
+            tee_mode: receipt.tee_mode,
+            attestation_id,
+            receipt: note,
+            first_leaf: first.leaf_index,
+            last_leaf: last.leaf_index,
+            checkpoint: checkpoint.note.clone(),
+            log_origin: self.origin(account),
+            verifier_key: self.verifier.as_str().to_string(),
+            chain_valid,
+            verified_at: rfc3339(OffsetDateTime::now_utc()),
+        })
     }
 
     /// The verifiable bundle of the account's log up to its latest

@@ -135,6 +135,9 @@ enum Command {
     /// Exit 0 when the server at --url answers /healthz (for container
     /// health checks).
     Healthcheck(health::HealthArgs),
+    /// Print the OpenAPI 3.1 document the server serves at
+    /// /api/v1/openapi.json (no server needed).
+    Openapi,
     /// A sandbox worker process; the server starts these itself.
     #[command(hide = true)]
     SandboxWorker {
@@ -185,6 +188,10 @@ fn main() -> std::process::ExitCode {
             Command::Backup(args) => cli::backup::run(out, args),
             Command::Compliance { conn, command } => compliance::run(conn, command).await,
             Command::Healthcheck(a) => health::check(a).await,
+            Command::Openapi => {
+                println!("{:#}", thetazero_http::openapi());
+                Ok(())
+            }
             Command::SandboxWorker { .. } => Ok(()),
         }
     });

@@ -30,6 +30,7 @@ pub struct AuditParams {
     #[serde(rename = "violationsOnly")]
     pub violations_only: Option<bool>,
     /// At most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     #[serde(rename = "agentId")]
     pub agent_id: Option<i64>,

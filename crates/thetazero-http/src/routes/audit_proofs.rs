@@ -7,7 +7,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use thetazero_api::types::{
+    AnchorView, CheckpointResponse, ConsistencyResponse, ConsistencyToLatest, ExecutionReceipt,
+    RecordProofResponse, VerifierKeyResponse,
+};
 use thetazero_api::{ErrorBody, ErrorCode};
 use thetazero_runtime::ledger::LedgerError;
 use utoipa::IntoParams;
@@ -32,28 +35,32 @@ impl From<LedgerError> for HttpError {
 
 /// The deployment's audit verifier key, in the C2SP verifier-key form.
 #[utoipa::path(get, path = "/api/v1/sdk/audit/key", operation_id = "audit_key", tag = "audit",
-    responses((status = 200, description = "`{verifier_key, key_name}`")))]
-pub async fn key(State(state): State<AppState>) -> Json<Value> {
+    responses((status = 200, body = VerifierKeyResponse)))]
+pub async fn key(State(state): State<AppState>) -> Json<VerifierKeyResponse> {
     let key = state.ledger.verifier_key();
-    Json(json!({"success": true, "verifier_key": key.as_str(), "key_name": key.name()}))
+    Json(VerifierKeyResponse {
+        success: true,
+        verifier_key: key.as_str().into(),
+        key_name: key.name().into(),
+    })
 }
 
 /// The latest signed checkpoint of the caller's log (signed now if the log grew).
 #[utoipa::path(get, path = "/api/v1/sdk/audit/checkpoint", operation_id = "audit_checkpoint", tag = "audit",
-    responses((status = 200, description = "`{origin, size, checkpoint}`"), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = CheckpointResponse)),
     security(("bearer" = [])))]
 pub async fn checkpoint(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> HttpResult<Json<Value>> {
+) -> HttpResult<Json<CheckpointResponse>> {
     let latest = state.ledger.checkpoint(caller.account()).await?;
-    Ok(Json(json!({
-        "success": true,
-        "origin": state.ledger.origin(caller.account()),
-        "size": latest.as_ref().map(|c| c.size).unwrap_or(0),
-        "checkpoint": latest.map(|c| c.note),
-        "verifier_key": state.ledger.verifier_key().as_str(),
-    })))
+    Ok(Json(CheckpointResponse {
+        success: true,
+        origin: state.ledger.origin(caller.account()),
+        size: latest.as_ref().map(|c| c.size).unwrap_or(0),
+        checkpoint: latest.map(|c| c.note),
+        verifier_key: state.ledger.verifier_key().as_str().into(),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -68,13 +75,13 @@ pub struct ConsistencyParams {
 
 /// A consistency proof between two sizes of the caller's log.
 #[utoipa::path(get, path = "/api/v1/sdk/audit/consistency", operation_id = "audit_consistency", tag = "audit", params(ConsistencyParams),
-    responses((status = 200, description = "`{from, to, proof}`"), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = ConsistencyResponse)),
     security(("bearer" = [])))]
 pub async fn consistency(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<ConsistencyParams>,
-) -> HttpResult<Json<Value>> {
+) -> HttpResult<Json<ConsistencyResponse>> {
     let size = state.store.audit_log_size(caller.account()).await?;
     if params.to > size || params.from > params.to {
         return Err(HttpError::invalid(format!(
@@ -85,12 +92,12 @@ pub async fn consistency(
         .ledger
         .consistency_proof(caller.account(), params.from, params.to)
         .await?;
-    Ok(Json(json!({
-        "success": true,
-        "from": params.from,
-        "to": params.to,
-        "proof": proof.iter().map(|h| views::b64(&h.0)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(ConsistencyResponse {
+        success: true,
+        from: params.from,
+        to: params.to,
+        proof: proof.iter().map(|h| views::b64(&h.0)).collect(),
+    }))
 }
 
 /// Proof material for one record: leaf bytes, inclusion proof, signed
@@ -98,23 +105,44 @@ pub async fn consistency(
 /// server's own verdict (`chain_valid`), which clients should recompute.
 #[utoipa::path(get, path = "/api/v1/sdk/audit/records/{id}/proof", operation_id = "audit_record_proof", tag = "audit",
     params(("id" = i64, Path, description = "Audit record id")),
-    responses((status = 200, description = "The record proof"), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = RecordProofResponse)),
     security(("bearer" = [])))]
 pub async fn record_proof(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Id(id): Id,
-) -> HttpResult<Json<Value>> {
-    let proof = state.ledger.record_proof(caller.account(), id).await?;
-    let mut value = serde_json::to_value(&proof).map_err(HttpError::internal)?;
-    if let Value::Object(map) = &mut value {
-        map.insert("success".into(), Value::Bool(true));
-        map.insert(
-            "verifier_key".into(),
-            Value::String(state.ledger.verifier_key().as_str().to_string()),
-        );
-    }
-    Ok(Json(value))
+) -> HttpResult<Json<RecordProofResponse>> {
+    let p = state.ledger.record_proof(caller.account(), id).await?;
+    Ok(Json(RecordProofResponse {
+        success: true,
+        record_id: p.record_id,
+        log_origin: p.log_origin,
+        leaf_index: p.leaf_index,
+        leaf_b64: p.leaf_b64,
+        leaf_hash: p.leaf_hash,
+        checkpoint: p.checkpoint,
+        inclusion_proof: p.inclusion_proof,
+        consistency_to_latest: p.consistency_to_latest.map(|c| ConsistencyToLatest {
+            from: c.from,
+            to: c.to,
+            proof: c.proof,
+            latest_checkpoint: c.latest_checkpoint,
+        }),
+        anchors: p
+            .anchors
+            .into_iter()
+            .map(|a| AnchorView {
+                kind: a.kind,
+                checkpoint_size: a.checkpoint_size,
+                status: a.status,
+                external_ref: a.external_ref,
+            })
+            .collect(),
+        anchor_tx_hash: p.anchor_tx_hash,
+        chain_valid: p.chain_valid,
+        verified_at: p.verified_at,
+        verifier_key: state.ledger.verifier_key().as_str().into(),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -214,13 +242,13 @@ pub async fn export(
 /// range and the checkpoint covering it.
 #[utoipa::path(get, path = "/api/v1/sdk/executions/{id}/verify", operation_id = "verify_execution", tag = "executions",
     params(("id" = i64, Path, description = "Execution id")),
-    responses((status = 200, description = "The signed execution receipt"), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ExecutionReceipt)),
     security(("bearer" = [])))]
 pub async fn verify_execution(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> HttpResult<Json<Value>> {
+) -> HttpResult<Json<ExecutionReceipt>> {
     let id = id
         .parse::<i64>()
         .ok()
@@ -231,12 +259,9 @@ pub async fn verify_execution(
         .get_execution(caller.account(), id)
         .await?
         .ok_or_else(|| HttpError::not_found("execution"))?;
-    let mut receipt = state
+    let receipt = state
         .ledger
         .execution_receipt(caller.account(), &execution)
         .await?;
-    if let Value::Object(map) = &mut receipt {
-        map.insert("success".into(), Value::Bool(true));
-    }
-    Ok(Json(receipt))
+    Ok(Json(views::receipt(receipt)))
 }

@@ -21,27 +21,30 @@ use crate::views;
 /// How an execution record is shown; `detail` adds logs, the host-call audit
 /// and the input.
 pub fn view(e: &Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> ExecutionView {
-    let report = &e.report;
-    let field = |name: &str| report.get(name).filter(|v| !v.is_null()).cloned();
+    let report = e.run_report();
     ExecutionView {
         execution_id: e.id,
         agent_id: e.agent_id,
         agent_version: e.agent_version.clone(),
         status: e.status.as_str().into(),
         output: e.output.clone().unwrap_or(Value::Null),
-        error: field("error"),
-        limit: report
-            .get("limit")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        resource_usage: field("resource_usage").unwrap_or_else(
-            || json!({"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0}),
-        ),
+        error: report.error.map(views::execution_error),
+        limit: report.limit,
+        resource_usage: report
+            .resource_usage
+            .map(views::resource_usage)
+            .unwrap_or_default(),
         violation_count: e.violation_count,
         was_terminated: e.was_terminated,
         duration_ms: e.duration_ms,
-        host_call_audit: detail.then(|| field("host_call_audit").unwrap_or(json!([]))),
-        logs: detail.then(|| field("logs").unwrap_or(json!([]))),
+        host_call_audit: detail.then(|| {
+            report
+                .host_call_audit
+                .into_iter()
+                .map(views::host_call)
+                .collect()
+        }),
+        logs: detail.then(|| report.logs.into_iter().map(views::log_line).collect()),
         input: detail.then(|| e.input.clone()),
         code_sha256: e.code_sha256.clone(),
         started_at: views::rfc3339(e.started_at),
@@ -134,10 +137,17 @@ pub async fn execute(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExecutionParams {
+    /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
-    /// Only executions with this status.
+    /// Only executions with this status: `running`, `completed`, `failed`,
+    /// `timed_out`, `killed`, `limit_exceeded`, `blocked`.
+    #[param(pattern = "^(running|completed|failed|timed_out|killed|limit_exceeded|blocked)$")]
     pub status: Option<String>,
 }
 

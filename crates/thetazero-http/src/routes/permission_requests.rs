@@ -35,10 +35,13 @@ const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `pending`, `approved`, `denied` or `expired`.
+    #[param(pattern = "^(pending|approved|denied|expired)$")]
     pub status: Option<String>,
+    /// Only this agent's requests (also accepted as `agentId`).
     #[serde(alias = "agentId")]
     pub agent_id: Option<i64>,
     /// At most 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
 }
 

@@ -46,16 +46,10 @@ pub fn print_execution(e: &ExecutionView) {
             .unwrap_or_default()
     );
     if let Some(err) = &e.error {
-        println!("error: {}", super::cell(&err["message"]));
+        println!("error: {}", err.message);
     }
-    if let Some(logs) = e.logs.as_ref().and_then(|l| l.as_array()) {
-        for l in logs {
-            println!(
-                "log [{}] {}",
-                super::cell(&l["level"]),
-                super::cell(&l["message"])
-            );
-        }
+    for l in e.logs.iter().flatten() {
+        println!("log [{}] {}", l.level, l.message);
     }
     if let (Some(i), Some(h)) = (e.leaf_index, &e.leaf_hash) {
         println!("receipt: leaf {i} {h}");
@@ -92,7 +86,7 @@ pub async fn run(conn: Connection, out: Out, command: Command) -> Result<()> {
                         e.started_at,
                         e.error
                             .as_ref()
-                            .map(|x| super::cell(&x["message"]))
+                            .map(|x| x.message.clone())
                             .unwrap_or_default()
                     );
                 }
