@@ -225,7 +225,9 @@ def schemathesis(st, config, base, key, examples, seed_value, report_dir, name, 
     log("phase %s: %s" % (name, " ".join(a if not a.startswith("Authorization") else "Authorization: [key]"
                                          for a in args[1:])))
     started = time.monotonic()
-    rc = subprocess.run(args).returncode
+    # Run from the report folder: Hypothesis keeps its caches in the working
+    # directory, which should not be the repository.
+    rc = subprocess.run(args, cwd=report_dir).returncode
     log("phase %s: exit %d after %.0f s" % (name, rc, time.monotonic() - started))
     return rc
 
@@ -246,6 +248,7 @@ def main():
                             "--require-hashes -r tests/api-fuzz/requirements.txt")):
         if not os.path.exists(path):
             sys.exit("api-fuzz: %s is missing: %s" % (path, hint))
+    a.report_dir = os.path.abspath(a.report_dir)
     os.makedirs(a.report_dir, exist_ok=True)
 
     pg = None
