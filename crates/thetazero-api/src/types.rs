@@ -8,31 +8,57 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// A short human-facing text (a name, a reason): not blank, no control
+/// characters but newline and tab, no invisible or direction-changing
+/// characters. What the server's text check refuses, as a pattern.
+pub const TEXT_PATTERN: &str = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$";
+
+/// The same, where an empty text is allowed.
+pub const OPTIONAL_TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$";
+
+/// An agent's name: 1-128 letters, digits, `-`, `_` or `.`.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
+
+/// Agent code: not blank, and no NUL character.
+pub const CODE_PATTERN: &str = "^(?=[\\s\\S]*\\S)[^\\u0000]*$";
+
 /// `POST /api/v1/sdk/agents`: register an agent, or replace the one with the same name.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgentRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     pub name: String,
     #[serde(default)]
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        max_length = 64
+    )]
     pub version: Option<String>,
+    #[schema(pattern = "^(?=[\\s\\S]*\\S)[^\\u0000]*$", min_length = 1)]
     pub entry_code: String,
     #[serde(default)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        max_length = 4096
+    )]
     pub description: Option<String>,
     /// `ready` (default) or `disabled`.
     #[serde(default)]
+    #[schema(pattern = "^(ready|disabled)$")]
     pub status: Option<String>,
     /// The spec's AgentConfig fields (snake_case); unknown fields are refused.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     /// A preset name such as `"CODER"` or a list of scopes; absent means none.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<PermissionsSpec>)]
     pub permissions: Option<Value>,
     /// Compliance frameworks the agent is assessed against (`eu_ai_act`,
     /// `soc2`, `nist_ai_rmf`, `iso_42001`, `owasp_llm_top10`); absent keeps
     /// what was set before, an empty list clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FrameworkId>>)]
     pub compliance: Option<Vec<String>>,
 }
 
@@ -41,19 +67,38 @@ pub struct RegisterAgentRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchAgentRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        max_length = 64
+    )]
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        max_length = 4096
+    )]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(ready|disabled)$")]
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(?=[\\s\\S]*\\S)[^\\u0000]*$", min_length = 1)]
     pub entry_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<PermissionsSpec>)]
     pub permissions: Option<Value>,
+}
+
+/// An agent's permissions: a preset name (`READONLY`, `WRITER`,
+/// `RESEARCHER`, `CODER`, `ANALYST`, `FULL`) or a list of scopes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PermissionsSpec {
+    Preset(String),
+    Scopes(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -72,7 +117,7 @@ pub struct AgentView {
     /// operator's ceilings, and the effective `permissions`.
     #[schema(value_type = Object)]
     pub effective_config: Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = PermissionsSpec)]
     pub permissions: Value,
     pub entry_code: String,
     /// Hex SHA-256 of `entry_code`, as bound into execution receipts.
@@ -105,18 +150,58 @@ pub struct SuccessResponse {
 pub struct ContextValue {
     pub success: bool,
     pub key: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value.
     pub value: Value,
     pub updated_at: String,
+}
+
+/// An API key scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum KeyScopeName {
+    #[serde(rename = "agents:read")]
+    AgentsRead,
+    #[serde(rename = "agents:write")]
+    AgentsWrite,
+    #[serde(rename = "agents:execute")]
+    AgentsExecute,
+    #[serde(rename = "audit:read")]
+    AuditRead,
+    #[serde(rename = "approvals")]
+    Approvals,
+    #[serde(rename = "killswitch")]
+    Killswitch,
+    #[serde(rename = "compliance")]
+    Compliance,
+    #[serde(rename = "keys")]
+    Keys,
+    #[serde(rename = "metrics")]
+    Metrics,
+}
+
+/// A compliance framework this server maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameworkId {
+    EuAiAct,
+    Soc2,
+    NistAiRmf,
+    Iso42001,
+    OwaspLlmTop10,
 }
 
 /// `POST /api/v1/keys`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: String,
     /// API key scopes: `agents:read`, `agents:write`, `agents:execute`,
     /// `audit:read`, `approvals`, `killswitch`, `compliance`, `keys`.
+    #[schema(value_type = Vec<KeyScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
 }
 
@@ -124,6 +209,7 @@ pub struct CreateKeyRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetKeyScopesRequest {
+    #[schema(value_type = Vec<KeyScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
 }
 
@@ -165,6 +251,11 @@ pub struct KeyList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: String,
 }
 
@@ -224,7 +315,6 @@ pub struct Health {
 pub struct ExecuteRequest {
     /// The execution's input, available to the agent as `input` (default `{}`).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub input: Option<Value>,
 }
 
@@ -288,7 +378,11 @@ pub struct ExecutionList {
 #[serde(deny_unknown_fields)]
 pub struct KillRequest {
     /// Why; recorded in the audit log.
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        min_length = 1,
+        max_length = 1024
+    )]
     pub reason: String,
 }
 
@@ -322,7 +416,11 @@ pub enum HaltScopeName {
 pub struct HaltRequest {
     /// `true` stops everything and refuses new executions; `false` clears it.
     pub halted: bool,
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        min_length = 1,
+        max_length = 1024
+    )]
     pub reason: String,
     /// `account` (default) or `deployment`.
     #[serde(default)]
@@ -371,7 +469,11 @@ pub struct CreatePermissionRequest {
     /// `allowed_domains`, `scopes`.
     #[schema(value_type = Object)]
     pub permissions: Value,
-    #[schema(min_length = 1, max_length = 4096)]
+    #[schema(
+        pattern = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        min_length = 1,
+        max_length = 4096
+    )]
     pub justification: String,
     /// How long the request waits for a decision in milliseconds (default
     /// 120000, at most one day).
@@ -386,7 +488,10 @@ pub struct CreatePermissionRequest {
 #[serde(deny_unknown_fields)]
 pub struct PermissionDecision {
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
+        max_length = 1024
+    )]
     pub reason: Option<String>,
     /// Approvals only: the grant lapses this many milliseconds after
     /// approval (at most one year).
@@ -668,6 +773,60 @@ pub struct RecordProofResponse {
     pub chain_valid: bool,
     pub verified_at: String,
     pub verifier_key: String,
+}
+
+/// One framework this server maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FrameworkInfo {
+    pub id: String,
+    pub title: String,
+    pub catalog_version: String,
+    /// Hex SHA-256 of the catalog file.
+    pub catalog_sha256: String,
+    pub edition: String,
+    pub transcription: String,
+    pub attribution: String,
+    /// How many requirements the catalog lists.
+    pub requirements: u64,
+}
+
+/// `GET /api/v1/sdk/compliance/frameworks`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FrameworkList {
+    pub success: bool,
+    pub frameworks: Vec<FrameworkInfo>,
+}
+
+/// What a kill-switch drill measured; also the payload of its
+/// `compliance_drill` audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DrillResult {
+    /// The canary's execution that was killed.
+    pub execution_id: i64,
+    /// The kill was confirmed and the execution ended as `killed`.
+    pub confirmed: bool,
+    pub kill_confirmed: bool,
+    pub terminated: u64,
+    pub elapsed_ms: f64,
+    /// The status the canary's execution ended with (or the error).
+    pub execution_status: String,
+    pub started_to_kill_ms: f64,
+    pub canary_agent_id: i64,
+    pub canary_name: String,
+    pub canary_deleted: bool,
+    /// Always `true`: drill events never count as real kills.
+    pub drill: bool,
+}
+
+/// `POST /api/v1/sdk/compliance/drill`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DrillResponse {
+    pub success: bool,
+    pub drill: DrillResult,
+    /// The `compliance_drill` audit event's leaf.
+    pub leaf_index: u64,
+    /// Hex SHA-256 leaf hash.
+    pub leaf_hash: String,
 }
 
 #[cfg(test)]

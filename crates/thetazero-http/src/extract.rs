@@ -128,8 +128,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// A JSON body that may also be absent: an empty body reads as
-/// `T::default()` (`POST .../execute` with no input, a kill with no reason).
+/// A JSON body that may also be absent: an empty body, or JSON `null`,
+/// reads as `T::default()` (`POST .../execute` with no input, a decision
+/// with no reason). The OpenAPI document states such a body as optional
+/// and nullable.
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
@@ -140,7 +142,10 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        Ok(OptionalJsonBody(shape(parse_json(&bytes)?)?))
+        match parse_json(&bytes)? {
+            serde_json::Value::Null => Ok(OptionalJsonBody(T::default())),
+            value => Ok(OptionalJsonBody(shape(value)?)),
+        }
     }
 }
 

@@ -38,6 +38,9 @@ const EXTRA: &[(&str, &[u16])] = &[
     // The drill runs an execution: the same answers as one.
     ("compliance_drill", &[409, 429]),
     ("compliance_package", &[429]),
+    // `agentId` names an agent the account may not have.
+    ("compliance_status", &[404]),
+    ("compliance_report", &[404]),
     // Sizes past the log's (400).
     ("audit_record_proof", &[400]),
     // The session routes authenticate by themselves: a key or the cookie

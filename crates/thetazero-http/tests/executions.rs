@@ -5,7 +5,7 @@
 mod common;
 
 use common::{agent, assert_error, execute, start, TestApp};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The spec's Python SDK example, entry code verbatim.
 const PYTHON_QUICKSTART: &str = r#"
@@ -80,6 +80,17 @@ async fn the_python_quickstart_answers_hello_alice() {
         "{}",
         r.body
     );
+    // A JSON `null` body is no input too, as the document states.
+    let n = app
+        .call(
+            "POST",
+            &format!("/api/v1/sdk/agents/{id}/execute"),
+            Some(&app.owner),
+            Some(Value::Null),
+        )
+        .await;
+    assert_eq!(n.status, 200, "{}", n.body);
+    assert_eq!(n.body["output"], json!({"message": "Hello, world!"}));
     let e = r.body["execution_id"].as_i64().unwrap();
     assert_eq!(
         audit_types(&app, e).await,

@@ -11,7 +11,7 @@ use thetazero_api::types::{
     AnchorView, CheckpointResponse, ConsistencyResponse, ConsistencyToLatest, ExecutionReceipt,
     RecordProofResponse, VerifierKeyResponse,
 };
-use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_api::ErrorCode;
 use thetazero_runtime::ledger::LedgerError;
 use utoipa::IntoParams;
 
@@ -150,6 +150,7 @@ pub async fn record_proof(
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `bundle` (verifiable, JSON Lines) or `csv` (for review).
+    #[param(pattern = "^(bundle|csv)$")]
     pub format: String,
     /// CSV only: start, RFC 3339 or YYYY-MM-DD.
     pub from: Option<String>,
@@ -164,7 +165,8 @@ pub struct ExportParams {
 
 /// Export the caller's log: `bundle` for offline verification, `csv` for review.
 #[utoipa::path(get, path = "/api/v1/sdk/audit/export", operation_id = "audit_export", tag = "audit", params(ExportParams),
-    responses((status = 200, description = "The export, streamed"), (status = 400, body = ErrorBody)),
+    responses((status = 200, description = "The export, streamed: JSON Lines for `bundle`, CSV for `csv`",
+        content((String = "application/x-ndjson"), (String = "text/csv")))),
     security(("bearer" = [])))]
 pub async fn export(
     State(state): State<AppState>,

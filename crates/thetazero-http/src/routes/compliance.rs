@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use thetazero_api::{ErrorBody, ErrorCode};
+use thetazero_api::types::{DrillResponse, DrillResult, FrameworkInfo, FrameworkList};
+use thetazero_api::ErrorCode;
 use thetazero_compliance::{AssessError, Assessment, Deployment, Request};
 use thetazero_core::audit::AuditEvent;
 use thetazero_core::model::{AgentSpec, AgentStatus, ExecutionStatus, PageRequest};
@@ -115,19 +116,27 @@ async fn assess(
 /// and SHA-256.
 #[utoipa::path(get, path = "/api/v1/sdk/compliance/frameworks", tag = "compliance",
     operation_id = "compliance_frameworks",
-    responses((status = 200, description = "`{frameworks: [{id, title, catalog_version, catalog_sha256, edition, transcription, attribution, requirements}]}`")),
+    responses((status = 200, body = FrameworkList)),
     security(("bearer" = [])))]
-pub async fn frameworks() -> Json<Value> {
-    let list: Vec<Value> = thetazero_compliance::FRAMEWORKS
+pub async fn frameworks() -> Json<FrameworkList> {
+    let frameworks = thetazero_compliance::FRAMEWORKS
         .iter()
         .filter_map(|id| thetazero_compliance::catalog::catalog(id).ok())
-        .map(|c| {
-            json!({"id": c.framework, "title": c.title, "catalog_version": c.catalog_version,
-                   "catalog_sha256": c.sha256, "edition": c.edition, "transcription": c.transcription,
-                   "attribution": c.attribution, "requirements": c.requirements.len()})
+        .map(|c| FrameworkInfo {
+            id: c.framework.clone(),
+            title: c.title.clone(),
+            catalog_version: c.catalog_version.clone(),
+            catalog_sha256: c.sha256.clone(),
+            edition: c.edition.clone(),
+            transcription: c.transcription.clone(),
+            attribution: c.attribution.clone(),
+            requirements: c.requirements.len() as u64,
         })
         .collect();
-    Json(json!({"success": true, "frameworks": list}))
+    Json(FrameworkList {
+        success: true,
+        frameworks,
+    })
 }
 
 /// Compliance status of the caller's account or one of its agents: per
@@ -135,7 +144,7 @@ pub async fn frameworks() -> Json<Value> {
 /// score), the reasons, and the evidence each result rests on.
 #[utoipa::path(get, path = "/api/v1/sdk/compliance/status", tag = "compliance",
     operation_id = "compliance_status", params(ComplianceParams),
-    responses((status = 200, description = "Status per framework and control"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "Status per framework and control (`thetazero.compliance-report/v1`'s status view)", body = Object)),
     security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
@@ -168,7 +177,7 @@ pub async fn status(
 /// `format=oscal`, the same evaluation as OSCAL `assessment-results`.
 #[utoipa::path(get, path = "/api/v1/sdk/compliance/report", tag = "compliance",
     operation_id = "compliance_report", params(ComplianceParams),
-    responses((status = 200, description = "The report (`thetazero.compliance-report/v1`)"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The report (`thetazero.compliance-report/v1`, or OSCAL assessment-results with `format=oscal`)", body = Object)),
     security(("bearer" = [])))]
 pub async fn report(
     State(state): State<AppState>,
@@ -225,7 +234,7 @@ pub struct PackageRequest {
 #[utoipa::path(post, path = "/api/v1/sdk/compliance/packages/{framework}", tag = "compliance",
     operation_id = "compliance_package", request_body = PackageRequest,
     params(("framework" = String, Path, description = "Framework id")),
-    responses((status = 200, description = "The package", content_type = "application/zip"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The package", content_type = "application/zip", body = Vec<u8>)),
     security(("bearer" = [])))]
 pub async fn package(
     State(state): State<AppState>,
@@ -324,12 +333,12 @@ const CANARY_CODE: &str = "while (true) {}";
 /// count as real kills, and no account or deployment halt is touched.
 #[utoipa::path(post, path = "/api/v1/sdk/compliance/drill", tag = "compliance",
     operation_id = "compliance_drill",
-    responses((status = 200, description = "`{drill: {confirmed, elapsed_ms, ...}, leaf_index, leaf_hash}`"), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = DrillResponse)),
     security(("bearer" = [])))]
 pub async fn drill(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> HttpResult<Json<Value>> {
+) -> HttpResult<Json<DrillResponse>> {
     if !caller.key.has_scope(KeyScope::Killswitch) {
         return Err(HttpError::new(
             ErrorCode::MissingScope,
@@ -393,26 +402,35 @@ pub async fn drill(
             }),
         )
         .await;
-    let mut result = outcome?;
+    let run = outcome?;
     deleted?;
-    result["canary_agent_id"] = json!(canary.id);
-    result["canary_name"] = json!(name);
-    result["canary_deleted"] = json!(true);
-    result["drill"] = json!(true);
+    let result = DrillResult {
+        execution_id: run.execution_id,
+        confirmed: run.confirmed,
+        kill_confirmed: run.kill_confirmed,
+        terminated: run.terminated,
+        elapsed_ms: run.elapsed_ms,
+        execution_status: run.execution_status,
+        started_to_kill_ms: run.started_to_kill_ms,
+        canary_agent_id: canary.id,
+        canary_name: name,
+        canary_deleted: true,
+        drill: true,
+    };
     let description = format!(
         "kill-switch drill: termination {} in {:.1} ms",
-        if result["confirmed"] == json!(true) {
+        if result.confirmed {
             "confirmed"
         } else {
             "NOT confirmed"
         },
-        result["elapsed_ms"].as_f64().unwrap_or(0.0)
+        result.elapsed_ms
     );
     let mut event = AuditEvent::new(account, "compliance_drill", "killswitch", description)
         .agent(canary.id)
         .key(key_id)
-        .payload(result.clone());
-    event.execution_id = result["execution_id"].as_i64();
+        .payload(serde_json::to_value(&result).map_err(HttpError::internal)?);
+    event.execution_id = Some(result.execution_id);
     let record = state
         .store
         .append_audit(vec![event])
@@ -420,15 +438,26 @@ pub async fn drill(
         .into_iter()
         .next()
         .ok_or_else(|| HttpError::internal("no audit record for the drill"))?;
-    Ok(Json(json!({
-        "success": true,
-        "drill": result,
-        "leaf_index": record.leaf_index,
-        "leaf_hash": hex::encode(record.leaf_hash),
-    })))
+    Ok(Json(DrillResponse {
+        success: true,
+        drill: result,
+        leaf_index: record.leaf_index,
+        leaf_hash: hex::encode(record.leaf_hash),
+    }))
 }
 
-async fn run_drill(state: &AppState, caller: &Caller, agent: i64) -> HttpResult<Value> {
+/// What the drill's run measured, before the canary is deleted.
+struct DrillRun {
+    execution_id: i64,
+    confirmed: bool,
+    kill_confirmed: bool,
+    terminated: u64,
+    elapsed_ms: f64,
+    execution_status: String,
+    started_to_kill_ms: f64,
+}
+
+async fn run_drill(state: &AppState, caller: &Caller, agent: i64) -> HttpResult<DrillRun> {
     let account = caller.account();
     let run_caller = RunCaller {
         account,
@@ -487,13 +516,13 @@ async fn run_drill(state: &AppState, caller: &Caller, agent: i64) -> HttpResult<
         Ok(done) => done.execution.status.as_str().to_string(),
         Err(e) => format!("error: {e}"),
     };
-    Ok(json!({
-        "execution_id": execution_id,
-        "confirmed": kill.confirmed && status == "killed",
-        "kill_confirmed": kill.confirmed,
-        "terminated": kill.terminated,
-        "elapsed_ms": kill.elapsed_ms,
-        "execution_status": status,
-        "started_to_kill_ms": spinning_ms,
-    }))
+    Ok(DrillRun {
+        execution_id,
+        confirmed: kill.confirmed && status == "killed",
+        kill_confirmed: kill.confirmed,
+        terminated: kill.terminated as u64,
+        elapsed_ms: kill.elapsed_ms,
+        execution_status: status,
+        started_to_kill_ms: spinning_ms,
+    })
 }

@@ -64,7 +64,7 @@ pub async fn get(
 /// Set a context value; the body is the JSON value itself.
 #[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "put_context", tag = "context",
     params(("id" = i64, Path), ("key" = String, Path)),
-    request_body(content = Object, description = "Any JSON value"),
+    request_body(content = serde_json::Value, description = "Any JSON value"),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put(

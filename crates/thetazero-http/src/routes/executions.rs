@@ -86,7 +86,7 @@ impl From<RuntimeError> for HttpError {
 /// Run an agent in the sandbox and wait for it to end.
 #[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", operation_id = "execute_agent", tag = "executions",
     params(("id" = i64, Path, description = "Agent id")),
-    request_body = ExecuteRequest,
+    request_body(content = Option<ExecuteRequest>, description = "May be absent: no input"),
     responses((status = 200, description = "The execution ran (whatever its status)", body = ExecutionResponse),
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]

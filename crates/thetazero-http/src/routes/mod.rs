@@ -36,9 +36,10 @@ pub(crate) fn check_text(
             "field {field:?} must not be empty"
         )));
     }
-    if value.len() > max {
+    // Counted in characters, as the OpenAPI document's maxLength is.
+    if value.chars().count() > max {
         return Err(HttpError::invalid(format!(
-            "field {field:?} is longer than {max} bytes"
+            "field {field:?} is longer than {max} characters"
         )));
     }
     if value

@@ -38,7 +38,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, HttpE
 /// separate `metrics_listen` address needs no key). Deployment-wide figures:
 /// other accounts' keys are refused.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", security(("bearer" = [])),
-    responses((status = 200, content_type = "text/plain"), (status = 403, body = thetazero_api::ErrorBody)))]
+    responses((status = 200, description = "OpenMetrics text (`application/openmetrics-text; version=1.0.0; charset=utf-8`)",
+        content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

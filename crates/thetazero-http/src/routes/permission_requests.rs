@@ -353,7 +353,7 @@ pub async fn get(
 /// Approve a pending request (never with the key that made it).
 #[utoipa::path(post, path = "/api/v1/sdk/permission-requests/{id}/approve", operation_id = "approve_permission_request", tag = "approvals",
     params(("id" = i64, Path, minimum = 1)),
-    request_body(content = PermissionDecision, description = "May be absent"),
+    request_body(content = Option<PermissionDecision>, description = "May be absent"),
     responses((status = 200, body = PermissionRequestResponse)),
     security(("bearer" = [])))]
 pub async fn approve(
@@ -368,7 +368,7 @@ pub async fn approve(
 /// Deny a pending request.
 #[utoipa::path(post, path = "/api/v1/sdk/permission-requests/{id}/deny", operation_id = "deny_permission_request", tag = "approvals",
     params(("id" = i64, Path, minimum = 1)),
-    request_body(content = PermissionDecision, description = "May be absent"),
+    request_body(content = Option<PermissionDecision>, description = "May be absent"),
     responses((status = 200, body = PermissionRequestResponse)),
     security(("bearer" = [])))]
 pub async fn deny(
