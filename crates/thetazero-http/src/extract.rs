@@ -100,6 +100,14 @@ fn whole_numbers_as_integers(value: &mut serde_json::Value) {
 }
 
 fn shape<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, HttpError> {
+    // Every typed body is an object. serde also fills a struct from an array
+    // of its fields in order (`["why"]` as a kill request), which the
+    // document does not allow and no client means.
+    if value.is_array() {
+        return Err(HttpError::invalid(
+            "invalid request body: expected a JSON object, not an array",
+        ));
+    }
     whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();

@@ -600,3 +600,60 @@ async fn indexes_past_int64_are_refused_naming_the_parameter() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["agents"], json!([]));
 }
+
+/// serde would fill a request struct from an array of its fields in order;
+/// every body is an object, so an array is refused and nothing happens.
+#[tokio::test]
+async fn a_body_that_is_an_array_is_refused() {
+    let app = TestApp::new().await;
+    let agent = common::agent(&app, json!({"name": "listy", "entry_code": "return 1;"})).await;
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/api/v1/sdk/agents/{agent}/kill"),
+            json!(["why not"]),
+        ),
+        (
+            "POST",
+            "/api/v1/keys".to_string(),
+            json!(["reader", ["agents:read"]]),
+        ),
+        (
+            "POST",
+            "/api/v1/sdk/kill-switch/global".to_string(),
+            json!([true, "stop"]),
+        ),
+    ] {
+        let r = app.call(method, &path, Some(&app.owner), Some(body)).await;
+        assert_error(&r, 400, "invalid_request");
+        let message = r.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("not an array"), "{path}: {message}");
+    }
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/agents/{agent}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["agent"]["status"], "ready", "{}", r.body);
+    let r = app
+        .call("GET", "/api/v1/keys", Some(&app.owner), None)
+        .await;
+    assert_eq!(
+        r.body["keys"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/kill-switch/global",
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["halted"], false, "{}", r.body);
+}
