@@ -293,7 +293,7 @@ pub async fn list(
 
 /// Get one agent.
 #[utoipa::path(get, path = "/api/v1/sdk/agents/{id}", operation_id = "get_agent", tag = "agents",
-    params(("id" = i64, Path, description = "Agent id")),
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     responses((status = 200, body = AgentResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -314,7 +314,7 @@ pub async fn get(
 
 /// Update an agent's code, configuration, permissions, status, version or description.
 #[utoipa::path(patch, path = "/api/v1/sdk/agents/{id}", operation_id = "patch_agent", tag = "agents",
-    params(("id" = i64, Path, description = "Agent id")),
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     request_body = PatchAgentRequest,
     responses((status = 200, body = AgentResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -432,7 +432,7 @@ pub async fn patch(
 
 /// Delete an agent and its executions. Audit records stay.
 #[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}", operation_id = "delete_agent", tag = "agents",
-    params(("id" = i64, Path, description = "Agent id")),
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

@@ -104,7 +104,7 @@ pub async fn consistency(
 /// checkpoint, consistency proof to the latest checkpoint, anchors; plus the
 /// server's own verdict (`chain_valid`), which clients should recompute.
 #[utoipa::path(get, path = "/api/v1/sdk/audit/records/{id}/proof", operation_id = "audit_record_proof", tag = "audit",
-    params(("id" = i64, Path, description = "Audit record id")),
+    params(("id" = i64, Path, minimum = 1, description = "Audit record id")),
     responses((status = 200, body = RecordProofResponse)),
     security(("bearer" = [])))]
 pub async fn record_proof(
@@ -243,7 +243,7 @@ pub async fn export(
 /// and output digests, limits, isolation actually used (`tee_mode`), audit
 /// range and the checkpoint covering it.
 #[utoipa::path(get, path = "/api/v1/sdk/executions/{id}/verify", operation_id = "verify_execution", tag = "executions",
-    params(("id" = i64, Path, description = "Execution id")),
+    params(("id" = i64, Path, minimum = 1, description = "Execution id")),
     responses((status = 200, body = ExecutionReceipt)),
     security(("bearer" = [])))]
 pub async fn verify_execution(

@@ -13,7 +13,8 @@ use crate::extract::JsonValue;
 use crate::state::AppState;
 use crate::views;
 
-const MAX_KEY_BYTES: usize = 256;
+/// The longest context key, in characters (as the document's maxLength).
+const MAX_KEY_CHARS: usize = 256;
 
 fn parse_path(id: &str, key: &str) -> HttpResult<(i64, String)> {
     let id = id
@@ -21,9 +22,10 @@ fn parse_path(id: &str, key: &str) -> HttpResult<(i64, String)> {
         .ok()
         .filter(|i| *i > 0)
         .ok_or_else(|| HttpError::not_found("agent"))?;
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(|c| c.is_control()) {
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS || key.chars().any(|c| c.is_control())
+    {
         return Err(HttpError::invalid(format!(
-            "context keys are 1-{MAX_KEY_BYTES} bytes without control characters"
+            "path parameter \"key\": context keys are 1-{MAX_KEY_CHARS} characters without control characters"
         )));
     }
     Ok((id, key.to_string()))
@@ -38,7 +40,7 @@ async fn require_agent(state: &AppState, caller: &Caller, id: i64) -> HttpResult
 
 /// Read a context value.
 #[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "get_context", tag = "context",
-    params(("id" = i64, Path), ("key" = String, Path)),
+    params(("id" = i64, Path, minimum = 1), ("key" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -63,7 +65,7 @@ pub async fn get(
 
 /// Set a context value; the body is the JSON value itself.
 #[utoipa::path(put, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "put_context", tag = "context",
-    params(("id" = i64, Path), ("key" = String, Path)),
+    params(("id" = i64, Path, minimum = 1), ("key" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     request_body(content = serde_json::Value, description = "Any JSON value"),
     responses((status = 200, body = ContextValue), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -155,7 +157,7 @@ pub async fn put(
 
 /// Delete a context value.
 #[utoipa::path(delete, path = "/api/v1/sdk/agents/{id}/context/{key}", operation_id = "delete_context", tag = "context",
-    params(("id" = i64, Path), ("key" = String, Path)),
+    params(("id" = i64, Path, minimum = 1), ("key" = String, Path, min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$")),
     responses((status = 200, body = SuccessResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

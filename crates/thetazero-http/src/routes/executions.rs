@@ -85,7 +85,7 @@ impl From<RuntimeError> for HttpError {
 
 /// Run an agent in the sandbox and wait for it to end.
 #[utoipa::path(post, path = "/api/v1/sdk/agents/{id}/execute", operation_id = "execute_agent", tag = "executions",
-    params(("id" = i64, Path, description = "Agent id")),
+    params(("id" = i64, Path, minimum = 1, description = "Agent id")),
     request_body(content = Option<ExecuteRequest>, description = "May be absent: no input"),
     responses((status = 200, description = "The execution ran (whatever its status)", body = ExecutionResponse),
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -153,7 +153,7 @@ pub struct ExecutionParams {
 
 /// An agent's executions, newest first.
 #[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions", operation_id = "list_executions", tag = "executions",
-    params(("id" = i64, Path, description = "Agent id"), ExecutionParams),
+    params(("id" = i64, Path, minimum = 1, description = "Agent id"), ExecutionParams),
     responses((status = 200, body = ExecutionList), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -197,7 +197,7 @@ pub async fn list(
 
 /// One execution in full: output, logs, host-call audit, input.
 #[utoipa::path(get, path = "/api/v1/sdk/agents/{id}/executions/{eid}", operation_id = "get_execution", tag = "executions",
-    params(("id" = i64, Path, description = "Agent id"), ("eid" = i64, Path, description = "Execution id")),
+    params(("id" = i64, Path, minimum = 1, description = "Agent id"), ("eid" = i64, Path, minimum = 1, description = "Execution id")),
     responses((status = 200, body = ExecutionResponse), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(

@@ -108,7 +108,7 @@ pub async fn list(
 }
 
 /// Get one key.
-#[utoipa::path(get, path = "/api/v1/keys/{id}", operation_id = "get_key", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/keys/{id}", operation_id = "get_key", tag = "keys", params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, body = KeyResponse), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -127,7 +127,7 @@ pub async fn get(
 }
 
 /// Revoke a key. It stops working at once; it stays listed, marked revoked.
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", operation_id = "revoke_key", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", operation_id = "revoke_key", tag = "keys", params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, body = KeyResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke(
@@ -185,7 +185,7 @@ pub async fn revoke(
 /// Replace a key's scopes, within those the caller holds. An owner key's
 /// cannot change; nor can the account's last key that can manage keys lose
 /// the `keys` scope (409 `last_key_manager`).
-#[utoipa::path(patch, path = "/api/v1/keys/{id}", operation_id = "set_key_scopes", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(patch, path = "/api/v1/keys/{id}", operation_id = "set_key_scopes", tag = "keys", params(("id" = i64, Path, minimum = 1)),
     request_body = SetKeyScopesRequest,
     responses((status = 200, body = KeyResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
