@@ -70,7 +70,45 @@ fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, HttpError> {
     })
 }
 
-fn shape<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, HttpError> {
+/// Writes every whole number spelled as a float (`64.0`, `1e3`) as the
+/// integer it is. JSON has one number type and JSON Schema's `integer` admits
+/// `64.0`, so a client (or a generator working from the OpenAPI document) may
+/// send one where an integer field is declared; serde's integer types would
+/// refuse it. Fractions stay floats and are refused by integer fields as
+/// before.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return };
+            // 2^63 and 2^64 are exact as f64; the bounds are exclusive above.
+            const I64_END: f64 = 9_223_372_036_854_775_808.0;
+            const U64_END: f64 = 18_446_744_073_709_551_616.0;
+            if f.fract() != 0.0 {
+                return;
+            }
+            if (-I64_END..I64_END).contains(&f) {
+                *value = Value::from(f as i64);
+            } else if (0.0..U64_END).contains(&f) {
+                *value = Value::from(f as u64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
+fn shape<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, HttpError> {
+    // Every typed body is an object. serde also fills a struct from an array
+    // of its fields in order (`["why"]` as a kill request), which the
+    // document does not allow and no client means.
+    if value.is_array() {
+        return Err(HttpError::invalid(
+            "invalid request body: expected a JSON object, not an array",
+        ));
+    }
+    whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -178,7 +216,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{is_json, whole_numbers_as_integers};
+    use serde_json::json;
+
+    #[test]
+    fn whole_numbers_spelled_as_floats_read_as_integers() {
+        let check = |input: &str, want: serde_json::Value| {
+            let mut v: serde_json::Value = serde_json::from_str(input).unwrap();
+            whole_numbers_as_integers(&mut v);
+            assert_eq!(v, want, "{input}");
+            // And the result is what serde's integers take, or refuse.
+            assert_eq!(
+                v.is_u64() || v.is_i64(),
+                want.is_u64() || want.is_i64(),
+                "{input}"
+            );
+        };
+        check("64.0", json!(64));
+        check("1e3", json!(1000));
+        check("-0.0", json!(0));
+        check("-42.0", json!(-42));
+        check("64", json!(64));
+        check("64.5", json!(64.5));
+        check("1e300", json!(1e300));
+        check(
+            "18446744073709549568.0",
+            json!(18_446_744_073_709_549_568u64),
+        );
+        check(
+            r#"{"a": [1.0, {"b": 2.0}], "c": "3.0", "d": 0.25}"#,
+            json!({"a": [1, {"b": 2}], "c": "3.0", "d": 0.25}),
+        );
+    }
 
     #[test]
     fn content_types() {

@@ -514,3 +514,146 @@ async fn names_refuse_invisible_and_direction_changing_characters() {
         .await;
     assert_error(&r, 400, "invalid_request");
 }
+
+/// JSON has one number type: a whole number written as `128.0` or `1.28e2`
+/// is accepted where an integer is declared (JSON Schema's `integer` admits
+/// it), and a fraction is refused naming the field.
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers() {
+    let app = TestApp::new().await;
+    for (memory, status) in [("128.0", 201), ("1.28e2", 200), ("128.5", 400)] {
+        let body = format!(
+            r#"{{"name": "floaty", "entry_code": "return 1;", "config": {{"memory_limit_mb": {memory}}}}}"#
+        );
+        let r = send_raw(
+            &app,
+            "POST",
+            "/api/v1/sdk/agents",
+            Some("application/json"),
+            body,
+        )
+        .await;
+        if status == 400 {
+            assert_error(&r, 400, "invalid_config");
+            let message = r.body["error"]["message"].as_str().unwrap_or("");
+            assert!(message.contains("memory_limit_mb"), "{message}");
+        } else {
+            assert_eq!(r.status.as_u16(), status, "{memory}: {}", r.body);
+            assert_eq!(
+                r.body["agent"]["config"]["memory_limit_mb"], 128,
+                "{memory}"
+            );
+        }
+    }
+}
+
+/// Pages and leaf indexes are int64s in the document and the stores: one
+/// past that is refused naming the parameter, not read as the last page or
+/// (for a stream resumed after it) wrapped around to the start of the log.
+#[tokio::test]
+async fn indexes_past_int64_are_refused_naming_the_parameter() {
+    let app = TestApp::new().await;
+    let agent = common::agent(&app, json!({"name": "paged", "entry_code": "return 1;"})).await;
+    let past = (i64::MAX as u64) + 1;
+    // (path, Last-Event-ID, the parameter the refusal names)
+    let cases: Vec<(String, Option<String>, &str)> = vec![
+        (format!("/api/v1/sdk/agents?page={past}"), None, "page"),
+        (
+            format!("/api/v1/sdk/agents/{agent}/executions?page={past}"),
+            None,
+            "page",
+        ),
+        (format!("/api/v1/sdk/audit?cursor={past}"), None, "cursor"),
+        (
+            format!("/api/v1/sdk/audit/stream?after={}", u64::MAX),
+            None,
+            "after",
+        ),
+        (
+            "/api/sdk/audit/stream".to_string(),
+            Some(u64::MAX.to_string()),
+            "Last-Event-ID",
+        ),
+    ];
+    for (path, header, field) in cases {
+        let mut req = Request::builder()
+            .method("GET")
+            .uri(&path)
+            .header("authorization", format!("Bearer {}", app.owner));
+        if let Some(value) = header {
+            req = req.header("last-event-id", value);
+        }
+        let r = app.raw(req.body(Body::empty()).unwrap()).await;
+        assert_error(&r, 400, "invalid_request");
+        let message = r.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(field), "{path}: {message}");
+    }
+    // The largest int64 is still a page (an empty one).
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/agents?page={}", i64::MAX),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["agents"], json!([]));
+}
+
+/// serde would fill a request struct from an array of its fields in order;
+/// every body is an object, so an array is refused and nothing happens.
+#[tokio::test]
+async fn a_body_that_is_an_array_is_refused() {
+    let app = TestApp::new().await;
+    let agent = common::agent(&app, json!({"name": "listy", "entry_code": "return 1;"})).await;
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/api/v1/sdk/agents/{agent}/kill"),
+            json!(["why not"]),
+        ),
+        (
+            "POST",
+            "/api/v1/keys".to_string(),
+            json!(["reader", ["agents:read"]]),
+        ),
+        (
+            "POST",
+            "/api/v1/sdk/kill-switch/global".to_string(),
+            json!([true, "stop"]),
+        ),
+    ] {
+        let r = app.call(method, &path, Some(&app.owner), Some(body)).await;
+        assert_error(&r, 400, "invalid_request");
+        let message = r.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("not an array"), "{path}: {message}");
+    }
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/sdk/agents/{agent}"),
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["agent"]["status"], "ready", "{}", r.body);
+    let r = app
+        .call("GET", "/api/v1/keys", Some(&app.owner), None)
+        .await;
+    assert_eq!(
+        r.body["keys"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/kill-switch/global",
+            Some(&app.owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["halted"], false, "{}", r.body);
+}

@@ -247,6 +247,14 @@ impl ListParams {
         if page == 0 {
             return Err(HttpError::invalid("query parameter \"page\" starts at 1"));
         }
+        // The document states an int64; a larger page is refused rather
+        // than read as the last one.
+        if page > i64::MAX as u64 {
+            return Err(HttpError::invalid(format!(
+                "query parameter \"page\" must be at most {}",
+                i64::MAX
+            )));
+        }
         if limit == 0 || limit > MAX_PAGE_SIZE {
             return Err(HttpError::invalid(format!(
                 "query parameter \"limit\" must be between 1 and {MAX_PAGE_SIZE}"

@@ -97,6 +97,13 @@ pub async fn query(
             "query parameter \"limit\" must be between 1 and 1000",
         ));
     }
+    // Leaf indexes are int64s in the document and in the stores.
+    if params.cursor.is_some_and(|c| c > i64::MAX as u64) {
+        return Err(HttpError::invalid(format!(
+            "query parameter \"cursor\" must be a leaf index, at most {}",
+            i64::MAX
+        )));
+    }
     let query = AuditQuery {
         agent_id: params.agent_id,
         execution_id: params.execution_id,

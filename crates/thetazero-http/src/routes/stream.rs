@@ -261,6 +261,14 @@ pub async fn stream(
         ),
         None => params.after,
     };
+    // A leaf index is an int64 (the document's and the stores'); past that,
+    // `i + 1` below would overflow.
+    if resume.is_some_and(|i| i > i64::MAX as u64) {
+        return Err(HttpError::invalid(format!(
+            "query parameter \"after\" (or Last-Event-ID) must be a leaf index, at most {}",
+            i64::MAX
+        )));
+    }
     let since = params
         .since
         .as_deref()
