@@ -65,32 +65,71 @@ pub struct RegisterAgentRequest {
     pub compliance: Option<Vec<String>>,
 }
 
-/// `PATCH /api/v1/sdk/agents/:id`: fields present replace the stored ones.
+/// A field that may be left out but, when given, is not `null`.
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "must not be null (leave the field out to keep it)",
+        )),
+    }
+}
+
+/// `PATCH /api/v1/sdk/agents/:id`: fields present replace the stored ones;
+/// a field given as `null` is refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchAgentRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     #[schema(
         pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB\\s][^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
         max_length = 64
     )]
     pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     #[schema(
         pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00AD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u206F\\u3164\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
         max_length = 4096
     )]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     #[schema(pattern = "^(ready|disabled)$")]
     pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     #[schema(pattern = "^[^\\u0000]*[^\\u0000\\s][^\\u0000]*$", min_length = 1)]
     pub entry_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     #[schema(value_type = Option<PermissionsSpec>)]
     pub permissions: Option<Value>,
 }
@@ -100,8 +139,45 @@ pub struct PatchAgentRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum PermissionsSpec {
-    Preset(String),
-    Scopes(Vec<String>),
+    Preset(PresetName),
+    Scopes(Vec<AgentScopeName>),
+}
+
+/// A permission preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PresetName {
+    Readonly,
+    Writer,
+    Researcher,
+    Coder,
+    Analyst,
+    Full,
+}
+
+/// One of the spec's ten agent permission scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AgentScopeName {
+    #[serde(rename = "compute:read")]
+    ComputeRead,
+    #[serde(rename = "compute:write")]
+    ComputeWrite,
+    #[serde(rename = "inference:call")]
+    InferenceCall,
+    #[serde(rename = "data:read")]
+    DataRead,
+    #[serde(rename = "data:write")]
+    DataWrite,
+    #[serde(rename = "network:outbound")]
+    NetworkOutbound,
+    #[serde(rename = "storage:read")]
+    StorageRead,
+    #[serde(rename = "storage:write")]
+    StorageWrite,
+    #[serde(rename = "agents:read")]
+    AgentsRead,
+    #[serde(rename = "agents:write")]
+    AgentsWrite,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -188,6 +264,7 @@ pub enum FrameworkId {
     EuAiAct,
     Soc2,
     NistAiRmf,
+    #[serde(rename = "iso_42001")]
     Iso42001,
     OwaspLlmTop10,
 }

@@ -92,6 +92,14 @@ fn shared_statuses(path: &str, method: &str, op: &Value) -> Vec<u16> {
     if params.iter().any(|p| p["in"] == "path") {
         out.push(404);
     }
+    // A text path parameter (a context key, a framework id) has rules of
+    // its own, refused with a 400 naming it.
+    if params
+        .iter()
+        .any(|p| p["in"] == "path" && p["schema"]["type"] == "string")
+    {
+        out.push(400);
+    }
     if params
         .iter()
         .any(|p| p["in"] == "query" || p["in"] == "header")
@@ -111,6 +119,7 @@ fn add_statuses(paths: &mut Map<String, Value>) {
             };
             let mut statuses = shared_statuses(path, method, op);
             let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            let id = id.strip_suffix(SPEC_SUFFIX).unwrap_or(&id);
             if let Some((_, extra)) = EXTRA.iter().find(|(name, _)| *name == id) {
                 statuses.extend(extra.iter());
             }
@@ -200,6 +209,172 @@ fn session_item() -> Value {
     })
 }
 
+/// The framework ids, as the compliance routes name them.
+const FRAMEWORK_IDS: &str = "eu_ai_act|soc2|nist_ai_rmf|iso_42001|owasp_llm_top10";
+
+/// Parameter rules the annotations cannot spell: times that are an RFC 3339
+/// time or a date, comma-separated framework lists, one framework in a path,
+/// the report's formats; the status takes no `format`.
+fn refine_parameters(paths: &mut Map<String, Value>) {
+    let time = json!({"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}],
+        "description": "An RFC 3339 time or a YYYY-MM-DD date"});
+    for item in paths.values_mut() {
+        for method in METHODS {
+            let Some(op) = item.get_mut(method) else {
+                continue;
+            };
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            if id == "compliance_status" {
+                params.retain(|p| p["name"] != "format");
+            }
+            // `Last-Event-ID` is the EventSource's own header, described with
+            // `after` (its query twin): a declared header would make every
+            // other header look unexpected to a client that checks them.
+            params.retain(|p| p["name"] != "Last-Event-ID");
+            for p in params.iter_mut() {
+                let name = p["name"].as_str().unwrap_or_default().to_string();
+                match (p["in"].as_str().unwrap_or_default(), name.as_str()) {
+                    ("query", "from" | "to" | "since") => p["schema"] = time.clone(),
+
+                    ("query", "frameworks") => {
+                        p["schema"] = json!({"type": "string",
+                            "pattern": format!("^({FRAMEWORK_IDS})(,({FRAMEWORK_IDS}))*$")})
+                    }
+                    ("query", "format") if id == "compliance_report" => {
+                        p["schema"] = json!({"type": "string", "enum": ["json", "oscal"]})
+                    }
+                    ("path", "framework") => {
+                        p["schema"] = json!({"type": "string",
+                            "enum": FRAMEWORK_IDS.split('|').collect::<Vec<_>>()})
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// An audit stream's 200 is a sequence of Server-Sent Events, each an
+/// `event:` name and a JSON `data:` line (and an `id:` for audit events).
+fn describe_event_streams(paths: &mut Map<String, Value>) {
+    let event = json!({"type": "object", "required": ["event", "data"],
+        "properties": {"event": {"type": "string",
+            "enum": ["connected", "audit", "checkpoint", "keepalive", "timeout"]},
+            "data": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"}}});
+    for item in paths.values_mut() {
+        for method in METHODS {
+            if let Some(content) = item
+                .get_mut(method)
+                .and_then(|op| op.get_mut("responses"))
+                .and_then(|r| r.get_mut("200"))
+                .and_then(|r| r.get_mut("content"))
+                .and_then(Value::as_object_mut)
+            {
+                if let Some(sse) = content.get_mut("text/event-stream") {
+                    sse["schema"] = event.clone();
+                }
+            }
+        }
+    }
+}
+
+/// A denial takes a reason only; a grant's lifetime applies to approvals.
+fn deny_body(doc: &mut Value) {
+    let mut deny = doc["components"]["schemas"]["PermissionDecision"].clone();
+    if let Some(props) = deny["properties"].as_object_mut() {
+        props.remove("grant_expires_in_ms");
+    }
+    doc["components"]["schemas"]["DenyDecision"] = deny;
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            if !path.ends_with("/deny") {
+                continue;
+            }
+            if let Some(body) = item
+                .get_mut("post")
+                .and_then(|op| op.get_mut("requestBody"))
+            {
+                let text = body.to_string().replace(
+                    "#/components/schemas/PermissionDecision",
+                    "#/components/schemas/DenyDecision",
+                );
+                *body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            }
+        }
+    }
+    // A patch changes at least one field.
+    doc["components"]["schemas"]["PatchAgentRequest"]["minProperties"] = json!(1);
+    // A package's period is given as the report's is.
+    for field in ["from", "to"] {
+        doc["components"]["schemas"]["PackageRequest"]["properties"][field] = json!({
+            "type": ["string", "null"], "anyOf": [{"format": "date-time"}, {"format": "date"}]});
+    }
+    // A patch's fields are values: `null` would change nothing.
+    if let Some(props) =
+        doc["components"]["schemas"]["PatchAgentRequest"]["properties"].as_object_mut()
+    {
+        for schema in props.values_mut() {
+            if let Some(types) = schema.get_mut("type").and_then(Value::as_array_mut) {
+                types.retain(|t| t != "null");
+            }
+            if let Some(one_of) = schema.get_mut("oneOf").and_then(Value::as_array_mut) {
+                one_of.retain(|s| s["type"] != "null");
+            }
+        }
+    }
+    doc["components"]["schemas"]["PackageRequest"]["properties"]["format"] =
+        json!({"type": ["string", "null"], "enum": ["markdown", null]});
+    // What a request may ask for, with the default ceilings as maxima (an
+    // operator's lower ceilings refuse more, naming the field).
+    let ceilings = thetazero_core::Ceilings::default();
+    let domains = json!({"type": "array", "maxItems": 256, "items": {"type": "string",
+        "pattern": "^(\\*\\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+        "maxLength": 253}});
+    // An agent's configuration, as an account outside the operator's
+    // `dev_accounts` may set it (DEV, `allow_localhost` and turning content
+    // safety off are for those accounts only).
+    let config = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "The spec's AgentConfig (snake_case); unknown fields are refused",
+        "properties": {
+            "memory_limit_mb": {"type": ["integer", "null"], "minimum": 8, "maximum": ceilings.memory_mb},
+            "cpu_time_limit_ms": {"type": ["integer", "null"], "minimum": 10, "maximum": ceilings.cpu_time_ms},
+            "max_api_calls_per_run": {"type": ["integer", "null"], "minimum": 0, "maximum": ceilings.max_api_calls_per_run},
+            "max_api_calls_per_minute": {"type": ["integer", "null"], "minimum": 1, "maximum": ceilings.max_api_calls_per_minute},
+            "allow_network": {"type": ["boolean", "null"]},
+            "allow_filesystem": {"enum": [false, null], "description": "Reserved: never true"},
+            "sandbox_template": {"enum": ["STRICT", "STANDARD", null]},
+            "allowed_domains": {"oneOf": [domains.clone(), {"type": "null"}]},
+            "content_safety": {"enum": [true, null]},
+            "allow_localhost": {"enum": [false, null]},
+            "approval_timeout_ms": {"type": ["integer", "null"], "minimum": 1000, "maximum": 600000},
+            "approval_calls": {"type": ["array", "null"], "items": {"enum": thetazero_core::limits::APPROVABLE_CALLS}}
+        }
+    });
+    doc["components"]["schemas"]["RegisterAgentRequest"]["properties"]["config"] =
+        json!({"oneOf": [config.clone(), {"type": "null"}]});
+    doc["components"]["schemas"]["PatchAgentRequest"]["properties"]["config"] = config;
+    doc["components"]["schemas"]["CreatePermissionRequest"]["properties"]["permissions"] = json!({
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": false,
+        "properties": {
+            "allow_network": {"type": "boolean"},
+            "allow_external_apis": {"type": "boolean"},
+            "max_api_calls_per_run": {"type": "integer", "minimum": 0, "maximum": ceilings.max_api_calls_per_run},
+            "max_api_calls_per_minute": {"type": "integer", "minimum": 1, "maximum": ceilings.max_api_calls_per_minute},
+            "memory_limit_mb": {"type": "integer", "minimum": 8, "maximum": ceilings.memory_mb},
+            "cpu_time_limit_ms": {"type": "integer", "minimum": 10, "maximum": ceilings.cpu_time_ms},
+            "allowed_domains": domains,
+            "scopes": {"type": "array", "items": {"$ref": "#/components/schemas/AgentScopeName"}}
+        }
+    });
+}
+
 /// The document as served: `doc` (the annotated routes) completed.
 pub fn complete(doc: utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
@@ -217,9 +392,12 @@ pub fn complete(doc: utoipa::openapi::OpenApi) -> Value {
         }}),
     );
     paths.insert("/api/v1/session".into(), session_item());
+    refine_parameters(&mut paths);
+    describe_event_streams(&mut paths);
     add_spec_paths(&mut paths);
     add_statuses(&mut paths);
     doc["paths"] = Value::Object(paths);
+    deny_body(&mut doc);
     doc["components"]["securitySchemes"]["stream_token"] = json!({
         "type": "apiKey",
         "in": "query",
@@ -232,6 +410,39 @@ pub fn complete(doc: utoipa::openapi::OpenApi) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_scope_and_preset_names_are_the_ones_the_server_reads() {
+        use thetazero_api::types::{AgentScopeName, PresetName};
+        use thetazero_core::permissions::{Preset, Scope};
+        let names = |v: Value| -> Vec<String> {
+            v["enum"]
+                .as_array()
+                .expect("an enum")
+                .iter()
+                .map(|n| n.as_str().unwrap().to_string())
+                .collect()
+        };
+        let doc = crate::openapi();
+        let scopes = names(doc["components"]["schemas"]["AgentScopeName"].clone());
+        assert_eq!(scopes.len(), 10);
+        assert!(
+            scopes.iter().all(|s| Scope::parse(s).is_some()),
+            "{scopes:?}"
+        );
+        let presets = names(doc["components"]["schemas"]["PresetName"].clone());
+        assert_eq!(presets.len(), 6);
+        assert!(
+            presets.iter().all(|p| Preset::parse(p).is_some()),
+            "{presets:?}"
+        );
+        let _ = (AgentScopeName::AgentsRead, PresetName::Full);
+        let frameworks = names(doc["components"]["schemas"]["FrameworkId"].clone());
+        assert_eq!(frameworks.join("|"), FRAMEWORK_IDS);
+        assert!(frameworks
+            .iter()
+            .all(|f| thetazero_compliance::FRAMEWORKS.contains(&f.as_str())));
+    }
 
     #[test]
     fn operation_ids_are_unique_and_present() {

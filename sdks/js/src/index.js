@@ -210,7 +210,7 @@ class SecureAgent {
   _complianceQuery({ frameworks, account = false, from, to } = {}) {
     const list = frameworks || (this.compliance.length ? this.compliance : undefined);
     return {
-      frameworks: list ? (Array.isArray(list) ? list.join(',') : list) : undefined,
+      frameworks: list && list.length ? (Array.isArray(list) ? list.join(',') : list) : undefined,
       agentId: account ? undefined : (this.agentId ?? undefined),
       from: from === undefined ? undefined : dateParam(from),
       to: to === undefined ? undefined : dateParam(to),

@@ -109,7 +109,8 @@ def _param(v: Any) -> Optional[str]:
     if isinstance(v, (datetime.date, datetime.datetime)):
         return v.isoformat()
     if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v)
+        # An empty list names nothing: the parameter is left out.
+        return ",".join(str(x) for x in v) if v else None
     return str(v)
 
 

@@ -58,13 +58,13 @@ pub(crate) fn deployment(state: &AppState, account: i64) -> Deployment {
     }
 }
 
+/// A comma-separated list of framework ids, exactly as the document's
+/// pattern states it (no blanks, no empty items); absent: none named.
 fn frameworks_param(raw: Option<&str>) -> HttpResult<Vec<String>> {
-    let list: Vec<String> = raw
-        .unwrap_or("")
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let list: Vec<String> = match raw {
+        None => Vec::new(),
+        Some(raw) => raw.split(',').map(str::to_string).collect(),
+    };
     thetazero_compliance::catalog::validate_ids(&list)
         .map_err(|e| HttpError::invalid(e.to_string()))?;
     Ok(list)
