@@ -25,8 +25,10 @@ toxicity model), TZ_HW (trigger-word hard-negative weight), TZ_JW (jailbreak
 weight), TZ_FPR / TZ_CFPR / TZ_TFPR (calibration false-positive targets),
 TZ_MID (toxicity threshold halfway to the positives' 5th percentile),
 TZ_IND=0 (no planted indirect injections in the content model's training
-text), TZ_SEP (second-stage epochs), TZ_STRIG (second-stage trigger-word
-calibration target).
+text), TZ_ADDR=0 (no orders addressed to the reading model,
+training/addressed.py, in the content model's training text), TZ_SEP
+(second-stage epochs), TZ_STRIG (second-stage trigger-word calibration
+target).
 """
 
 import argparse
