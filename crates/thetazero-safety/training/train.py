@@ -25,8 +25,10 @@ toxicity model), TZ_HW (trigger-word hard-negative weight), TZ_JW (jailbreak
 weight), TZ_FPR / TZ_CFPR / TZ_TFPR (calibration false-positive targets),
 TZ_MID (toxicity threshold halfway to the positives' 5th percentile),
 TZ_IND=0 (no planted indirect injections in the content model's training
-text), TZ_SEP (second-stage epochs), TZ_STRIG (second-stage trigger-word
-calibration target).
+text), TZ_ADDR=0 (no orders addressed to the reading model,
+training/addressed.py, in the content model's training text), TZ_SEP
+(second-stage epochs), TZ_STRIG (second-stage trigger-word calibration
+target).
 """
 
 import argparse
@@ -55,6 +57,7 @@ sys.path.insert(0, HERE)
 import apidocs  # noqa: E402
 import featurize as fz  # noqa: E402
 import indirect  # noqa: E402
+import addressed  # noqa: E402
 import second_stage  # noqa: E402
 import synth  # noqa: E402
 
@@ -163,6 +166,20 @@ def api_sets(corpora):
             if d is not None:
                 out.append((src, kind, d, value))
         planted_ind[sp] = out
+        # The content model's training documents: the same, with the pool
+        # widened by orders addressed to the reading model, from separate
+        # lists (training/addressed.py). Training only; the calibration and
+        # held-out injections, and the second stage's training text, stay
+        # those of indirect.py.
+        if sp == "train" and os.environ.get("TZ_ADDR", "1") != "0":
+            rng = random.Random(f"{SEED}:plant-indirect:{sp}")
+            pool = pool + addressed.generate(3000, SEED)
+            out = []
+            for src, kind, doc in sets[sp]["aws"] + sets[sp]["google"]:
+                d, value = indirect.plant(doc, rng.choice(pool), rng)
+                if d is not None:
+                    out.append((src, kind, d, value))
+            planted_ind["train_content"] = out
     return sets, planted, planted_ind
 
 
@@ -398,7 +415,9 @@ def main():
     api_planted = sorted({v for _, _, _, v in planted["train"]})
     # Indirect injections planted in the training documents (TZ_IND=0 leaves
     # them out, for comparison).
+    api_planted_content = api_planted
     if os.environ.get("TZ_IND", "1") != "0":
+        api_planted_content = sorted(set(api_planted) | {v for _, _, _, v in planted_ind.get("train_content", planted_ind["train"])})
         api_planted = sorted(set(api_planted) | {v for _, _, _, v in planted_ind["train"]})
     if os.environ.get("TZ_AW", "0") != "0":
         print(f"API documentation: {len(api_benign)} harmless prose strings in training")
@@ -426,8 +445,15 @@ def main():
     train_content = list(train_inj)
     if os.environ.get("TZ_AW", "0") == "0":
         train_content += [(t, 0, float(os.environ.get("TZ_CAW", "4"))) for t in api_benign]
+    # The second stage learns from the content model's training text as it
+    # was before the addressed orders (training/DATA.md: with them, it lost
+    # planted corpora rows on the calibration documents).
+    train_second = list(train_content)
     if os.environ.get("TZ_PLANT", "0") == "0":
-        train_content += [(t, 1, 1.0) for t in api_planted]
+        train_second += [(t, 1, 1.0) for t in api_planted]
+        train_content += [(t, 1, 1.0) for t in api_planted_content]
+    if os.environ.get("TZ_ADDR", "1") != "0":
+        train_content += [(t, 0, float(os.environ.get("TZ_CAW", "4"))) for t in addressed.BENIGN]
 
     seen = {key(t) for t, _, _ in train_content} | {key(t) for t, _, _ in train_tox}
 
@@ -444,8 +470,9 @@ def main():
     # The second stage learns from the content model's training texts; it
     # judges the views, of either kind, that the fast models leave in the
     # borderline band.
-    print(f"training second stage on {len(train_content)} texts")
-    second = second_stage.Quantised(second_stage.train(second_stage.fold(x_content), [y for _, y, _ in train_content], [w for _, _, w in train_content], SEED, epochs=int(os.environ.get("TZ_SEP", "4"))))
+    print(f"training second stage on {len(train_second)} texts")
+    x_second = x_content if train_second == train_content else matrix([t for t, _, _ in train_second])
+    second = second_stage.Quantised(second_stage.train(second_stage.fold(x_second), [y for _, y, _ in train_second], [w for _, _, w in train_second], SEED, epochs=int(os.environ.get("TZ_SEP", "4"))))
 
     # Calibration: benign-heavy validation sets, none of them trained on.
     val_benign = [t for _, va, _ in corpora.values() for t, lab in va if lab == "benign"]
