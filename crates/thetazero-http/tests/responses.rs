@@ -389,6 +389,13 @@ async fn agents_and_context() {
         Some(json!({"status": "sleeping"})),
     )
     .await;
+    t.call(
+        "PATCH",
+        &format!("/api/v1/sdk/agents/{a}"),
+        Some(&owner),
+        Some(json!({"version": null})),
+    )
+    .await;
     let ctx = format!("/api/v1/sdk/agents/{a}/context/notes");
     t.call(
         "PUT",
@@ -878,6 +885,7 @@ async fn compliance() {
         "/api/v1/sdk/compliance/status?frameworks=owasp_llm_top10".to_string(),
         format!("/api/v1/sdk/compliance/report?frameworks=owasp_llm_top10&agentId={a}"),
         "/api/v1/sdk/compliance/report?frameworks=owasp_llm_top10&format=oscal".to_string(),
+        "/api/v1/sdk/compliance/component-definition?frameworks=owasp_llm_top10".to_string(),
     ] {
         let r = t.app.call("GET", &path, Some(&owner), None).await;
         assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -887,6 +895,13 @@ async fn compliance() {
     t.call(
         "GET",
         "/api/v1/sdk/compliance/status?frameworks=nist_999",
+        Some(&owner),
+        None,
+    )
+    .await;
+    t.call(
+        "GET",
+        "/api/v1/sdk/compliance/status?frameworks=soc2,,eu_ai_act",
         Some(&owner),
         None,
     )
