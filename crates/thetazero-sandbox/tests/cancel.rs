@@ -1,20 +1,31 @@
-//! Cancellation: a tight loop, a pending host call and a never-settling promise are all killed within a generous bound. Test-only.
+//! Cancellation: a tight loop, a pending host call and a never-settling promise are all killed. How fast is measured by the runaway bench, not here; a kill that never lands fails the test at its liveness bound. Test-only.
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use thetazero_sandbox::Status;
 
+/// How long a test waits for something that must happen before it counts
+/// as never happening.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+/// Waits until `ready` holds, failing the test at the liveness bound.
+async fn until(what: &str, ready: impl Fn() -> bool) {
+    tokio::time::timeout(LIVENESS, async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} never happened"));
+}
+
 async fn cancel_after_start(
     code: &str,
     hang: bool,
-) -> (
-    thetazero_sandbox::ExecutionReport,
-    std::sync::Arc<MemHost>,
-    Duration,
-) {
+) -> (thetazero_sandbox::ExecutionReport, std::sync::Arc<MemHost>) {
     let host = MemHost::new();
     host.hang.store(hang, Ordering::SeqCst);
     let mut j = job(code, &host);
@@ -22,24 +33,30 @@ async fn cancel_after_start(
     j.scopes = all_scopes();
     let cancel = j.cancel.clone();
     let rx = sandbox().submit(j).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
+    if hang {
+        // Cancel only once the call is pending in the host.
+        until("the host call", || host.reached() == 1).await;
+    } else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     cancel.cancel();
-    let r = rx.await.unwrap();
-    (r, host, start.elapsed())
+    let r = tokio::time::timeout(LIVENESS, rx)
+        .await
+        .expect("the kill never landed")
+        .unwrap();
+    (r, host)
 }
 
 #[tokio::test]
 async fn cancels_a_tight_loop() {
-    let (r, _, took) = cancel_after_start("for (;;) {}", false).await;
+    let (r, _) = cancel_after_start("for (;;) {}", false).await;
     assert_eq!(r.status, Status::Killed);
     assert!(r.was_terminated);
-    assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
 #[tokio::test]
 async fn cancels_a_loop_after_await() {
-    let (r, _, _) = cancel_after_start(
+    let (r, _) = cancel_after_start(
         "await null; while (true) { try { for(;;){} } catch (e) {} }",
         false,
     )
@@ -49,23 +66,21 @@ async fn cancels_a_loop_after_await() {
 
 #[tokio::test]
 async fn cancels_a_pending_host_call_and_drops_it() {
-    let (r, host, took) =
-        cancel_after_start("await thetazero.read_context('k'); return 1", true).await;
+    let (r, host) = cancel_after_start("await thetazero.read_context('k'); return 1", true).await;
     assert_eq!(r.status, Status::Killed);
     assert_eq!(host.reached(), 1);
-    assert!(took < Duration::from_secs(2));
-    assert_eq!(
-        host.dropped_pending.load(Ordering::SeqCst),
-        1,
-        "the pending host future was dropped"
-    );
+    // The pending future is dropped by the task that held it, which may end
+    // just after the report is sent.
+    until("the drop of the pending host future", || {
+        host.dropped_pending.load(Ordering::SeqCst) == 1
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn cancels_a_never_settling_promise() {
-    let (r, _, took) = cancel_after_start("await new Promise(() => {}); return 1", false).await;
+    let (r, _) = cancel_after_start("await new Promise(() => {}); return 1", false).await;
     assert_eq!(r.status, Status::Killed);
-    assert!(took < Duration::from_secs(2));
 }
 
 #[tokio::test]
