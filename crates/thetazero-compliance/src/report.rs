@@ -10,6 +10,8 @@ use crate::checks::{CheckResult, CheckStatus, Deployment, Scope};
 use thetazero_core::model::Agent;
 
 pub const SCHEMA: &str = "thetazero.compliance-report/v1";
+/// The report's JSON Schema (draft 2020-12), as the repository holds it.
+pub const JSON_SCHEMA: &str = include_str!("../schema/compliance-report.v1.schema.json");
 pub const DISCLAIMER: &str = "audit-prepared evidence — not a certification or compliance score";
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -375,6 +375,104 @@ fn deny_body(doc: &mut Value) {
     });
 }
 
+/// The compliance report's own JSON Schema as components (its `$defs`
+/// become `ComplianceReport_*`), the status view derived from it, and the
+/// two routes' answers pointed at them.
+fn compliance_schemas(doc: &mut Value) {
+    let Ok(mut report) = serde_json::from_str::<Value>(thetazero_compliance::report::JSON_SCHEMA)
+    else {
+        return;
+    };
+    let defs = report
+        .as_object_mut()
+        .and_then(|o| {
+            o.remove("$schema");
+            o.remove("$id");
+            o.remove("$defs")
+        })
+        .unwrap_or_default();
+    let relink = |v: &Value| -> Value {
+        let text = v
+            .to_string()
+            .replace("\"#/$defs/", "\"#/components/schemas/ComplianceReport_");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    let schemas = &mut doc["components"]["schemas"];
+    for (name, def) in defs.as_object().into_iter().flatten() {
+        schemas[format!("ComplianceReport_{name}")] = relink(def);
+    }
+    let report = relink(&report);
+    let props = &report["properties"];
+    let control =
+        |name: &str| -> Value { props["frameworks"]["items"]["properties"][name].clone() };
+    let action = json!({"type": "object",
+        "required": ["id", "result", "reasons"], "additionalProperties": false,
+        "properties": {"id": {"type": "string"},
+            "result": {"enum": ["satisfied", "not_satisfied", "not_assessed"]},
+            "reasons": {"type": "array", "items": {"type": "string"}}}});
+    let control_view = json!({"type": "object",
+    "required": ["id", "coverage", "result", "reasons", "evidence"],
+    "additionalProperties": false,
+    "properties": {
+        "id": {"type": "string"},
+        "coverage": {"enum": ["automated", "partial", "organizational", "not_applicable"]},
+        "result": {"enum": ["satisfied", "not_satisfied", "not_assessed", null]},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "evidence": {"type": "array", "items": {"type": "string"}},
+        "actions": {"type": "array", "items": action}
+    }});
+    let framework_view = json!({"type": "object",
+    "required": ["id", "catalog_version", "catalog_sha256", "summary", "controls"],
+    "additionalProperties": false,
+    "properties": {
+        "id": control("id"),
+        "catalog_version": control("catalog_version"),
+        "catalog_sha256": control("catalog_sha256"),
+        "summary": control("summary"),
+        "controls": {"type": "array", "items": control_view}
+    }});
+    let scope = json!({"type": "object", "required": ["account", "agent"], "additionalProperties": false,
+        "properties": {"account": props["scope"]["properties"]["account"],
+                       "agent": props["scope"]["properties"]["agent"]}});
+    let status = json!({
+        "type": "object",
+        "description": "The status view of `thetazero.compliance-report/v1`: per framework and control, coverage and result with their reasons and evidence, and the profile actions the platform evidences.",
+        "required": ["success", "schema", "disclaimer", "generated_at", "scope", "checks", "frameworks", "summary"],
+        "additionalProperties": false,
+        "properties": {
+            "success": {"const": true},
+            "schema": props["schema"],
+            "disclaimer": props["disclaimer"],
+            "generated_at": props["generated_at"],
+            "scope": scope,
+            "checks": props["checks"],
+            "summary": props["summary"],
+            "frameworks": {"type": "array", "items": framework_view}
+        }
+    });
+    schemas["ComplianceReport"] = report;
+    schemas["ComplianceStatus"] = status;
+    let answer = |schema: Value| json!({"application/json": {"schema": schema}});
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            let Some(op) = item.get_mut("get") else {
+                continue;
+            };
+            let content = match op["operationId"].as_str() {
+                Some("compliance_status") => {
+                    answer(json!({"$ref": "#/components/schemas/ComplianceStatus"}))
+                }
+                Some("compliance_report") => answer(json!({"oneOf": [
+                    {"$ref": "#/components/schemas/ComplianceReport"},
+                    {"type": "object", "required": ["assessment-results"],
+                     "description": "OSCAL assessment-results (format=oscal)"}]})),
+                _ => continue,
+            };
+            op["responses"]["200"]["content"] = content;
+        }
+    }
+}
+
 /// The document as served: `doc` (the annotated routes) completed.
 pub fn complete(doc: utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
@@ -398,6 +496,7 @@ pub fn complete(doc: utoipa::openapi::OpenApi) -> Value {
     add_statuses(&mut paths);
     doc["paths"] = Value::Object(paths);
     deny_body(&mut doc);
+    compliance_schemas(&mut doc);
     doc["components"]["securitySchemes"]["stream_token"] = json!({
         "type": "apiKey",
         "in": "query",
