@@ -32,142 +32,80 @@ pub struct AuditEvent {
     pub payload: Value,
 }
 
-/// Every kind of event the system writes, with the coarse category it is
-/// filed under. The names are part of the log's leaves and of the API
-/// (`action_types` filters), so a variant is never renamed; records read
-/// back from a store keep their `action_type` as text, because a log may
-/// hold names an older or newer release wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuditAction {
-    AccountCreated,
-    AgentCreated,
-    AgentUpdated,
-    AgentDeleted,
-    AgentKillRequested,
-    AgentKilled,
-    GlobalHaltSet,
-    GlobalHaltCleared,
-    KeyCreated,
-    KeyRevoked,
-    KeyScopesChanged,
-    ContextWritten,
-    ContextDeleted,
-    PermissionRequested,
-    PermissionApproved,
-    PermissionDeniedByOwner,
-    PermissionExpired,
+/// Declares `AuditAction` from one table: each action with its log name
+/// and its category.
+macro_rules! audit_actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal, $category:literal;)*) => {
+        /// Every kind of event the system writes, with the coarse category it is
+        /// filed under. The names are part of the log's leaves and of the API
+        /// (`action_types` filters), so a variant is never renamed; records read
+        /// back from a store keep their `action_type` as text, because a log may
+        /// hold names an older or newer release wrote.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AuditAction {
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant),*];
+
+            /// The `action_type` written into the log.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditAction::$variant => $name,)*
+                }
+            }
+
+            /// The `action_category` the action is filed under.
+            pub fn category(self) -> &'static str {
+                match self {
+                    $(AuditAction::$variant => $category,)*
+                }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    AccountCreated => "account_created", "account";
+    AgentCreated => "agent_created", "agent";
+    AgentUpdated => "agent_updated", "agent";
+    AgentDeleted => "agent_deleted", "agent";
+    AgentKillRequested => "agent_kill_requested", "killswitch";
+    AgentKilled => "agent_killed", "killswitch";
+    GlobalHaltSet => "global_halt_set", "killswitch";
+    GlobalHaltCleared => "global_halt_cleared", "killswitch";
+    KeyCreated => "key_created", "key";
+    KeyRevoked => "key_revoked", "key";
+    KeyScopesChanged => "key_scopes_changed", "key";
+    ContextWritten => "context_written", "context";
+    ContextDeleted => "context_deleted", "context";
+    PermissionRequested => "permission_requested", "approvals";
+    PermissionApproved => "permission_approved", "approvals";
+    PermissionDeniedByOwner => "permission_denied_by_owner", "approvals";
+    PermissionExpired => "permission_expired", "approvals";
     /// A host call refused for a missing permission.
-    PermissionDenied,
-    ApiCall,
-    ApiCallResult,
-    SandboxLimitHit,
-    WorkerStopped,
-    RateLimitHit,
-    ContentBlocked,
-    ExecutionStarted,
-    ExecutionCompleted,
-    ComplianceFrameworksSet,
-    CompliancePackageGenerated,
-    ComplianceDrill,
+    PermissionDenied => "permission_denied", "host_call";
+    ApiCall => "api_call", "host_call";
+    ApiCallResult => "api_call_result", "host_call";
+    SandboxLimitHit => "sandbox_limit_hit", "limit";
+    WorkerStopped => "worker_stopped", "limit";
+    RateLimitHit => "rate_limit_hit", "limit";
+    ContentBlocked => "content_blocked", "safety";
+    ExecutionStarted => "execution_started", "execution";
+    ExecutionCompleted => "execution_completed", "execution";
+    ComplianceFrameworksSet => "compliance_frameworks_set", "compliance";
+    CompliancePackageGenerated => "compliance_package_generated", "compliance";
+    ComplianceDrill => "compliance_drill", "killswitch";
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 29] = {
-        use AuditAction::*;
-        [
-            AccountCreated,
-            AgentCreated,
-            AgentUpdated,
-            AgentDeleted,
-            AgentKillRequested,
-            AgentKilled,
-            GlobalHaltSet,
-            GlobalHaltCleared,
-            KeyCreated,
-            KeyRevoked,
-            KeyScopesChanged,
-            ContextWritten,
-            ContextDeleted,
-            PermissionRequested,
-            PermissionApproved,
-            PermissionDeniedByOwner,
-            PermissionExpired,
-            PermissionDenied,
-            ApiCall,
-            ApiCallResult,
-            SandboxLimitHit,
-            WorkerStopped,
-            RateLimitHit,
-            ContentBlocked,
-            ExecutionStarted,
-            ExecutionCompleted,
-            ComplianceFrameworksSet,
-            CompliancePackageGenerated,
-            ComplianceDrill,
-        ]
-    };
-
-    /// The `action_type` written into the log.
-    pub fn as_str(self) -> &'static str {
-        use AuditAction::*;
-        match self {
-            AccountCreated => "account_created",
-            AgentCreated => "agent_created",
-            AgentUpdated => "agent_updated",
-            AgentDeleted => "agent_deleted",
-            AgentKillRequested => "agent_kill_requested",
-            AgentKilled => "agent_killed",
-            GlobalHaltSet => "global_halt_set",
-            GlobalHaltCleared => "global_halt_cleared",
-            KeyCreated => "key_created",
-            KeyRevoked => "key_revoked",
-            KeyScopesChanged => "key_scopes_changed",
-            ContextWritten => "context_written",
-            ContextDeleted => "context_deleted",
-            PermissionRequested => "permission_requested",
-            PermissionApproved => "permission_approved",
-            PermissionDeniedByOwner => "permission_denied_by_owner",
-            PermissionExpired => "permission_expired",
-            PermissionDenied => "permission_denied",
-            ApiCall => "api_call",
-            ApiCallResult => "api_call_result",
-            SandboxLimitHit => "sandbox_limit_hit",
-            WorkerStopped => "worker_stopped",
-            RateLimitHit => "rate_limit_hit",
-            ContentBlocked => "content_blocked",
-            ExecutionStarted => "execution_started",
-            ExecutionCompleted => "execution_completed",
-            ComplianceFrameworksSet => "compliance_frameworks_set",
-            CompliancePackageGenerated => "compliance_package_generated",
-            ComplianceDrill => "compliance_drill",
-        }
-    }
-
-    /// The `action_category` the action is filed under.
-    pub fn category(self) -> &'static str {
-        use AuditAction::*;
-        match self {
-            AccountCreated => "account",
-            AgentCreated | AgentUpdated | AgentDeleted => "agent",
-            AgentKillRequested | AgentKilled | GlobalHaltSet | GlobalHaltCleared
-            | ComplianceDrill => "killswitch",
-            KeyCreated | KeyRevoked | KeyScopesChanged => "key",
-            ContextWritten | ContextDeleted => "context",
-            PermissionRequested
-            | PermissionApproved
-            | PermissionDeniedByOwner
-            | PermissionExpired => "approvals",
-            PermissionDenied | ApiCall | ApiCallResult => "host_call",
-            SandboxLimitHit | WorkerStopped | RateLimitHit => "limit",
-            ContentBlocked => "safety",
-            ExecutionStarted | ExecutionCompleted => "execution",
-            ComplianceFrameworksSet | CompliancePackageGenerated => "compliance",
-        }
-    }
-
     /// The action a logged `action_type` names, if this release writes it.
     pub fn parse(name: &str) -> Option<AuditAction> {
-        AuditAction::ALL.into_iter().find(|a| a.as_str() == name)
+        AuditAction::ALL
+            .iter()
+            .copied()
+            .find(|a| a.as_str() == name)
     }
 }
 
@@ -407,7 +345,7 @@ mod tests {
     #[test]
     fn action_names_are_distinct_labels_that_parse_back() {
         let mut seen = std::collections::HashSet::new();
-        for a in AuditAction::ALL {
+        for &a in AuditAction::ALL {
             let name = a.as_str();
             assert!(seen.insert(name), "{name} twice");
             assert!(

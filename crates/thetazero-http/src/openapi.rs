@@ -209,13 +209,11 @@ fn session_item() -> Value {
     })
 }
 
-/// The framework ids, as the compliance routes name them.
-const FRAMEWORK_IDS: &str = "eu_ai_act|soc2|nist_ai_rmf|iso_42001|owasp_llm_top10";
-
 /// Parameter rules the annotations cannot spell: times that are an RFC 3339
 /// time or a date, comma-separated framework lists, one framework in a path,
 /// the report's formats; the status takes no `format`.
 fn refine_parameters(paths: &mut Map<String, Value>) {
+    let ids = thetazero_compliance::FRAMEWORKS.join("|");
     let time = json!({"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}],
         "description": "An RFC 3339 time or a YYYY-MM-DD date"});
     for item in paths.values_mut() {
@@ -241,14 +239,14 @@ fn refine_parameters(paths: &mut Map<String, Value>) {
 
                     ("query", "frameworks") => {
                         p["schema"] = json!({"type": "string",
-                            "pattern": format!("^({FRAMEWORK_IDS})(,({FRAMEWORK_IDS}))*$")})
+                            "pattern": format!("^({ids})(,({ids}))*$")})
                     }
                     ("query", "format") if id == "compliance_report" => {
                         p["schema"] = json!({"type": "string", "enum": ["json", "oscal"]})
                     }
                     ("path", "framework") => {
                         p["schema"] = json!({"type": "string",
-                            "enum": FRAMEWORK_IDS.split('|').collect::<Vec<_>>()})
+                            "enum": thetazero_compliance::FRAMEWORKS})
                     }
                     _ => {}
                 }
@@ -415,8 +413,8 @@ fn compliance_schemas(doc: &mut Value) {
     "additionalProperties": false,
     "properties": {
         "id": {"type": "string"},
-        "coverage": {"enum": ["automated", "partial", "organizational", "not_applicable"]},
-        "result": {"enum": ["satisfied", "not_satisfied", "not_assessed", null]},
+        "coverage": defs["control"]["properties"]["coverage"],
+        "result": defs["control"]["properties"]["result"],
         "reasons": {"type": "array", "items": {"type": "string"}},
         "evidence": {"type": "array", "items": {"type": "string"}},
         "actions": {"type": "array", "items": action}
@@ -537,10 +535,7 @@ mod tests {
         );
         let _ = (AgentScopeName::AgentsRead, PresetName::Full);
         let frameworks = names(doc["components"]["schemas"]["FrameworkId"].clone());
-        assert_eq!(frameworks.join("|"), FRAMEWORK_IDS);
-        assert!(frameworks
-            .iter()
-            .all(|f| thetazero_compliance::FRAMEWORKS.contains(&f.as_str())));
+        assert_eq!(frameworks, thetazero_compliance::FRAMEWORKS);
     }
 
     #[test]

@@ -65,16 +65,6 @@ fn view(r: &PermissionRequest) -> PermissionRequestView {
     }
 }
 
-fn event(
-    account: i64,
-    action: AuditAction,
-    r: &PermissionRequest,
-    key: Option<i64>,
-    description: String,
-) -> AuditEvent {
-    AuditEvent::approval(account, action, r, key, description)
-}
-
 /// Marks overdue pending requests expired, each with its audit event.
 async fn expire_overdue(
     state: &AppState,
@@ -172,7 +162,7 @@ pub async fn create(
                 code_sha256: Some(thetazero_runtime::sha256_hex(agent.entry_code.as_bytes())),
             },
             Box::new(move |r| {
-                vec![event(
+                vec![AuditEvent::approval(
                     account,
                     AuditAction::PermissionRequested,
                     r,
@@ -438,7 +428,7 @@ async fn decide(
                 grant_expires_at,
             },
             Box::new(move |r| {
-                let mut e = event(
+                let mut e = AuditEvent::approval(
                     account,
                     action,
                     r,
