@@ -61,8 +61,25 @@ impl Default for ProcessLimits {
     }
 }
 
+/// The worker's channel: its own descriptors for the pipe from the server
+/// (stdin) and the pipe to it (stdout). Stdin and stdout then point at
+/// stderr (the null device), so that no stray print writes into the channel.
+pub(crate) fn take_channel() -> Option<(std::fs::File, std::fs::File)> {
+    use std::os::fd::AsFd;
+    let rd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let wr = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    // SAFETY: dup2 onto descriptors 0 and 1, whose channel ends were
+    // duplicated above; no Rust object owns 0 or 1 as a file.
+    let (a, b) = unsafe { (libc::dup2(2, 0), libc::dup2(2, 1)) };
+    if a < 0 || b < 0 {
+        return None;
+    }
+    Some((std::fs::File::from(rd), std::fs::File::from(wr)))
+}
+
 /// Closes every descriptor above stderr: a worker holds only its channel
-/// (stdin) and stderr, whatever the server had open when it started it.
+/// (stdin and stdout) and stderr, whatever the server had open when it
+/// started it.
 pub(crate) fn close_inherited() -> Result<(), ConfineError> {
     // SAFETY: close_range on descriptors this process does not use; no Rust
     // object owns any of them at this point (the worker has not opened any).

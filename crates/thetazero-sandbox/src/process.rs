@@ -253,10 +253,10 @@ impl Worker {
 }
 
 /// Frames for one worker. A frame is written at once by whoever sends it
-/// when nothing is queued and the socket takes it; otherwise it is queued in
-/// order and the drain task writes it when the socket is writable.
+/// when nothing is queued and the pipe takes it; otherwise it is queued in
+/// order and the drain task writes it when the pipe is writable.
 struct Outbox {
-    half: tokio::net::unix::OwnedWriteHalf,
+    half: tokio::net::unix::pipe::Sender,
     queue: Mutex<std::collections::VecDeque<(OutFrame, usize)>>,
     wake: tokio::sync::Notify,
     broken: AtomicBool,
@@ -307,7 +307,7 @@ impl Outbox {
     }
 }
 
-/// Writes what `Outbox::send` could not, in order, as the socket allows.
+/// Writes what `Outbox::send` could not, in order, as the pipe allows.
 async fn drain_outbox(out: Arc<Outbox>) {
     enum Step {
         Wrote(Option<Box<dyn FnOnce() + Send>>),
@@ -594,24 +594,28 @@ async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, St
 }
 
 async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
-    let (ours, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    // Two pipes, one per direction: reading one side's frames never wakes a
+    // thread that waits to read the other's (as one socket's shared wait
+    // queue does), and a pipe moves a frame without a socket buffer.
+    let (to_worker_rd, to_worker_wr) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (from_worker_rd, from_worker_wr) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let mut command = shared.cfg.command();
     command
-        .stdin(std::process::Stdio::from(OwnedFd::from(theirs)))
-        .stdout(std::process::Stdio::null())
+        .stdin(std::process::Stdio::from(to_worker_rd))
+        .stdout(std::process::Stdio::from(from_worker_wr))
         // Not the server's stderr: a worker must not be able to write into
         // the server's logs (and may not write to a file at all).
         .stderr(std::process::Stdio::null());
-    let child = command
-        .spawn()
-        .map_err(|e| format!("could not start a worker: {e}"))?;
+    let child = command.spawn();
+    // The child's ends are closed here, so that either side sees the other
+    // go away.
+    drop(command);
+    let child = child.map_err(|e| format!("could not start a worker: {e}"))?;
     let pid = child.id();
-    ours.set_nonblocking(true)
+    let wr = tokio::net::unix::pipe::Sender::from_owned_fd(OwnedFd::from(to_worker_wr))
         .map_err(|e| format!("worker channel: {e}"))?;
-    let stream =
-        tokio::net::UnixStream::from_std(ours).map_err(|e| format!("worker channel: {e}"))?;
-    let (rd, wr) = stream.into_split();
+    let rd = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(from_worker_rd))
+        .map_err(|e| format!("worker channel: {e}"))?;
     let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     let mut buf = Vec::new();
     let hello = tokio::time::timeout(
@@ -669,7 +673,7 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
 async fn read_worker(
     shared: Arc<Shared>,
     worker: Arc<Worker>,
-    mut rd: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut rd: tokio::io::BufReader<tokio::net::unix::pipe::Receiver>,
     mut buf: Vec<u8>,
 ) {
     loop {

@@ -1,4 +1,4 @@
-//! The messages between the server and a worker process, and how they are framed on the socket between them: a 4-byte little-endian length, then one JSON message. It must refuse anything malformed or oversized rather than guess: a worker may be compromised, so the server treats every frame as hostile input.
+//! The messages between the server and a worker process, and how they are framed on the pipes between them: a 4-byte little-endian length, then one JSON message, an object whose one key names the message. It must refuse anything malformed or oversized rather than guess: a worker may be compromised, so the server treats every frame as hostile input.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -14,7 +14,9 @@ pub(crate) const MAX_FRAME: usize = 64 << 20;
 
 /// Server to worker.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+// Externally tagged: a message is read in one pass, where an internal tag
+// would first buffer the whole message (a run's report) to find it.
+#[serde(rename_all = "snake_case")]
 pub(crate) enum ToWorker {
     /// Start a run. `run` is the server's id for it, unique per worker.
     Start { run: u64, spec: Box<RunSpec> },
@@ -32,7 +34,9 @@ pub(crate) enum ToWorker {
 
 /// Worker to server.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+// Externally tagged: a message is read in one pass, where an internal tag
+// would first buffer the whole message (a run's report) to find it.
+#[serde(rename_all = "snake_case")]
 pub(crate) enum FromWorker {
     /// Confinement is in force; the worker takes runs now.
     Ready { pid: u32 },

@@ -1,8 +1,8 @@
-//! The worker process: confines itself, then runs many runs of one account on one engine thread, each suspended run holding only its QuickJS heap. Every counted host call goes to the server over its channel (a Unix socket the server passes as stdin); the worker performs none itself and holds nothing but its runs (no file, socket, key or environment).
+//! The worker process: confines itself, then runs many runs of one account on one engine thread, each suspended run holding only its QuickJS heap. Every counted host call goes to the server over its channel (two pipes the server passes as stdin and stdout); the worker performs none itself and holds nothing but its runs (no file, socket, key or environment).
 //!
 //! ```text
 //! reader thread ──frames──▶ engine thread (current-thread runtime, one task per run)
-//!   └─ Cancel sets the run's flag at once            └─ frames ──▶ writer thread
+//!   └─ Cancel sets the run's flag at once            └─ frames ──▶ server (written by the thread that has them)
 //! ```
 //!
 //! The reader is its own thread so that a kill reaches a run spinning on the
@@ -10,8 +10,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +29,7 @@ use crate::Locked;
 /// The worker's end of the channel for writing: whichever thread has a frame
 /// writes it at once (the server always reads, so a write does not wait
 /// long), instead of handing it to another thread first.
-pub(crate) struct Sink(Mutex<UnixStream>);
+pub(crate) struct Sink(Mutex<std::fs::File>);
 
 impl Sink {
     fn send(&self, frame: &[u8]) -> std::io::Result<()> {
@@ -172,13 +170,9 @@ pub fn main(args: &[String]) -> i32 {
     // If memory runs out, the kernel ends a worker, never the server.
     let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     let confined = confine::apply(limits);
-    // The channel is stdin, a Unix socket the server made; duplicated after
-    // confinement closed everything above stderr.
-    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
-        return 3;
-    };
-    let reader = UnixStream::from(fd);
-    let Ok(mut writer) = reader.try_clone() else {
+    // The channel is two pipes the server made, stdin from it and stdout to
+    // it, taken after confinement closed everything above stderr.
+    let Some((reader, mut writer)) = confine::take_channel() else {
         return 3;
     };
     let hello = match &confined {
@@ -278,7 +272,7 @@ impl Shared {
 }
 
 fn read_loop(
-    reader: UnixStream,
+    reader: std::fs::File,
     shared: &Shared,
     in_tx: mpsc::UnboundedSender<Option<(ToWorker, CancelHandle)>>,
 ) {

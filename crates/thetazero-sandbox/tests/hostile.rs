@@ -35,8 +35,11 @@ if "--check" in sys.argv:
     sys.exit(0)
 
 def send(message):
-    body = json.dumps(message).encode()
-    os.write(0, struct.pack("<I", len(body)) + body)
+    # The protocol's messages are objects with one key, the message's name.
+    message = dict(message)
+    kind = message.pop("t")
+    body = json.dumps({kind: message}).encode()
+    os.write(1, struct.pack("<I", len(body)) + body)
 
 def read_exact(n):
     data = b""
@@ -49,7 +52,9 @@ def read_exact(n):
 
 def read_frame():
     (n,) = struct.unpack("<I", read_exact(4))
-    return json.loads(read_exact(n))
+    ((kind, message),) = json.loads(read_exact(n)).items()
+    message["t"] = kind
+    return message
 
 def report():
     with open(report_path) as f:
