@@ -70,8 +70,8 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Executed {
     pub execution: Execution,
-    /// The sandbox's report; `None` when content safety refused the input
-    /// and no code ran.
+    /// The sandbox's report, its output moved to `execution.output`; `None`
+    /// when content safety refused the input and no code ran.
     pub report: Option<ExecutionReport>,
     /// Leaf index of the first and last audit events of the execution.
     pub audit_range: (u64, u64),
@@ -1210,19 +1210,27 @@ async fn record(
                     map.insert("limits".into(), json!(limits));
                     map.extend(extra);
                 }
-                (
-                    status,
-                    Some(report.output.clone()),
-                    value,
-                    Some(report.clone()),
+                // The output moves to the record; the report handed back
+                // keeps everything else (a large output is held once less).
+                let output = std::mem::take(&mut report.output);
+                let (violations, terminated, duration) = (
                     report.violation_count,
                     report.was_terminated,
                     report.duration_ms.round() as u64,
+                );
+                (
+                    status,
+                    Some(output),
+                    value,
+                    Some(report),
+                    violations,
+                    terminated,
+                    duration,
                     None,
                 )
             }
         };
-    let shown_output = output.clone().unwrap_or(Value::Null);
+    let shown_output = output.as_ref().unwrap_or(&Value::Null);
     let output_text = shown_output.to_string();
     let description = match &failure {
         Some(e) => format!("execution {execution_id} could not run: {e}"),
@@ -1239,7 +1247,7 @@ async fn record(
             "output_sha256": sha256_hex(output_text.as_bytes()),
             "tee_mode": r.tee_mode,
         }));
-        ended.output_summary = Some(summarize(&shown_output));
+        ended.output_summary = Some(summarize(shown_output));
         ended.output_digest = Some(Sha256::digest(output_text.as_bytes()).into());
     }
     ended.permission_state = status.as_str().into();
