@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Value};
 use thetazero_core::audit::{AuditAction, AuditQuery, AuditRecord};
-use thetazero_core::model::{AccountId, Agent, PageRequest};
+use thetazero_core::model::{AccountId, Agent, PageRequest, PermissionRequestStatus};
 use thetazero_core::store::Store;
 use thetazero_core::{KeyScope, Template};
 use thetazero_ledger::Ledger;
@@ -411,7 +411,8 @@ async fn counted(cx: &Context<'_>, types: &[AuditAction]) -> Outcome {
             *i == r.leaf_index
                 && thetazero_audit::merkle::leaf_hash(bytes).0 == r.leaf_hash
                 && thetazero_audit::AuditLeaf::from_bytes(bytes).is_ok_and(|l| {
-                    l.action_type == r.event.action_type && l.account_id == cx.scope.account_id
+                    l.action_type == r.event.action_type
+                        && l.account_id == cx.scope.account_id.get()
                 })
         });
         if !agrees {
@@ -504,7 +505,7 @@ async fn approvals(cx: &Context<'_>) -> Outcome {
             (Some(a), Some(b)) if a == b => "self",
             (_, Some(_)) => "other_key",
         };
-        if r.status == "approved" && relation == "self" {
+        if r.status == PermissionRequestStatus::Approved && relation == "self" {
             reasons.push(format!(
                 "permission request {} was approved by the key that asked for it",
                 r.id

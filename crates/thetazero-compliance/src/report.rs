@@ -156,7 +156,7 @@ pub struct Inputs<'a> {
     pub scope: &'a Scope,
     pub agents: &'a [Agent],
     /// Frameworks each agent was registered with, by agent id.
-    pub agent_frameworks: &'a [(i64, Vec<String>)],
+    pub agent_frameworks: &'a [(thetazero_core::model::AgentId, Vec<String>)],
     pub deployment: &'a Deployment,
     pub catalogs: &'a [Catalog],
     pub checks: &'a [CheckResult],

@@ -4,14 +4,14 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::model::{AccountId, AgentId, KeyId};
+use crate::model::{AccountId, AgentId, ExecutionId, KeyId};
 
 /// One thing that happened, before it is given a place in the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
     pub account_id: AccountId,
     pub agent_id: Option<AgentId>,
-    pub execution_id: Option<i64>,
+    pub execution_id: Option<ExecutionId>,
     pub key_id: Option<KeyId>,
     /// `agent_created`, `key_revoked`, `permission_denied`, ...
     pub action_type: String,
@@ -211,7 +211,9 @@ impl AuditEvent {
                 "permissions": request.grant,
                 "reason": request.decision_reason,
             }));
-        e.execution_id = request.grant["call"]["execution_id"].as_i64();
+        e.execution_id = request.grant["call"]["execution_id"]
+            .as_i64()
+            .map(ExecutionId::new);
         e.permission_state = match action {
             AuditAction::PermissionApproved => "granted",
             AuditAction::PermissionDeniedByOwner | AuditAction::PermissionExpired => "denied",
@@ -242,7 +244,7 @@ pub struct AuditQuery {
     pub action_types: Vec<String>,
     pub violations_only: bool,
     pub agent_id: Option<AgentId>,
-    pub execution_id: Option<i64>,
+    pub execution_id: Option<ExecutionId>,
     /// Only records with a leaf index above this one.
     pub after: Option<u64>,
     pub limit: u64,
@@ -290,6 +292,9 @@ pub fn leaf_time(t: OffsetDateTime) -> String {
 
 /// The exact leaf bytes of an event appended at `time`. Every backend calls
 /// this, so the same event makes the same leaf everywhere.
+///
+/// The leaf (in the `thetazero-audit` crate, which knows no domain types)
+/// holds the ids as plain integers.
 pub fn leaf_bytes(
     event: &AuditEvent,
     time: OffsetDateTime,
@@ -302,15 +307,15 @@ pub fn leaf_bytes(
         _ => Decision::None,
     };
     thetazero_audit::AuditLeaf {
-        account_id: event.account_id,
+        account_id: event.account_id.get(),
         action_category: event.action_category.clone(),
         action_type: event.action_type.clone(),
-        agent_id: event.agent_id,
+        agent_id: event.agent_id.map(AgentId::get),
         decision,
-        execution_id: event.execution_id,
+        execution_id: event.execution_id.map(ExecutionId::get),
         input_digest: event.input_digest.map(Digest),
         is_violation: event.is_violation,
-        key_id: event.key_id,
+        key_id: event.key_id.map(KeyId::get),
         output_digest: event.output_digest.map(Digest),
         payload_commitment: Digest(payload_commitment),
         permission_state: event.permission_state.clone(),
@@ -353,7 +358,7 @@ mod tests {
                 "{name} is not a snake_case label"
             );
             assert_eq!(AuditAction::parse(name), Some(a));
-            let e = AuditEvent::new(1, a, "x");
+            let e = AuditEvent::new(AccountId::new(1), a, "x");
             assert_eq!(e.action_type, a);
             assert_eq!(e.action_category, a.category());
         }
@@ -363,13 +368,13 @@ mod tests {
     #[test]
     fn approval_steps_state_what_they_did_to_the_permission() {
         let request = crate::model::PermissionRequest {
-            id: 3,
-            account_id: 1,
-            agent_id: 2,
+            id: crate::model::PermissionRequestId::new(3),
+            account_id: AccountId::new(1),
+            agent_id: AgentId::new(2),
             requested_by: None,
             grant: serde_json::json!({"call": {"execution_id": 9}}),
             justification: String::new(),
-            status: "pending".into(),
+            status: crate::model::PermissionRequestStatus::Pending,
             expires_at: OffsetDateTime::UNIX_EPOCH,
             decided_by: None,
             decision_reason: None,
@@ -378,19 +383,22 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             code_sha256: None,
         };
-        let state = |a| AuditEvent::approval(1, a, &request, None, String::new()).permission_state;
+        let state = |a| {
+            AuditEvent::approval(AccountId::new(1), a, &request, None, String::new())
+                .permission_state
+        };
         assert_eq!(state(AuditAction::PermissionApproved), "granted");
         assert_eq!(state(AuditAction::PermissionDeniedByOwner), "denied");
         assert_eq!(state(AuditAction::PermissionExpired), "denied");
         assert_eq!(state(AuditAction::PermissionRequested), "none");
         let e = AuditEvent::approval(
-            1,
+            AccountId::new(1),
             AuditAction::PermissionRequested,
             &request,
             None,
             String::new(),
         );
-        assert_eq!(e.execution_id, Some(9));
+        assert_eq!(e.execution_id, Some(ExecutionId::new(9)));
         assert_eq!(e.action_category, "approvals");
     }
 }

@@ -6,10 +6,12 @@
 
 pub mod audit;
 pub mod bus;
+pub mod id;
 pub mod limits;
 pub mod model;
 pub mod permissions;
 pub mod rate;
+mod sql;
 pub mod store;
 pub mod telemetry;
 

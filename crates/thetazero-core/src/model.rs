@@ -6,10 +6,9 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+pub use crate::id::{AccountId, AgentId, ExecutionId, KeyId, PermissionRequestId};
 use crate::limits::AgentConfig;
 use crate::permissions::{KeyScope, Permissions};
-
-pub type AccountId = i64;
 
 /// Ids of agents, executions, keys and permission requests are allocated per
 /// account, so that no tenant learns another's activity from them: account
@@ -18,7 +17,7 @@ pub type AccountId = i64;
 /// accounts. Ids given before this scheme keep their values; they all lie in
 /// the first account's range, whose numbering continues above them.
 pub fn id_range(account: AccountId) -> (i64, i64) {
-    let base = (account.max(1) - 1) << ID_LOCAL_BITS;
+    let base = (account.get().max(1) - 1) << ID_LOCAL_BITS;
     (base, base + (1 << ID_LOCAL_BITS))
 }
 
@@ -56,8 +55,6 @@ impl IdKind {
         }
     }
 }
-pub type AgentId = i64;
-pub type KeyId = i64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -206,8 +203,6 @@ pub struct ContextEntry {
     pub value: Value,
     pub updated_at: OffsetDateTime,
 }
-
-pub type ExecutionId = i64;
 
 /// How an execution ended (or that it has not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -388,7 +383,58 @@ impl Execution {
     }
 }
 
-pub type PermissionRequestId = i64;
+/// Where a permission request stands. Stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionRequestStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl PermissionRequestStatus {
+    pub const ALL: [PermissionRequestStatus; 4] = [
+        PermissionRequestStatus::Pending,
+        PermissionRequestStatus::Approved,
+        PermissionRequestStatus::Denied,
+        PermissionRequestStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionRequestStatus::Pending => "pending",
+            PermissionRequestStatus::Approved => "approved",
+            PermissionRequestStatus::Denied => "denied",
+            PermissionRequestStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PermissionRequestStatus> {
+        PermissionRequestStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for PermissionRequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Text that names no permission request status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission request status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for PermissionRequestStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<PermissionRequestStatus, UnknownStatus> {
+        PermissionRequestStatus::parse(s).ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
 
 /// An agent's request for more than it holds, and its fate.
 #[derive(Debug, Clone, PartialEq)]
@@ -402,8 +448,7 @@ pub struct PermissionRequest {
     /// `max_api_calls_per_run`, `scopes`, `allowed_domains`, ...
     pub grant: Value,
     pub justification: String,
-    /// `pending`, `approved`, `denied` or `expired`.
-    pub status: String,
+    pub status: PermissionRequestStatus,
     /// A pending request expires at this time.
     pub expires_at: OffsetDateTime,
     pub decided_by: Option<KeyId>,
@@ -440,13 +485,14 @@ impl PermissionRequest {
     /// Still pending at `now` although its time to be decided has passed:
     /// whoever sees it first records it `expired`.
     pub fn is_overdue(&self, now: OffsetDateTime) -> bool {
-        self.status == "pending" && self.expires_at <= now
+        self.status == PermissionRequestStatus::Pending && self.expires_at <= now
     }
 
     /// An approved grant that has not lapsed at `now`. (It also holds only
     /// for the code it was asked for: `code_sha256`.)
     pub fn grant_unexpired(&self, now: OffsetDateTime) -> bool {
-        self.status == "approved" && self.grant_expires_at.is_none_or(|t| t > now)
+        self.status == PermissionRequestStatus::Approved
+            && self.grant_expires_at.is_none_or(|t| t > now)
     }
 }
 
@@ -464,8 +510,8 @@ pub struct NewPermissionRequest {
 /// How a pending request ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestDecision {
-    /// `approved`, `denied` or `expired`.
-    pub status: String,
+    /// `Approved`, `Denied` or `Expired`.
+    pub status: PermissionRequestStatus,
     pub decided_by: Option<KeyId>,
     pub reason: Option<String>,
     pub grant_expires_at: Option<OffsetDateTime>,
@@ -478,13 +524,13 @@ mod tests {
     fn request(status: &str, expires_in: i64, grant_in: Option<i64>) -> PermissionRequest {
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000);
         PermissionRequest {
-            id: 1,
-            account_id: 1,
-            agent_id: 1,
+            id: PermissionRequestId::new(1),
+            account_id: AccountId::new(1),
+            agent_id: AgentId::new(1),
             requested_by: None,
             grant: Value::Null,
             justification: String::new(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             expires_at: now + time::Duration::seconds(expires_in),
             decided_by: None,
             decision_reason: None,
@@ -504,6 +550,19 @@ mod tests {
         for bad in ["a\nb", "a\u{0}", "\u{7f}", "x\u{85}"] {
             assert!(check_value_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn statuses_read_back_as_written_and_unknown_text_is_refused() {
+        for status in PermissionRequestStatus::ALL {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert!("Pending".parse::<PermissionRequestStatus>().is_err());
+        assert!("".parse::<PermissionRequestStatus>().is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
     ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
-    RequestDecision,
+    PermissionRequestStatus, RequestDecision,
 };
 use crate::rate::{RateDecision, RateLimit};
 use crate::{AgentConfig, Ceilings, KeyScope, Permissions};
@@ -423,7 +423,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account: AccountId,
         id: Option<PermissionRequestId>,
-        status: Option<String>,
+        status: Option<PermissionRequestStatus>,
         agent: Option<AgentId>,
         limit: u64,
     ) -> StoreResult<Vec<PermissionRequest>>;

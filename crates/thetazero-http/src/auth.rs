@@ -15,7 +15,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thetazero_api::ErrorCode;
-use thetazero_core::model::{AccountId, ApiKey};
+use thetazero_core::model::{AccountId, ApiKey, KeyId};
 use thetazero_core::KeyScope;
 use time::OffsetDateTime;
 
@@ -62,7 +62,7 @@ impl Caller {
         self.key.account_id
     }
 
-    pub fn key_id(&self) -> Option<i64> {
+    pub fn key_id(&self) -> Option<KeyId> {
         Some(self.key.id)
     }
 }
@@ -73,7 +73,7 @@ pub struct StreamAccess {
     pub account: AccountId,
     /// The key that opened the stream, or that minted its token: the stream
     /// ends when the key is revoked or loses `audit:read`.
-    pub key: i64,
+    pub key: KeyId,
 }
 
 /// What a route requires.
@@ -488,7 +488,7 @@ pub(crate) async fn authenticate(
         let id = key.id;
         tokio::spawn(async move {
             if let Err(e) = store.touch_key(id, now).await {
-                tracing::warn!(key_id = id, error = %e, "could not record key use");
+                tracing::warn!(key_id = id.get(), error = %e, "could not record key use");
             }
         });
     }
@@ -499,7 +499,7 @@ pub(crate) async fn authenticate(
 pub(crate) async fn key_may_stream(
     state: &AppState,
     account: AccountId,
-    key: i64,
+    key: KeyId,
 ) -> Result<bool, HttpError> {
     Ok(state
         .store

@@ -190,10 +190,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A numeric id from the path; anything else is a 404, as no such resource exists.
-pub struct Id(pub i64);
+/// A numeric id from the path, as the kind of id the route names (`Id<AgentId>`);
+/// anything else is a 404, as no such resource exists. This is where a path's
+/// integer becomes an id.
+pub struct Id<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
+/// The ids a path may carry.
+pub trait PathId: Sized {
+    fn from_path(raw: i64) -> Self;
+}
+
+macro_rules! path_ids {
+    ($($name:ident),*) => {$(
+        impl PathId for thetazero_core::model::$name {
+            fn from_path(raw: i64) -> Self {
+                thetazero_core::model::$name::new(raw)
+            }
+        }
+    )*};
+}
+
+path_ids!(AgentId, ExecutionId, KeyId, PermissionRequestId);
+
+/// An audit record's id, which is not one of the numbered kinds.
+impl PathId for i64 {
+    fn from_path(raw: i64) -> Self {
+        raw
+    }
+}
+
+impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Id<T> {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -209,7 +235,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         raw.parse::<i64>()
             .ok()
             .filter(|id| *id > 0)
-            .map(Id)
+            .map(|id| Id(T::from_path(id)))
             .ok_or_else(|| HttpError::not_found("resource"))
     }
 }

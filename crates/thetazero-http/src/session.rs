@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thetazero_api::types::{SessionView, SignInRequest, SuccessResponse};
 use thetazero_api::ErrorCode;
-use thetazero_core::model::{AccountId, ApiKey};
+use thetazero_core::model::{AccountId, ApiKey, KeyId};
 use thetazero_core::store::Store;
 use thetazero_core::KeyScope;
 use tokio::sync::watch;
@@ -62,7 +62,7 @@ const MAX_SESSIONS: usize = 100_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 struct Session {
-    key_id: i64,
+    key_id: KeyId,
     account: AccountId,
     /// The key's authority when the session began; any change ends it.
     scopes: Vec<KeyScope>,
@@ -206,7 +206,7 @@ impl Sessions {
     }
 
     /// Ends every session of a key (it was revoked or changed).
-    pub fn end_key(&self, key_id: i64) {
+    pub fn end_key(&self, key_id: KeyId) {
         self.lock().retain(|_, s| {
             let keep = s.key_id != key_id;
             if !keep {
@@ -227,7 +227,7 @@ impl Sessions {
 
     /// Looks the session up, refreshes its idle clock and answers its key
     /// id, account and CSRF token.
-    fn touch(&self, cookie: &str) -> Option<(i64, AccountId, String, watch::Receiver<bool>)> {
+    fn touch(&self, cookie: &str) -> Option<(KeyId, AccountId, String, watch::Receiver<bool>)> {
         self.touch_at(cookie, Instant::now())
     }
 
@@ -235,7 +235,7 @@ impl Sessions {
         &self,
         cookie: &str,
         now: Instant,
-    ) -> Option<(i64, AccountId, String, watch::Receiver<bool>)> {
+    ) -> Option<(KeyId, AccountId, String, watch::Receiver<bool>)> {
         let d = digest(cookie);
         let mut map = self.lock();
         let s = map.get_mut(&d)?;
@@ -285,7 +285,7 @@ impl Sessions {
 
     async fn sweep(&self, store: &dyn Store) {
         let now = Instant::now();
-        let keys: Vec<(AccountId, i64)> = {
+        let keys: Vec<(AccountId, KeyId)> = {
             let mut map = self.lock();
             map.retain(|_, s| {
                 let keep = now.duration_since(s.last_seen) < IDLE;
@@ -313,7 +313,7 @@ impl Sessions {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(key_id, error = %e, "could not check a session's key");
+                    tracing::warn!(key_id = key_id.get(), error = %e, "could not check a session's key");
                 }
             }
         }
@@ -564,8 +564,8 @@ mod tests {
 
     fn key(id: i64, scopes: Vec<KeyScope>) -> ApiKey {
         ApiKey {
-            id,
-            account_id: 1,
+            id: KeyId::new(id),
+            account_id: AccountId::new(1),
             name: "k".into(),
             prefix: "tzk_abcdefgh".into(),
             scopes,
@@ -584,7 +584,10 @@ mod tests {
         let (cookie, csrf) = sessions.start(&k);
         let t0 = Instant::now();
         let (key_id, account, token, mut ended) = sessions.touch_at(&cookie, t0).unwrap();
-        assert_eq!((key_id, account, token), (7, 1, csrf));
+        assert_eq!(
+            (key_id, account, token),
+            (KeyId::new(7), AccountId::new(1), csrf)
+        );
         assert!(!*ended.borrow_and_update());
         // Each request restarts the idle clock.
         let t1 = t0 + IDLE - Duration::from_secs(1);
@@ -625,7 +628,7 @@ mod tests {
         }
         assert_eq!(sessions.len(), PER_KEY);
         assert!(sessions.touch(&first).is_none(), "the oldest ended");
-        sessions.end_key(7);
+        sessions.end_key(KeyId::new(7));
         assert!(sessions.is_empty());
         // And one account a bounded number over all its keys.
         let first = sessions.start(&key(1, vec![KeyScope::AgentsRead])).0;
@@ -634,7 +637,7 @@ mod tests {
         }
         assert_eq!(sessions.len(), PER_ACCOUNT);
         let mut other = key(5000, vec![KeyScope::AgentsRead]);
-        other.account_id = 2;
+        other.account_id = AccountId::new(2);
         let theirs = sessions.start(&other).0;
         assert_eq!(
             sessions.len(),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use thetazero_core::model::{AccountId, KeyId};
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 
@@ -39,7 +40,7 @@ pub struct Settings {
     pub code_updates_per_agent_per_hour: u32,
     /// Accounts the operator lets use the DEV template and `allow_localhost`
     /// (which reaches the server's own loopback services); none by default.
-    pub dev_accounts: Vec<i64>,
+    pub dev_accounts: Vec<AccountId>,
     /// Forbid a key to decide permission requests made by keys it created
     /// (directly or through others); off by default, so that an owner
     /// approves its agents' requests as the spec's flow has it.
@@ -75,7 +76,7 @@ pub struct AppState {
     /// Ids of keys revoked or narrowed by this replica, so that streams
     /// opened with them end at once when they may no longer read (streams on
     /// other replicas notice at their next keepalive).
-    pub revoked_keys: tokio::sync::broadcast::Sender<i64>,
+    pub revoked_keys: tokio::sync::broadcast::Sender<KeyId>,
     /// The dashboard's browser sessions on this replica.
     pub sessions: Arc<Sessions>,
 }

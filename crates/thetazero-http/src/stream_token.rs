@@ -57,8 +57,8 @@ fn verify_at(secret: &[u8; 32], token: &str, now: i64) -> Option<(AccountId, Key
         return None;
     }
     let (account, key, expires): (AccountId, KeyId, i64) = (
-        account.parse().ok()?,
-        key.parse().ok()?,
+        AccountId::new(account.parse().ok()?),
+        KeyId::new(key.parse().ok()?),
         expires.parse().ok()?,
     );
     (now <= expires).then_some((account, key))
@@ -71,9 +71,10 @@ mod tests {
     #[test]
     fn tokens_open_one_account_until_they_expire() {
         let secret = [7u8; 32];
-        let token = issue(&secret, 42, 5, 1_000);
-        assert_eq!(verify_at(&secret, &token, 999), Some((42, 5)));
-        assert_eq!(verify_at(&secret, &token, 1_000), Some((42, 5)));
+        let (account, key) = (AccountId::new(42), KeyId::new(5));
+        let token = issue(&secret, account, key, 1_000);
+        assert_eq!(verify_at(&secret, &token, 999), Some((account, key)));
+        assert_eq!(verify_at(&secret, &token, 1_000), Some((account, key)));
         assert_eq!(verify_at(&secret, &token, 1_001), None, "expired");
         assert_eq!(
             verify_at(&[8u8; 32], &token, 999),

@@ -8,7 +8,9 @@ use thetazero_api::types::{
     HostCallEntry, KeyView, ResourceUsage,
 };
 use thetazero_core::audit::AuditRecord;
-use thetazero_core::model::{Account, Agent, ApiKey, RunError, RunHostCall, RunLog, RunUsage};
+use thetazero_core::model::{
+    Account, Agent, AgentId, ApiKey, ExecutionId, KeyId, RunError, RunHostCall, RunLog, RunUsage,
+};
 use thetazero_ledger::SignedReceipt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -24,7 +26,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 pub fn agent(a: &Agent) -> AgentView {
     AgentView {
-        id: a.id,
+        id: a.id.get(),
         name: a.name.clone(),
         version: a.version.clone(),
         description: a.description.clone(),
@@ -41,7 +43,7 @@ pub fn agent(a: &Agent) -> AgentView {
 
 pub fn key(k: &ApiKey) -> KeyView {
     KeyView {
-        id: k.id,
+        id: k.id.get(),
         name: k.name.clone(),
         prefix: k.prefix.clone(),
         scopes: if k.is_owner {
@@ -61,7 +63,7 @@ pub fn key(k: &ApiKey) -> KeyView {
 
 pub fn account(a: &Account) -> AccountView {
     AccountView {
-        id: a.id,
+        id: a.id.get(),
         name: a.name.clone(),
         created_at: rfc3339(a.created_at),
     }
@@ -74,10 +76,10 @@ pub fn audit(r: &AuditRecord) -> AuditEventView {
         leaf_index: r.leaf_index,
         leaf_hash: b64(&r.leaf_hash),
         timestamp: rfc3339(r.timestamp),
-        account_id: e.account_id,
-        agent_id: e.agent_id,
-        execution_id: e.execution_id,
-        key_id: e.key_id,
+        account_id: e.account_id.get(),
+        agent_id: e.agent_id.map(AgentId::get),
+        execution_id: e.execution_id.map(ExecutionId::get),
+        key_id: e.key_id.map(KeyId::get),
         action_type: e.action_type.clone(),
         action_category: e.action_category.clone(),
         description: e.description.clone(),
@@ -127,8 +129,8 @@ pub fn log_line(l: RunLog) -> ExecutionLog {
 pub fn receipt(r: SignedReceipt) -> ExecutionReceipt {
     ExecutionReceipt {
         success: true,
-        execution_id: r.execution_id,
-        agent_id: r.agent_id,
+        execution_id: r.execution_id.get(),
+        agent_id: r.agent_id.get(),
         agent_version: r.agent_version,
         status: r.status,
         code_sha256: r.code_sha256,

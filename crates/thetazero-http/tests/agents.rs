@@ -490,7 +490,7 @@ async fn dev_and_allow_localhost_are_the_operators_to_give() {
     // engine was not told, as for an agent that predates the setting: it
     // registers, and the engine still refuses to run it.
     let settings = thetazero_http::Settings {
-        dev_accounts: vec![1],
+        dev_accounts: vec![thetazero_core::model::AccountId::new(1)],
         ..thetazero_http::Settings::default()
     };
     let app = TestApp::with_settings(settings).await;

@@ -35,7 +35,10 @@ async fn busy_log(app: &TestApp) -> Vec<Value> {
         assert_eq!(r.body["status"], "completed", "{}", r.body);
         executions.push(r.body);
         if n % 2 == 1 {
-            app.ledger.checkpoint(1).await.unwrap();
+            app.ledger
+                .checkpoint(thetazero_core::model::AccountId::new(1))
+                .await
+                .unwrap();
         }
     }
     executions

@@ -96,7 +96,7 @@ fn rezip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 #[tokio::test]
 async fn configuration_requirements_force_not_satisfied_with_the_reason() {
     let app = TestApp::with_settings(Settings {
-        dev_accounts: vec![1],
+        dev_accounts: vec![thetazero_core::model::AccountId::new(1)],
         ..Settings::default()
     })
     .await;

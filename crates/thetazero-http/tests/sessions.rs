@@ -246,7 +246,13 @@ async fn a_session_ends_on_sign_out_and_when_its_key_is_revoked_or_narrowed() {
     // Revoked behind this server's back (another replica, the CLI).
     let (key, id) = app.key_with(&app.owner, &["agents:read"]).await;
     let s = sign_in(&app, &key, &[]).await.1.unwrap();
-    app.store.revoke_key(1, id).await.unwrap();
+    app.store
+        .revoke_key(
+            thetazero_core::model::AccountId::new(1),
+            thetazero_core::model::KeyId::new(id),
+        )
+        .await
+        .unwrap();
     assert_error(
         &with_cookie(&app, &s, "GET", "/api/v1/sdk/agents", None, None).await,
         401,

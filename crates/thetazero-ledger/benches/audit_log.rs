@@ -15,20 +15,21 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use thetazero_core::audit::AuditEvent;
+use thetazero_core::model::{AccountId, AgentId, ExecutionId, KeyId};
 use thetazero_core::store::Store;
 use thetazero_ledger::Ledger;
 use thetazero_store_sqlite::SqliteStore;
 
-fn event(account: i64, i: u64) -> AuditEvent {
+fn event(account: AccountId, i: u64) -> AuditEvent {
     let mut e = AuditEvent::named(
         account,
         "api_call",
         "host_call",
         format!("thetazero.read_context(key=\"k{i}\")"),
     );
-    e.agent_id = Some(7);
-    e.execution_id = Some(i as i64 / 4 + 1);
-    e.key_id = Some(1);
+    e.agent_id = Some(AgentId::new(7));
+    e.execution_id = Some(ExecutionId::new(i as i64 / 4 + 1));
+    e.key_id = Some(KeyId::new(1));
     e.permission_state = "granted".into();
     e.input_summary = Some(format!("key=\"k{i}\""));
     e.payload = json!({"fn": "read_context", "phase": "decision", "i": i});
@@ -68,7 +69,7 @@ fn baseline_inserts(dir: &std::path::Path, total: u64, batch: u64) -> f64 {
 
 async fn appends(
     store: &Arc<dyn Store>,
-    account: i64,
+    account: AccountId,
     total: u64,
     per_call: u64,
     concurrency: u64,

@@ -85,7 +85,7 @@ async fn poll(store: Arc<dyn Store>, account: AccountId, mut next: u64, feed: We
         let size = match store.audit_log_size(account).await {
             Ok(size) => size,
             Err(e) => {
-                tracing::warn!(account, error = %e, "the audit feed could not read the log");
+                tracing::warn!(account = account.get(), error = %e, "the audit feed could not read the log");
                 continue;
             }
         };
@@ -98,7 +98,7 @@ async fn poll(store: Arc<dyn Store>, account: AccountId, mut next: u64, feed: We
             let page = match store.query_audit(account, &query).await {
                 Ok(p) => p.items,
                 Err(e) => {
-                    tracing::warn!(account, error = %e, "the audit feed could not read records");
+                    tracing::warn!(account = account.get(), error = %e, "the audit feed could not read records");
                     break;
                 }
             };

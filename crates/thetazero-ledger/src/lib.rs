@@ -25,7 +25,7 @@ use thetazero_audit::{
 };
 use thetazero_core::audit::AnchorRecord;
 use thetazero_core::audit::{AuditAction, AuditQuery, AuditRecord, StoredCheckpoint};
-use thetazero_core::model::{AccountId, Execution, ExecutionId, RunReport};
+use thetazero_core::model::{AccountId, AgentId, Execution, ExecutionId, RunReport};
 use thetazero_core::store::{Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
@@ -64,7 +64,7 @@ fn tee_mode(report: &RunReport) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignedReceipt {
     pub execution_id: ExecutionId,
-    pub agent_id: i64,
+    pub agent_id: AgentId,
     pub agent_version: String,
     pub status: String,
     pub code_sha256: String,
@@ -389,8 +389,8 @@ impl Ledger {
             .map(|o| Digest(Sha256::digest(o.to_string().as_bytes()).into()));
         let receipt = ExecutionReceipt {
             receipt_type: thetazero_audit::receipt::RECEIPT_TYPE.to_string(),
-            execution_id: execution.id,
-            agent_id: execution.agent_id,
+            execution_id: execution.id.get(),
+            agent_id: execution.agent_id.get(),
             agent_version: execution.agent_version.clone(),
             code_hash: Digest::from_hex(&execution.code_sha256)
                 .ok_or_else(|| integrity("stored code hash is not hex"))?,
@@ -654,7 +654,7 @@ impl Ledger {
                     confirmed += 1;
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(account, size = due.size, code = e.code(), error = %e, "anchoring failed");
+                    tracing::warn!(account = account.get(), size = due.size, code = e.code(), error = %e, "anchoring failed");
                     let detail = json!({"code": e.code(), "message": e.to_string()});
                     self.store
                         .put_anchor(

@@ -21,7 +21,14 @@ fn hook(dir: &std::path::Path, body: &str) -> PathBuf {
     path
 }
 
-async fn setup(body: &str) -> (Arc<dyn Store>, Ledger, i64, tempfile::TempDir) {
+async fn setup(
+    body: &str,
+) -> (
+    Arc<dyn Store>,
+    Ledger,
+    thetazero_core::model::AccountId,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
     let account = store.create_account("a").await.unwrap().id;

@@ -4,7 +4,9 @@
 //! the API).
 
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{AccountId, PermissionRequest, PermissionRequestId, RequestDecision};
+use thetazero_core::model::{
+    AccountId, PermissionRequest, PermissionRequestId, PermissionRequestStatus, RequestDecision,
+};
 use thetazero_core::store::{Store, StoreResult};
 
 /// Records request `id` expired, unless it was decided meanwhile (then the
@@ -21,7 +23,7 @@ pub async fn expire(
             account,
             id,
             RequestDecision {
-                status: "expired".into(),
+                status: PermissionRequestStatus::Expired,
                 decided_by: None,
                 reason: Some(why.to_string()),
                 grant_expires_at: None,

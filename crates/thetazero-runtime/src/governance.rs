@@ -281,12 +281,12 @@ pub(crate) fn listen(bus: Arc<dyn EventBus>, running: Arc<Running>) {
                             event.payload["account"].as_i64(),
                             event.payload["agent"].as_i64(),
                         ) {
-                            running.cancel_agent(account, agent);
+                            running.cancel_agent(AccountId::new(account), AgentId::new(agent));
                         }
                     }
                     "halt" => match event.payload["account"].as_i64() {
                         Some(account) => {
-                            running.cancel_account(account);
+                            running.cancel_account(AccountId::new(account));
                         }
                         None => {
                             running.cancel_all();

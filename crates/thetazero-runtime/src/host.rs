@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{AgentId, Execution, ExecutionId, NewPermissionRequest};
+use thetazero_core::model::{
+    AgentId, Execution, ExecutionId, NewPermissionRequest, PermissionRequestStatus,
+};
 use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::{Channel, Filter};
@@ -57,7 +59,7 @@ impl Drop for ExpireOnDrop {
             )
             .await;
             if let Err(e) = decided {
-                tracing::warn!(request_id = id, error = %e, "could not expire a call-bound permission request");
+                tracing::warn!(request_id = id.get(), error = %e, "could not expire a call-bound permission request");
             }
         });
     }
@@ -222,7 +224,7 @@ impl ServerHost {
         match self.handle.spawn(f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                tracing::warn!(execution_id = self.execution, error = %e, "host call failed in the store");
+                tracing::warn!(execution_id = self.execution.get(), error = %e, "host call failed in the store");
                 Err(HostError::Unavailable)
             }
             Err(_) => Err(HostError::Unavailable),
@@ -425,7 +427,7 @@ impl Host for ServerHost {
             .await?;
         let max_tokens = request.max_tokens.unwrap_or(left).min(left);
         let completion = client.complete(&request, max_tokens).await.map_err(|e| {
-            tracing::warn!(execution_id = self.execution, error = %e, "inference failed");
+            tracing::warn!(execution_id = self.execution.get(), error = %e, "inference failed");
             HostError::Refused(e.to_string())
         })?;
         // Spend what the provider says it used, at least the completion.
@@ -531,7 +533,7 @@ impl Host for ServerHost {
             Ok(Err(e)) => Err(match e {
                 crate::RuntimeError::AgentNotFound => HostError::NotFound,
                 crate::RuntimeError::Store(_) | crate::RuntimeError::Sandbox(_) => {
-                    tracing::warn!(execution_id = self.execution, error = %e, "child execution failed");
+                    tracing::warn!(execution_id = self.execution.get(), error = %e, "child execution failed");
                     HostError::Unavailable
                 }
                 other => HostError::Refused(other.to_string()),
@@ -577,7 +579,7 @@ impl Host for ServerHost {
                         .permission_requests(
                             account,
                             None,
-                            Some("pending".into()),
+                            Some(PermissionRequestStatus::Pending),
                             Some(agent),
                             per_agent,
                         )
@@ -656,16 +658,16 @@ impl Host for ServerHost {
                 .await?
                 .pop()
                 .ok_or(HostError::Unavailable)?;
-            match now.status.as_str() {
-                "approved" => {
+            match now.status {
+                PermissionRequestStatus::Approved => {
                     expire.store = None;
                     return Ok(true);
                 }
-                "denied" | "expired" => {
+                PermissionRequestStatus::Denied | PermissionRequestStatus::Expired => {
                     expire.store = None;
                     return Ok(false);
                 }
-                _ => {}
+                PermissionRequestStatus::Pending => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 // Dropping `expire` records the expiry.
@@ -682,6 +684,7 @@ impl Host for ServerHost {
             _ => None,
         }
         .filter(|id| *id > 0)
+        .map(ExecutionId::new)
         .ok_or_else(|| HostError::Refused("an execution id is a positive integer".into()))?;
         let (store, account) = (self.store.clone(), self.caller.account);
         let found = self

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use thetazero_core::audit::{AuditAction, AuditEvent, AuditRecord};
 use thetazero_core::bus::EventBus;
 use thetazero_core::model::{
-    AccountId, AgentId, AgentStatus, Execution, ExecutionOutcome, ExecutionStatus, KeyId,
-    NewExecution,
+    AccountId, AgentId, AgentStatus, Execution, ExecutionId, ExecutionOutcome, ExecutionStatus,
+    KeyId, NewExecution, PermissionRequestStatus,
 };
 use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::{Channel, Filter, Layer, SafetyConfig, Verdict};
@@ -528,7 +528,13 @@ async fn with_grants_listed(
 ) -> Result<(thetazero_core::model::Agent, Vec<Value>), RuntimeError> {
     let mut applied = Vec::new();
     let approved = store
-        .permission_requests(account, None, Some("approved".into()), Some(agent.id), 100)
+        .permission_requests(
+            account,
+            None,
+            Some(PermissionRequestStatus::Approved),
+            Some(agent.id),
+            100,
+        )
         .await?;
     let now = time::OffsetDateTime::now_utc();
     let code = sha256_hex(agent.entry_code.as_bytes());
@@ -573,13 +579,18 @@ const WRITE_START_AFTER: std::time::Duration = std::time::Duration::from_millis(
 /// a recorded decision, after `WRITE_START_AFTER`, or together with its end.
 pub(crate) struct StartGate {
     store: Arc<dyn Store>,
-    id: i64,
+    id: ExecutionId,
     pending: tokio::sync::Mutex<Option<(NewExecution, AuditEvent)>>,
     first: std::sync::Mutex<Option<Result<AuditRecord, String>>>,
 }
 
 impl StartGate {
-    fn new(store: Arc<dyn Store>, id: i64, new: NewExecution, started: AuditEvent) -> StartGate {
+    fn new(
+        store: Arc<dyn Store>,
+        id: ExecutionId,
+        new: NewExecution,
+        started: AuditEvent,
+    ) -> StartGate {
         StartGate {
             store,
             id,
@@ -711,7 +722,7 @@ struct Admitted {
     caller: Caller,
     agent: thetazero_core::model::Agent,
     limits: thetazero_core::limits::Limits,
-    execution_id: i64,
+    execution_id: ExecutionId,
     generation: u64,
     parent: Option<Parent>,
     new: NewExecution,
@@ -1013,7 +1024,8 @@ async fn start_and_run(
         input: run.input.clone(),
         agent_name: agent.name.clone(),
         agent_version: agent.version.clone(),
-        execution_id,
+        // The sandbox knows ids as plain integers.
+        execution_id: execution_id.get(),
         limits: run.limits,
         scopes: agent.permissions.granted(),
         template: agent.config.template(),
@@ -1025,7 +1037,7 @@ async fn start_and_run(
             .approval_timeout_ms
             .map(std::time::Duration::from_millis),
         approval_calls: agent.config.approval_calls.clone(),
-        code_cache_scope: caller.account as u64,
+        code_cache_scope: caller.account.get() as u64,
         cancel: cancel.clone(),
         host,
     };

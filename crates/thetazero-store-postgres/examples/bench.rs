@@ -103,7 +103,7 @@ fn report(name: &str, rate: f64, baseline: f64) {
 /// Caller `i` writes to `logs[i % logs.len()]`.
 async fn measure(
     stores: &[Arc<PgStore>],
-    logs: &[i64],
+    logs: &[thetazero_core::model::AccountId],
     batch: usize,
     total: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {

@@ -133,7 +133,7 @@ impl AuditWriter {
         events: Vec<AuditEvent>,
     ) -> StoreResult<Written> {
         let (done, answer) = oneshot::channel();
-        let account = events.first().map_or(0, |e| e.account_id);
+        let account = events.first().map_or(0, |e| e.account_id.get());
         let slot = account.rem_euclid(self.queues.len() as i64) as usize;
         self.queues[slot]
             .send(Job { exec, events, done })
@@ -396,7 +396,7 @@ pub(crate) async fn append_in(
     }
     for (account, rows) in &new_rows {
         for row in rows {
-            hash_accounts.push(*account);
+            hash_accounts.push(account.get());
             hash_indexes.push(
                 i64::try_from(row.index).map_err(|_| StoreError::corrupt("audit hash index"))?,
             );

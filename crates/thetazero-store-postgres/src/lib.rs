@@ -27,7 +27,7 @@ use thetazero_core::model::{
     id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry,
     Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
-    RequestDecision,
+    PermissionRequestStatus, RequestDecision,
 };
 use thetazero_core::rate::{interval_us, RateDecision, RateLimit};
 use thetazero_core::store::{
@@ -385,7 +385,7 @@ async fn next_id<C: GenericClient>(c: &C, account: AccountId, kind: IdKind) -> S
 }
 
 async fn insert_key<C: GenericClient>(c: &C, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
-    let id = next_id(c, key.account_id, IdKind::Key).await?;
+    let id = KeyId::new(next_id(c, key.account_id, IdKind::Key).await?);
     let row = query_one(
         c,
         "INSERT INTO api_keys (id, account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
@@ -648,7 +648,7 @@ impl Store for PgStore {
         )
         .await?;
         let value: Option<String> = row.as_ref().map(|r| col(r, 0)).transpose()?;
-        Ok(value.and_then(|v| v.parse().ok()))
+        Ok(value.and_then(|v| v.parse().ok()).map(AccountId::new))
     }
 
     async fn create_permission_request_audited(
@@ -667,7 +667,9 @@ impl Store for PgStore {
         if owned.is_none() {
             return Err(StoreError::Conflict("agent no longer exists".into()));
         }
-        let id = next_id(&tx, new.account_id, IdKind::PermissionRequest).await?;
+        let id = PermissionRequestId::new(
+            next_id(&tx, new.account_id, IdKind::PermissionRequest).await?,
+        );
         let row = query_one(
             &tx,
             &format!(
@@ -699,7 +701,7 @@ impl Store for PgStore {
         &self,
         account: AccountId,
         id: Option<PermissionRequestId>,
-        status: Option<String>,
+        status: Option<PermissionRequestStatus>,
         agent: Option<AgentId>,
         limit: u64,
     ) -> StoreResult<Vec<PermissionRequest>> {
@@ -933,7 +935,7 @@ impl Store for PgStore {
         let permissions = spec.permissions.to_json().to_string();
         // Taken whether or not the name exists (a re-registration leaves a
         // gap in the account's numbering, which is harmless).
-        let id = next_id(&tx, account, IdKind::Agent).await?;
+        let id = AgentId::new(next_id(&tx, account, IdKind::Agent).await?);
         // One statement, so concurrent registrations of one name cannot both
         // insert. `xmax = 0` holds exactly for a row this statement inserted
         // (an updated row carries the updating transaction's id).
@@ -1174,7 +1176,9 @@ impl Store for PgStore {
         // Numbered in the account's range by a counter row every replica
         // shares; one that is never used leaves a gap.
         let client = self.client().await?;
-        next_id(&client, account, IdKind::Execution).await
+        next_id(&client, account, IdKind::Execution)
+            .await
+            .map(ExecutionId::new)
     }
 
     async fn create_execution(
@@ -1581,7 +1585,8 @@ impl Store for PgStore {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (account, size, checkpoint): (i64, i64, i64) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
+            let (account, size, checkpoint): (AccountId, i64, i64) =
+                (col(r, 0)?, col(r, 1)?, col(r, 2)?);
             if size > checkpoint {
                 out.push((account, size as u64, checkpoint as u64));
             }

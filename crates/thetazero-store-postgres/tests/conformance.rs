@@ -329,7 +329,7 @@ async fn audited_mutations_commit_with_their_events_or_not_at_all() {
     let missing = store
         .revoke_key_audited(
             account,
-            made.id + 1000,
+            thetazero_core::model::KeyId::new(made.id.get() + 1000),
             Box::new(move |_| vec![AuditEvent::named(account, "key_revoked", "key", "none")]),
         )
         .await

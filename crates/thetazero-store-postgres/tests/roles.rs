@@ -75,7 +75,7 @@ async fn the_application_role_can_only_append_to_the_audit_log() {
         .bootstrap(
             "first",
             thetazero_core::model::NewKey {
-                account_id: 0,
+                account_id: thetazero_core::model::AccountId::new(0),
                 name: "owner".into(),
                 prefix: "tzk_0000".into(),
                 hash: [1; 32],

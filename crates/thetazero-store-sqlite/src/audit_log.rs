@@ -13,6 +13,7 @@ use thetazero_audit::merkle::{self, Hash, HashReader};
 use thetazero_core::audit::{
     commit_payload, leaf_bytes, AuditEvent, AuditRecord, StoredCheckpoint,
 };
+use thetazero_core::model::{AccountId, AgentId, ExecutionId, KeyId};
 use thetazero_core::store::{StoreError, StoreResult};
 use time::OffsetDateTime;
 
@@ -21,7 +22,7 @@ use crate::{from_micros, map_err, now_micros};
 /// Reads interior hashes of one account's log inside the current transaction.
 pub(crate) struct TxHashes<'a> {
     pub conn: &'a Connection,
-    pub account: i64,
+    pub account: AccountId,
 }
 
 impl HashReader for TxHashes<'_> {
@@ -40,18 +41,18 @@ const INDEX_MASK: i64 = (1 << INDEX_BITS) - 1;
 pub(crate) const MAX_ACCOUNT_ID: i64 = (1 << (63 - INDEX_BITS)) - 1;
 
 /// The key of an account's leaf or stored hash with this index.
-fn log_key(account: i64, index: u64) -> Result<i64, String> {
-    if !(0..=MAX_ACCOUNT_ID).contains(&account) || index > INDEX_MASK as u64 {
+fn log_key(account: AccountId, index: u64) -> Result<i64, String> {
+    if !(0..=MAX_ACCOUNT_ID).contains(&account.get()) || index > INDEX_MASK as u64 {
         return Err(format!(
             "account {account}, index {index} is outside the audit log's keys"
         ));
     }
-    Ok((account << INDEX_BITS) | index as i64)
+    Ok((account.get() << INDEX_BITS) | index as i64)
 }
 
 /// The key of index `to`, or past every index of the account when `to` is
 /// beyond them (saturating at the last account's last key).
-fn key_bound(account: i64, to: u64) -> Result<i64, String> {
+fn key_bound(account: AccountId, to: u64) -> Result<i64, String> {
     Ok(log_key(account, to.min(INDEX_MASK as u64))?
         .saturating_add(i64::from(to > INDEX_MASK as u64)))
 }
@@ -59,7 +60,11 @@ fn key_bound(account: i64, to: u64) -> Result<i64, String> {
 /// Interior hashes of one account's log by storage index, in one statement
 /// (one per count of indexes, cached): an append or a proof reads about
 /// log2(size) of them.
-fn read_hashes(conn: &Connection, account: i64, indexes: &[u64]) -> Result<Vec<[u8; 32]>, String> {
+fn read_hashes(
+    conn: &Connection,
+    account: AccountId,
+    indexes: &[u64],
+) -> Result<Vec<[u8; 32]>, String> {
     if indexes.is_empty() {
         return Ok(Vec::new());
     }
@@ -162,7 +167,7 @@ pub(crate) fn append_prepared(
 
 fn append_run(
     conn: &Connection,
-    account: i64,
+    account: AccountId,
     run: Vec<Prepared>,
     out: &mut Vec<AuditRecord>,
 ) -> StoreResult<()> {
@@ -251,7 +256,7 @@ fn append_run(
 /// Stores the interior hashes an append computed.
 fn insert_hashes(
     conn: &Connection,
-    account: i64,
+    account: AccountId,
     rows: Vec<merkle::StoredHash>,
 ) -> StoreResult<()> {
     let mut insert = conn
@@ -270,7 +275,7 @@ fn insert_hashes(
 
 pub(crate) fn leaves(
     conn: &Connection,
-    account: i64,
+    account: AccountId,
     from: u64,
     to: u64,
     limit: u64,
@@ -301,13 +306,13 @@ pub(crate) fn leaves(
 
 pub(crate) fn hashes(
     conn: &Connection,
-    account: i64,
+    account: AccountId,
     indexes: &[u64],
 ) -> StoreResult<Vec<[u8; 32]>> {
     read_hashes(conn, account, indexes).map_err(merkle_err)
 }
 
-pub(crate) fn log_size(conn: &Connection, account: i64) -> StoreResult<u64> {
+pub(crate) fn log_size(conn: &Connection, account: AccountId) -> StoreResult<u64> {
     let size: Option<i64> = query_row_cached(
         conn,
         "SELECT size FROM audit_log_heads WHERE account_id = ?1",
@@ -329,7 +334,7 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
 
 pub(crate) fn store_checkpoint(
     conn: &Connection,
-    account: i64,
+    account: AccountId,
     size: u64,
     note: &str,
 ) -> StoreResult<()> {
@@ -346,7 +351,7 @@ pub(crate) fn store_checkpoint(
 pub(crate) fn checkpoint_query(
     conn: &Connection,
     sql: &str,
-    account: i64,
+    account: AccountId,
     size: u64,
 ) -> StoreResult<Option<StoredCheckpoint>> {
     query_row_cached(
@@ -361,7 +366,7 @@ pub(crate) fn checkpoint_query(
 
 pub(crate) fn checkpoints(
     conn: &Connection,
-    account: i64,
+    account: AccountId,
     from: u64,
     to: u64,
     limit: u64,
@@ -388,7 +393,7 @@ pub(crate) fn checkpoints(
     Ok(rows)
 }
 
-pub(crate) fn needing_checkpoint(conn: &Connection) -> StoreResult<Vec<(i64, u64, u64)>> {
+pub(crate) fn needing_checkpoint(conn: &Connection) -> StoreResult<Vec<(AccountId, u64, u64)>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT h.account_id, h.size, COALESCE((SELECT MAX(size) FROM audit_checkpoints c WHERE c.account_id = h.account_id), 0)
@@ -398,7 +403,7 @@ pub(crate) fn needing_checkpoint(conn: &Connection) -> StoreResult<Vec<(i64, u64
     let rows = stmt
         .query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, AccountId>(0)?,
                 r.get::<_, i64>(1)? as u64,
                 r.get::<_, i64>(2)? as u64,
             ))
@@ -412,12 +417,12 @@ pub(crate) fn needing_checkpoint(conn: &Connection) -> StoreResult<Vec<(i64, u64
 /// An audit event stored before leaves existed.
 struct Unlogged {
     id: i64,
-    account: i64,
+    account: AccountId,
     index: i64,
     at: i64,
-    agent: Option<i64>,
-    execution: Option<i64>,
-    key: Option<i64>,
+    agent: Option<AgentId>,
+    execution: Option<ExecutionId>,
+    key: Option<KeyId>,
     action_type: String,
     category: String,
     description: String,

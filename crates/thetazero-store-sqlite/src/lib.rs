@@ -23,7 +23,7 @@ use thetazero_core::model::{
     id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry,
     Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
-    RequestDecision,
+    PermissionRequestStatus, RequestDecision,
 };
 use thetazero_core::rate::{gcra, RateDecision, RateLimit};
 use thetazero_core::store::{
@@ -701,7 +701,7 @@ fn next_id(tx: &Transaction<'_>, account: AccountId, kind: IdKind) -> StoreResul
 }
 
 fn insert_key(tx: &Transaction<'_>, key: &NewKey, now: i64) -> StoreResult<ApiKey> {
-    let id = next_id(tx, key.account_id, IdKind::Key)?;
+    let id = KeyId::new(next_id(tx, key.account_id, IdKind::Key)?);
     execute_cached(
         tx,
         "INSERT INTO api_keys (id, account_id, name, prefix, hash, scopes, is_owner, created_at, created_by)
@@ -740,10 +740,10 @@ fn insert_account(tx: &Transaction<'_>, name: &str, now: i64) -> StoreResult<Acc
         params![name, now],
     )
     .map_err(map_err)?;
-    let id = tx.last_insert_rowid();
+    let id = AccountId::new(tx.last_insert_rowid());
     // An account's audit log is keyed below its id (see `audit_log`): ids
     // past the keys' range are refused here, with the write undone.
-    if id > audit_log::MAX_ACCOUNT_ID {
+    if id.get() > audit_log::MAX_ACCOUNT_ID {
         return Err(StoreError::Conflict(format!(
             "this deployment holds its most accounts ({})",
             audit_log::MAX_ACCOUNT_ID
@@ -841,7 +841,7 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(map_err)?;
-            Ok(v.and_then(|v| v.parse().ok()))
+            Ok(v.and_then(|v| v.parse().ok()).map(AccountId::new))
         })
         .await
     }
@@ -1012,7 +1012,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<(Agent, bool)> {
         self.write(move |tx| {
             let now = now_micros();
-            let existing: Option<i64> = query_row_cached(tx,
+            let existing: Option<AgentId> = query_row_cached(tx,
                     "SELECT id FROM agents WHERE account_id = ?1 AND name = ?2",
                     params![account, spec.name],
                     |r| r.get(0),
@@ -1045,7 +1045,7 @@ impl Store for SqliteStore {
                     id
                 }
                 None => {
-                    let id = next_id(tx, account, IdKind::Agent)?;
+                    let id = AgentId::new(next_id(tx, account, IdKind::Agent)?);
                     execute_cached(tx,
                         "INSERT INTO agents (id, account_id, name, version, description, status, entry_code,
                          config, permissions, created_at, updated_at)
@@ -1297,7 +1297,7 @@ impl Store for SqliteStore {
             .get_mut(&account)
         {
             *next += 1;
-            return Ok(*next);
+            return Ok(ExecutionId::new(*next));
         }
         let (base, end) = id_range(account);
         let last: i64 = self
@@ -1324,7 +1324,7 @@ impl Store for SqliteStore {
             ));
         }
         *next += 1;
-        Ok(*next)
+        Ok(ExecutionId::new(*next))
     }
 
     async fn create_execution(
@@ -1510,7 +1510,7 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.read(move |c| {
             let mut clauses = vec!["e.account_id = ?".to_string()];
-            let mut args: Vec<rusqlite::types::Value> = vec![account.into()];
+            let mut args: Vec<rusqlite::types::Value> = vec![account.get().into()];
             if let Some(from) = query.from {
                 clauses.push("e.timestamp >= ?".into());
                 args.push(to_micros(from).into());
@@ -1529,11 +1529,11 @@ impl Store for SqliteStore {
             }
             if let Some(agent) = query.agent_id {
                 clauses.push("e.agent_id = ?".into());
-                args.push(agent.into());
+                args.push(agent.get().into());
             }
             if let Some(execution) = query.execution_id {
                 clauses.push("e.execution_id = ?".into());
-                args.push(execution.into());
+                args.push(execution.get().into());
             }
             let filter = clauses.join(" AND ");
             let total: i64 = query_row_cached(c,
@@ -1692,7 +1692,7 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT account_id, size FROM audit_log_heads WHERE size > 0 ORDER BY account_id")
                 .map_err(map_err)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))
+                .query_map([], |r| Ok((r.get::<_, AccountId>(0)?, r.get::<_, i64>(1)? as u64)))
                 .map_err(map_err)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(map_err)?;
@@ -1793,7 +1793,7 @@ impl Store for SqliteStore {
             if owned.is_none() {
                 return Err(StoreError::Conflict("agent no longer exists".into()));
             }
-            let id = next_id(tx, new.account_id, IdKind::PermissionRequest)?;
+            let id = PermissionRequestId::new(next_id(tx, new.account_id, IdKind::PermissionRequest)?);
             execute_cached(tx,
                 "INSERT INTO permission_requests (id, account_id, agent_id, requested_by, grant_json, justification,
                  status, expires_at, created_at, code_sha256) VALUES (?9, ?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
@@ -1823,7 +1823,7 @@ impl Store for SqliteStore {
         &self,
         account: AccountId,
         id: Option<PermissionRequestId>,
-        status: Option<String>,
+        status: Option<PermissionRequestStatus>,
         agent: Option<AgentId>,
         limit: u64,
     ) -> StoreResult<Vec<PermissionRequest>> {
@@ -1831,18 +1831,18 @@ impl Store for SqliteStore {
         // in a single statement, SQLite re-prepared it whenever the
         // bindings changed.
         let mut filter = String::from("WHERE account_id = ?");
-        let mut args: Vec<rusqlite::types::Value> = vec![account.into()];
+        let mut args: Vec<rusqlite::types::Value> = vec![account.get().into()];
         if let Some(id) = id {
             filter.push_str(" AND id = ?");
-            args.push(id.into());
+            args.push(id.get().into());
         }
         if let Some(status) = status {
             filter.push_str(" AND status = ?");
-            args.push(status.into());
+            args.push(status.as_str().to_owned().into());
         }
         if let Some(agent) = agent {
             filter.push_str(" AND agent_id = ?");
-            args.push(agent.into());
+            args.push(agent.get().into());
         }
         filter.push_str(" ORDER BY id DESC LIMIT ?");
         args.push((limit.min(i64::MAX as u64) as i64).into());

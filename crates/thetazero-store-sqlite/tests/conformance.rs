@@ -301,7 +301,7 @@ async fn accounts_past_the_audit_keys_are_refused_whole() {
         )
         .unwrap();
     let last = store.create_account("last").await.unwrap();
-    assert_eq!(last.id, (1 << 23) - 1);
+    assert_eq!(last.id.get(), (1 << 23) - 1);
     let record = store
         .append_audit(vec![AuditEvent::named(last.id, "api_call", "host", "x")])
         .await
@@ -320,4 +320,56 @@ async fn accounts_past_the_audit_keys_are_refused_whole() {
         .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
         .unwrap();
     assert_eq!(count, 2);
+}
+
+/// A stored permission request status is read back as the enum; text that
+/// names none is an error, never taken for some default.
+#[tokio::test]
+async fn an_unknown_request_status_reads_back_as_an_error() {
+    use thetazero_core::model::{
+        AgentSpec, AgentStatus, NewPermissionRequest, PermissionRequestStatus,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let account = store.create_account("a").await.unwrap().id;
+    let (agent, _) = store
+        .upsert_agent(
+            account,
+            AgentSpec {
+                name: "x".into(),
+                version: "1.0.0".into(),
+                description: String::new(),
+                status: AgentStatus::Ready,
+                entry_code: "return 1;".into(),
+                config: Default::default(),
+                permissions: thetazero_core::Permissions::None,
+            },
+        )
+        .await
+        .unwrap();
+    let request = store
+        .create_permission_request_audited(
+            NewPermissionRequest {
+                account_id: account,
+                agent_id: agent.id,
+                requested_by: None,
+                grant: serde_json::json!({"allow_network": true}),
+                justification: "j".into(),
+                expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+                code_sha256: None,
+            },
+            thetazero_core::store::no_audit(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(request.status, PermissionRequestStatus::Pending);
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE permission_requests SET status = 'maybe'", [])
+        .unwrap();
+    assert!(store
+        .permission_requests(account, Some(request.id), None, None, 1)
+        .await
+        .is_err());
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde_json::json;
 use thetazero_core::audit::{AuditEvent, AuditQuery};
 use thetazero_core::model::{
-    AgentPatch, AgentSpec, AgentStatus, ApiKey, ExecutionOutcome, ExecutionStatus, NewExecution,
-    NewKey, PageRequest,
+    AccountId, AgentId, AgentPatch, AgentSpec, AgentStatus, ApiKey, ExecutionId, ExecutionOutcome,
+    ExecutionStatus, KeyId, NewExecution, NewKey, PageRequest, PermissionRequestStatus,
 };
 use thetazero_core::store::{Store, StoreError};
 use thetazero_core::{AgentConfig, Ceilings, KeyScope, Permissions, Preset};
@@ -42,7 +42,7 @@ macro_rules! store_conformance {
     };
 }
 
-fn key(account: i64, byte: u8, owner: bool) -> NewKey {
+fn key(account: AccountId, byte: u8, owner: bool) -> NewKey {
     NewKey {
         account_id: account,
         name: format!("key-{byte}"),
@@ -66,15 +66,15 @@ fn spec(name: &str) -> AgentSpec {
     }
 }
 
-fn event(account: i64, action: &str) -> AuditEvent {
+fn event(account: AccountId, action: &str) -> AuditEvent {
     AuditEvent::named(account, action, "test", action.to_string())
 }
 
 pub async fn bootstrap_happens_once(store: Arc<dyn Store>) {
     // Two starts racing: exactly one creates the account.
     let (a, b) = tokio::join!(
-        store.bootstrap("first", key(0, 1, true)),
-        store.bootstrap("second", key(0, 2, true))
+        store.bootstrap("first", key(AccountId::new(0), 1, true)),
+        store.bootstrap("second", key(AccountId::new(0), 2, true))
     );
     let created: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
     assert_eq!(created.len(), 1);
@@ -86,7 +86,7 @@ pub async fn bootstrap_happens_once(store: Arc<dyn Store>) {
     assert_eq!(boot.key.account_id, boot.account.id);
     assert!(boot.key.is_owner);
     assert!(store
-        .bootstrap("third", key(0, 3, true))
+        .bootstrap("third", key(AccountId::new(0), 3, true))
         .await
         .unwrap()
         .is_none());
@@ -109,14 +109,14 @@ pub async fn ids_are_numbered_per_account(store: Arc<dyn Store>) {
     }
     let (b_second, _) = store.upsert_agent(b.id, spec("second")).await.unwrap();
     assert_eq!(
-        b_second.id,
-        b_first.id + 1,
+        b_second.id.get(),
+        b_first.id.get() + 1,
         "a's activity is not in b's ids"
     );
     let x = store.reserve_execution_id(b.id).await.unwrap();
     let y = store.reserve_execution_id(b.id).await.unwrap();
-    assert_eq!(y, x + 1);
-    for (account, id) in [(b.id, b_first.id), (b.id, x)] {
+    assert_eq!(y.get(), x.get() + 1);
+    for (account, id) in [(b.id, b_first.id.get()), (b.id, x.get())] {
         let (lo, hi) = id_range(account);
         assert!(id > lo && id < hi, "{id} in {lo}..{hi}");
         assert!(id < (1i64 << 53));
@@ -142,7 +142,7 @@ pub async fn ids_are_numbered_per_account(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(kb2.id, kb1.id + 1);
+    assert_eq!(kb2.id.get(), kb1.id.get() + 1);
     // Lookups are by (account, id): the same number in another account is
     // another row or none.
     assert!(store.get_agent(a.id, b_first.id).await.unwrap().is_none());
@@ -546,9 +546,9 @@ pub async fn audit_queries_filter(store: Arc<dyn Store>) {
     let a = store.create_account("a").await.unwrap();
     let mut violation = event(a.id, "permission_denied");
     violation.is_violation = true;
-    violation.agent_id = Some(5);
+    violation.agent_id = Some(AgentId::new(5));
     let mut exec = event(a.id, "execution_started");
-    exec.execution_id = Some(9);
+    exec.execution_id = Some(ExecutionId::new(9));
     store
         .append_audit(vec![event(a.id, "agent_created"), violation, exec])
         .await
@@ -579,7 +579,7 @@ pub async fn audit_queries_filter(store: Arc<dyn Store>) {
     assert_eq!(
         types(
             store
-                .query_audit(a.id, &q(&|q| q.agent_id = Some(5)))
+                .query_audit(a.id, &q(&|q| q.agent_id = Some(AgentId::new(5))))
                 .await
                 .unwrap()
         ),
@@ -588,7 +588,7 @@ pub async fn audit_queries_filter(store: Arc<dyn Store>) {
     assert_eq!(
         types(
             store
-                .query_audit(a.id, &q(&|q| q.execution_id = Some(9)))
+                .query_audit(a.id, &q(&|q| q.execution_id = Some(ExecutionId::new(9))))
                 .await
                 .unwrap()
         ),
@@ -682,7 +682,7 @@ pub async fn failed_write_does_not_spoil_its_batch(store: Arc<dyn Store>) {
     assert_eq!(store.list_keys(account.id).await.unwrap().len(), 41);
 }
 
-fn new_execution(account: i64, agent: i64) -> NewExecution {
+fn new_execution(account: AccountId, agent: AgentId) -> NewExecution {
     NewExecution {
         account_id: account,
         agent_id: agent,
@@ -696,8 +696,8 @@ fn new_execution(account: i64, agent: i64) -> NewExecution {
 
 async fn begin(
     store: &Arc<dyn Store>,
-    account: i64,
-    agent: i64,
+    account: AccountId,
+    agent: AgentId,
 ) -> thetazero_core::model::Execution {
     let id = store.reserve_execution_id(account).await.unwrap();
     let (execution, record) = store
@@ -826,7 +826,7 @@ pub async fn executions_start_finish_and_list(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(all.total, 3);
-    let ids: Vec<i64> = all.items.iter().map(|e| e.id).collect();
+    let ids: Vec<ExecutionId> = all.items.iter().map(|e| e.id).collect();
     assert_eq!(ids, vec![third.id, second.id, started.id], "newest first");
     let killed = store
         .list_executions(
@@ -922,7 +922,7 @@ pub async fn audit_leaves_and_hashes_form_the_log(store: Arc<dyn Store>) {
         );
         let leaf =
             thetazero_audit::AuditLeaf::from_bytes(bytes).expect("stored leaves are canonical");
-        assert_eq!(leaf.account_id, a.id);
+        assert_eq!(leaf.account_id, a.id.get());
         assert_eq!(leaf.action_type, record.event.action_type);
         memory.push(bytes).unwrap();
     }
@@ -1143,7 +1143,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
     let new = |justification: &str| NewPermissionRequest {
         account_id: a.id,
         agent_id: agent.id,
-        requested_by: Some(7),
+        requested_by: Some(KeyId::new(7)),
         grant: json!({"allow_network": true, "scopes": ["network:outbound"]}),
         justification: justification.into(),
         expires_at: expires,
@@ -1162,7 +1162,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         (first.status.as_str(), first.requested_by),
-        ("pending", Some(7))
+        ("pending", Some(KeyId::new(7)))
     );
     // The operator's count spans accounts.
     let (other_agent, _) = store.upsert_agent(b.id, spec("y")).await.unwrap();
@@ -1181,7 +1181,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
     assert_eq!(first.grant["scopes"][0], "network:outbound");
     assert_eq!(first.code_sha256.as_deref(), Some("c0de"));
     let pending = store
-        .permission_requests(a.id, None, Some("pending".into()), None, 10)
+        .permission_requests(a.id, None, Some(PermissionRequestStatus::Pending), None, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -1195,8 +1195,8 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty());
     let decision = |status: &str| RequestDecision {
-        status: status.into(),
-        decided_by: Some(1),
+        status: status.parse().unwrap(),
+        decided_by: Some(KeyId::new(1)),
         reason: Some("ok".into()),
         grant_expires_at: None,
     };
@@ -1218,7 +1218,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         (approved.status.as_str(), approved.decided_by),
-        ("approved", Some(1))
+        ("approved", Some(KeyId::new(1)))
     );
     assert!(approved.decided_at.is_some());
     assert!(store
@@ -1239,7 +1239,13 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
     // Decided ones and ones past their timeout are no longer pending.
     assert_eq!(store.pending_permission_requests_total().await.unwrap(), 1);
     let by_agent = store
-        .permission_requests(a.id, None, Some("approved".into()), Some(agent.id), 10)
+        .permission_requests(
+            a.id,
+            None,
+            Some(PermissionRequestStatus::Approved),
+            Some(agent.id),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(by_agent.len(), 1);
@@ -1376,7 +1382,11 @@ pub async fn concurrent_executions_commit_together_and_fail_alone(store: Arc<dyn
             let store = store.clone();
             tokio::spawn(async move {
                 let id = store.reserve_execution_id(account.id).await.unwrap();
-                let target = if i == 7 { 999_999 } else { agent.id };
+                let target = if i == 7 {
+                    AgentId::new(999_999)
+                } else {
+                    agent.id
+                };
                 let new = new_execution(account.id, target);
                 if i % 2 == 0 {
                     store

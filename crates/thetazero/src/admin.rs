@@ -234,13 +234,13 @@ async fn answer(stream: UnixStream, store: &dyn Store, me: u32) -> Result<()> {
                 match recover_owner_key(store, account_id, "socket").await {
                     Ok((key, secret)) => {
                         tracing::warn!(
-                            account_id,
-                            key_id = key.id,
+                            account_id = account_id.get(),
+                            key_id = key.id.get(),
                             "a new owner key was recovered through the admin socket"
                         );
                         Response {
                             ok: true,
-                            key_id: Some(key.id),
+                            key_id: Some(key.id.get()),
                             prefix: Some(key.prefix),
                             secret: Some(secret),
                             code: None,

@@ -17,7 +17,7 @@ use clap::Args;
 use serde::Deserialize;
 use thetazero_anchor::{AnchorConfig, Heartbeat};
 use thetazero_core::bus::{EventBus, LocalBus};
-use thetazero_core::model::NewKey;
+use thetazero_core::model::{AccountId, NewKey};
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 use thetazero_http::{AppState, Settings};
@@ -264,7 +264,13 @@ impl Config {
         if let Some(b) = file.max_body_bytes {
             settings.max_body_bytes = b;
         }
-        settings.dev_accounts = file.dev_accounts.take().unwrap_or_default();
+        settings.dev_accounts = file
+            .dev_accounts
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(AccountId::new)
+            .collect();
         settings.approvals_forbid_ancestors = file.approvals_forbid_ancestors.unwrap_or(false);
         let mut swarm = SwarmConfig::default();
         if let Some(r) = file.rate_limits.take() {
@@ -653,7 +659,8 @@ async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
         .bootstrap(
             "default",
             NewKey {
-                account_id: 0,
+                // Filled in by the store.
+                account_id: AccountId::new(0),
                 name: "owner".into(),
                 prefix: generated.prefix.clone(),
                 hash: generated.hash,
@@ -671,7 +678,7 @@ async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
                 println!("owner API key: {}", generated.secret);
             }
             tracing::info!(
-                account_id = b.account.id,
+                account_id = b.account.id.get(),
                 "created the first account and its owner key"
             );
             if let Some(path) = &args.bootstrap_key_file {

@@ -8,7 +8,7 @@ use serde_json::json;
 use thetazero_api::types::{CreateAccountRequest, CreatedAccount};
 use thetazero_api::ErrorBody;
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::NewKey;
+use thetazero_core::model::{AccountId, NewKey};
 
 use super::check_text;
 use crate::auth::{generate_key, Caller};
@@ -29,7 +29,8 @@ pub async fn create(
     check_text("name", &req.name, 128, false)?;
     let generated = generate_key();
     let owner = NewKey {
-        account_id: 0,
+        // Filled in by the store.
+        account_id: AccountId::new(0),
         name: "owner".into(),
         prefix: generated.prefix,
         hash: generated.hash,

@@ -10,7 +10,7 @@ use thetazero_api::types::{
 };
 use thetazero_api::ErrorBody;
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{AgentPatch, AgentSpec, AgentStatus, PageRequest};
+use thetazero_core::model::{AccountId, AgentId, AgentPatch, AgentSpec, AgentStatus, PageRequest};
 use thetazero_core::{AgentConfig, Permissions};
 use utoipa::IntoParams;
 
@@ -26,7 +26,7 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 /// An agent as the API shows it, with the configuration it runs with now.
 async fn shown(
     state: &AppState,
-    account: i64,
+    account: AccountId,
     agent: &thetazero_core::model::Agent,
 ) -> HttpResult<thetazero_api::types::AgentView> {
     let mut view = views::agent(agent);
@@ -52,7 +52,7 @@ fn check_name(name: &str) -> HttpResult<()> {
 /// Statuses an author may set; `killed` is set and cleared by the kill switch.
 /// The DEV template and `allow_localhost` reach the server's own loopback
 /// services: only accounts the operator names in `dev_accounts` may use them.
-fn check_dev(state: &AppState, account: i64, config: &AgentConfig) -> HttpResult<()> {
+fn check_dev(state: &AppState, account: AccountId, config: &AgentConfig) -> HttpResult<()> {
     if config.needs_dev() && !state.settings.dev_accounts.contains(&account) {
         let field = if config.allow_localhost == Some(true) {
             "config.allow_localhost"
@@ -298,7 +298,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
 ) -> HttpResult<Json<AgentResponse>> {
     let agent = state
         .store
@@ -320,7 +320,7 @@ pub async fn get(
 pub async fn patch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
     JsonBody(req): JsonBody<PatchAgentRequest>,
 ) -> HttpResult<Json<AgentResponse>> {
     let current = state
@@ -436,7 +436,7 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
 ) -> HttpResult<Json<SuccessResponse>> {
     let agent = state
         .store

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use thetazero_api::types::AuditList;
 use thetazero_api::ErrorBody;
 use thetazero_core::audit::AuditQuery;
+use thetazero_core::model::{AgentId, ExecutionId};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 use utoipa::IntoParams;
@@ -105,8 +106,8 @@ pub async fn query(
         )));
     }
     let query = AuditQuery {
-        agent_id: params.agent_id,
-        execution_id: params.execution_id,
+        agent_id: params.agent_id.map(AgentId::new),
+        execution_id: params.execution_id.map(ExecutionId::new),
         after: params.cursor,
         limit,
         ..filtered_query(

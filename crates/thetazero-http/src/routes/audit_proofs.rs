@@ -12,6 +12,7 @@ use thetazero_api::types::{
     RecordProofResponse, VerifierKeyResponse,
 };
 use thetazero_api::ErrorCode;
+use thetazero_core::model::ExecutionId;
 use thetazero_ledger::LedgerError;
 use utoipa::IntoParams;
 
@@ -110,7 +111,7 @@ pub async fn consistency(
 pub async fn record_proof(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<i64>,
 ) -> HttpResult<Json<RecordProofResponse>> {
     let p = state.ledger.record_proof(caller.account(), id).await?;
     Ok(Json(RecordProofResponse {
@@ -185,7 +186,7 @@ pub async fn export(
             let ledger = state.ledger.clone();
             tokio::spawn(async move {
                 if let Err(e) = ledger.export_bundle(account, tx).await {
-                    tracing::warn!(account, error = %e, "bundle export stopped");
+                    tracing::warn!(account = account.get(), error = %e, "bundle export stopped");
                 }
             });
             ("application/x-ndjson", "audit-bundle.jsonl")
@@ -200,7 +201,7 @@ pub async fn export(
             let ledger = state.ledger.clone();
             tokio::spawn(async move {
                 if let Err(e) = ledger.export_csv(account, query, tx).await {
-                    tracing::warn!(account, error = %e, "csv export stopped");
+                    tracing::warn!(account = account.get(), error = %e, "csv export stopped");
                 }
             });
             ("text/csv; charset=utf-8", "audit.csv")
@@ -255,6 +256,7 @@ pub async fn verify_execution(
         .parse::<i64>()
         .ok()
         .filter(|i| *i > 0)
+        .map(ExecutionId::new)
         .ok_or_else(|| HttpError::not_found("execution"))?;
     let execution = state
         .store

@@ -15,7 +15,9 @@ use thetazero_api::types::{DrillResponse, DrillResult, FrameworkInfo, FrameworkL
 use thetazero_api::ErrorCode;
 use thetazero_compliance::{AssessError, Assessment, Deployment, Request};
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{AgentSpec, AgentStatus, ExecutionStatus, PageRequest};
+use thetazero_core::model::{
+    AccountId, AgentId, AgentSpec, AgentStatus, ExecutionId, ExecutionStatus, PageRequest,
+};
 use thetazero_core::{AgentConfig, KeyScope, Permissions};
 use thetazero_runtime::Caller as RunCaller;
 use utoipa::{IntoParams, ToSchema};
@@ -37,7 +39,7 @@ impl From<AssessError> for HttpError {
 }
 
 /// The deployment settings that bind the caller's account.
-pub(crate) fn deployment(state: &AppState, account: i64) -> Deployment {
+pub(crate) fn deployment(state: &AppState, account: AccountId) -> Deployment {
     let c = &state.settings.ceilings;
     let (injection, toxicity) = state.runtime.safety_thresholds();
     Deployment {
@@ -92,7 +94,7 @@ async fn assess(
     state: &AppState,
     caller: &Caller,
     frameworks: Vec<String>,
-    agent: Option<i64>,
+    agent: Option<AgentId>,
     from: Option<&str>,
     to: Option<&str>,
 ) -> HttpResult<Assessment> {
@@ -161,7 +163,7 @@ pub async fn status(
         &state,
         &caller,
         frameworks,
-        p.agent_id,
+        p.agent_id.map(AgentId::new),
         p.from.as_deref(),
         p.to.as_deref(),
     )
@@ -198,7 +200,7 @@ pub async fn report(
         &state,
         &caller,
         frameworks,
-        p.agent_id,
+        p.agent_id.map(AgentId::new),
         p.from.as_deref(),
         p.to.as_deref(),
     )
@@ -290,7 +292,7 @@ pub async fn package(
         &state,
         &caller,
         frameworks,
-        req.agent_id,
+        req.agent_id.map(AgentId::new),
         req.from.as_deref(),
         req.to.as_deref(),
     )
@@ -323,7 +325,7 @@ pub async fn package(
         json!({"framework": framework, "format": "markdown", "filename": built.filename,
                     "sha256": built.sha256, "bytes": built.bytes.len(), "agent_id": req.agent_id}),
     );
-    event.agent_id = req.agent_id;
+    event.agent_id = req.agent_id.map(AgentId::new);
     let record = state
         .store
         .append_audit(vec![event])
@@ -436,14 +438,14 @@ pub async fn drill(
     let run = outcome?;
     deleted?;
     let result = DrillResult {
-        execution_id: run.execution_id,
+        execution_id: run.execution_id.get(),
         confirmed: run.confirmed,
         kill_confirmed: run.kill_confirmed,
         terminated: run.terminated,
         elapsed_ms: run.elapsed_ms,
         execution_status: run.execution_status,
         started_to_kill_ms: run.started_to_kill_ms,
-        canary_agent_id: canary.id,
+        canary_agent_id: canary.id.get(),
         canary_name: name,
         canary_deleted: true,
         drill: true,
@@ -461,7 +463,7 @@ pub async fn drill(
         .agent(canary.id)
         .key(key_id)
         .payload(serde_json::to_value(&result).map_err(HttpError::internal)?);
-    event.execution_id = Some(result.execution_id);
+    event.execution_id = Some(run.execution_id);
     let record = state
         .store
         .append_audit(vec![event])
@@ -479,7 +481,7 @@ pub async fn drill(
 
 /// What the drill's run measured, before the canary is deleted.
 struct DrillRun {
-    execution_id: i64,
+    execution_id: ExecutionId,
     confirmed: bool,
     kill_confirmed: bool,
     terminated: u64,
@@ -488,7 +490,7 @@ struct DrillRun {
     started_to_kill_ms: f64,
 }
 
-async fn run_drill(state: &AppState, caller: &Caller, agent: i64) -> HttpResult<DrillRun> {
+async fn run_drill(state: &AppState, caller: &Caller, agent: AgentId) -> HttpResult<DrillRun> {
     let account = caller.account();
     let run_caller = RunCaller {
         account,

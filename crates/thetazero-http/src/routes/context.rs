@@ -6,6 +6,7 @@ use axum::{Extension, Json};
 use thetazero_api::types::{ContextValue, SuccessResponse};
 use thetazero_api::{ErrorBody, ErrorCode};
 use thetazero_core::audit::{AuditAction, AuditEvent};
+use thetazero_core::model::AgentId;
 
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
@@ -13,18 +14,19 @@ use crate::extract::JsonValue;
 use crate::state::AppState;
 use crate::views;
 
-fn parse_path(id: &str, key: &str) -> HttpResult<(i64, String)> {
+fn parse_path(id: &str, key: &str) -> HttpResult<(AgentId, String)> {
     let id = id
         .parse::<i64>()
         .ok()
         .filter(|i| *i > 0)
+        .map(AgentId::new)
         .ok_or_else(|| HttpError::not_found("agent"))?;
     thetazero_core::model::check_value_key(key)
         .map_err(|e| HttpError::invalid(format!("path parameter \"key\": context {e}")))?;
     Ok((id, key.to_string()))
 }
 
-async fn require_agent(state: &AppState, caller: &Caller, id: i64) -> HttpResult<()> {
+async fn require_agent(state: &AppState, caller: &Caller, id: AgentId) -> HttpResult<()> {
     match state.store.get_agent(caller.account(), id).await? {
         Some(_) => Ok(()),
         None => Err(HttpError::not_found("agent")),

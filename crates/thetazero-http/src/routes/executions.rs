@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use thetazero_api::types::{ExecuteRequest, ExecutionList, ExecutionResponse, ExecutionView};
 use thetazero_api::{ApiError, ErrorBody, ErrorCode};
 use thetazero_core::audit::AuditAction;
-use thetazero_core::model::{Execution, ExecutionStatus};
+use thetazero_core::model::{AccountId, AgentId, Execution, ExecutionId, ExecutionStatus};
 use thetazero_runtime::{Caller as RunCaller, RuntimeError};
 use utoipa::IntoParams;
 
@@ -24,8 +24,8 @@ use crate::views;
 pub fn view(e: &Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> ExecutionView {
     let report = e.run_report();
     ExecutionView {
-        execution_id: e.id,
-        agent_id: e.agent_id,
+        execution_id: e.id.get(),
+        agent_id: e.agent_id.get(),
         agent_version: e.agent_version.clone(),
         status: e.status.as_str().into(),
         output: e.output.clone().unwrap_or(Value::Null),
@@ -94,7 +94,7 @@ impl From<RuntimeError> for HttpError {
 pub async fn execute(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
     OptionalJsonBody(req): OptionalJsonBody<ExecuteRequest>,
 ) -> HttpResult<(Extension<crate::Outcome>, Json<ExecutionResponse>)> {
     crate::rate::enforce(
@@ -124,7 +124,7 @@ pub async fn execute(
         )
         .await?;
     let outcome = crate::Outcome {
-        execution: Some(executed.execution.id),
+        execution: Some(executed.execution.id.get()),
         outcome: executed.execution.status.as_str(),
     };
     Ok((
@@ -160,7 +160,7 @@ pub struct ExecutionParams {
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
     Query(params): Query<ExecutionParams>,
 ) -> HttpResult<Json<ExecutionList>> {
     let page = ListParams {
@@ -210,6 +210,7 @@ pub async fn get(
     let (Some(id), Some(eid)) = (parse(&id), parse(&eid)) else {
         return Err(HttpError::not_found("execution"));
     };
+    let (id, eid) = (AgentId::new(id), ExecutionId::new(eid));
     let execution = state
         .store
         .get_execution(caller.account(), eid)
@@ -226,8 +227,8 @@ pub async fn get(
 /// The receipt of an execution: its final audit event's leaf.
 async fn receipt_of(
     state: &AppState,
-    account: i64,
-    execution: i64,
+    account: AccountId,
+    execution: ExecutionId,
 ) -> HttpResult<Option<(u64, [u8; 32])>> {
     let query = thetazero_core::audit::AuditQuery {
         action_types: vec![AuditAction::ExecutionCompleted.to_string()],

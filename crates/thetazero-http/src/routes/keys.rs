@@ -10,7 +10,7 @@ use thetazero_api::types::{
 };
 use thetazero_api::{ErrorBody, ErrorCode};
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::NewKey;
+use thetazero_core::model::{KeyId, NewKey};
 use thetazero_core::KeyScope;
 
 use super::check_text;
@@ -113,7 +113,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<KeyId>,
 ) -> HttpResult<Json<KeyResponse>> {
     let key = state
         .store
@@ -133,7 +133,7 @@ pub async fn get(
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<KeyId>,
 ) -> HttpResult<Json<KeyResponse>> {
     let target = state
         .store
@@ -192,7 +192,7 @@ pub async fn revoke(
 pub async fn set_scopes(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<KeyId>,
     JsonBody(req): JsonBody<SetKeyScopesRequest>,
 ) -> HttpResult<Json<KeyResponse>> {
     let scopes = grantable_scopes(&caller, &req.scopes)?;

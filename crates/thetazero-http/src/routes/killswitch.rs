@@ -8,6 +8,7 @@ use thetazero_api::types::{
     HaltRequest, HaltResponse, HaltScopeName, HaltState, KillRequest, KillResponse,
 };
 use thetazero_api::ErrorCode;
+use thetazero_core::model::{AgentId, KeyId};
 use thetazero_runtime::governance::HaltScope;
 
 use super::check_text;
@@ -27,7 +28,7 @@ use crate::state::AppState;
 pub async fn kill(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
     JsonBody(req): JsonBody<KillRequest>,
 ) -> HttpResult<Json<KillResponse>> {
     check_text("reason", &req.reason, 1024, false)?;
@@ -37,7 +38,7 @@ pub async fn kill(
         .await?;
     Ok(Json(KillResponse {
         success: true,
-        agent_id: outcome.agent_id,
+        agent_id: outcome.agent_id.get(),
         status: "killed".into(),
         terminated: outcome.terminated as u64,
         confirmed: outcome.confirmed,
@@ -108,7 +109,7 @@ pub async fn get_global(
             }),
             reason: Some(h.reason),
             since: Some(h.at),
-            key_id: Some(h.key_id),
+            key_id: Some(h.key_id.map(KeyId::get)),
         },
         None => HaltState {
             success: true,

@@ -15,7 +15,10 @@ use thetazero_api::types::{
 };
 use thetazero_api::ErrorCode;
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{NewPermissionRequest, PermissionRequest, RequestDecision};
+use thetazero_core::model::{
+    AccountId, AgentId, KeyId, NewPermissionRequest, PermissionRequest, PermissionRequestId,
+    PermissionRequestStatus, RequestDecision,
+};
 use thetazero_core::permissions::Grant;
 use time::{Duration, OffsetDateTime};
 use utoipa::IntoParams;
@@ -48,14 +51,14 @@ pub struct ListParams {
 fn view(r: &PermissionRequest) -> PermissionRequestView {
     let now = OffsetDateTime::now_utc();
     PermissionRequestView {
-        id: r.id,
-        agent_id: r.agent_id,
-        requested_by_key_id: r.requested_by,
+        id: r.id.get(),
+        agent_id: r.agent_id.get(),
+        requested_by_key_id: r.requested_by.map(KeyId::get),
         permissions: r.grant.clone(),
         justification: r.justification.clone(),
-        status: r.status.clone(),
+        status: r.status.as_str().into(),
         expires_at: views::rfc3339(r.expires_at),
-        decided_by_key_id: r.decided_by,
+        decided_by_key_id: r.decided_by.map(KeyId::get),
         decision_reason: r.decision_reason.clone(),
         decided_at: r.decided_at.map(views::rfc3339),
         grant_expires_at: r.grant_expires_at.map(views::rfc3339),
@@ -68,7 +71,7 @@ fn view(r: &PermissionRequest) -> PermissionRequestView {
 /// Marks overdue pending requests expired, each with its audit event.
 async fn expire_overdue(
     state: &AppState,
-    account: i64,
+    account: AccountId,
     requests: Vec<PermissionRequest>,
 ) -> HttpResult<Vec<PermissionRequest>> {
     let now = OffsetDateTime::now_utc();
@@ -90,7 +93,11 @@ async fn expire_overdue(
     Ok(out)
 }
 
-async fn one(state: &AppState, account: i64, id: i64) -> HttpResult<PermissionRequest> {
+async fn one(
+    state: &AppState,
+    account: AccountId,
+    id: PermissionRequestId,
+) -> HttpResult<PermissionRequest> {
     let found = state
         .store
         .permission_requests(account, Some(id), None, None, 1)
@@ -121,7 +128,8 @@ pub async fn create(
         )));
     }
     let account = caller.account();
-    let Some(agent) = state.store.get_agent(account, req.agent_id).await? else {
+    let agent_id = AgentId::new(req.agent_id);
+    let Some(agent) = state.store.get_agent(account, agent_id).await? else {
         return Err(HttpError::not_found("agent"));
     };
     let per_agent = state.runtime.quotas().pending_requests_per_agent;
@@ -131,19 +139,22 @@ pub async fn create(
             .permission_requests(
                 account,
                 None,
-                Some("pending".into()),
-                Some(req.agent_id),
+                Some(PermissionRequestStatus::Pending),
+                Some(agent_id),
                 per_agent,
             )
             .await?;
         let pending = expire_overdue(&state, account, pending).await?;
-        let open = pending.iter().filter(|r| r.status == "pending").count() as u64;
+        let open = pending
+            .iter()
+            .filter(|r| r.status == PermissionRequestStatus::Pending)
+            .count() as u64;
         if open >= per_agent {
             return Err(HttpError::new(
                 ErrorCode::QuotaExceeded,
                 format!(
                     "pending_requests_per_agent is {per_agent}; agent {} has {open} pending",
-                    req.agent_id
+                    agent_id
                 ),
             ));
         }
@@ -154,7 +165,7 @@ pub async fn create(
         .create_permission_request_audited(
             NewPermissionRequest {
                 account_id: account,
-                agent_id: req.agent_id,
+                agent_id,
                 requested_by: key_id,
                 grant: req.permissions,
                 justification: req.justification,
@@ -198,13 +209,17 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     Query(params): Query<ListParams>,
 ) -> HttpResult<Json<PermissionRequestList>> {
-    if let Some(s) = &params.status {
-        if !matches!(s.as_str(), "pending" | "approved" | "denied" | "expired") {
-            return Err(HttpError::invalid(
+    let status = params
+        .status
+        .as_deref()
+        .map(str::parse::<PermissionRequestStatus>)
+        .transpose()
+        .map_err(|_| {
+            HttpError::invalid(
                 "query parameter \"status\" must be pending, approved, denied or expired",
-            ));
-        }
-    }
+            )
+        })?;
+    let agent = params.agent_id.map(AgentId::new);
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > 500 {
         return Err(HttpError::invalid(
@@ -215,12 +230,18 @@ pub async fn list(
     // Expire overdue requests first, so a pending list never shows one.
     let pending = state
         .store
-        .permission_requests(account, None, Some("pending".into()), params.agent_id, 500)
+        .permission_requests(
+            account,
+            None,
+            Some(PermissionRequestStatus::Pending),
+            agent,
+            500,
+        )
         .await?;
     expire_overdue(&state, account, pending).await?;
     let found = state
         .store
-        .permission_requests(account, None, params.status, params.agent_id, limit)
+        .permission_requests(account, None, status, agent, limit)
         .await?;
     Ok(Json(PermissionRequestList {
         success: true,
@@ -257,7 +278,7 @@ impl Relation {
 const MAX_LINEAGE: usize = 64;
 
 /// The chain of keys that created `key`, nearest first.
-async fn ancestors(state: &AppState, account: i64, key: i64) -> HttpResult<Vec<i64>> {
+async fn ancestors(state: &AppState, account: AccountId, key: KeyId) -> HttpResult<Vec<KeyId>> {
     let mut chain = Vec::new();
     let mut at = key;
     while chain.len() < MAX_LINEAGE {
@@ -280,9 +301,9 @@ async fn ancestors(state: &AppState, account: i64, key: i64) -> HttpResult<Vec<i
 
 async fn relation(
     state: &AppState,
-    account: i64,
-    decider: i64,
-    requester: Option<i64>,
+    account: AccountId,
+    decider: KeyId,
+    requester: Option<KeyId>,
 ) -> HttpResult<Relation> {
     let Some(requester) = requester else {
         return Ok(Relation::Unrelated);
@@ -316,7 +337,7 @@ const MAX_GRANT_MS: u64 = 365 * 24 * 3600 * 1000;
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<PermissionRequestId>,
 ) -> HttpResult<Json<PermissionRequestResponse>> {
     let r = one(&state, caller.account(), id).await?;
     Ok(Json(PermissionRequestResponse {
@@ -334,7 +355,7 @@ pub async fn get(
 pub async fn approve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<PermissionRequestId>,
     OptionalJsonBody(d): OptionalJsonBody<PermissionDecision>,
 ) -> HttpResult<Json<PermissionRequestResponse>> {
     decide(state, caller, id, true, d).await
@@ -349,7 +370,7 @@ pub async fn approve(
 pub async fn deny(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id,
+    Id(id): Id<PermissionRequestId>,
     OptionalJsonBody(d): OptionalJsonBody<PermissionDecision>,
 ) -> HttpResult<Json<PermissionRequestResponse>> {
     decide(state, caller, id, false, d).await
@@ -358,7 +379,7 @@ pub async fn deny(
 async fn decide(
     state: AppState,
     caller: Caller,
-    id: i64,
+    id: PermissionRequestId,
     approve: bool,
     decision: PermissionDecision,
 ) -> HttpResult<Json<PermissionRequestResponse>> {
@@ -389,7 +410,7 @@ async fn decide(
         }
         Relation::Ancestor | Relation::Unrelated => {}
     }
-    if current.status != "pending" {
+    if current.status != PermissionRequestStatus::Pending {
         return Err(HttpError::new(
             ErrorCode::Conflict,
             format!("the request is {}, not pending", current.status),
@@ -412,9 +433,15 @@ async fn decide(
         .map(|ms| OffsetDateTime::now_utc() + Duration::milliseconds(ms as i64));
     let key_id = caller.key_id();
     let (status, action) = if approve {
-        ("approved", AuditAction::PermissionApproved)
+        (
+            PermissionRequestStatus::Approved,
+            AuditAction::PermissionApproved,
+        )
     } else {
-        ("denied", AuditAction::PermissionDeniedByOwner)
+        (
+            PermissionRequestStatus::Denied,
+            AuditAction::PermissionDeniedByOwner,
+        )
     };
     let decided = state
         .store
@@ -422,7 +449,7 @@ async fn decide(
             account,
             id,
             RequestDecision {
-                status: status.into(),
+                status,
                 decided_by: key_id,
                 reason: decision.reason,
                 grant_expires_at,

@@ -16,6 +16,7 @@ use thetazero_api::types::{
     StreamCheckpoint, StreamConnected, StreamKeepalive, StreamTimeout, StreamTokenResponse,
 };
 use thetazero_core::audit::{AuditQuery, AuditRecord};
+use thetazero_core::model::{AccountId, AgentId, ExecutionId, KeyId};
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -62,8 +63,8 @@ fn frame(event: &str, id: Option<u64>, data: &impl Serialize) -> Vec<u8> {
 }
 
 struct Filters {
-    execution_id: Option<i64>,
-    agent_id: Option<i64>,
+    execution_id: Option<ExecutionId>,
+    agent_id: Option<AgentId>,
 }
 
 impl Filters {
@@ -84,10 +85,10 @@ enum Phase {
 /// One stream's position: the replay from the database, then the live feed.
 struct Progress {
     state: AppState,
-    account: i64,
+    account: AccountId,
     /// The key the stream was opened with (directly or through a token).
-    key: i64,
-    revoked: tokio::sync::broadcast::Receiver<i64>,
+    key: KeyId,
+    revoked: tokio::sync::broadcast::Receiver<KeyId>,
     filters: Filters,
     since: Option<OffsetDateTime>,
     next: u64,
@@ -121,7 +122,7 @@ impl Progress {
                         "connected",
                         None,
                         &StreamConnected {
-                            account_id: self.account,
+                            account_id: self.account.get(),
                             position: self.next,
                             log_size: self.size,
                         },
@@ -139,7 +140,7 @@ impl Progress {
                     let page = match self.state.store.query_audit(self.account, &query).await {
                         Ok(p) => p.items,
                         Err(e) => {
-                            tracing::warn!(account = self.account, error = %e, "audit stream replay failed");
+                            tracing::warn!(account = self.account.get(), error = %e, "audit stream replay failed");
                             self.phase = Phase::Done;
                             return Some(frame("timeout", None, &self.timeout("unavailable")));
                         }
@@ -275,8 +276,8 @@ pub async fn stream(
         .map(|s| parse_time("since", s, false))
         .transpose()?;
     let filters = Filters {
-        execution_id: params.execution_id,
-        agent_id: params.agent_id,
+        execution_id: params.execution_id.map(ExecutionId::new),
+        agent_id: params.agent_id.map(AgentId::new),
     };
     // Subscribe before reading anything, so nothing appended meanwhile is missed.
     let live = state.feed.subscribe(account).await;

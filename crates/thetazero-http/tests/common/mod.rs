@@ -151,7 +151,7 @@ impl TestApp {
             .bootstrap(
                 "default",
                 NewKey {
-                    account_id: 0,
+                    account_id: thetazero_core::model::AccountId::new(0),
                     name: "owner".into(),
                     prefix: key.prefix.clone(),
                     hash: key.hash,

@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 use thetazero_api::types::KeyView;
+use thetazero_core::model::AccountId;
 
 use super::{exit, fail, Connection, Out, StoreArgs};
 use crate::admin;
@@ -138,6 +139,7 @@ pub async fn run(conn: Connection, out: Out, command: Command) -> Result<()> {
 }
 
 async fn recover(out: Out, account: i64, store: StoreArgs) -> Result<()> {
+    let account = AccountId::new(account);
     let config = store.resolve()?;
     let socket = admin::socket_path(&config.data_dir);
     let (key_id, prefix, secret, via) = match admin::ask(
@@ -196,7 +198,7 @@ async fn recover(out: Out, account: i64, store: StoreArgs) -> Result<()> {
                 .checkpoint_all()
                 .await
                 .map_err(|e| anyhow::anyhow!("signing checkpoints: {e}"))?;
-            (key.id, key.prefix, secret, "offline")
+            (key.id.get(), key.prefix, secret, "offline")
         }
     };
     let answer = json!({
