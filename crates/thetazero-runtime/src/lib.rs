@@ -1216,15 +1216,17 @@ async fn record(
                         extra.insert("content_safety".into(), shown);
                     }
                 }
+                // The output is the record's own field: the stored report
+                // and the report handed back hold everything else, so a
+                // large output is held and written once.
+                let output = std::mem::take(&mut report.output);
                 let mut value = serde_json::to_value(&report).unwrap_or(Value::Null);
                 if let Value::Object(map) = &mut value {
+                    map.remove("output");
                     // Kept with the record: the signed receipt states them.
                     map.insert("limits".into(), json!(limits));
                     map.extend(extra);
                 }
-                // The output moves to the record; the report handed back
-                // keeps everything else (a large output is held once less).
-                let output = std::mem::take(&mut report.output);
                 let (violations, terminated, duration) = (
                     report.violation_count,
                     report.was_terminated,

@@ -20,15 +20,16 @@ use crate::state::AppState;
 use crate::views;
 
 /// How an execution record is shown; `detail` adds logs, the host-call audit
-/// and the input.
-pub fn view(e: &Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> ExecutionView {
+/// and the input. The record is consumed: its output and input move into the
+/// view rather than being copied (either may be near its size cap).
+pub fn view(e: Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> ExecutionView {
     let report = e.run_report();
     ExecutionView {
         execution_id: e.id.get(),
         agent_id: e.agent_id.get(),
         agent_version: e.agent_version.clone(),
         status: e.status.as_str().into(),
-        output: e.output.clone().unwrap_or(Value::Null),
+        output: e.output.unwrap_or(Value::Null),
         error: report.error.map(views::execution_error),
         limit: report.limit,
         resource_usage: report
@@ -46,7 +47,7 @@ pub fn view(e: &Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> Ex
                 .collect()
         }),
         logs: detail.then(|| report.logs.into_iter().map(views::log_line).collect()),
-        input: detail.then(|| e.input.clone()),
+        input: detail.then_some(e.input),
         code_sha256: e.code_sha256.clone(),
         started_at: views::rfc3339(e.started_at),
         finished_at: e.finished_at.map(views::rfc3339),
@@ -131,7 +132,7 @@ pub async fn execute(
         Extension(outcome),
         Json(ExecutionResponse {
             success: true,
-            execution: view(&executed.execution, true, Some(executed.receipt)),
+            execution: view(executed.execution, true, Some(executed.receipt)),
         }),
     ))
 }
@@ -189,7 +190,11 @@ pub async fn list(
         .await?;
     Ok(Json(ExecutionList {
         success: true,
-        executions: result.items.iter().map(|e| view(e, false, None)).collect(),
+        executions: result
+            .items
+            .into_iter()
+            .map(|e| view(e, false, None))
+            .collect(),
         total: result.total,
         page: page.page,
         limit: page.limit,
@@ -220,7 +225,7 @@ pub async fn get(
     let receipt = receipt_of(&state, caller.account(), eid).await?;
     Ok(Json(ExecutionResponse {
         success: true,
-        execution: view(&execution, true, receipt),
+        execution: view(execution, true, receipt),
     }))
 }
 
