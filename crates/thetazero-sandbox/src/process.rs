@@ -365,6 +365,9 @@ struct Shared {
     /// Where brokers perform host calls, apart from the runtime that carries
     /// channels and watchdogs.
     brokers: tokio::runtime::Handle,
+    /// The pool's own runtime, whose one long-lived thread starts every
+    /// worker process.
+    spawner: tokio::runtime::Handle,
     /// Runs in flight per account.
     per_account: Mutex<HashMap<u64, usize>>,
 }
@@ -383,25 +386,23 @@ pub(crate) struct ProcessPool {
 impl ProcessPool {
     pub(crate) fn new(cfg: ProcessConfig, network: NetworkPolicy) -> Result<Self, SandboxError> {
         cfg.check()?;
-        // Worker channels and watchdogs run on the runtime the operator gave
-        // (the server's own: no hop between runtimes per run), or else on a
-        // runtime of the pool's own, so that they outlive any one caller's
-        // runtime. Either way its threads start the workers and live as long
-        // as the pool: a worker dies with the thread that started it
-        // (PR_SET_PDEATHSIG), so never start one from a short-lived thread.
-        let (rt, control) = match &cfg.runtime {
-            Some(handle) => (None, handle.clone()),
-            None => {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("thetazero-sandbox-io")
-                    .enable_all()
-                    .build()
-                    .map_err(SandboxError::Spawn)?;
-                let handle = rt.handle().clone();
-                (Some(rt), handle)
-            }
-        };
+        // Worker channels, supervisors and watchdogs run on the runtime the
+        // operator gave (the server's own: no hop between runtimes per run),
+        // or else on the pool's own runtime, so that they outlive any one
+        // caller's runtime. Workers are always started from the pool's own
+        // thread: a worker dies with the thread that started it
+        // (PR_SET_PDEATHSIG), and a thread of the server's runtime may leave
+        // it (`block_in_place` hands a thread to the blocking pool, whose
+        // idle threads exit).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("thetazero-sandbox-io")
+            .enable_all()
+            .build()
+            .map_err(SandboxError::Spawn)?;
+        let spawner = rt.handle().clone();
+        let control = cfg.runtime.clone().unwrap_or_else(|| spawner.clone());
+        let rt = Some(rt);
         let brokers = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("thetazero-sandbox-broker")
@@ -423,6 +424,7 @@ impl ProcessPool {
                 next_run: AtomicU64::new(1),
                 near_budget: AtomicBool::new(false),
                 brokers: broker_handle,
+                spawner,
                 per_account: Mutex::new(HashMap::new()),
             }),
         })
@@ -606,11 +608,15 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
         // Not the server's stderr: a worker must not be able to write into
         // the server's logs (and may not write to a file at all).
         .stderr(std::process::Stdio::null());
-    let child = command.spawn();
-    // The child's ends are closed here, so that either side sees the other
-    // go away.
-    drop(command);
-    let child = child.map_err(|e| format!("could not start a worker: {e}"))?;
+    // Started from the pool's own thread (see `ProcessPool::new`); the
+    // child's ends of the pipes are closed with `command` once it has
+    // started, so that either side sees the other go away.
+    let child = shared
+        .spawner
+        .spawn(async move { command.spawn() })
+        .await
+        .map_err(|e| format!("could not start a worker: {e}"))?
+        .map_err(|e| format!("could not start a worker: {e}"))?;
     let pid = child.id();
     let wr = tokio::net::unix::pipe::Sender::from_owned_fd(OwnedFd::from(to_worker_wr))
         .map_err(|e| format!("worker channel: {e}"))?;

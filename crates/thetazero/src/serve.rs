@@ -310,6 +310,9 @@ impl Config {
                 let program = std::env::current_exe()
                     .context("locating this binary to start sandbox workers")?;
                 let mut p = ProcessConfig::new(program, vec!["sandbox-worker".into()]);
+                // The server's runtime carries the workers' channels and the
+                // runs' supervisors: no hop between runtimes per run.
+                p.runtime = tokio::runtime::Handle::try_current().ok();
                 if let Some(n) = file.sandbox_workers_per_account {
                     if !(1..=256).contains(&n) {
                         bail!("sandbox_workers_per_account is between 1 and 256, not {n}");
