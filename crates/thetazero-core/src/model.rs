@@ -466,6 +466,20 @@ pub struct PermissionRequest {
 /// document's `maxLength` counts characters too).
 pub const MAX_VALUE_KEY_CHARS: usize = 256;
 
+/// The largest context or storage value, in bytes of its JSON text, whoever
+/// writes it (an agent or an API caller).
+pub const MAX_VALUE_BYTES: usize = 64 << 10;
+
+/// The rule for the size of context and storage values: `Err((size, max))`
+/// past [`MAX_VALUE_BYTES`].
+pub fn check_value_size(value: &Value) -> Result<(), (usize, usize)> {
+    let size = value.to_string().len();
+    if size > MAX_VALUE_BYTES {
+        return Err((size, MAX_VALUE_BYTES));
+    }
+    Ok(())
+}
+
 /// The rule for keys of context and storage values, whoever writes them (an
 /// agent or an API caller): 1 to [`MAX_VALUE_KEY_CHARS`] characters, none a
 /// control character.

@@ -21,8 +21,6 @@ pub struct Settings {
     pub ceilings: Ceilings,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Largest single context value, in bytes of JSON.
-    pub max_context_value_bytes: usize,
     /// Largest agent entry code, in bytes.
     pub max_code_bytes: usize,
     /// How often an idle audit stream gets a keepalive.
@@ -52,7 +50,6 @@ impl Default for Settings {
         Settings {
             ceilings: Ceilings::default(),
             max_body_bytes: 2 << 20,
-            max_context_value_bytes: 64 << 10,
             max_code_bytes: 512 << 10,
             stream_keepalive: std::time::Duration::from_secs(15),
             stream_max_duration: std::time::Duration::from_secs(600),

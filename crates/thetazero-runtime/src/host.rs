@@ -85,7 +85,6 @@ fn child_view(e: &Execution) -> Value {
         "finished_at": e.finished_at.as_ref().map(time),
     })
 }
-const MAX_VALUE_BYTES: usize = 64 << 10;
 
 /// Content safety (`None` when the agent's template turned it off) and the
 /// inference provider, as one execution sees them.
@@ -319,13 +318,11 @@ fn check_key(key: &str) -> Result<(), HostError> {
 }
 
 fn check_value(value: &Value) -> Result<(), HostError> {
-    let size = value.to_string().len();
-    if size > MAX_VALUE_BYTES {
-        return Err(HostError::Refused(format!(
-            "values are at most {MAX_VALUE_BYTES} bytes of JSON; this one is {size}"
-        )));
-    }
-    Ok(())
+    thetazero_core::model::check_value_size(value).map_err(|(size, max)| {
+        HostError::Refused(format!(
+            "values are at most {max} bytes of JSON; this one is {size}"
+        ))
+    })
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@
 //! nothing of HTTP.
 
 pub mod approvals;
+pub mod context;
 pub mod external;
 pub mod governance;
 mod host;

@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use thetazero_api::types::{ContextValue, SuccessResponse};
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::AgentId;
+use thetazero_runtime::context::ContextError;
 
 use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
@@ -26,10 +26,29 @@ fn parse_path(id: &str, key: &str) -> HttpResult<(AgentId, String)> {
     Ok((id, key.to_string()))
 }
 
-async fn require_agent(state: &AppState, caller: &Caller, id: AgentId) -> HttpResult<()> {
-    match state.store.get_agent(caller.account(), id).await? {
-        Some(_) => Ok(()),
-        None => Err(HttpError::not_found("agent")),
+impl From<ContextError> for HttpError {
+    fn from(e: ContextError) -> Self {
+        match e {
+            ContextError::AgentNotFound => HttpError::not_found("agent"),
+            ContextError::KeyNotFound => HttpError::not_found("context key"),
+            ContextError::TooLarge { .. } => {
+                HttpError::new(ErrorCode::PayloadTooLarge, e.to_string())
+            }
+            ContextError::Blocked(verdict) => HttpError::new(
+                ErrorCode::ContentBlocked,
+                format!(
+                    "the value was blocked by content safety ({}; injection {:.2}, toxicity {:.2}); excerpt: {}",
+                    verdict.rule.as_deref().unwrap_or("model"),
+                    verdict.injection,
+                    verdict.toxicity,
+                    verdict.excerpt.as_deref().unwrap_or("")
+                ),
+            ),
+            ContextError::OverQuota(over) => {
+                HttpError::new(ErrorCode::QuotaExceeded, over.to_string())
+            }
+            ContextError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -44,12 +63,10 @@ pub async fn get(
     Path((id, key)): Path<(String, String)>,
 ) -> HttpResult<Json<ContextValue>> {
     let (id, key) = parse_path(&id, &key)?;
-    require_agent(&state, &caller, id).await?;
     let entry = state
-        .store
-        .get_context(caller.account(), id, &key)
-        .await?
-        .ok_or_else(|| HttpError::not_found("context key"))?;
+        .runtime
+        .read_context(crate::routes::run_caller(&caller), id, &key)
+        .await?;
     Ok(Json(ContextValue {
         success: true,
         key: entry.key,
@@ -71,76 +88,10 @@ pub async fn put(
     JsonValue(value): JsonValue,
 ) -> HttpResult<Json<ContextValue>> {
     let (id, key) = parse_path(&id, &key)?;
-    let size = value.to_string().len();
-    let max = state.settings.max_context_value_bytes;
-    if size > max {
-        return Err(HttpError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("context values are at most {max} bytes of JSON; this one is {size}"),
-        ));
-    }
-    let agent = state
-        .store
-        .get_agent(caller.account(), id)
-        .await?
-        .ok_or_else(|| HttpError::not_found("agent"))?;
-    // The agent reads this value: it is input, screened as such.
-    if let Err(verdict) = state
-        .runtime
-        .screen_write(
-            crate::routes::run_caller(&caller),
-            Some(&agent),
-            &format!("value written to context key {key:?}"),
-            &value,
-        )
-        .await
-    {
-        return Err(HttpError::new(
-            ErrorCode::ContentBlocked,
-            format!(
-                "the value was blocked by content safety ({}; injection {:.2}, toxicity {:.2}); excerpt: {}",
-                verdict.rule.as_deref().unwrap_or("model"),
-                verdict.injection,
-                verdict.toxicity,
-                verdict.excerpt.as_deref().unwrap_or("")
-            ),
-        ));
-    }
-    if let Err(over) = state
-        .runtime
-        .check_quota(
-            caller.account(),
-            thetazero_runtime::quotas::Kept::Context(id),
-            &key,
-            &value,
-        )
-        .await?
-    {
-        return Err(HttpError::new(ErrorCode::QuotaExceeded, over.to_string()));
-    }
-    let (account, key_id) = (caller.account(), caller.key_id());
     let entry = state
-        .store
-        .put_context_audited(
-            account,
-            id,
-            &key,
-            &value,
-            Box::new(move |entry| {
-                vec![AuditEvent::new(
-                    account,
-                    AuditAction::ContextWritten,
-                    format!("context key {:?} written", entry.key),
-                )
-                .agent(id)
-                .key(key_id)]
-            }),
-        )
-        .await
-        .map_err(|e| match e {
-            thetazero_core::store::StoreError::Conflict(_) => HttpError::not_found("agent"),
-            other => other.into(),
-        })?;
+        .runtime
+        .write_context(crate::routes::run_caller(&caller), id, &key, value)
+        .await?;
     Ok(Json(ContextValue {
         success: true,
         key: entry.key,
@@ -160,27 +111,9 @@ pub async fn delete(
     Path((id, key)): Path<(String, String)>,
 ) -> HttpResult<Json<SuccessResponse>> {
     let (id, key) = parse_path(&id, &key)?;
-    require_agent(&state, &caller, id).await?;
-    let (account, key_id) = (caller.account(), caller.key_id());
-    let deleted = state
-        .store
-        .delete_context_audited(
-            account,
-            id,
-            &key,
-            Box::new(move |key| {
-                vec![AuditEvent::new(
-                    account,
-                    AuditAction::ContextDeleted,
-                    format!("context key {key:?} deleted"),
-                )
-                .agent(id)
-                .key(key_id)]
-            }),
-        )
+    state
+        .runtime
+        .delete_context(crate::routes::run_caller(&caller), id, &key)
         .await?;
-    if !deleted {
-        return Err(HttpError::not_found("context key"));
-    }
     Ok(Json(SuccessResponse { success: true }))
 }
