@@ -1,8 +1,7 @@
 //! API keys and the access rule of every route.
 //!
-//! A key is `tzk_` and 32 random bytes in unpadded URL-safe base64; only its
-//! SHA-256 is stored. Keys carry 256 bits of entropy, so a fast hash is enough:
-//! there is nothing to brute-force. Every route has exactly one entry in
+//! A key is checked against its stored SHA-256 (the format and generation are
+//! `thetazero_runtime::keys`). Every route has exactly one entry in
 //! `ROUTES`; a route without one is refused (fail closed), and tests generate
 //! the authorization matrix from the same table.
 
@@ -10,9 +9,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thetazero_api::ErrorCode;
 use thetazero_core::model::{AccountId, ApiKey, KeyId};
@@ -22,34 +18,7 @@ use time::OffsetDateTime;
 use crate::error::HttpError;
 use crate::state::AppState;
 
-pub const KEY_PREFIX: &str = "tzk_";
-/// Characters of the secret kept for display: the prefix and 8 more.
-const DISPLAY_LEN: usize = 12;
-
-/// A new key's secret, display prefix and stored hash.
-pub struct GeneratedKey {
-    pub secret: String,
-    pub prefix: String,
-    pub hash: [u8; 32],
-}
-
-pub fn generate_key() -> GeneratedKey {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = format!(
-        "{KEY_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
-    GeneratedKey {
-        prefix: secret[..DISPLAY_LEN].to_string(),
-        hash: hash_key(&secret),
-        secret,
-    }
-}
-
-pub fn hash_key(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
+pub use thetazero_runtime::keys::{generate_key, hash_key, GeneratedKey, KEY_PREFIX};
 
 /// Who is calling: the key, and the account every query is scoped to.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod external;
 pub mod governance;
 mod host;
 pub mod inference;
+pub mod keys;
 pub mod quotas;
 mod running;
 

@@ -4,15 +4,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde_json::json;
 use thetazero_api::types::{CreateAccountRequest, CreatedAccount};
 use thetazero_api::ErrorBody;
-use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{AccountId, NewKey};
 
 use super::check_text;
-use crate::auth::{generate_key, Caller};
-use crate::error::{HttpError, HttpResult};
+use crate::auth::Caller;
+use crate::error::HttpResult;
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::views;
@@ -27,49 +24,14 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateAccountRequest>,
 ) -> HttpResult<(StatusCode, Json<CreatedAccount>)> {
     check_text("name", &req.name, 128, false)?;
-    let generated = generate_key();
-    let owner = NewKey {
-        // Filled in by the store.
-        account_id: AccountId::new(0),
-        name: "owner".into(),
-        prefix: generated.prefix,
-        hash: generated.hash,
-        scopes: vec![],
-        is_owner: true,
-        created_by: None,
-    };
-    let (creator, key_id) = (caller.account(), caller.key_id());
-    let (account, key) = state
-        .store
-        .create_account_audited(
-            &req.name,
-            Some(owner),
-            Box::new(move |(account, _)| {
-                vec![
-                    AuditEvent::new(
-                        creator,
-                        AuditAction::AccountCreated,
-                        format!("account {} created", account.name),
-                    )
-                    .key(key_id)
-                    .payload(json!({"created_account_id": account.id})),
-                    AuditEvent::new(
-                        account.id,
-                        AuditAction::AccountCreated,
-                        format!("account {} created by the deployment owner", account.name),
-                    ),
-                ]
-            }),
-        )
-        .await?;
-    let key = key.ok_or_else(|| HttpError::internal("the owner key was not created"))?;
+    let (account, key, secret) = state.runtime.create_account(&caller.key, &req.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedAccount {
             success: true,
             account: views::account(&account),
             owner_key: views::key(&key),
-            secret: generated.secret,
+            secret,
         }),
     ))
 }

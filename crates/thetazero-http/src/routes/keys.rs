@@ -4,51 +4,30 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde_json::json;
 use thetazero_api::types::{
     CreateKeyRequest, CreatedKey, KeyList, KeyResponse, SetKeyScopesRequest,
 };
 use thetazero_api::{ErrorBody, ErrorCode};
-use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{KeyId, NewKey};
-use thetazero_core::KeyScope;
+use thetazero_core::model::KeyId;
+use thetazero_runtime::keys::KeyError;
 
 use super::check_text;
-use crate::auth::{generate_key, Caller};
+use crate::auth::Caller;
 use crate::error::{HttpError, HttpResult};
 use crate::extract::{Id, JsonBody};
 use crate::state::AppState;
 use crate::views;
 
-/// Parses scopes a caller may grant: known, at least one, each held by the
-/// caller itself; sorted, without repeats.
-fn grantable_scopes(caller: &Caller, raw_scopes: &[String]) -> Result<Vec<KeyScope>, HttpError> {
-    if raw_scopes.is_empty() {
-        return Err(HttpError::invalid(
-            "field \"scopes\" must name at least one scope",
-        ));
-    }
-    let mut scopes = Vec::new();
-    for raw in raw_scopes {
-        let scope = KeyScope::parse(raw).ok_or_else(|| {
-            HttpError::invalid(format!(
-                "field \"scopes\": unknown scope {raw:?}; expected one of {}",
-                KeyScope::ALL.map(|s| s.as_str()).join(", ")
-            ))
-        })?;
-        // A key can only hand out what it holds itself.
-        if !caller.key.has_scope(scope) {
-            return Err(HttpError::new(
-                ErrorCode::MissingScope,
-                format!("this API key lacks the scope {scope}, so it cannot grant it"),
-            ));
-        }
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
+impl From<KeyError> for HttpError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotFound => HttpError::not_found("API key"),
+            KeyError::InvalidScopes(message) => HttpError::invalid(message),
+            KeyError::CannotGrant(_) => HttpError::new(ErrorCode::MissingScope, e.to_string()),
+            KeyError::OwnerOnly => HttpError::new(ErrorCode::Forbidden, e.to_string()),
+            KeyError::Store(e) => e.into(),
         }
     }
-    scopes.sort();
-    Ok(scopes)
 }
 
 /// Create an API key. The answer holds its secret; nothing else ever will.
@@ -61,34 +40,16 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateKeyRequest>,
 ) -> HttpResult<(StatusCode, Json<CreatedKey>)> {
     check_text("name", &req.name, 128, false)?;
-    let scopes = grantable_scopes(&caller, &req.scopes)?;
-    let generated = generate_key();
-    let (account, key_id) = (caller.account(), caller.key_id());
-    let key = state
-        .store
-        .create_key_audited(
-            NewKey {
-            account_id: caller.account(),
-            name: req.name,
-            prefix: generated.prefix,
-            hash: generated.hash,
-            scopes,
-            is_owner: false,
-            created_by: key_id,
-            },
-            Box::new(move |key| {
-                vec![AuditEvent::new(account, AuditAction::KeyCreated, format!("API key {} ({}) created", key.name, key.prefix))
-                    .key(key_id)
-                    .payload(json!({"created_key_id": key.id, "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()}))]
-            }),
-        )
+    let (key, secret) = state
+        .runtime
+        .create_key(&caller.key, req.name, &req.scopes)
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
             success: true,
             key: views::key(&key),
-            secret: generated.secret,
+            secret,
         }),
     ))
 }
@@ -135,42 +96,7 @@ pub async fn revoke(
     Extension(caller): Extension<Caller>,
     Id(id): Id<KeyId>,
 ) -> HttpResult<Json<KeyResponse>> {
-    let target = state
-        .store
-        .get_key(caller.account(), id)
-        .await?
-        .ok_or_else(|| HttpError::not_found("API key"))?;
-    if target.is_owner && !caller.key.is_owner {
-        return Err(HttpError::new(
-            ErrorCode::Forbidden,
-            "only an owner key may revoke an owner key",
-        ));
-    }
-    let (account, key_id, already) = (
-        caller.account(),
-        caller.key_id(),
-        target.revoked_at.is_some(),
-    );
-    let key = state
-        .store
-        .revoke_key_audited(
-            account,
-            id,
-            Box::new(move |key| {
-                if already {
-                    return Vec::new();
-                }
-                vec![AuditEvent::new(
-                    account,
-                    AuditAction::KeyRevoked,
-                    format!("API key {} ({}) revoked", key.name, key.prefix),
-                )
-                .key(key_id)
-                .payload(json!({"revoked_key_id": key.id}))]
-            }),
-        )
-        .await?
-        .ok_or_else(|| HttpError::not_found("API key"))?;
+    let key = state.runtime.revoke_key(&caller.key, id).await?;
     // Streams opened with the key end now; its stream tokens no longer open any.
     let _ = state.revoked_keys.send(key.id);
     // Dashboard sessions of the key end now, their streams with them.
@@ -195,34 +121,10 @@ pub async fn set_scopes(
     Id(id): Id<KeyId>,
     JsonBody(req): JsonBody<SetKeyScopesRequest>,
 ) -> HttpResult<Json<KeyResponse>> {
-    let scopes = grantable_scopes(&caller, &req.scopes)?;
-    let (account, key_id) = (caller.account(), caller.key_id());
     let key = state
-        .store
-        .set_key_scopes_audited(
-            account,
-            id,
-            scopes,
-            Box::new(move |(before, after)| {
-                let names = |k: &thetazero_core::model::ApiKey| {
-                    k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()
-                };
-                vec![AuditEvent::new(
-                    account,
-                    AuditAction::KeyScopesChanged,
-                    format!(
-                        "API key {} ({}) scopes changed to {}",
-                        after.name,
-                        after.prefix,
-                        names(after).join(" ")
-                    ),
-                )
-                .key(key_id)
-                .payload(json!({"changed_key_id": after.id, "scopes_before": names(before), "scopes": names(after)}))]
-            }),
-        )
-        .await?
-        .ok_or_else(|| HttpError::not_found("API key"))?;
+        .runtime
+        .set_key_scopes(&caller.key, id, &req.scopes)
+        .await?;
     // Streams opened with the key look again at what it may read.
     let _ = state.revoked_keys.send(key.id);
     // Its dashboard sessions end: they were opened with other authority.
