@@ -1072,7 +1072,22 @@ fn finish(
                         ));
                         Status::LimitExceeded
                     }
-                    Some(t) => match serde_json::from_str(&t) {
+                    Some(t) => match serde_json::from_str::<Json>(&t) {
+                        // Parsed, the output is held twice more (here and by
+                        // the server that records it) and may take many
+                        // times its text: charged to the run like everything
+                        // else it makes the sandbox hold.
+                        Ok(v) if !state.alloc.charge(2 * held_size(&v)) => {
+                            limit = Some((
+                                LimitKind::Memory,
+                                format!(
+                                    "the output would take {:.1} MiB once parsed (twice: the engine's copy and the server's), beyond the memory limit of {} MiB",
+                                    (2 * held_size(&v)) as f64 / f64::from(1 << 20),
+                                    state.limits.memory_mb
+                                ),
+                            ));
+                            Status::LimitExceeded
+                        }
                         Ok(v) => {
                             output = v;
                             Status::Completed
@@ -1154,5 +1169,35 @@ fn finish(
         enforcement: stopped.then_some(Enforcement::Cooperative),
         limit_detail: limit.map(|(_, d)| d),
         worker_stopped: None,
+    }
+}
+
+/// About how many bytes a parsed JSON value holds, from above: each value's
+/// own slot, each string as the allocator rounds it, and each object as at
+/// least one B-tree leaf of eleven key and value slots (about two slots per
+/// entry once it grows).
+fn held_size(v: &Json) -> usize {
+    const SLOT: usize = std::mem::size_of::<Json>();
+    const KEY: usize = std::mem::size_of::<String>();
+    const LEAF: usize = 11 * (KEY + SLOT) + 16;
+    fn text(len: usize) -> usize {
+        if len == 0 {
+            0
+        } else {
+            ((len + 8 + 15) & !15).max(32)
+        }
+    }
+    match v {
+        Json::Null | Json::Bool(_) | Json::Number(_) => SLOT,
+        Json::String(s) => SLOT + text(s.len()),
+        Json::Array(items) => SLOT + items.iter().map(held_size).sum::<usize>(),
+        Json::Object(map) => {
+            let nodes = LEAF.max(map.len() * 2 * (KEY + SLOT));
+            SLOT + nodes
+                + map
+                    .iter()
+                    .map(|(k, v)| text(k.len()) + held_size(v))
+                    .sum::<usize>()
+        }
     }
 }

@@ -65,6 +65,40 @@ async fn memory_limits() {
     assert_clean_next().await;
 }
 
+/// An output within its byte cap still counts against the memory limit as
+/// it is held once parsed: 20,000 small records (about 0.8 MB of JSON, far
+/// more as parsed values, held by the engine and the server) end a 16 MiB
+/// run at its memory limit; 100,000 numbers of similar text fit.
+#[tokio::test]
+async fn a_parsed_output_counts_against_the_memory_limit() {
+    let host = MemHost::new();
+    let mut j = job(
+        "return Array.from({length: 20000}, (_, i) => ({id: i, sku: 'A-' + i, qty: i % 9}));",
+        &host,
+    );
+    j.limits.memory_mb = 16;
+    let r = expect_limit(j, &host, Status::LimitExceeded, LimitKind::Memory).await;
+    assert_eq!(r.output, json!(null));
+    assert!(
+        r.limit_detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("once parsed"),
+        "{:?}",
+        r.limit_detail
+    );
+
+    let host = MemHost::new();
+    let mut j = job(
+        "return Array.from({length: 100000}, (_, i) => i * 7);",
+        &host,
+    );
+    j.limits.memory_mb = 16;
+    let r = run(j).await;
+    assert_eq!(r.status, Status::Completed, "{r:?}");
+    assert_eq!(r.output.as_array().map(Vec::len), Some(100_000));
+}
+
 #[tokio::test]
 async fn stack_limit() {
     for code in [

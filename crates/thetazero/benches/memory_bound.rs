@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{post, pss_kib, Server};
 use serde_json::{json, Value};
 
 const LIMIT_MB: u64 = 16;
@@ -90,55 +90,6 @@ const FORMS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
-    client
-        .post(url)
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// The server and its worker processes.
-fn tree(pid: u32) -> Vec<u32> {
-    let mut pids = vec![pid];
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u32>().ok());
-            if ppid == Some(pid) {
-                pids.push(p);
-            }
-        }
-    }
-    pids
-}
-
-fn pss_kib(pids: &[u32]) -> u64 {
-    pids.iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("Pss:"))
-                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-                })
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 /// A new account's key.
 async fn account(client: &reqwest::Client, url: &str, owner: &str, name: &str) -> (String, Value) {
     let created = post(
@@ -152,9 +103,9 @@ async fn account(client: &reqwest::Client, url: &str, owner: &str, name: &str) -
     (key, created)
 }
 
-/// A trivial agent that logs and answers some text, so that every filter
-/// and the log path are used; its execute URL.
-async fn warm_agent(client: &reqwest::Client, agents: &str, key: &str) -> String {
+/// Registers a trivial agent that logs and answers some text, so that every
+/// filter and the log path are used, and runs it `runs` times.
+async fn warm_up(client: &reqwest::Client, agents: &str, key: &str, runs: usize) {
     let r = post(
         client,
         agents,
@@ -162,14 +113,17 @@ async fn warm_agent(client: &reqwest::Client, agents: &str, key: &str) -> String
         json!({"name": "warm", "entry_code": "await thetazero.log('hi'); return {ok: true, text: input.text};"}),
     )
     .await;
-    format!("{agents}/{}/execute", r["agent"]["id"])
+    let url = format!("{agents}/{}/execute", r["agent"]["id"]);
+    for _ in 0..runs {
+        post(client, &url, key, json!({"input": {"text": "warming up"}})).await;
+    }
 }
 
 /// Runs the agent at `url` once; the peak growth of the server and its
 /// workers while it ran (and 100 ms after), in MiB, and its answer.
 async fn measure(client: &reqwest::Client, url: &str, key: &str, pid: u32) -> (f64, Value) {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = pss_kib(&tree(pid));
+    let before = pss_kib(pid);
     let peak = Arc::new(AtomicU64::new(before));
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -178,7 +132,7 @@ async fn measure(client: &reqwest::Client, url: &str, key: &str, pid: u32) -> (f
             let started = Instant::now();
             while !done.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(30) {
                 // Workers may come and go while the run does.
-                peak.fetch_max(pss_kib(&tree(pid)), Ordering::SeqCst);
+                peak.fetch_max(pss_kib(pid), Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
@@ -195,12 +149,7 @@ async fn measure(client: &reqwest::Client, url: &str, key: &str, pid: u32) -> (f
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        "[quotas]\nconcurrent_runs_per_account = 0\n\n[rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\n",
-    )
-    .unwrap();
+    let config = common::unthrottled_config(dir.path());
     let server = Server::start(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
@@ -215,16 +164,7 @@ async fn main() {
     // The server's own first-use costs (filters, caches) are paid once here,
     // in an account of its own.
     let (key, _) = account(&client, &server.url, &owner, "warm-up").await;
-    let warm = warm_agent(&client, &agents, &key).await;
-    for _ in 0..50 {
-        post(
-            &client,
-            &warm,
-            &key,
-            json!({"input": {"text": "warming up"}}),
-        )
-        .await;
-    }
+    warm_up(&client, &agents, &key, 50).await;
 
     println!(
         "memory one run can add to the server and its workers (PSS), limit {LIMIT_MB} MiB per run, bound: limit + 1 MiB"
@@ -237,16 +177,7 @@ async fn main() {
     for (i, (name, permissions, code)) in FORMS.iter().enumerate() {
         // An account of its own: a fresh worker, warmed by trivial runs.
         let (key, _) = account(&client, &server.url, &owner, &format!("memory-{i}")).await;
-        let warm = warm_agent(&client, &agents, &key).await;
-        for _ in 0..3 {
-            post(
-                &client,
-                &warm,
-                &key,
-                json!({"input": {"text": "warming up"}}),
-            )
-            .await;
-        }
+        warm_up(&client, &agents, &key, 3).await;
         let r = post(
             &client,
             &agents,

@@ -14,24 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{post, Server};
 use serde_json::{json, Value};
 
 const CORPUS: &str = include_str!("../../thetazero-sandbox/tests/fixtures/runaway.tsv");
 const DEADLINE_MS: u64 = 300;
-
-async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
-    client
-        .post(url)
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
 
 fn p50(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -62,12 +49,7 @@ fn background(
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        "[quotas]\nconcurrent_runs_per_account = 0\n\n[rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\n",
-    )
-    .unwrap();
+    let config = common::unthrottled_config(dir.path());
     let server = Server::start(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],

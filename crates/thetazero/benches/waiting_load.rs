@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::Server;
+use common::{post, pss_kib, tree, Server};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WAITER: &str =
     "const r = await thetazero.inference({prompt: 'Summarise the ticket.'}); return {answer: r.content};";
@@ -77,60 +77,8 @@ async fn stand_in_provider(delay: Duration, seen: Arc<AtomicUsize>) -> String {
     format!("http://{addr}/v1")
 }
 
-/// The server and its worker processes.
-fn tree(pid: u32) -> Vec<u32> {
-    let mut pids = vec![pid];
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            // The parent pid is the 2nd field after the command in parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u32>().ok());
-            if ppid == Some(pid) {
-                pids.push(p);
-            }
-        }
-    }
-    pids
-}
-
-/// Proportional set size of the server and its workers, in KiB.
-fn pss_kib(pid: u32) -> u64 {
-    tree(pid)
-        .into_iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("Pss:"))
-                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-                })
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
-    client
-        .post(url)
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
 }
 
 /// `n` sequential trivial runs; (p50, p99) in ms.

@@ -317,3 +317,69 @@ pub async fn pair_with(db: &TestDb, extra: &[&str]) -> Pair {
         _dir: dir,
     }
 }
+
+/// A process and its children (a server and its sandbox workers).
+pub fn tree(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // The parent pid is the 2nd field after the command in parentheses.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                pids.push(p);
+            }
+        }
+    }
+    pids
+}
+
+/// Proportional set size of a process and its children, in KiB.
+pub fn pss_kib(pid: u32) -> u64 {
+    tree(pid)
+        .into_iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Pss:"))
+                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A config file in `dir` for benches: one account's runs at once and its
+/// execution rates unlimited, so that the bench, not a quota, sets the load.
+pub fn unthrottled_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        "[quotas]\nconcurrent_runs_per_account = 0\n\n[rate_limits]\nexecutions_per_key_per_minute = 0\nexecutions_per_account_per_minute = 0\n",
+    )
+    .expect("write the bench config");
+    config
+}
+
+/// POSTs `body` with `key` and answers the JSON reply; panics on a transport
+/// or JSON error (benches only).
+pub async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> Value {
+    client
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
