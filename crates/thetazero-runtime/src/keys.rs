@@ -29,6 +29,22 @@ pub struct GeneratedKey {
     pub hash: [u8; 32],
 }
 
+impl GeneratedKey {
+    /// An owner key of `account` with this secret's prefix and hash (an
+    /// account id of 0 is filled in by a store that creates the account).
+    pub fn owner(&self, account: AccountId, name: &str) -> NewKey {
+        NewKey {
+            account_id: account,
+            name: name.into(),
+            prefix: self.prefix.clone(),
+            hash: self.hash,
+            scopes: vec![],
+            is_owner: true,
+            created_by: None,
+        }
+    }
+}
+
 pub fn generate_key() -> GeneratedKey {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -107,16 +123,7 @@ impl Runtime {
         name: &str,
     ) -> Result<(Account, ApiKey, String), KeyError> {
         let generated = generate_key();
-        let owner = NewKey {
-            // Filled in by the store.
-            account_id: AccountId::new(0),
-            name: "owner".into(),
-            prefix: generated.prefix,
-            hash: generated.hash,
-            scopes: vec![],
-            is_owner: true,
-            created_by: None,
-        };
+        let owner = generated.owner(AccountId::new(0), "owner");
         let (by_account, by) = (creator.account_id, Some(creator.id));
         let (account, key) = self
             .store

@@ -1073,24 +1073,26 @@ fn finish(
                         Status::LimitExceeded
                     }
                     Some(t) => match serde_json::from_str::<Json>(&t) {
-                        // Parsed, the output is held twice more (here and by
-                        // the server that records it) and may take many
-                        // times its text: charged to the run like everything
-                        // else it makes the sandbox hold.
-                        Ok(v) if !state.alloc.charge(2 * held_size(&v)) => {
-                            limit = Some((
-                                LimitKind::Memory,
-                                format!(
-                                    "the output would take {:.1} MiB once parsed (twice: the engine's copy and the server's), beyond the memory limit of {} MiB",
-                                    (2 * held_size(&v)) as f64 / f64::from(1 << 20),
-                                    state.limits.memory_mb
-                                ),
-                            ));
-                            Status::LimitExceeded
-                        }
                         Ok(v) => {
-                            output = v;
-                            Status::Completed
+                            // Parsed, the output is held twice more (here and
+                            // by the server that records it) and may take
+                            // many times its text: charged to the run like
+                            // everything else it makes the sandbox hold.
+                            let held = 2 * held_size(&v);
+                            if state.alloc.charge(held) {
+                                output = v;
+                                Status::Completed
+                            } else {
+                                limit = Some((
+                                    LimitKind::Memory,
+                                    format!(
+                                        "the output would take {:.1} MiB once parsed (twice: the engine's copy and the server's), beyond the memory limit of {} MiB",
+                                        held as f64 / f64::from(1 << 20),
+                                        state.limits.memory_mb
+                                    ),
+                                ));
+                                Status::LimitExceeded
+                            }
                         }
                         Err(_) => {
                             error = Some(type_error("the output is not valid JSON"));

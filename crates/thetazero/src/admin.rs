@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{AccountId, ApiKey, NewKey};
+use thetazero_core::model::{AccountId, ApiKey};
 use thetazero_core::store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -126,18 +126,10 @@ pub async fn recover_owner_key(
     if store.get_account(account).await?.is_none() {
         return Err(RecoverError::NoAccount(account));
     }
-    let generated = thetazero_http::generate_key();
+    let generated = thetazero_runtime::keys::generate_key();
     let key = store
         .create_key_audited(
-            NewKey {
-                account_id: account,
-                name: "recovered owner".into(),
-                prefix: generated.prefix.clone(),
-                hash: generated.hash,
-                scopes: vec![],
-                is_owner: true,
-                created_by: None,
-            },
+            generated.owner(account, "recovered owner"),
             Box::new(move |key| {
                 vec![AuditEvent::new(
                     account,

@@ -17,7 +17,7 @@ use clap::Args;
 use serde::Deserialize;
 use thetazero_anchor::{AnchorConfig, Heartbeat};
 use thetazero_core::bus::{EventBus, LocalBus};
-use thetazero_core::model::{AccountId, NewKey};
+use thetazero_core::model::AccountId;
 use thetazero_core::store::Store;
 use thetazero_core::Ceilings;
 use thetazero_http::{AppState, Settings};
@@ -657,20 +657,12 @@ async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
 
     // Only now, with the address bound and the store open: the first account
     // and its owner key.
-    let generated = thetazero_http::generate_key();
+    let generated = thetazero_runtime::keys::generate_key();
     let bootstrap = store
         .bootstrap(
             "default",
-            NewKey {
-                // Filled in by the store.
-                account_id: AccountId::new(0),
-                name: "owner".into(),
-                prefix: generated.prefix.clone(),
-                hash: generated.hash,
-                scopes: vec![],
-                is_owner: true,
-                created_by: None,
-            },
+            // The account id is filled in by the store.
+            generated.owner(AccountId::new(0), "owner"),
         )
         .await?;
     match bootstrap {
