@@ -4,14 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The framework ids the API, SDKs and CLI accept, in report order.
-pub const FRAMEWORKS: [&str; 5] = [
-    "eu_ai_act",
-    "soc2",
-    "nist_ai_rmf",
-    "iso_42001",
-    "owasp_llm_top10",
-];
+pub use thetazero_core::frameworks::{validate_ids, UnknownFramework, FRAMEWORKS};
 
 /// How much of a requirement the platform's checks evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,11 +86,6 @@ pub struct Catalog {
     pub sha256: String,
 }
 
-/// A framework id that is not one of [`FRAMEWORKS`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown compliance framework {0:?}; expected one of eu_ai_act, soc2, nist_ai_rmf, iso_42001, owasp_llm_top10")]
-pub struct UnknownFramework(pub String);
-
 /// The embedded data file of a framework.
 pub fn source(framework: &str) -> Option<&'static str> {
     Some(match framework {
@@ -137,12 +125,4 @@ pub fn catalogs(ids: &[String]) -> Result<Vec<Catalog>, UnknownFramework> {
         out.push(catalog(id)?);
     }
     Ok(out)
-}
-
-/// Checks a list of framework ids, naming the first unknown one.
-pub fn validate_ids(ids: &[String]) -> Result<(), UnknownFramework> {
-    match ids.iter().find(|id| !FRAMEWORKS.contains(&id.as_str())) {
-        Some(bad) => Err(UnknownFramework(bad.clone())),
-        None => Ok(()),
-    }
 }

@@ -18,8 +18,10 @@ pub mod report;
 
 use std::sync::Arc;
 
+use serde_json::json;
 use serde_json::Value;
-use thetazero_core::model::{AccountId, AgentId};
+use thetazero_core::audit::{AuditAction, AuditEvent, AuditRecord};
+use thetazero_core::model::{AccountId, AgentId, KeyId};
 use thetazero_core::store::Store;
 use thetazero_ledger::Ledger;
 use time::OffsetDateTime;
@@ -31,11 +33,7 @@ pub use report::{DISCLAIMER, SCHEMA};
 /// The JSON Schema of the report.
 pub const REPORT_SCHEMA: &str = include_str!("../schema/compliance-report.v1.schema.json");
 
-/// The deployment setting that holds the frameworks an agent was
-/// registered with.
-pub fn frameworks_setting(account: AccountId, agent: AgentId) -> String {
-    format!("compliance.frameworks.{account}.{agent}")
-}
+pub use thetazero_core::frameworks::frameworks_setting;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssessError {
@@ -45,6 +43,9 @@ pub enum AssessError {
     NotFound,
     #[error("{0}")]
     Store(String),
+    /// The package could not be built or signed.
+    #[error(transparent)]
+    Package(#[from] package::PackageError),
 }
 
 /// What to assess.
@@ -166,4 +167,49 @@ pub async fn assess(
         checks: results,
         catalogs,
     })
+}
+
+/// Generates the evidence package of one framework for `req`'s scope and
+/// records it, in the account's audit log, as a
+/// `compliance_package_generated` event holding the package's digest
+/// (`key` is the key that asked). Answers the package and that record.
+pub async fn generate_package(
+    store: Arc<dyn Store>,
+    ledger: &Ledger,
+    deployment: Deployment,
+    req: Request,
+    framework: &str,
+    key: Option<KeyId>,
+) -> Result<(package::Package, AuditRecord), AssessError> {
+    let (account, agent) = (req.account, req.agent);
+    let a = assess(store.clone(), ledger, deployment, req).await?;
+    let sign = |m: &[u8]| {
+        ledger
+            .sign_raw(m)
+            .map(|s| s.to_vec())
+            .map_err(|e| e.to_string())
+    };
+    let built = package::build(&a, framework, ledger.verifier_key().as_str(), &sign)?;
+    let mut event = AuditEvent::new(
+        account,
+        AuditAction::CompliancePackageGenerated,
+        format!(
+            "evidence package sha256:{} generated ({framework})",
+            built.sha256
+        ),
+    )
+    .key(key)
+    .payload(
+        json!({"framework": framework, "format": "markdown", "filename": built.filename,
+                    "sha256": built.sha256, "bytes": built.bytes.len(), "agent_id": agent}),
+    );
+    event.agent_id = agent;
+    let record = store
+        .append_audit(vec![event])
+        .await
+        .map_err(|e| AssessError::Store(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AssessError::Store("no audit record for the package".into()))?;
+    Ok((built, record))
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod frameworks;
 pub mod id;
 pub mod limits;
 pub mod model;

@@ -462,6 +462,54 @@ pub struct PermissionRequest {
     pub code_sha256: Option<String>,
 }
 
+/// The rule for short human-facing text (names, versions, descriptions,
+/// justifications, reasons): not empty unless `allow_empty`, at most `max`
+/// characters (counted as the API document's `maxLength` counts them), no
+/// control characters but newline and tab, and no invisible or
+/// direction-changing characters. The error names `field`.
+pub fn check_text(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<(), String> {
+    if !allow_empty && value.trim().is_empty() {
+        return Err(format!("field {field:?} must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(format!("field {field:?} is longer than {max} characters"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(format!("field {field:?} contains control characters"));
+    }
+    if value.chars().any(invisible) {
+        return Err(format!(
+            "field {field:?} contains invisible or direction-changing characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Characters that change how text around them displays without showing
+/// themselves: bidirectional overrides and isolates, zero-width characters,
+/// and other format characters. In a name or reason they let one string pass
+/// for another in a list or the audit log.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{034F}'
+        | '\u{061C}'
+        | '\u{115F}'..='\u{1160}'
+        | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
+}
+
 /// The longest key of a context or storage value, in characters (the API
 /// document's `maxLength` counts characters too).
 pub const MAX_VALUE_KEY_CHARS: usize = 256;

@@ -10,7 +10,6 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
-pub mod rate;
 pub mod routes;
 pub mod session;
 pub mod state;

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use thetazero_core::model::{AccountId, KeyId};
+use thetazero_core::model::KeyId;
 use thetazero_core::store::Store;
-use thetazero_core::Ceilings;
 
 use thetazero_ledger::feed::AuditFeed;
 use thetazero_ledger::Ledger;
@@ -18,46 +17,20 @@ use crate::session::Sessions;
 /// Settings the HTTP layer enforces.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub ceilings: Ceilings,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Largest agent entry code, in bytes.
-    pub max_code_bytes: usize,
     /// How often an idle audit stream gets a keepalive.
     pub stream_keepalive: std::time::Duration,
     /// How long one audit stream lasts before it says `timeout`.
     pub stream_max_duration: std::time::Duration,
-    /// Executions one API key may start per minute, across replicas; 0 is
-    /// no limit.
-    pub executions_per_key_per_minute: u32,
-    /// Executions one account may start per minute, across replicas and
-    /// keys; 0 is no limit.
-    pub executions_per_account_per_minute: u32,
-    /// Entry-code changes per agent per hour (the evolution rate); 0 is no
-    /// limit.
-    pub code_updates_per_agent_per_hour: u32,
-    /// Accounts the operator lets use the DEV template and `allow_localhost`
-    /// (which reaches the server's own loopback services); none by default.
-    pub dev_accounts: Vec<AccountId>,
-    /// Forbid a key to decide permission requests made by keys it created
-    /// (directly or through others); off by default, so that an owner
-    /// approves its agents' requests as the spec's flow has it.
-    pub approvals_forbid_ancestors: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ceilings: Ceilings::default(),
             max_body_bytes: 2 << 20,
-            max_code_bytes: 512 << 10,
             stream_keepalive: std::time::Duration::from_secs(15),
             stream_max_duration: std::time::Duration::from_secs(600),
-            executions_per_key_per_minute: 1200,
-            executions_per_account_per_minute: 6000,
-            code_updates_per_agent_per_hour: 60,
-            dev_accounts: Vec::new(),
-            approvals_forbid_ancestors: false,
         }
     }
 }

@@ -486,14 +486,17 @@ async fn dev_and_allow_localhost_are_the_operators_to_give() {
         .await;
     assert_error(&r, 400, "invalid_config");
 
-    // The operator names account 1 (the owner's) in the HTTP settings; the
-    // engine was not told, as for an agent that predates the setting: it
-    // registers, and the engine still refuses to run it.
-    let settings = thetazero_http::Settings {
-        dev_accounts: vec![thetazero_core::model::AccountId::new(1)],
-        ..thetazero_http::Settings::default()
-    };
-    let app = TestApp::with_settings(settings).await;
+    // The operator names account 1 (the owner's) in `dev_accounts`: the
+    // agent registers. After a restart without it, the agent predates the
+    // setting, and the engine refuses to run it.
+    let app = TestApp::with_config(
+        thetazero_http::Settings::default(),
+        thetazero_runtime::RuntimeConfig {
+            dev_accounts: vec![thetazero_core::model::AccountId::new(1)],
+            ..Default::default()
+        },
+    )
+    .await;
     let r = app
         .call(
             "POST",
@@ -504,6 +507,7 @@ async fn dev_and_allow_localhost_are_the_operators_to_give() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.body["agent"]["id"].as_i64().unwrap();
+    let app = app.restart(thetazero_runtime::RuntimeConfig::default());
     let r = app
         .call(
             "POST",
@@ -519,16 +523,16 @@ async fn dev_and_allow_localhost_are_the_operators_to_give() {
 async fn ceilings_bind_template_defaults() {
     // STANDARD's defaults (128 MB, 30 s) and STRICT's (256 MB, 120 s) are
     // above these ceilings: runs get the ceilings.
-    let settings = thetazero_http::Settings {
+    let config = thetazero_runtime::RuntimeConfig {
         ceilings: thetazero_core::Ceilings {
             memory_mb: 64,
             cpu_time_ms: 1_000,
             max_api_calls_per_run: 10_000,
             max_api_calls_per_minute: 6_000,
         },
-        ..thetazero_http::Settings::default()
+        ..Default::default()
     };
-    let app = TestApp::with_settings(settings).await;
+    let app = TestApp::with_config(thetazero_http::Settings::default(), config).await;
     for (name, config) in [
         ("standard", json!({})),
         ("strict", json!({"sandbox_template": "STRICT"})),

@@ -273,9 +273,9 @@ async fn out_of_range_limits_name_the_ceiling() {
         );
     }
     // Operators set their own ceilings.
-    let mut settings = Settings::default();
-    settings.ceilings.memory_mb = 64;
-    let small = TestApp::with_settings(settings).await;
+    let mut config = thetazero_runtime::RuntimeConfig::default();
+    config.ceilings.memory_mb = 64;
+    let small = TestApp::with_config(Settings::default(), config).await;
     let r = small
         .call(
             "POST",

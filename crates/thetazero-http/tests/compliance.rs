@@ -9,6 +9,8 @@ use std::io::{Cursor, Read, Write};
 use common::{agent, assert_error, execute, TestApp};
 use serde_json::{json, Value};
 use thetazero_http::Settings;
+use thetazero_runtime::rates::RateLimits;
+use thetazero_runtime::RuntimeConfig;
 use tower::ServiceExt;
 
 fn control<'a>(status: &'a Value, framework: &str, id: &str) -> &'a Value {
@@ -95,10 +97,13 @@ fn rezip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 #[tokio::test]
 async fn configuration_requirements_force_not_satisfied_with_the_reason() {
-    let app = TestApp::with_settings(Settings {
-        dev_accounts: vec![thetazero_core::model::AccountId::new(1)],
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            dev_accounts: vec![thetazero_core::model::AccountId::new(1)],
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let clean = agent(
         &app,
@@ -188,10 +193,16 @@ async fn configuration_requirements_force_not_satisfied_with_the_reason() {
         "audit-prepared evidence — not a certification or compliance score"
     );
     // Rate limits turned off fail the limits check.
-    let off = TestApp::with_settings(Settings {
-        executions_per_key_per_minute: 0,
-        ..Settings::default()
-    })
+    let off = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            rates: RateLimits {
+                executions_per_key_per_minute: 0,
+                ..RateLimits::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let s = status(&off, &off.owner, "frameworks=owasp_llm_top10").await;
     assert_eq!(check(&s, "config.limits")["status"], "fail");
@@ -226,12 +237,12 @@ async fn a_ceiling_lowered_below_an_agent_s_limit_shows_the_effective_limit_and_
     );
     // The operator lowers the memory ceiling below what the agent asks for
     // and restarts; the stored agent keeps its configuration.
-    let app = app.restart(Settings {
+    let app = app.restart(RuntimeConfig {
         ceilings: thetazero_core::Ceilings {
             memory_mb: 128,
             ..Default::default()
         },
-        ..Settings::default()
+        ..RuntimeConfig::default()
     });
     let s = status(&app, &app.owner, &format!("agentId={id}")).await;
     let c = check(&s, "config.limits");

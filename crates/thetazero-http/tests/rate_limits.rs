@@ -8,6 +8,8 @@ mod common;
 use common::{assert_error, TestApp};
 use serde_json::{json, Value};
 use thetazero_http::Settings;
+use thetazero_runtime::rates::RateLimits;
+use thetazero_runtime::RuntimeConfig;
 
 async fn limit_events(app: &TestApp) -> Vec<Value> {
     let r = app
@@ -28,10 +30,16 @@ fn retry_after(r: &common::Reply) -> u64 {
 
 #[tokio::test]
 async fn executions_per_key_are_limited_per_key() {
-    let app = TestApp::with_settings(Settings {
-        executions_per_key_per_minute: 3,
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            rates: RateLimits {
+                executions_per_key_per_minute: 3,
+                ..RateLimits::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let id = app.register(&app.owner, "busy").await;
     let execute = format!("/api/v1/sdk/agents/{id}/execute");
@@ -79,10 +87,16 @@ async fn executions_per_key_are_limited_per_key() {
 
 #[tokio::test]
 async fn code_changes_per_agent_are_limited_and_other_changes_are_not() {
-    let app = TestApp::with_settings(Settings {
-        code_updates_per_agent_per_hour: 3,
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            rates: RateLimits {
+                code_updates_per_agent_per_hour: 3,
+                ..RateLimits::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     // Registering a name counts as its first code.
     let id = app.register(&app.owner, "evolving").await;
@@ -164,11 +178,17 @@ async fn code_changes_per_agent_are_limited_and_other_changes_are_not() {
 
 #[tokio::test]
 async fn a_limit_of_zero_is_off() {
-    let app = TestApp::with_settings(Settings {
-        executions_per_key_per_minute: 0,
-        code_updates_per_agent_per_hour: 0,
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            rates: RateLimits {
+                executions_per_key_per_minute: 0,
+                code_updates_per_agent_per_hour: 0,
+                ..RateLimits::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let id = app.register(&app.owner, "free").await;
     for n in 0..5 {

@@ -11,6 +11,7 @@ use common::{agent, assert_error, execute, start, start_with, TestApp};
 use serde_json::{json, Value};
 use thetazero_http::Settings;
 use thetazero_runtime::quotas::Quotas;
+use thetazero_runtime::rates::RateLimits;
 use thetazero_runtime::RuntimeConfig;
 
 async fn ask(app: &TestApp, key: &str, agent: i64, scopes: &[&str]) -> Value {
@@ -74,10 +75,13 @@ async fn a_requester_and_its_descendants_cannot_approve() {
     assert_eq!(audit.body["events"].as_array().unwrap().len(), 2);
 
     // The operator may forbid ancestors as well.
-    let app = TestApp::with_settings(Settings {
-        approvals_forbid_ancestors: true,
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            approvals_forbid_ancestors: true,
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let (requester, _) = app.key_with(&app.owner, &scopes).await;
     let id = agent(&app, json!({"name": "target", "entry_code": "return 1"})).await;
@@ -425,11 +429,17 @@ async fn runs_at_once_are_bounded_per_account() {
 
 #[tokio::test]
 async fn minting_keys_does_not_widen_the_account_rate() {
-    let app = TestApp::with_settings(Settings {
-        executions_per_account_per_minute: 2,
-        executions_per_key_per_minute: 100,
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            rates: RateLimits {
+                executions_per_account_per_minute: 2,
+                executions_per_key_per_minute: 100,
+                ..RateLimits::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let id = agent(&app, json!({"name": "quick", "entry_code": "return 1"})).await;
     let mut statuses = Vec::new();
@@ -456,10 +466,16 @@ async fn minting_keys_does_not_widen_the_account_rate() {
 
 #[tokio::test]
 async fn deleting_an_agent_does_not_reset_its_code_change_limit() {
-    let app = TestApp::with_settings(Settings {
-        code_updates_per_agent_per_hour: 2,
-        ..Settings::default()
-    })
+    let app = TestApp::with_config(
+        Settings::default(),
+        RuntimeConfig {
+            rates: RateLimits {
+                code_updates_per_agent_per_hour: 2,
+                ..RateLimits::default()
+            },
+            ..RuntimeConfig::default()
+        },
+    )
     .await;
     let register = |code: &'static str| {
         let app = &app;

@@ -6,14 +6,17 @@
 //! can reach them, and bounds how many executions may be queued. It knows
 //! nothing of HTTP.
 
+pub mod agents;
 pub mod approvals;
 pub mod context;
+pub mod drill;
 pub mod external;
 pub mod governance;
 mod host;
 pub mod inference;
 pub mod keys;
 pub mod quotas;
+pub mod rates;
 mod running;
 
 use std::sync::Arc;
@@ -55,6 +58,8 @@ pub enum RuntimeError {
     #[error("this agent asks for the DEV template or allow_localhost, which are off for this account; the operator enables them with dev_accounts")]
     DevNotAllowed,
     #[error(transparent)]
+    RateLimited(#[from] rates::RateRefused),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the sandbox could not run the execution: {0}")]
     Sandbox(String),
@@ -81,7 +86,6 @@ pub struct Executed {
     pub receipt: (u64, [u8; 32]),
 }
 
-#[derive(Default)]
 pub struct RuntimeConfig {
     pub sandbox: SandboxConfig,
     /// Thresholds and bounds of content safety (on for every agent whose
@@ -104,6 +108,33 @@ pub struct RuntimeConfig {
     pub ceilings: thetazero_core::Ceilings,
     /// Per-account quotas: bytes kept, runs at once, pending requests.
     pub quotas: quotas::Quotas,
+    /// Executions per key and per account, code changes per agent.
+    pub rates: rates::RateLimits,
+    /// Largest agent entry code, in bytes.
+    pub max_code_bytes: usize,
+    /// Forbid a key to decide permission requests made by keys it created
+    /// (directly or through others); off by default, so that an owner
+    /// approves its agents' requests as the spec's flow has it.
+    pub approvals_forbid_ancestors: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            sandbox: SandboxConfig::default(),
+            safety: SafetyConfig::default(),
+            inference: None,
+            bus: None,
+            external_scorer: None,
+            swarm: SwarmConfig::default(),
+            dev_accounts: Vec::new(),
+            ceilings: thetazero_core::Ceilings::default(),
+            quotas: quotas::Quotas::default(),
+            rates: rates::RateLimits::default(),
+            max_code_bytes: 512 << 10,
+            approvals_forbid_ancestors: false,
+        }
+    }
 }
 
 /// Bounds on swarms: executions started by other executions.
@@ -199,6 +230,9 @@ pub struct Runtime {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Content safety's injection and toxicity thresholds, as configured.
     safety_thresholds: (f32, f32),
+    rates: rates::RateLimits,
+    max_code_bytes: usize,
+    approvals_forbid_ancestors: bool,
 }
 
 /// At most this much of a value goes into an audit summary.
@@ -283,6 +317,9 @@ impl Runtime {
             launcher,
             stopping: tokio::sync::watch::Sender::new(false),
             safety_thresholds,
+            rates: config.rates,
+            max_code_bytes: config.max_code_bytes,
+            approvals_forbid_ancestors: config.approvals_forbid_ancestors,
         })
     }
 
@@ -316,6 +353,44 @@ impl Runtime {
     /// Content safety's injection and toxicity thresholds.
     pub fn safety_thresholds(&self) -> (f32, f32) {
         self.safety_thresholds
+    }
+
+    /// The operator's ceilings on every run's limits.
+    pub fn ceilings(&self) -> thetazero_core::Ceilings {
+        self.launcher.ceilings
+    }
+
+    /// The operator's rate limits.
+    pub fn rate_limits(&self) -> rates::RateLimits {
+        self.rates
+    }
+
+    /// Whether the operator lets `account` use the DEV template and
+    /// `allow_localhost` (`dev_accounts`).
+    pub fn dev_allowed(&self, account: AccountId) -> bool {
+        self.launcher.dev_accounts.contains(&account)
+    }
+
+    /// Counts one event of `caller` against `which`, as the use cases do
+    /// before acting (an execution started over the API, a kill-switch
+    /// drill, new agent code).
+    pub async fn enforce_rate(
+        &self,
+        which: rates::Limited,
+        caller: Caller,
+        agent: Option<(Option<AgentId>, &str)>,
+    ) -> Result<(), rates::RateError> {
+        rates::enforce(
+            &*self.store,
+            &self.rates,
+            which,
+            rates::Counted {
+                account: caller.account,
+                key: caller.key_id,
+                agent,
+            },
+        )
+        .await
     }
 
     pub fn running(&self) -> &Arc<Running> {
@@ -472,6 +547,29 @@ impl Runtime {
     /// Runs an agent to completion and records everything. The work runs in
     /// its own task: a caller that goes away does not leave a half-recorded
     /// execution behind.
+    /// An execution a caller asked for over the API: counted against the
+    /// key's and the account's execution rates, then run as `execute` runs
+    /// it.
+    pub async fn execute_requested(
+        &self,
+        caller: Caller,
+        agent_id: AgentId,
+        input: Value,
+    ) -> Result<Executed, RuntimeError> {
+        for which in [
+            rates::Limited::ExecutionsPerKey,
+            rates::Limited::ExecutionsPerAccount,
+        ] {
+            self.enforce_rate(which, caller, None)
+                .await
+                .map_err(|e| match e {
+                    rates::RateError::Refused(r) => RuntimeError::RateLimited(r),
+                    rates::RateError::Store(s) => RuntimeError::Store(s),
+                })?;
+        }
+        self.execute(caller, agent_id, input).await
+    }
+
     pub async fn execute(
         &self,
         caller: Caller,

@@ -1,4 +1,4 @@
-//! Scripts compiled once to QuickJS bytecode, so that a fresh context reads them instead of parsing them: the sandbox's own set-up script, and agent code that runs again unchanged. It must only ever load bytecode this process compiled from source: QuickJS trusts bytecode completely, so bytes never come from outside, and agent source is keyed by its full text.
+//! Scripts compiled once to QuickJS bytecode, so that a fresh context reads them instead of parsing them: the sandbox's own set-up script, and agent code that runs again unchanged. Only bytecode this process compiled from source is ever loaded: QuickJS trusts bytecode completely, so `Bytecode` can be made only by `compile`, and agent source is keyed by its full text.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -6,6 +6,24 @@ use std::ffi::{c_int, CString};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rquickjs::{qjs, Ctx, Error, Result, Value};
+
+/// Bytecode this process compiled from source. QuickJS trusts bytecode
+/// completely, so the type is the guarantee: its bytes are private and
+/// `compile` is the only way to make one (the cache's tests make stand-ins
+/// that never run). Cloning shares the bytes.
+#[derive(Clone)]
+pub(crate) struct Bytecode(Arc<[u8]>);
+
+impl Bytecode {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[cfg(test)]
+    fn stand_in(bytes: &[u8]) -> Bytecode {
+        Bytecode(Arc::from(bytes))
+    }
+}
 
 /// Compiles `source` as a global script in `ctx` and returns its bytecode, or
 /// `None` if it does not compile (the caller evaluates the source instead,
@@ -17,7 +35,7 @@ pub(crate) fn compile(
     source: &str,
     filename: &str,
     barrier: bool,
-) -> Option<Arc<[u8]>> {
+) -> Option<Bytecode> {
     let src = CString::new(source).ok()?;
     let file = CString::new(filename).ok()?;
     let raw = ctx.as_raw().as_ptr();
@@ -42,12 +60,13 @@ pub(crate) fn compile(
         }
         let bytes: Arc<[u8]> = std::slice::from_raw_parts(buf, len as usize).into();
         qjs::js_free(raw, buf.cast());
-        Some(bytes)
+        Some(Bytecode(bytes))
     }
 }
 
 /// Runs bytecode made by `compile` in `ctx` and returns the script's value.
-pub(crate) fn run<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> Result<Value<'js>> {
+fn run<'js>(ctx: &Ctx<'js>, bytecode: &Bytecode) -> Result<Value<'js>> {
+    let bytes = &bytecode.0;
     let raw = ctx.as_raw().as_ptr();
     // SAFETY: the bytes were written by JS_WriteObject of this same engine
     // build in this process (`compile`); JS_EvalFunction takes the function.
@@ -73,7 +92,7 @@ pub(crate) fn run<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> Result<Value<'js>> {
 pub(crate) struct Fixed {
     source: &'static str,
     filename: &'static str,
-    bytes: OnceLock<Arc<[u8]>>,
+    bytes: OnceLock<Bytecode>,
 }
 
 impl Fixed {
@@ -110,8 +129,8 @@ pub(crate) fn eval<'js>(
     source: &str,
     filename: &str,
     barrier: bool,
-    cached: Option<Arc<[u8]>>,
-    keep: impl FnOnce(Arc<[u8]>),
+    cached: Option<Bytecode>,
+    keep: impl FnOnce(Bytecode),
 ) -> Result<Value<'js>> {
     let bytes = cached.or_else(|| {
         let compiled = compile(ctx, source, filename, barrier)?;
@@ -143,7 +162,7 @@ pub(crate) struct AgentCache {
 }
 
 /// Agent source and its bytecode.
-type Compiled = (Arc<str>, Arc<[u8]>);
+type Compiled = (Arc<str>, Bytecode);
 
 #[derive(Default)]
 struct ScopeCache {
@@ -182,7 +201,7 @@ impl AgentCache {
         }
     }
 
-    pub(crate) fn get(&self, scope: u64, source: &str) -> Option<Arc<[u8]>> {
+    pub(crate) fn get(&self, scope: u64, source: &str) -> Option<Bytecode> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         match inner.scopes.get(&scope)?.entries.get(&hash(source)) {
             Some((kept, bytes)) if **kept == *source => Some(bytes.clone()),
@@ -190,7 +209,7 @@ impl AgentCache {
         }
     }
 
-    pub(crate) fn put(&self, scope: u64, source: &str, bytes: Arc<[u8]>) {
+    pub(crate) fn put(&self, scope: u64, source: &str, bytes: Bytecode) {
         if bytes.len() > CACHE_MAX_SCRIPT {
             return;
         }
@@ -232,8 +251,11 @@ mod tests {
     #[test]
     fn entries_are_per_scope_and_per_exact_source() {
         let c = AgentCache::new();
-        c.put(1, "return 1", Arc::from(&b"one"[..]));
-        assert_eq!(c.get(1, "return 1").as_deref(), Some(&b"one"[..]));
+        c.put(1, "return 1", Bytecode::stand_in(b"one"));
+        assert_eq!(
+            c.get(1, "return 1").map(|b| b.0.to_vec()),
+            Some(b"one".to_vec())
+        );
         assert!(c.get(2, "return 1").is_none());
         assert!(c.get(1, "return 1 ").is_none());
     }
@@ -242,19 +264,23 @@ mod tests {
     fn the_cache_stays_bounded() {
         let c = AgentCache::new();
         for i in 0..SCOPE_ENTRIES + 10 {
-            c.put(0, &format!("return {i}"), Arc::from(&b"x"[..]));
+            c.put(0, &format!("return {i}"), Bytecode::stand_in(b"x"));
         }
         let inner = c.inner.lock().unwrap();
         assert!(inner.scopes[&0].entries.len() <= SCOPE_ENTRIES);
         assert_eq!(inner.bytes, inner.scopes[&0].entries.len());
         drop(inner);
-        c.put(0, "big", Arc::from(vec![0u8; CACHE_MAX_SCRIPT + 1]));
+        c.put(
+            0,
+            "big",
+            Bytecode::stand_in(&vec![0u8; CACHE_MAX_SCRIPT + 1]),
+        );
         assert!(c.get(0, "big").is_none());
         // All scopes together stay under the total.
         let chunk = vec![0u8; CACHE_MAX_SCRIPT];
         for scope in 0..100u64 {
             for i in 0..4 {
-                c.put(scope, &format!("s{i}"), Arc::from(&chunk[..]));
+                c.put(scope, &format!("s{i}"), Bytecode::stand_in(&chunk));
             }
         }
         assert!(c.inner.lock().unwrap().bytes <= CACHE_BYTES);
@@ -264,10 +290,13 @@ mod tests {
     #[test]
     fn one_scope_cannot_flush_another() {
         let c = AgentCache::new();
-        c.put(1, "return 'mine'", Arc::from(&b"mine"[..]));
+        c.put(1, "return 'mine'", Bytecode::stand_in(b"mine"));
         for i in 0..SCOPE_ENTRIES * 4 {
-            c.put(2, &format!("return {i}"), Arc::from(&b"x"[..]));
+            c.put(2, &format!("return {i}"), Bytecode::stand_in(b"x"));
         }
-        assert_eq!(c.get(1, "return 'mine'").as_deref(), Some(&b"mine"[..]));
+        assert_eq!(
+            c.get(1, "return 'mine'").map(|b| b.0.to_vec()),
+            Some(b"mine".to_vec())
+        );
     }
 }

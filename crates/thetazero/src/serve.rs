@@ -24,6 +24,7 @@ use thetazero_http::{AppState, Settings};
 use thetazero_ledger::Ledger;
 use thetazero_runtime::external::ExternalScorerConfig;
 use thetazero_runtime::inference::InferenceConfig;
+use thetazero_runtime::rates::RateLimits;
 use thetazero_runtime::sandbox::{EngineMode, ProcessConfig, SandboxConfig};
 use thetazero_runtime::{Runtime, RuntimeConfig, SwarmConfig};
 use thetazero_safety::SafetyConfig;
@@ -225,6 +226,12 @@ pub struct Config {
     pub inference: Option<InferenceConfig>,
     pub sandbox: SandboxConfig,
     pub swarm: SwarmConfig,
+    /// The operator's ceilings on every run's limits.
+    pub ceilings: Ceilings,
+    /// Accounts allowed the DEV template and `allow_localhost`.
+    pub dev_accounts: Vec<AccountId>,
+    pub rates: RateLimits,
+    pub approvals_forbid_ancestors: bool,
     pub settings: Settings,
     pub shutdown_grace: std::time::Duration,
     pub quotas: thetazero_runtime::quotas::Quotas,
@@ -258,21 +265,20 @@ impl Config {
             .or(file.signing_key_file)
             .unwrap_or_else(|| data_dir.join("signing.key"));
         let mut settings = Settings::default();
-        if let Some(c) = file.ceilings {
-            settings.ceilings = c;
-        }
+        let ceilings = file.ceilings.unwrap_or_default();
         if let Some(b) = file.max_body_bytes {
             settings.max_body_bytes = b;
         }
-        settings.dev_accounts = file
+        let dev_accounts: Vec<AccountId> = file
             .dev_accounts
             .take()
             .unwrap_or_default()
             .into_iter()
             .map(AccountId::new)
             .collect();
-        settings.approvals_forbid_ancestors = file.approvals_forbid_ancestors.unwrap_or(false);
+        let approvals_forbid_ancestors = file.approvals_forbid_ancestors.unwrap_or(false);
         let mut swarm = SwarmConfig::default();
+        let mut rates = RateLimits::default();
         if let Some(r) = file.rate_limits.take() {
             if let Some(n) = r.swarm_executions_per_account_per_hour {
                 swarm.executions_per_account_per_hour = n;
@@ -284,13 +290,13 @@ impl Config {
                 swarm.max_depth = n;
             }
             if let Some(n) = r.executions_per_key_per_minute {
-                settings.executions_per_key_per_minute = n;
+                rates.executions_per_key_per_minute = n;
             }
             if let Some(n) = r.executions_per_account_per_minute {
-                settings.executions_per_account_per_minute = n;
+                rates.executions_per_account_per_minute = n;
             }
             if let Some(n) = r.code_updates_per_agent_per_hour {
-                settings.code_updates_per_agent_per_hour = n;
+                rates.code_updates_per_agent_per_hour = n;
             }
         }
         if let Some(ms) = file.stream_keepalive_ms {
@@ -404,6 +410,10 @@ impl Config {
             sandbox,
             swarm,
             quotas,
+            ceilings,
+            dev_accounts,
+            rates,
+            approvals_forbid_ancestors,
             header_read_timeout: std::time::Duration::from_millis(header_ms),
             shutdown_grace: std::time::Duration::from_millis(
                 file.shutdown_grace_ms.unwrap_or(8000).min(3_600_000),
@@ -596,7 +606,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
 async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
     let json_logs = config.log_format == "json";
-    thetazero_core::telemetry::configure(config.settings.ceilings.cpu_time_ms);
+    thetazero_core::telemetry::configure(config.ceilings.cpu_time_ms);
     let metrics_listener = bind_metrics(&config).await?;
     if let Some(l) = &metrics_listener {
         // Agents' requests never reach it, not even DEV's allow_localhost.
@@ -696,9 +706,12 @@ async fn serve(args: ServeArgs, mut config: Config) -> Result<()> {
             external_scorer: config.external_scorer.clone(),
             sandbox: config.sandbox.clone(),
             swarm: config.swarm,
-            dev_accounts: config.settings.dev_accounts.clone(),
-            ceilings: config.settings.ceilings,
+            dev_accounts: config.dev_accounts.clone(),
+            ceilings: config.ceilings,
             quotas: config.quotas,
+            rates: config.rates,
+            approvals_forbid_ancestors: config.approvals_forbid_ancestors,
+            ..RuntimeConfig::default()
         },
     )
     .context("starting the sandbox")?;
@@ -858,7 +871,7 @@ pub(crate) fn clipped_templates(
     .into_iter()
     .filter_map(|template| {
         let defaults = template.defaults();
-        let clipped = config.settings.ceilings.clip(defaults);
+        let clipped = config.ceilings.clip(defaults);
         (clipped != defaults).then_some((template, clipped))
     })
     .collect()

@@ -2,8 +2,6 @@
 //! caller's account (or one of its agents): status, the JSON report, the
 //! signed evidence package, and the kill-switch drill.
 
-use std::time::{Duration, Instant};
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
@@ -14,12 +12,8 @@ use serde_json::{json, Value};
 use thetazero_api::types::{DrillResponse, DrillResult, FrameworkInfo, FrameworkList};
 use thetazero_api::ErrorCode;
 use thetazero_compliance::{AssessError, Assessment, Deployment, Request};
-use thetazero_core::audit::{AuditAction, AuditEvent};
-use thetazero_core::model::{
-    AccountId, AgentId, AgentSpec, AgentStatus, ExecutionId, ExecutionStatus, PageRequest,
-};
-use thetazero_core::{AgentConfig, KeyScope, Permissions};
-use thetazero_runtime::Caller as RunCaller;
+use thetazero_core::model::{AccountId, AgentId};
+use thetazero_runtime::drill::DrillError;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -34,13 +28,15 @@ impl From<AssessError> for HttpError {
             AssessError::UnknownFramework(u) => HttpError::invalid(u.to_string()),
             AssessError::NotFound => HttpError::not_found("agent"),
             AssessError::Store(m) => HttpError::internal(m),
+            AssessError::Package(p) => HttpError::internal(p),
         }
     }
 }
 
 /// The deployment settings that bind the caller's account.
 pub(crate) fn deployment(state: &AppState, account: AccountId) -> Deployment {
-    let c = &state.settings.ceilings;
+    let c = state.runtime.ceilings();
+    let rates = state.runtime.rate_limits();
     let (injection, toxicity) = state.runtime.safety_thresholds();
     Deployment {
         platform_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -50,11 +46,11 @@ pub(crate) fn deployment(state: &AppState, account: AccountId) -> Deployment {
             "max_api_calls_per_run": c.max_api_calls_per_run,
             "max_api_calls_per_minute": c.max_api_calls_per_minute,
         }),
-        executions_per_key_per_minute: state.settings.executions_per_key_per_minute,
-        code_updates_per_agent_per_hour: state.settings.code_updates_per_agent_per_hour,
+        executions_per_key_per_minute: rates.executions_per_key_per_minute,
+        code_updates_per_agent_per_hour: rates.code_updates_per_agent_per_hour,
         injection_threshold: injection,
         toxicity_threshold: toxicity,
-        dev_allowed: state.settings.dev_accounts.contains(&account),
+        dev_allowed: state.runtime.dev_allowed(account),
         anchor_kind: state.ledger.anchor_kind().to_string(),
         audit_retention: "indefinite: the store refuses UPDATE and DELETE of audit leaves, and nothing prunes them".into(),
     }
@@ -288,51 +284,30 @@ pub async fn package(
     if frameworks.len() != 1 {
         return Err(HttpError::invalid("name exactly one framework in the path"));
     }
-    let a = assess(
-        &state,
-        &caller,
+    let request = Request {
+        account: caller.account(),
+        agent: req.agent_id.map(AgentId::new),
         frameworks,
-        req.agent_id.map(AgentId::new),
-        req.from.as_deref(),
-        req.to.as_deref(),
+        from: req
+            .from
+            .as_deref()
+            .map(|f| parse_time("from", f, false))
+            .transpose()?,
+        to: req
+            .to
+            .as_deref()
+            .map(|t| parse_time("to", t, true))
+            .transpose()?,
+    };
+    let (built, record) = thetazero_compliance::generate_package(
+        state.store.clone(),
+        &state.ledger,
+        deployment(&state, caller.account()),
+        request,
+        &framework,
+        caller.key_id(),
     )
     .await?;
-    let ledger = state.ledger.clone();
-    let sign = move |m: &[u8]| {
-        ledger
-            .sign_raw(m)
-            .map(|s| s.to_vec())
-            .map_err(|e| e.to_string())
-    };
-    let built = thetazero_compliance::package::build(
-        &a,
-        &framework,
-        state.ledger.verifier_key().as_str(),
-        &sign,
-    )
-    .map_err(HttpError::internal)?;
-    let account = caller.account();
-    let mut event = AuditEvent::new(
-        account,
-        AuditAction::CompliancePackageGenerated,
-        format!(
-            "evidence package sha256:{} generated ({})",
-            built.sha256, framework
-        ),
-    )
-    .key(caller.key_id())
-    .payload(
-        json!({"framework": framework, "format": "markdown", "filename": built.filename,
-                    "sha256": built.sha256, "bytes": built.bytes.len(), "agent_id": req.agent_id}),
-    );
-    event.agent_id = req.agent_id.map(AgentId::new);
-    let record = state
-        .store
-        .append_audit(vec![event])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| HttpError::internal("no audit record for the package"))?;
     let mut response = (
         [(
             header::CONTENT_TYPE,
@@ -356,9 +331,6 @@ pub async fn package(
     Ok(response)
 }
 
-/// The canary's code: it spins until it is stopped.
-const CANARY_CODE: &str = "while (true) {}";
-
 /// Run a kill-switch drill in the caller's account (needs `compliance` and
 /// `killswitch`): a canary agent is registered, started spinning, killed,
 /// and deleted; confirmed termination and latency are recorded in a
@@ -372,190 +344,37 @@ pub async fn drill(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> HttpResult<Json<DrillResponse>> {
-    if !caller.key.has_scope(KeyScope::Killswitch) {
-        return Err(HttpError::new(
-            ErrorCode::MissingScope,
-            "this API key lacks the scope killswitch (a drill needs compliance and killswitch)",
-        ));
-    }
-    // A drill starts an execution: it counts against the key's rate.
-    crate::rate::enforce(
-        &state,
-        &caller,
-        crate::rate::Limited::ExecutionsPerKey,
-        None,
-    )
-    .await?;
-    let account = caller.account();
-    let key_id = caller.key_id();
-    let mut suffix = [0u8; 6];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut suffix);
-    let name = format!("compliance-drill-canary-{}", hex::encode(suffix));
-    let ceilings = state.settings.ceilings;
-    let config = AgentConfig::from_json(
-        &json!({"cpu_time_limit_ms": ceilings.cpu_time_ms.min(60_000)}),
-        &ceilings,
-    )?;
-    let spec = AgentSpec {
-        name: name.clone(),
-        version: "1.0.0".into(),
-        description: "kill-switch drill canary".into(),
-        status: AgentStatus::Ready,
-        entry_code: CANARY_CODE.into(),
-        config,
-        permissions: Permissions::None,
-    };
-    let (canary, _) = state
-        .store
-        .upsert_agent_audited(
-            account,
-            spec,
-            Box::new(move |(agent, _)| {
-                vec![AuditEvent::new(account, AuditAction::AgentCreated, format!("drill canary {} registered", agent.name))
-                    .agent(agent.id)
-                    .key(key_id)
-                    .payload(json!({"drill": true, "version": agent.version, "config": agent.config.to_json(), "permissions": agent.permissions.to_json()}))]
-            }),
-        )
-        .await?;
-    let outcome = run_drill(&state, &caller, canary.id).await;
-    // The canary goes whatever happened.
-    let deleted = state
-        .store
-        .delete_agent_audited(
-            account,
-            canary.id,
-            Box::new(move |id| {
-                vec![
-                    AuditEvent::new(account, AuditAction::AgentDeleted, "drill canary deleted")
-                        .agent(*id)
-                        .key(key_id)
-                        .payload(json!({"drill": true})),
-                ]
-            }),
-        )
-        .await;
-    let run = outcome?;
-    deleted?;
-    let result = DrillResult {
-        execution_id: run.execution_id.get(),
-        confirmed: run.confirmed,
-        kill_confirmed: run.kill_confirmed,
-        terminated: run.terminated,
-        elapsed_ms: run.elapsed_ms,
-        execution_status: run.execution_status,
-        started_to_kill_ms: run.started_to_kill_ms,
-        canary_agent_id: canary.id.get(),
-        canary_name: name,
-        canary_deleted: true,
-        drill: true,
-    };
-    let description = format!(
-        "kill-switch drill: termination {} in {:.1} ms",
-        if result.confirmed {
-            "confirmed"
-        } else {
-            "NOT confirmed"
-        },
-        result.elapsed_ms
-    );
-    let mut event = AuditEvent::new(account, AuditAction::ComplianceDrill, description)
-        .agent(canary.id)
-        .key(key_id)
-        .payload(serde_json::to_value(&result).map_err(HttpError::internal)?);
-    event.execution_id = Some(run.execution_id);
-    let record = state
-        .store
-        .append_audit(vec![event])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| HttpError::internal("no audit record for the drill"))?;
+    let (run, record) = state.runtime.kill_switch_drill(&caller.key).await?;
     Ok(Json(DrillResponse {
         success: true,
-        drill: result,
+        drill: DrillResult {
+            execution_id: run.execution_id.get(),
+            confirmed: run.confirmed,
+            kill_confirmed: run.kill_confirmed,
+            terminated: run.terminated,
+            elapsed_ms: run.elapsed_ms,
+            execution_status: run.execution_status,
+            started_to_kill_ms: run.started_to_kill_ms,
+            canary_agent_id: run.canary_agent_id.get(),
+            canary_name: run.canary_name,
+            canary_deleted: run.canary_deleted,
+            drill: run.drill,
+        },
         leaf_index: record.leaf_index,
         leaf_hash: hex::encode(record.leaf_hash),
     }))
 }
 
-/// What the drill's run measured, before the canary is deleted.
-struct DrillRun {
-    execution_id: ExecutionId,
-    confirmed: bool,
-    kill_confirmed: bool,
-    terminated: u64,
-    elapsed_ms: f64,
-    execution_status: String,
-    started_to_kill_ms: f64,
-}
-
-async fn run_drill(state: &AppState, caller: &Caller, agent: AgentId) -> HttpResult<DrillRun> {
-    let account = caller.account();
-    let run_caller = RunCaller {
-        account,
-        key_id: caller.key_id(),
-    };
-    let runtime = state.runtime.clone();
-    let started = Instant::now();
-    let run = tokio::spawn(async move { runtime.execute(run_caller, agent, json!({})).await });
-    // Wait for the run to be recorded as running (or to end early).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let execution_id = loop {
-        let page = state
-            .store
-            .list_executions(
-                account,
-                agent,
-                Some(ExecutionStatus::Running),
-                PageRequest { page: 1, limit: 1 },
-            )
-            .await?;
-        if let Some(e) = page.items.first() {
-            break e.id;
+impl From<DrillError> for HttpError {
+    fn from(e: DrillError) -> Self {
+        match e {
+            DrillError::MissingScope => HttpError::new(ErrorCode::MissingScope, e.to_string()),
+            DrillError::NotStarted => HttpError::new(ErrorCode::ServiceUnavailable, e.to_string()),
+            DrillError::EndedEarly | DrillError::Internal(_) => HttpError::internal(e.to_string()),
+            DrillError::RateLimited(r) => r.into(),
+            DrillError::Config(c) => c.into(),
+            DrillError::Run(r) => r.into(),
+            DrillError::Store(s) => s.into(),
         }
-        if run.is_finished() {
-            let ended = run.await.map_err(HttpError::internal)?;
-            return Err(match ended {
-                Err(e) => e.into(),
-                Ok(_) => HttpError::internal("the drill's canary ended before it could be killed"),
-            });
-        }
-        if Instant::now() > deadline {
-            // Still queued: stop it before it runs, then report.
-            state
-                .runtime
-                .kill_agent_drill(
-                    run_caller,
-                    agent,
-                    "kill-switch drill: the canary never started".into(),
-                )
-                .await?;
-            let _ = run.await;
-            return Err(HttpError::new(
-                ErrorCode::ServiceUnavailable,
-                "the drill's canary did not start within 20 s; retry when the account's runs have drained",
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let spinning_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let kill = state
-        .runtime
-        .kill_agent_drill(run_caller, agent, "kill-switch drill".into())
-        .await?;
-    let ended = run.await.map_err(HttpError::internal)?;
-    let status = match &ended {
-        Ok(done) => done.execution.status.as_str().to_string(),
-        Err(e) => format!("error: {e}"),
-    };
-    Ok(DrillRun {
-        execution_id,
-        confirmed: kill.confirmed && status == "killed",
-        kill_confirmed: kill.confirmed,
-        terminated: kill.terminated as u64,
-        elapsed_ms: kill.elapsed_ms,
-        execution_status: status,
-        started_to_kill_ms: spinning_ms,
-    })
+    }
 }

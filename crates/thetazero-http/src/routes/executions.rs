@@ -79,6 +79,7 @@ impl From<RuntimeError> for HttpError {
                 HttpError(err)
             }
             RuntimeError::DevNotAllowed => HttpError::new(ErrorCode::InvalidConfig, e.to_string()),
+            RuntimeError::RateLimited(r) => r.into(),
             RuntimeError::Store(s) => s.into(),
             RuntimeError::Sandbox(m) => HttpError::internal(m),
         }
@@ -98,24 +99,10 @@ pub async fn execute(
     Id(id): Id<AgentId>,
     OptionalJsonBody(req): OptionalJsonBody<ExecuteRequest>,
 ) -> HttpResult<(Extension<crate::Outcome>, Json<ExecutionResponse>)> {
-    crate::rate::enforce(
-        &state,
-        &caller,
-        crate::rate::Limited::ExecutionsPerKey,
-        None,
-    )
-    .await?;
-    crate::rate::enforce(
-        &state,
-        &caller,
-        crate::rate::Limited::ExecutionsPerAccount,
-        None,
-    )
-    .await?;
     let input = req.input.unwrap_or_else(|| json!({}));
     let executed = state
         .runtime
-        .execute(
+        .execute_requested(
             RunCaller {
                 account: caller.account(),
                 key_id: caller.key_id(),

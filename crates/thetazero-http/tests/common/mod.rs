@@ -129,8 +129,6 @@ impl TestApp {
 
     pub async fn with_config(settings: Settings, mut config: RuntimeConfig) -> TestApp {
         config.sandbox.mode = engine_mode();
-        // The engine holds runs to the same ceilings the API checks.
-        config.ceilings = settings.ceilings;
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, schema): (Arc<dyn Store>, Option<PgSchema>) =
             match std::env::var("THETAZERO_TEST_BACKEND").as_deref() {
@@ -184,18 +182,16 @@ impl TestApp {
         }
     }
 
-    /// The same store and ledger served with other settings, as after the
-    /// operator edits the configuration and restarts the server.
-    pub fn restart(mut self, settings: Settings) -> TestApp {
-        let mut config = RuntimeConfig::default();
+    /// The same store and ledger served with another configuration, as
+    /// after the operator edits it and restarts the server.
+    pub fn restart(mut self, mut config: RuntimeConfig) -> TestApp {
         config.sandbox.mode = engine_mode();
-        config.ceilings = settings.ceilings;
         let runtime = Arc::new(Runtime::new(self.store.clone(), config).expect("runtime"));
         self.router = thetazero_http::router(AppState::new(
             self.store.clone(),
             runtime,
             self.ledger.clone(),
-            settings,
+            Settings::default(),
         ));
         self
     }

@@ -50,7 +50,7 @@ pub fn run(out: Out, command: Command) -> Result<()> {
             })
         })
         .collect();
-    let c = config.settings.ceilings;
+    let c = config.ceilings;
     let summary = json!({
         "valid": true,
         "listen": config.listen,
