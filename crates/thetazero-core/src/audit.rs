@@ -4,7 +4,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::model::{AccountId, AgentId, ExecutionId, KeyId};
+use crate::model::{AccountId, AgentId, AuditRecordId, ExecutionId, KeyId};
 
 /// One thing that happened, before it is given a place in the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,7 +228,7 @@ impl AuditEvent {
 /// client keeps is `(leaf_index, leaf_hash)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
-    pub id: i64,
+    pub id: AuditRecordId,
     pub leaf_index: u64,
     /// RFC 6962 leaf hash of the exact leaf bytes.
     pub leaf_hash: [u8; 32],

@@ -1,4 +1,5 @@
-//! The ids of accounts, agents, executions, keys and permission requests:
+//! The ids of accounts, agents, executions, keys, permission requests and
+//! audit records:
 //! one type per kind, so that an agent's id cannot be passed where a key's
 //! is expected. They are numbers on the wire and in the database; a raw
 //! integer becomes an id only where one enters the system (a stored row, a
@@ -50,6 +51,8 @@ ids! {
     /// An API key.
     KeyId;
     PermissionRequestId;
+    /// A record of an account's audit log (not its leaf index: the row).
+    AuditRecordId;
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-pub use crate::id::{AccountId, AgentId, ExecutionId, KeyId, PermissionRequestId};
+pub use crate::id::{AccountId, AgentId, AuditRecordId, ExecutionId, KeyId, PermissionRequestId};
 use crate::limits::AgentConfig;
 use crate::permissions::{KeyScope, Permissions};
 

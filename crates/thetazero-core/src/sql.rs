@@ -7,7 +7,7 @@
 mod sqlite {
     use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-    use crate::id::{AccountId, AgentId, ExecutionId, KeyId, PermissionRequestId};
+    use crate::id::{AccountId, AgentId, AuditRecordId, ExecutionId, KeyId, PermissionRequestId};
     use crate::model::PermissionRequestStatus;
 
     macro_rules! sqlite_ids {
@@ -26,7 +26,14 @@ mod sqlite {
         )*};
     }
 
-    sqlite_ids!(AccountId, AgentId, ExecutionId, KeyId, PermissionRequestId);
+    sqlite_ids!(
+        AccountId,
+        AgentId,
+        AuditRecordId,
+        ExecutionId,
+        KeyId,
+        PermissionRequestId
+    );
 
     impl ToSql for PermissionRequestStatus {
         fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -52,7 +59,7 @@ mod postgres {
     use bytes::BytesMut;
     use postgres_types::{accepts, to_sql_checked, FromSql, IsNull, ToSql, Type};
 
-    use crate::id::{AccountId, AgentId, ExecutionId, KeyId, PermissionRequestId};
+    use crate::id::{AccountId, AgentId, AuditRecordId, ExecutionId, KeyId, PermissionRequestId};
     use crate::model::PermissionRequestStatus;
 
     type BoxError = Box<dyn Error + Sync + Send>;
@@ -78,7 +85,14 @@ mod postgres {
         )*};
     }
 
-    postgres_ids!(AccountId, AgentId, ExecutionId, KeyId, PermissionRequestId);
+    postgres_ids!(
+        AccountId,
+        AgentId,
+        AuditRecordId,
+        ExecutionId,
+        KeyId,
+        PermissionRequestId
+    );
 
     impl ToSql for PermissionRequestStatus {
         fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {

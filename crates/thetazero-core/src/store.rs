@@ -8,13 +8,13 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
-use crate::model::AgentStatus;
 use crate::model::{
     Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry, Execution,
     ExecutionId, ExecutionOutcome, ExecutionStatus, KeyId, NewExecution, NewKey,
     NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
     PermissionRequestStatus, RequestDecision,
 };
+use crate::model::{AgentStatus, AuditRecordId};
 use crate::rate::{RateDecision, RateLimit};
 use crate::{AgentConfig, Ceilings, KeyScope, Permissions};
 
@@ -342,10 +342,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<AuditRecord>>;
 
     /// One record by id.
-    async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>>;
+    async fn audit_record(
+        &self,
+        account: AccountId,
+        id: AuditRecordId,
+    ) -> StoreResult<Option<AuditRecord>>;
     /// The full payload of one record of the account (summaries and leaves
     /// do not carry it), `None` when it has none or is not the account's.
-    async fn audit_payload(&self, account: AccountId, id: i64) -> StoreResult<Option<Value>>;
+    async fn audit_payload(
+        &self,
+        account: AccountId,
+        id: AuditRecordId,
+    ) -> StoreResult<Option<Value>>;
     /// The number of leaves in the account's log.
     async fn audit_log_size(&self, account: AccountId) -> StoreResult<u64>;
     /// Exact leaf bytes for indices `from..to` (at most `limit`), in order.

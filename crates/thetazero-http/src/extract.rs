@@ -210,14 +210,13 @@ macro_rules! path_ids {
     )*};
 }
 
-path_ids!(AgentId, ExecutionId, KeyId, PermissionRequestId);
-
-/// An audit record's id, which is not one of the numbered kinds.
-impl PathId for i64 {
-    fn from_path(raw: i64) -> Self {
-        raw
-    }
-}
+path_ids!(
+    AgentId,
+    AuditRecordId,
+    ExecutionId,
+    KeyId,
+    PermissionRequestId
+);
 
 impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Id<T> {
     type Rejection = HttpError;

@@ -72,7 +72,7 @@ pub fn account(a: &Account) -> AccountView {
 pub fn audit(r: &AuditRecord) -> AuditEventView {
     let e = &r.event;
     AuditEventView {
-        id: r.id,
+        id: r.id.get(),
         leaf_index: r.leaf_index,
         leaf_hash: b64(&r.leaf_hash),
         timestamp: rfc3339(r.timestamp),

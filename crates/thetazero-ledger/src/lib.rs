@@ -25,7 +25,7 @@ use thetazero_audit::{
 };
 use thetazero_core::audit::AnchorRecord;
 use thetazero_core::audit::{AuditAction, AuditQuery, AuditRecord, StoredCheckpoint};
-use thetazero_core::model::{AccountId, AgentId, Execution, ExecutionId, RunReport};
+use thetazero_core::model::{AccountId, AgentId, AuditRecordId, Execution, ExecutionId, RunReport};
 use thetazero_core::store::{Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
@@ -272,7 +272,7 @@ impl Ledger {
     pub async fn record_proof(
         &self,
         account: AccountId,
-        record_id: i64,
+        record_id: AuditRecordId,
     ) -> LedgerResult<RecordProof> {
         let record = self
             .store
@@ -310,7 +310,7 @@ impl Ledger {
             None
         };
         let mut proof = RecordProof::new(
-            record.id,
+            record.id.get(),
             &self.origin(account),
             index,
             &leaf,
@@ -719,7 +719,7 @@ impl Ledger {
                         integrity(format!("leaf {} is missing", record.leaf_index))
                     })?;
                     exporter
-                        .write_leaf(Some(record.id), record.leaf_index, bytes)
+                        .write_leaf(Some(record.id.get()), record.leaf_index, bytes)
                         .map_err(integrity)?;
                 }
             }

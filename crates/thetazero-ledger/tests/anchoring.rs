@@ -64,7 +64,11 @@ async fn a_confirmed_anchor_fills_anchor_tx_hash() {
     let note = std::fs::read_to_string(dir.path().join("hook.sh.note")).unwrap();
     let latest = store.latest_checkpoint(account).await.unwrap().unwrap();
     assert_eq!(note, latest.note, "the hook received the signed checkpoint");
-    let first = store.audit_record(account, 1).await.unwrap().unwrap();
+    let first = store
+        .audit_record(account, thetazero_core::model::AuditRecordId::new(1))
+        .await
+        .unwrap()
+        .unwrap();
     let proof = ledger.record_proof(account, first.id).await.unwrap();
     let tx = proof
         .anchor_tx_hash

@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use thetazero_audit::merkle;
 use thetazero_core::audit::{commit_payload, leaf_bytes, AuditEvent, AuditRecord};
-use thetazero_core::model::{AccountId, Execution, ExecutionId, ExecutionOutcome, NewExecution};
+use thetazero_core::model::{
+    AccountId, AuditRecordId, Execution, ExecutionId, ExecutionOutcome, NewExecution,
+};
 use thetazero_core::store::{StoreError, StoreResult};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -294,7 +296,7 @@ fn records(events: Vec<AuditEvent>, placements: Vec<Placement>) -> Vec<AuditReco
 
 pub(crate) fn record(event: AuditEvent, p: Placement) -> AuditRecord {
     AuditRecord {
-        id: p.id,
+        id: AuditRecordId::new(p.id),
         leaf_index: p.leaf_index as u64,
         leaf_hash: p.leaf_hash,
         timestamp: p.timestamp,

@@ -24,10 +24,10 @@ use tokio_postgres::Row;
 
 use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::model::{
-    id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry,
-    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId, NewExecution, NewKey,
-    NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
-    PermissionRequestStatus, RequestDecision,
+    id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, AuditRecordId,
+    ContextEntry, Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId,
+    NewExecution, NewKey, NewPermissionRequest, Page, PageRequest, PermissionRequest,
+    PermissionRequestId, PermissionRequestStatus, RequestDecision,
 };
 use thetazero_core::rate::{interval_us, RateDecision, RateLimit};
 use thetazero_core::store::{
@@ -1431,7 +1431,11 @@ impl Store for PgStore {
         })
     }
 
-    async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>> {
+    async fn audit_record(
+        &self,
+        account: AccountId,
+        id: AuditRecordId,
+    ) -> StoreResult<Option<AuditRecord>> {
         let client = self.client().await?;
         query_opt(
             &client,
@@ -1444,7 +1448,11 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn audit_payload(&self, account: AccountId, id: i64) -> StoreResult<Option<Value>> {
+    async fn audit_payload(
+        &self,
+        account: AccountId,
+        id: AuditRecordId,
+    ) -> StoreResult<Option<Value>> {
         let client = self.client().await?;
         let row = query_opt(
             &client,

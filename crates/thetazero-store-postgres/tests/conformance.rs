@@ -231,7 +231,7 @@ async fn audit_payloads_are_kept_apart() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<_, i64>(0), records[0].id);
+    assert_eq!(rows[0].get::<_, i64>(0), records[0].id.get());
     let payload: serde_json::Value = serde_json::from_str(rows[0].get(1)).unwrap();
     assert_eq!(
         payload,

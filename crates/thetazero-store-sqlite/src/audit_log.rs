@@ -13,7 +13,7 @@ use thetazero_audit::merkle::{self, Hash, HashReader};
 use thetazero_core::audit::{
     commit_payload, leaf_bytes, AuditEvent, AuditRecord, StoredCheckpoint,
 };
-use thetazero_core::model::{AccountId, AgentId, ExecutionId, KeyId};
+use thetazero_core::model::{AccountId, AgentId, AuditRecordId, ExecutionId, KeyId};
 use thetazero_core::store::{StoreError, StoreResult};
 use time::OffsetDateTime;
 
@@ -243,7 +243,7 @@ fn append_run(
                 .map_err(map_err)?;
         }
         out.push(AuditRecord {
-            id,
+            id: AuditRecordId::new(id),
             leaf_index: index as u64,
             leaf_hash: p.leaf_hash,
             timestamp: from_micros(p.at),

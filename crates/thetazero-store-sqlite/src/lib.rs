@@ -20,10 +20,10 @@ use time::OffsetDateTime;
 
 use thetazero_core::audit::{AnchorRecord, AuditEvent, AuditQuery, AuditRecord, StoredCheckpoint};
 use thetazero_core::model::{
-    id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, ContextEntry,
-    Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId, NewExecution, NewKey,
-    NewPermissionRequest, Page, PageRequest, PermissionRequest, PermissionRequestId,
-    PermissionRequestStatus, RequestDecision,
+    id_range, Account, AccountId, Agent, AgentId, AgentPatch, AgentSpec, ApiKey, AuditRecordId,
+    ContextEntry, Execution, ExecutionId, ExecutionOutcome, ExecutionStatus, IdKind, KeyId,
+    NewExecution, NewKey, NewPermissionRequest, Page, PageRequest, PermissionRequest,
+    PermissionRequestId, PermissionRequestStatus, RequestDecision,
 };
 use thetazero_core::rate::{gcra, RateDecision, RateLimit};
 use thetazero_core::store::{
@@ -1567,7 +1567,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_record(&self, account: AccountId, id: i64) -> StoreResult<Option<AuditRecord>> {
+    async fn audit_record(
+        &self,
+        account: AccountId,
+        id: AuditRecordId,
+    ) -> StoreResult<Option<AuditRecord>> {
         self.read(move |c| {
             query_row_cached(
                 c,
@@ -1583,7 +1587,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_payload(&self, account: AccountId, id: i64) -> StoreResult<Option<Value>> {
+    async fn audit_payload(
+        &self,
+        account: AccountId,
+        id: AuditRecordId,
+    ) -> StoreResult<Option<Value>> {
         let text: Option<String> = self
             .read(move |c| {
                 query_row_cached(

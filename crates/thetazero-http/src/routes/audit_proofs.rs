@@ -111,7 +111,7 @@ pub async fn consistency(
 pub async fn record_proof(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Id(id): Id<i64>,
+    Id(id): Id<thetazero_core::model::AuditRecordId>,
 ) -> HttpResult<Json<RecordProofResponse>> {
     let p = state.ledger.record_proof(caller.account(), id).await?;
     Ok(Json(RecordProofResponse {
