@@ -1,8 +1,11 @@
 //! thetazero's HTTP API: the axum router, authentication and scopes, error
 //! mapping, metrics and the OpenAPI document.
 //!
-//! It receives an `AppState` holding `Arc<dyn Store>` and never names a
-//! storage backend; choosing one is the binary's job.
+//! Handlers authenticate, parse, call one use case of the runtime (or of the
+//! compliance crate) and map its answer; no handler writes an audit event
+//! or holds a domain rule. It receives an `AppState` holding
+//! `Arc<dyn Store>` (for reads) and never names a storage backend; choosing
+//! one is the binary's job.
 
 pub mod auth;
 pub mod dashboard;

@@ -1,10 +1,16 @@
-//! Runs agents. Loads an agent, records the execution, hands a job to the
-//! sandbox, and records how it ended, with an audit event at each step.
+//! The application layer of thetazero: every use case the API, the CLI and
+//! the dashboard reach (agents, keys and accounts, context, permission
+//! requests, executions, kills and halts, the kill-switch drill), each with
+//! its rules, rate limits and audit events stated once, over the store. It
+//! knows nothing of HTTP: each use case answers its own error enum, which the
+//! HTTP layer maps to a status and a code.
 //!
-//! It implements the sandbox's host bridge over the store (context, storage,
-//! audit), keeps the cancel handle of every running execution so that kills
-//! can reach them, and bounds how many executions may be queued. It knows
-//! nothing of HTTP.
+//! Executions are its largest part: it loads an agent, records the
+//! execution, hands a job to the sandbox and records how it ended, with an
+//! audit event at each step. It implements the sandbox's host bridge over
+//! the store (context, storage, audit), keeps the cancel handle of every
+//! running execution so that kills can reach them, and bounds how many
+//! executions may be queued.
 
 pub mod agents;
 pub mod approvals;
