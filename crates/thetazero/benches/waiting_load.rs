@@ -77,6 +77,16 @@ async fn stand_in_provider(delay: Duration, seen: Arc<AtomicUsize>) -> String {
     format!("http://{addr}/v1")
 }
 
+/// The innermost error of a chain (for a transport error: the socket's, or
+/// hyper's "connection closed before message completed").
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut e = e;
+    while let Some(source) = e.source() {
+        e = source;
+    }
+    e.to_string()
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
@@ -124,8 +134,19 @@ async fn main() {
         .owner_key()
         .expect("the owner key is printed on first start");
     let pid = server.child.id();
+    // No TCP keepalive and no TCP_USER_TIMEOUT on the clients' connections
+    // (reqwest's defaults are a probe after 15 s idle, then every 15 s, and a
+    // 30 s user timeout): with them, a connection whose one probe goes
+    // unanswered is ended by the client's kernel 30 s after its request was
+    // acknowledged, with ETIMEDOUT. 10,000 connections opened within seconds
+    // send their probes together, about 1,000 per timer tick, which overflows
+    // the loopback's per-CPU backlog (net.core.netdev_max_backlog, 1000), so a
+    // run waiting 30 s lost its connection by chance. The request's own
+    // timeout bounds every connection.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
+        .tcp_keepalive(None)
+        .tcp_user_timeout(None)
         .timeout(delay + Duration::from_secs(120))
         .build()
         .unwrap();
@@ -186,11 +207,26 @@ async fn main() {
         let (url, key) = waiters[i % accounts].clone();
         let client = client.clone();
         runs.push(tokio::spawn(async move {
-            let r = post(&client, &url, &key, json!({"input": {}})).await;
-            (
-                r["status"].as_str().unwrap_or("").to_string(),
-                r["error"].clone(),
-            )
+            // A transport error is counted with the other failures rather
+            // than ending the bench (which would close every other run's
+            // connection with it).
+            let sent = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&json!({"input": {}}))
+                .send()
+                .await;
+            let r = match sent {
+                Ok(resp) => resp.json::<serde_json::Value>().await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(r) => (
+                    r["status"].as_str().unwrap_or("").to_string(),
+                    r["error"].clone(),
+                ),
+                Err(e) => ("transport".to_string(), json!(root_cause(&e))),
+            }
         }));
     }
     while seen.load(Ordering::SeqCst) < waiting {
