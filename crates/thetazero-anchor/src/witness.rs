@@ -203,6 +203,7 @@ impl WitnessAnchor {
         };
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
+            .tcp_user_timeout(None)
             // A redirected POST could carry the checkpoint somewhere the
             // operator did not configure.
             .redirect(reqwest::redirect::Policy::none());

@@ -39,9 +39,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(base_url: &str, api_key: Option<String>) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("thetazero-client/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let builder = reqwest::Client::builder()
+            .user_agent(concat!("thetazero-client/", env!("CARGO_PKG_VERSION")));
+        // An execution can outlast reqwest's 30 s TCP_USER_TIMEOUT (Linux),
+        // which ends the connection when one keepalive probe goes unanswered.
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        let builder = builder.tcp_user_timeout(None);
+        let http = builder.build()?;
         Ok(Client {
             http,
             base: base_url.trim_end_matches('/').to_string(),

@@ -27,6 +27,9 @@ impl HttpScorer {
     pub fn new(config: ExternalScorerConfig) -> Result<HttpScorer, String> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
+            // Bounded by the timeout above, not by reqwest's 30 s
+            // TCP_USER_TIMEOUT, which one lost keepalive probe triggers.
+            .tcp_user_timeout(None)
             .build()
             .map_err(|e| e.to_string())?;
         Ok(HttpScorer { http, config })

@@ -185,7 +185,13 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 impl InferenceClient {
     pub fn new(config: InferenceConfig) -> Result<InferenceClient, String> {
-        let mut builder = reqwest::Client::builder().timeout(config.timeout);
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            // reqwest's default TCP_USER_TIMEOUT (30 s) ends a connection when
+            // one keepalive probe goes unanswered, and a model often takes
+            // longer than that to answer: every call sharing the HTTP/2
+            // connection would fail. The call's own timeout bounds it.
+            .tcp_user_timeout(None);
         if config.http2_prior_knowledge {
             builder = builder.http2_prior_knowledge();
         }

@@ -406,6 +406,9 @@ fn client_for(
     limits: &Limits,
 ) -> Result<reqwest::Client, NetError> {
     let mut builder = reqwest::Client::builder()
+        // The run's deadline bounds the request, not reqwest's 30 s
+        // TCP_USER_TIMEOUT, which one lost keepalive probe triggers.
+        .tcp_user_timeout(None)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .dns_resolver(Arc::new(PinnedResolver {
