@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use thetazero_core::audit::{AuditAction, AuditEvent, AuditRecord};
 use thetazero_core::bus::EventBus;
 use thetazero_core::model::{
-    AccountId, AgentId, AgentStatus, Execution, ExecutionId, ExecutionOutcome, ExecutionStatus,
-    KeyId, NewExecution, PermissionRequestStatus,
+    AccountId, AgentId, AgentStatus, ApiKey, Execution, ExecutionId, ExecutionOutcome,
+    ExecutionStatus, KeyId, NewExecution, PermissionRequestStatus,
 };
 use thetazero_core::store::{Store, StoreError};
 use thetazero_safety::{Channel, Filter, Layer, SafetyConfig, Verdict};
@@ -63,6 +63,12 @@ pub enum RuntimeError {
     ShuttingDown,
     #[error("this agent asks for the DEV template or allow_localhost, which are off for this account; the operator enables them with dev_accounts")]
     DevNotAllowed,
+    /// A field breaks its rule (the message names it).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller's key may not do this (the message says why).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error(transparent)]
     RateLimited(#[from] rates::RateRefused),
     #[error(transparent)]
@@ -251,6 +257,11 @@ pub fn summarize(value: &Value) -> String {
     }
     let cut: String = text.chars().take(SUMMARY_CHARS).collect();
     format!("{cut}…")
+}
+
+/// The rule for the reason given with a kill or a halt.
+fn check_reason(reason: &str) -> Result<(), RuntimeError> {
+    thetazero_core::model::check_text("reason", reason, 1024, false).map_err(RuntimeError::Invalid)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -491,6 +502,7 @@ impl Runtime {
         agent: AgentId,
         reason: String,
     ) -> Result<governance::KillOutcome, RuntimeError> {
+        check_reason(&reason)?;
         governance::kill_agent(
             &self.store,
             &self.running,
@@ -524,21 +536,31 @@ impl Runtime {
         .await
     }
 
-    /// Sets or clears a halt of the caller's account or of the deployment.
+    /// Sets or clears a halt of `key`'s account or of the deployment; the
+    /// deployment's only by an owner key of the deployment's first account.
     pub async fn set_halt(
         &self,
-        caller: Caller,
+        key: &ApiKey,
         scope: governance::HaltScope,
         halted: bool,
         reason: String,
     ) -> Result<governance::HaltOutcome, RuntimeError> {
+        check_reason(&reason)?;
+        if scope == governance::HaltScope::Deployment {
+            let first = self.store.first_account_id().await?;
+            if !(key.is_owner && Some(key.account_id) == first) {
+                return Err(RuntimeError::Forbidden(
+                    "only an owner key of the deployment's first account may halt the whole deployment",
+                ));
+            }
+        }
         governance::set_halt(
             &self.store,
             &self.running,
             &self.bus,
             scope,
-            caller.account,
-            caller.key_id,
+            key.account_id,
+            Some(key.id),
             halted,
             reason,
         )

@@ -80,6 +80,8 @@ impl From<RuntimeError> for HttpError {
             }
             RuntimeError::DevNotAllowed => HttpError::new(ErrorCode::InvalidConfig, e.to_string()),
             RuntimeError::RateLimited(r) => r.into(),
+            RuntimeError::Invalid(m) => HttpError::invalid(m),
+            RuntimeError::Forbidden(m) => HttpError::new(ErrorCode::Forbidden, m),
             RuntimeError::Store(s) => s.into(),
             RuntimeError::Sandbox(m) => HttpError::internal(m),
         }
