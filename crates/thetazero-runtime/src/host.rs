@@ -36,32 +36,65 @@ use crate::Caller;
 /// replica land in the store.
 const APPROVAL_POLL: Duration = Duration::from_millis(50);
 
-/// Marks a call-bound request expired unless disarmed (`store` taken).
+/// Where a call-bound request stands between the waiting call and the task
+/// that creates it, so that a wait that ends at any point (a kill may drop
+/// it while the request is still being created) leaves the request expired,
+/// never pending.
+enum Expiry {
+    /// The request is being created; nobody has let go yet.
+    Creating,
+    /// The request exists and the call waits for its decision.
+    Created(thetazero_core::model::PermissionRequestId),
+    /// The call's wait ended before the request existed: whoever creates it
+    /// expires it at once.
+    Abandoned,
+    /// A decision was seen: nothing to do.
+    Disarmed,
+}
+
+/// Marks a call-bound request expired when the wait ends without a decision.
 struct ExpireOnDrop {
-    store: Option<Arc<dyn Store>>,
+    state: Arc<std::sync::Mutex<Expiry>>,
+    store: Arc<dyn Store>,
     handle: Handle,
     account: thetazero_core::model::AccountId,
+}
+
+/// Records `id` expired, on the server's runtime.
+fn spawn_expiry(
+    handle: &Handle,
+    store: Arc<dyn Store>,
+    account: thetazero_core::model::AccountId,
     id: thetazero_core::model::PermissionRequestId,
+) {
+    handle.spawn(async move {
+        let decided = crate::approvals::expire(
+            &*store,
+            account,
+            id,
+            "no decision before the call's wait ended",
+        )
+        .await;
+        if let Err(e) = decided {
+            tracing::warn!(request_id = id.get(), error = %e, "could not expire a call-bound permission request");
+        }
+    });
+}
+
+impl ExpireOnDrop {
+    fn disarm(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Expiry::Disarmed;
+    }
 }
 
 impl Drop for ExpireOnDrop {
     fn drop(&mut self) {
-        let Some(store) = self.store.take() else {
-            return;
-        };
-        let (account, id) = (self.account, self.id);
-        self.handle.spawn(async move {
-            let decided = crate::approvals::expire(
-                &*store,
-                account,
-                id,
-                "no decision before the call's wait ended",
-            )
-            .await;
-            if let Err(e) = decided {
-                tracing::warn!(request_id = id.get(), error = %e, "could not expire a call-bound permission request");
-            }
-        });
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *state, Expiry::Disarmed) {
+            Expiry::Created(id) => spawn_expiry(&self.handle, self.store.clone(), self.account, id),
+            Expiry::Creating => *state = Expiry::Abandoned,
+            Expiry::Abandoned | Expiry::Disarmed => {}
+        }
     }
 }
 
@@ -605,9 +638,19 @@ impl Host for ServerHost {
         let timeout = time::Duration::try_from(ask.timeout).unwrap_or(time::Duration::MINUTE);
         let store = self.store.clone();
         let code_sha256 = self.code_sha256.clone();
+        // Whatever ends the wait early (a kill, the parent's deadline) leaves
+        // the request expired rather than pending, even while it is still
+        // being created.
+        let expire = ExpireOnDrop {
+            state: Arc::new(std::sync::Mutex::new(Expiry::Creating)),
+            store: self.store.clone(),
+            handle: self.handle.clone(),
+            account,
+        };
+        let (state, handle) = (expire.state.clone(), self.handle.clone());
         let request = self
             .on_server(async move {
-                store
+                let created = store
                     .create_permission_request_audited(
                         NewPermissionRequest {
                             account_id: account,
@@ -631,17 +674,16 @@ impl Host for ServerHost {
                             )]
                         }),
                     )
-                    .await
+                    .await?;
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Expiry::Abandoned = *state {
+                    spawn_expiry(&handle, store, account, created.id);
+                } else {
+                    *state = Expiry::Created(created.id);
+                }
+                Ok(created)
             })
             .await?;
-        // Whatever ends the wait early (a kill, the parent's deadline) leaves
-        // the request expired rather than pending.
-        let mut expire = ExpireOnDrop {
-            store: Some(self.store.clone()),
-            handle: self.handle.clone(),
-            account,
-            id: request.id,
-        };
         let deadline = tokio::time::Instant::now() + ask.timeout;
         loop {
             let store = self.store.clone();
@@ -657,11 +699,11 @@ impl Host for ServerHost {
                 .ok_or(HostError::Unavailable)?;
             match now.status {
                 PermissionRequestStatus::Approved => {
-                    expire.store = None;
+                    expire.disarm();
                     return Ok(true);
                 }
                 PermissionRequestStatus::Denied | PermissionRequestStatus::Expired => {
-                    expire.store = None;
+                    expire.disarm();
                     return Ok(false);
                 }
                 PermissionRequestStatus::Pending => {}
