@@ -16,7 +16,7 @@ use thetazero_core::model::{
 use thetazero_core::store::StoreError;
 use thetazero_core::{AgentConfig, ConfigError, KeyScope, Permissions};
 
-use crate::rates::{Limited, RateError, RateRefused};
+use crate::rates::Limited;
 use crate::{Caller, Runtime, RuntimeError};
 
 /// The canary's code: it spins until it is stopped.
@@ -54,8 +54,6 @@ pub enum DrillError {
     #[error("the drill's canary ended before it could be killed")]
     EndedEarly,
     #[error(transparent)]
-    RateLimited(#[from] RateRefused),
-    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Run(#[from] RuntimeError),
@@ -63,15 +61,6 @@ pub enum DrillError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<RateError> for DrillError {
-    fn from(e: RateError) -> Self {
-        match e {
-            RateError::Refused(r) => DrillError::RateLimited(r),
-            RateError::Store(s) => DrillError::Store(s),
-        }
-    }
 }
 
 impl Runtime {
@@ -88,8 +77,10 @@ impl Runtime {
             account: key.account_id,
             key_id: Some(key.id),
         };
+        // A refusal is the run's own (`RuntimeError::RateLimited`).
         self.enforce_rate(Limited::ExecutionsPerKey, caller, None)
-            .await?;
+            .await
+            .map_err(RuntimeError::from)?;
         let (account, key_id) = (caller.account, caller.key_id);
         let mut suffix = [0u8; 6];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut suffix);

@@ -77,6 +77,15 @@ pub enum RuntimeError {
     Sandbox(String),
 }
 
+impl From<rates::RateError> for RuntimeError {
+    fn from(e: rates::RateError) -> Self {
+        match e {
+            rates::RateError::Refused(r) => RuntimeError::RateLimited(r),
+            rates::RateError::Store(s) => RuntimeError::Store(s),
+        }
+    }
+}
+
 /// Who asked for an execution.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -588,12 +597,7 @@ impl Runtime {
             rates::Limited::ExecutionsPerKey,
             rates::Limited::ExecutionsPerAccount,
         ] {
-            self.enforce_rate(which, caller, None)
-                .await
-                .map_err(|e| match e {
-                    rates::RateError::Refused(r) => RuntimeError::RateLimited(r),
-                    rates::RateError::Store(s) => RuntimeError::Store(s),
-                })?;
+            self.enforce_rate(which, caller, None).await?;
         }
         self.execute(caller, agent_id, input).await
     }

@@ -371,7 +371,6 @@ impl From<DrillError> for HttpError {
             DrillError::MissingScope => HttpError::new(ErrorCode::MissingScope, e.to_string()),
             DrillError::NotStarted => HttpError::new(ErrorCode::ServiceUnavailable, e.to_string()),
             DrillError::EndedEarly | DrillError::Internal(_) => HttpError::internal(e.to_string()),
-            DrillError::RateLimited(r) => r.into(),
             DrillError::Config(c) => c.into(),
             DrillError::Run(r) => r.into(),
             DrillError::Store(s) => s.into(),
