@@ -52,8 +52,8 @@ fn check(r: &ExecutionReport) {
 /// `pace`: idle time before each submission (only with one in flight), to
 /// measure latency on an idle pool rather than a saturated one.
 async fn measure(
-    sandbox: &Sandbox,
-    host: &Arc<dyn Host>,
+    sandbox: Arc<Sandbox>,
+    host: Arc<dyn Host>,
     total: usize,
     in_flight: usize,
     pace: Option<Duration>,
@@ -71,6 +71,7 @@ async fn measure(
             }
             let job = Job::new(AGENT, Value::Null, host.clone());
             let t = Instant::now();
+            let sandbox = &sandbox;
             pending.push(async move { (sandbox.execute(job).await, t.elapsed()) });
             submitted += 1;
         }
@@ -133,37 +134,46 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(2);
     let host: Arc<dyn Host> = Arc::new(NullHost);
-    let client = tokio::runtime::Builder::new_current_thread()
+    // The client is a task on a multi-threaded runtime, as a request handler
+    // of `thetazero serve` is; the confined pool carries its channels and
+    // supervisors on that same runtime, as the server configures it.
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
         .enable_all()
         .build()
         .expect("runtime");
+    let measure =
+        |sandbox: &Arc<Sandbox>, total: usize, in_flight: usize, pace: Option<Duration>| {
+            let task = measure(sandbox.clone(), host.clone(), total, in_flight, pace);
+            client
+                .block_on(async { tokio::spawn(task).await })
+                .expect("measurement")
+        };
 
     let rss_before = peak_rss_kb();
-    let one = Sandbox::new(SandboxConfig {
-        workers: 1,
-        ..SandboxConfig::default()
-    })
-    .expect("pool");
-    client.block_on(measure(&one, &host, 2_000, 1, None)); // warm-up
-                                                           // Latency with nothing queued; throughput with the worker never idle.
-    let single = client.block_on(measure(&one, &host, total, 1, None));
-    let single_busy = client.block_on(measure(&one, &host, total, 4, None));
-    let idle = client.block_on(measure(
-        &one,
-        &host,
-        5_000,
-        1,
-        Some(Duration::from_micros(500)),
-    ));
+    let one = Arc::new(
+        Sandbox::new(SandboxConfig {
+            workers: 1,
+            ..SandboxConfig::default()
+        })
+        .expect("pool"),
+    );
+    measure(&one, 2_000, 1, None); // warm-up
+                                   // Latency with nothing queued; throughput with the worker never idle.
+    let single = measure(&one, total, 1, None);
+    let single_busy = measure(&one, total, 4, None);
+    let idle = measure(&one, 5_000, 1, Some(Duration::from_micros(500)));
     drop(one);
 
-    let all = Sandbox::new(SandboxConfig {
-        workers: cores,
-        ..SandboxConfig::default()
-    })
-    .expect("pool");
-    client.block_on(measure(&all, &host, 2_000, cores * 4, None));
-    let multi = client.block_on(measure(&all, &host, total, cores * 4, None));
+    let all = Arc::new(
+        Sandbox::new(SandboxConfig {
+            workers: cores,
+            ..SandboxConfig::default()
+        })
+        .expect("pool"),
+    );
+    measure(&all, 2_000, cores * 4, None);
+    let multi = measure(&all, total, cores * 4, None);
     let rss_after = peak_rss_kb();
     drop(all);
 
@@ -172,27 +182,24 @@ fn main() {
     let confined = |per_account: usize| {
         let mut p = ProcessConfig::new(env!("CARGO_BIN_EXE_thetazero-sandbox-worker"), Vec::new());
         p.workers_per_account = per_account;
-        Sandbox::new(SandboxConfig {
-            mode: EngineMode::Process(p),
-            ..SandboxConfig::default()
-        })
-        .expect("confined workers")
+        p.runtime = Some(client.handle().clone());
+        Arc::new(
+            Sandbox::new(SandboxConfig {
+                mode: EngineMode::Process(p),
+                ..SandboxConfig::default()
+            })
+            .expect("confined workers"),
+        )
     };
     let p_one = confined(1);
-    client.block_on(measure(&p_one, &host, 2_000, 1, None));
-    let p_single = client.block_on(measure(&p_one, &host, total, 1, None));
-    let p_single_busy = client.block_on(measure(&p_one, &host, total, 4, None));
-    let p_idle = client.block_on(measure(
-        &p_one,
-        &host,
-        5_000,
-        1,
-        Some(Duration::from_micros(500)),
-    ));
+    measure(&p_one, 2_000, 1, None);
+    let p_single = measure(&p_one, total, 1, None);
+    let p_single_busy = measure(&p_one, total, 4, None);
+    let p_idle = measure(&p_one, 5_000, 1, Some(Duration::from_micros(500)));
     drop(p_one);
     let p_all = confined(cores);
-    client.block_on(measure(&p_all, &host, 2_000, cores * 4, None));
-    let p_multi = client.block_on(measure(&p_all, &host, total, cores * 4, None));
+    measure(&p_all, 2_000, cores * 4, None);
+    let p_multi = measure(&p_all, total, cores * 4, None);
     drop(p_all);
 
     println!(

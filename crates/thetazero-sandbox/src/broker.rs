@@ -82,6 +82,23 @@ pub(crate) struct CallReply {
     pub charged: usize,
 }
 
+impl CallReply {
+    /// The reply that stands in for one that would take the run past its
+    /// memory limit while it waits to reach the engine.
+    pub(crate) fn memory_limit_reached() -> CallReply {
+        CallReply {
+            allowed: true,
+            denied: false,
+            duration_ms: 0.0,
+            reply: Reply::Fail {
+                code: "LIMIT_EXCEEDED".into(),
+                message: "memory limit reached".into(),
+            },
+            charged: 0,
+        }
+    }
+}
+
 /// Host API calls counted against `max_api_calls_per_run` and
 /// `max_api_calls_per_minute`. The engine counts to throw at once; the
 /// broker counts again because a worker may lie.

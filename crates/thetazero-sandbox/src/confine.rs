@@ -93,8 +93,15 @@ pub(crate) fn close_inherited() -> Result<(), ConfineError> {
 }
 
 /// Applies everything, in the order the kernel needs: no_new_privs first
-/// (Landlock and an unprivileged seccomp filter both require it).
-pub(crate) fn apply(limits: ProcessLimits) -> Result<Confinement, ConfineError> {
+/// (Landlock and an unprivileged seccomp filter both require it). `setup`
+/// runs once inherited descriptors are closed and the rlimits set, before
+/// Landlock and the filter: it makes what the worker needs from the kernel
+/// that a confined process may not make (its runtime's epoll instance and
+/// wake-up descriptors, all internal to the process).
+pub(crate) fn apply<T>(
+    limits: ProcessLimits,
+    setup: impl FnOnce() -> T,
+) -> Result<(Confinement, T), ConfineError> {
     close_inherited()?;
     rustix::thread::set_no_new_privs(true).map_err(|e| ConfineError::NoNewPrivs(e.to_string()))?;
     // Not dumpable: no other process of the same user may ptrace it or read
@@ -122,15 +129,19 @@ pub(crate) fn apply(limits: ProcessLimits) -> Result<Confinement, ConfineError> 
     // DynamicUser) from starting its own threads, and it never binds root.
     // The seccomp filter is what refuses new processes.
     set("RLIMIT_AS", Resource::As, limits.address_space_bytes)?;
+    let made = setup();
     drop_capabilities()?;
     let landlock = landlock()?;
     seccomp()?;
-    Ok(Confinement {
-        landlock,
-        seccomp: true,
-        no_new_privs: true,
-        rlimits: true,
-    })
+    Ok((
+        Confinement {
+            landlock,
+            seccomp: true,
+            no_new_privs: true,
+            rlimits: true,
+        },
+        made,
+    ))
 }
 
 /// Every capability goes, from every set, whoever the server runs as: a
@@ -453,8 +464,12 @@ impl Probe {
 /// Confines this process, then tries what it must not be able to do.
 pub(crate) fn probe(limits: ProcessLimits) -> Probe {
     let environment_variables = std::env::vars_os().count();
-    let confinement = match apply(limits) {
-        Ok(c) => c,
+    // The same runtime a worker makes, so that what is tried here is tried
+    // in the state a worker runs in.
+    let confinement = match apply(limits, || {
+        crate::worker::engine_runtime(std::sync::Arc::default())
+    }) {
+        Ok((c, _runtime)) => c,
         Err(e) => {
             return Probe {
                 confinement: None,

@@ -175,6 +175,11 @@ impl ExecState {
     }
 
     fn should_interrupt(&self) -> bool {
+        // In a worker, this thread also reads the channel: a kill sent while
+        // the run spins arrives here.
+        if let Bridge::Remote(remote) = &self.bridge {
+            remote.poll_channel();
+        }
         let stop = self.cancel.is_cancelled()
             || self.aborted.load(Ordering::Relaxed)
             || self.alloc.limit_hit()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::broker::{Broker, CallReply, Reply};
+use crate::broker::{Broker, CallReply};
 use crate::clock::RunClock;
 use crate::confine::Probe;
 use crate::job::Job;
@@ -151,6 +151,8 @@ enum Ending {
 struct RunState {
     broker: Arc<Broker>,
     clock: Arc<RunClock>,
+    /// When the server sent the run to its worker.
+    sent: Instant,
     /// Set when the worker's engine first took the run.
     started: AtomicBool,
     started_notify: tokio::sync::Notify,
@@ -701,12 +703,16 @@ async fn read_worker(
                 });
                 state.calls.locked().push(task.abort_handle());
             }
-            Ok(FromWorker::Started { run }) => {
-                // Once: a worker cannot move a deadline by starting again.
+            Ok(FromWorker::Started { run, ago_us }) => {
+                // Once: a worker cannot move a deadline by starting again,
+                // nor to before the server sent the run.
                 if let Some(state) = run_of(run) {
                     if !state.started.swap(true, Ordering::SeqCst) {
+                        let at = Instant::now()
+                            .checked_sub(Duration::from_micros(ago_us))
+                            .map_or(state.sent, |at| at.max(state.sent));
                         state.queued.locked().started();
-                        state.clock.restart(Instant::now());
+                        state.clock.restart(at);
                         state.started_notify.notify_one();
                     }
                 }
@@ -798,16 +804,7 @@ fn send_reply(worker: &Worker, broker: &Arc<Broker>, run: u64, call: u32, reply:
             written: Some(Box::new(move || held.release(size))),
         }
     } else {
-        let refused = CallReply {
-            allowed: true,
-            denied: false,
-            duration_ms: 0.0,
-            reply: Reply::Fail {
-                code: "LIMIT_EXCEEDED".into(),
-                message: "memory limit reached".into(),
-            },
-            charged: 0,
-        };
+        let refused = CallReply::memory_limit_reached();
         match proto::encode(&ToWorker::Reply {
             run,
             call,
@@ -861,8 +858,10 @@ async fn reap_when_idle(shared: Arc<Shared>, worker: Arc<Worker>) {
 /// the engine does not: a kill that does not land within `kill_grace`, or a
 /// deadline passed by more than `watchdog_grace`, ends the whole worker.
 async fn supervise(shared: &Arc<Shared>, job: Job) -> Result<ExecutionReport, String> {
-    // A run its worker never started ran no code: when that worker is ended
-    // it goes to a fresh worker instead of failing. A worker ended because
+    // A run its worker never announced as started made no host call and
+    // left no report (a worker announces a start before any other frame of
+    // the run, and within a sentinel beat): when that worker is ended it
+    // goes to a fresh worker instead of failing. A worker ended because
     // of another run says nothing about this one; a worker that ended on its
     // own (a crash, garbage, silence) counts against the run's attempts.
     let mut unexplained = 0;
@@ -924,6 +923,7 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
     let state = Arc::new(RunState {
         broker: broker.clone(),
         clock: clock.clone(),
+        sent: started,
         started: AtomicBool::new(false),
         started_notify: tokio::sync::Notify::new(),
         queued: Mutex::new(thetazero_core::telemetry::global().queued()),
@@ -1026,8 +1026,10 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         && !job.cancel.is_cancelled()
     {
         state.end(Ending::WorkerGone);
-        let another_runs_fault = worker.memory_stopped.locked().is_some()
-            || worker.cause.locked().as_ref().is_some_and(|c| c.run != run);
+        // Only a stop that names another run clears this one: a run the
+        // memory guard's stop found unannounced may have been the one that
+        // grew (it counts against the run's attempts).
+        let another_runs_fault = worker.cause.locked().as_ref().is_some_and(|c| c.run != run);
         return Ok(Attempt::NeverStarted { another_runs_fault });
     }
     let mut report = match ending {

@@ -49,9 +49,17 @@ pub(crate) enum FromWorker {
         f: HostFn,
         args: CallArgs,
     },
-    /// The engine took the run for the first time: its deadline starts now
-    /// (time queued behind the account's other runs does not count).
-    Started { run: u64 },
+    /// The engine took the run for the first time, `ago_us` before this
+    /// frame was written: its deadline starts then (time queued behind the
+    /// account's other runs does not count). A worker announces a start with
+    /// its next frame, or when its engine thread next goes idle, and within
+    /// a sentinel beat at the latest: a run that ends at once crosses the
+    /// channel once.
+    Started {
+        run: u64,
+        #[serde(default)]
+        ago_us: u64,
+    },
     /// The run is entirely suspended on approvals (`true`), or runs again.
     Paused { run: u64, paused: bool },
     /// A cancelled run that was not on the engine thread: it will run no

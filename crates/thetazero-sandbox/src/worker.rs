@@ -1,17 +1,21 @@
 //! The worker process: confines itself, then runs many runs of one account on one engine thread, each suspended run holding only its QuickJS heap. Every counted host call goes to the server over its channel (two pipes the server passes as stdin and stdout); the worker performs none itself and holds nothing but its runs (no file, socket, key or environment).
 //!
 //! ```text
-//! reader thread ──frames──▶ engine thread (current-thread runtime, one task per run)
-//!   └─ Cancel sets the run's flag at once            └─ frames ──▶ server (written by the thread that has them)
+//! server ──frames──▶ engine thread (current-thread runtime, one task per run)
+//!                      ├─ idle: the runtime wakes when the pipe is readable and reads it
+//!                      └─ busy: the interrupt handler reads it, so a kill reaches a spinning run
+//!        ◀──frames── written by whichever thread has them (engine, sentinel)
 //! ```
 //!
-//! The reader is its own thread so that a kill reaches a run spinning on the
-//! engine thread: the interrupt handler reads the flag the reader sets.
+//! One thread reads the channel and runs the engine: a frame wakes one
+//! thread, not a reader and then the engine. A run spinning in bytecode
+//! still sees its kill, through the interrupt handler; one stuck in a native
+//! loop is the server's watchdog's, which the sentinel thread informs.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -22,18 +26,69 @@ use crate::clock::{OnThread, RunClock};
 use crate::confine::{self, ProcessLimits};
 use crate::engine::{self, Bridge};
 use crate::host::HostFn;
-use crate::job::CancelHandle;
+use crate::job::{CancelHandle, RunSpec};
 use crate::proto::{self, FromWorker, ToWorker};
 use crate::Locked;
 
 /// The worker's end of the channel for writing: whichever thread has a frame
 /// writes it at once (the server always reads, so a write does not wait
 /// long), instead of handing it to another thread first.
-pub(crate) struct Sink(Mutex<std::fs::File>);
+pub(crate) struct Sink {
+    pipe: Mutex<std::fs::File>,
+    /// Runs the engine took that the server has not heard of yet, and when:
+    /// each is announced in the same write as the next frame, or when the
+    /// engine thread goes idle. A run that ends at once then costs the
+    /// server one wake-up, not two.
+    unannounced: Mutex<Vec<(u64, Instant)>>,
+}
 
 impl Sink {
+    fn new(pipe: std::fs::File) -> Sink {
+        Sink {
+            pipe: Mutex::new(pipe),
+            unannounced: Mutex::new(Vec::new()),
+        }
+    }
+
     fn send(&self, frame: &[u8]) -> std::io::Result<()> {
-        self.0.locked().write_all(frame)
+        let mut pipe = self.pipe.locked();
+        match self.announcements() {
+            Some(mut all) => {
+                all.extend_from_slice(frame);
+                pipe.write_all(&all)
+            }
+            None => pipe.write_all(frame),
+        }
+    }
+
+    /// The engine took `run` now; the server hears of it with the next frame.
+    fn started(&self, run: u64) {
+        self.unannounced.locked().push((run, Instant::now()));
+    }
+
+    /// Writes the announcements still held, if any.
+    fn flush(&self) {
+        let mut pipe = self.pipe.locked();
+        if let Some(all) = self.announcements() {
+            let _ = pipe.write_all(&all);
+        }
+    }
+
+    /// The frames announcing every run still unannounced; called with the
+    /// pipe locked, so that they precede any later frame of their runs.
+    fn announcements(&self) -> Option<Vec<u8>> {
+        let pending = std::mem::take(&mut *self.unannounced.locked());
+        if pending.is_empty() {
+            return None;
+        }
+        let mut all = Vec::new();
+        for (run, at) in pending {
+            let ago_us = at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+            if let Ok(frame) = proto::encode(&FromWorker::Started { run, ago_us }) {
+                all.extend_from_slice(&frame);
+            }
+        }
+        Some(all)
     }
 }
 
@@ -46,16 +101,29 @@ pub(crate) struct RemoteRun {
     /// The run's memory accounting, once the engine has it: replies waiting
     /// to reach the engine are charged to it.
     alloc: std::sync::OnceLock<Arc<AllocStats>>,
+    /// The channel from the server, which the run's interrupt handler reads
+    /// while the run holds the engine thread.
+    inbox: Weak<Inbox>,
 }
 
 impl RemoteRun {
-    fn new(run: u64, out: Arc<Sink>) -> RemoteRun {
+    fn new(run: u64, out: Arc<Sink>, inbox: Weak<Inbox>) -> RemoteRun {
         RemoteRun {
             run,
             out,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU32::new(0),
             alloc: std::sync::OnceLock::new(),
+            inbox,
+        }
+    }
+
+    /// Called by the interrupt handler while this run holds the engine
+    /// thread: reads what the server sent meanwhile (a kill above all), at
+    /// most once per `POLL_EVERY`.
+    pub(crate) fn poll_channel(&self) {
+        if let Some(inbox) = self.inbox.upgrade() {
+            inbox.poll_from_interrupt();
         }
     }
 
@@ -112,34 +180,6 @@ impl RemoteRun {
     }
 }
 
-/// Reads one frame with blocking I/O (the worker's reader thread).
-fn read_frame(
-    r: &mut impl Read,
-    buf: &mut Vec<u8>,
-) -> Result<(ToWorker, usize), proto::FrameError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(proto::FrameError::Closed)
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > proto::MAX_FRAME {
-        return Err(proto::FrameError::TooLarge(len));
-    }
-    buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
-    let message =
-        serde_json::from_slice(buf).map_err(|e| proto::FrameError::Malformed(e.to_string()));
-    if buf.capacity() > 1 << 20 {
-        *buf = Vec::new();
-    }
-    message.map(|m| (m, len))
-}
-
 /// Parses the worker's arguments: `--check`, `--address-space BYTES`.
 fn limits_from(args: &[String]) -> ProcessLimits {
     let mut limits = ProcessLimits::default();
@@ -169,15 +209,21 @@ pub fn main(args: &[String]) -> i32 {
     }
     // If memory runs out, the kernel ends a worker, never the server.
     let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
-    let confined = confine::apply(limits);
+    // The runtime announces started runs when it goes idle; it is made
+    // before the channel exists, so it finds the channel through this.
+    let idle_sink: Arc<std::sync::OnceLock<Arc<Sink>>> = Arc::default();
+    let confined = confine::apply(limits, || engine_runtime(idle_sink.clone()));
     // The channel is two pipes the server made, stdin from it and stdout to
     // it, taken after confinement closed everything above stderr.
     let Some((reader, mut writer)) = confine::take_channel() else {
         return 3;
     };
     let hello = match &confined {
-        Ok(_) => FromWorker::Ready {
+        Ok((_, Ok(_))) => FromWorker::Ready {
             pid: std::process::id(),
+        },
+        Ok((_, Err(e))) => FromWorker::Refused {
+            reason: format!("could not make the engine's runtime: {e}"),
         },
         Err(e) => FromWorker::Refused {
             reason: e.to_string(),
@@ -186,29 +232,17 @@ pub fn main(args: &[String]) -> i32 {
     if let Ok(frame) = proto::encode(&hello) {
         let _ = writer.write_all(&frame);
     }
-    if confined.is_err() {
+    let Ok((_, Ok(rt))) = confined else {
         return 4;
-    }
+    };
 
-    let out = Arc::new(Sink(Mutex::new(writer)));
-
-    // Inbound frames: the reader thread makes each run's cancel handle and
-    // sets cancel flags itself, so a kill lands while the engine thread is
-    // busy; everything goes on to the engine thread in order.
+    let out = Arc::new(Sink::new(writer));
+    let _ = idle_sink.set(out.clone());
     let shared = Arc::new(Shared {
-        cancels: Mutex::new(HashMap::new()),
-        remotes: Mutex::new(HashMap::new()),
+        runs: Mutex::new(HashMap::new()),
         on_thread: OnThread::default(),
         out: out.clone(),
     });
-    let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Option<(ToWorker, CancelHandle)>>();
-    let reader_shared = shared.clone();
-    let reader_thread = std::thread::Builder::new()
-        .name("worker-reader".into())
-        .spawn(move || read_loop(reader, &reader_shared, in_tx));
-    if reader_thread.is_err() {
-        return 3;
-    }
     // The sentinel reports which run holds the engine thread, so that the
     // server's watchdog ends this process only for a run that is stuck.
     let sentinel_shared = shared.clone();
@@ -240,25 +274,47 @@ pub fn main(args: &[String]) -> i32 {
         return 3;
     }
 
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    else {
-        return 3;
-    };
-    rt.block_on(serve(&mut in_rx, shared));
+    rt.block_on(serve(reader, shared));
     0
+}
+
+/// The engine thread's runtime. It waits on the channel's pipe itself, so it
+/// is made before confinement: its epoll instance and wake-up descriptors
+/// (and, where tokio's signal support is compiled in, a socket pair
+/// connected only to itself) cannot be made once the filter is in force.
+pub(crate) fn engine_runtime(
+    idle_sink: Arc<std::sync::OnceLock<Arc<Sink>>>,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .enable_io()
+        .on_thread_park(move || {
+            if let Some(sink) = idle_sink.get() {
+                sink.flush();
+            }
+        })
+        .build()
 }
 
 /// How often the sentinel looks at the engine thread.
 const BEAT: Duration = Duration::from_millis(20);
 /// How often it beats while the thread is idle.
 const IDLE_BEAT: Duration = Duration::from_millis(500);
+/// How often a run's interrupt handler reads the channel: a kill lands
+/// within this of arriving, and a spinning run pays one read per period.
+const POLL_EVERY: Duration = Duration::from_millis(1);
+/// How much one read takes from the pipe.
+const READ_CHUNK: usize = 64 << 10;
+
+/// One run this worker holds.
+struct Entry {
+    remote: Arc<RemoteRun>,
+    cancel: CancelHandle,
+    clock: Option<Arc<RunClock>>,
+}
 
 struct Shared {
-    cancels: Mutex<HashMap<u64, CancelHandle>>,
-    /// Every run this worker holds, for the reader to charge replies to.
-    remotes: Mutex<HashMap<u64, Arc<RemoteRun>>>,
+    runs: Mutex<HashMap<u64, Entry>>,
     on_thread: OnThread,
     out: Arc<Sink>,
 }
@@ -271,161 +327,264 @@ impl Shared {
     }
 }
 
-fn read_loop(
-    reader: std::fs::File,
-    shared: &Shared,
-    in_tx: mpsc::UnboundedSender<Option<(ToWorker, CancelHandle)>>,
-) {
-    let mut reader = std::io::BufReader::with_capacity(64 << 10, reader);
-    let mut buf = Vec::new();
-    loop {
-        let (message, frame_len) = match read_frame(&mut reader, &mut buf) {
-            Ok(m) => m,
-            Err(_) => {
-                // The server went away or spoke garbage: stop every run.
-                for c in shared.cancels.locked().values() {
-                    c.cancel();
-                }
-                let _ = in_tx.send(None);
-                return;
-            }
+/// A run the channel asked for, for the serve loop to start.
+struct Start {
+    run: u64,
+    spec: Box<RunSpec>,
+    remote: Arc<RemoteRun>,
+    cancel: CancelHandle,
+}
+
+/// The channel from the server, read only on the engine thread: by the
+/// serve loop when the pipe is readable, and by a running run's interrupt
+/// handler. Every frame but `Start` takes effect where it is read.
+pub(crate) struct Inbox {
+    pipe: std::fs::File,
+    read: Mutex<ReadState>,
+    shared: Arc<Shared>,
+    starts: mpsc::UnboundedSender<Option<Start>>,
+    me: Weak<Inbox>,
+}
+
+struct ReadState {
+    /// Bytes read and not yet framed.
+    buf: Vec<u8>,
+    chunk: Box<[u8]>,
+    last_poll: Instant,
+    closed: bool,
+}
+
+impl Inbox {
+    fn poll_from_interrupt(&self) {
+        // Never re-entered: the serve loop holds the lock only while reading.
+        let Ok(mut st) = self.read.try_lock() else {
+            return;
         };
-        // A reply waits in memory until the engine thread takes it: it is
-        // charged to its run from now on, and past the run's limit it is
-        // replaced by a refusal (the run has reached its limit then).
-        let message = match message {
-            ToWorker::Reply { run, call, reply } => {
-                let remote = shared.remotes.locked().get(&run).cloned();
-                match remote {
-                    Some(r) if r.charge_reply(frame_len) => ToWorker::Reply {
-                        run,
-                        call,
-                        reply: CallReply {
-                            charged: frame_len,
-                            ..reply
-                        },
-                    },
-                    Some(_) => ToWorker::Reply {
-                        run,
-                        call,
-                        reply: CallReply {
-                            allowed: true,
-                            denied: false,
-                            duration_ms: 0.0,
-                            reply: Reply::Fail {
-                                code: "LIMIT_EXCEEDED".into(),
-                                message: "memory limit reached".into(),
-                            },
-                            charged: 0,
-                        },
-                    },
-                    None => ToWorker::Reply { run, call, reply },
-                }
-            }
-            other => other,
-        };
-        let cancel = match &message {
-            ToWorker::Start { run, .. } => {
-                let c = CancelHandle::new();
-                shared.cancels.locked().insert(*run, c.clone());
-                c
-            }
-            ToWorker::Cancel { run } => {
-                let c = shared.cancels.locked().get(run).cloned();
-                if let Some(c) = &c {
-                    c.cancel();
-                    // Not on the engine thread: it runs no more code, so the
-                    // stop is certain now. On the thread: the interrupt
-                    // handler ends it, or the server's watchdog does.
-                    let on = *shared.on_thread.locked();
-                    if on.map(|(r, _)| r) != Some(*run) {
-                        shared.send(&FromWorker::Stopped { run: *run });
-                    }
-                }
-                c.unwrap_or_default()
-            }
-            _ => CancelHandle::new(),
-        };
-        if in_tx.send(Some((message, cancel))).is_err() {
+        let now = Instant::now();
+        if now.duration_since(st.last_poll) < POLL_EVERY {
             return;
         }
+        st.last_poll = now;
+        self.read_available(&mut st);
     }
-}
 
-struct Slot {
-    remote: Arc<RemoteRun>,
-    clock: Option<Arc<RunClock>>,
-}
+    /// Reads and acts on everything the pipe holds now, through the
+    /// runtime's handle (so that it knows to wait for more); false once the
+    /// channel is over (closed, or garbage on it).
+    fn pump(&self, receiver: &tokio::net::unix::pipe::Receiver) -> bool {
+        let mut st = self.read.locked();
+        self.read_with(&mut st, |chunk| receiver.try_read(chunk))
+    }
 
-type Slots = Arc<Mutex<HashMap<u64, Slot>>>;
+    fn read_available(&self, st: &mut ReadState) -> bool {
+        self.read_with(st, |chunk| (&self.pipe).read(chunk))
+    }
 
-async fn serve(
-    in_rx: &mut mpsc::UnboundedReceiver<Option<(ToWorker, CancelHandle)>>,
-    shared: Arc<Shared>,
-) {
-    let slots: Slots = Arc::default();
-    let mut spare = engine::prepare().await;
-    while let Some(Some((message, cancel))) = in_rx.recv().await {
+    fn read_with(
+        &self,
+        st: &mut ReadState,
+        mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
+    ) -> bool {
+        if st.closed {
+            return false;
+        }
+        let over = loop {
+            let ReadState { buf, chunk, .. } = &mut *st;
+            match read(chunk) {
+                Ok(0) => break true,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break true,
+            }
+        };
+        let over = over || !self.take_frames(&mut st.buf);
+        if over {
+            st.closed = true;
+            // The server went away or spoke garbage: stop every run.
+            for entry in self.shared.runs.locked().values() {
+                entry.cancel.cancel();
+            }
+            let _ = self.starts.send(None);
+        }
+        !over
+    }
+
+    /// Acts on every whole frame in `buf` and keeps the rest; false on a
+    /// malformed or oversized frame.
+    fn take_frames(&self, buf: &mut Vec<u8>) -> bool {
+        let mut at = 0;
+        let mut ok = true;
+        while buf.len() - at >= 4 {
+            let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+            if len > proto::MAX_FRAME {
+                ok = false;
+                break;
+            }
+            if buf.len() - at - 4 < len {
+                break;
+            }
+            let body = &buf[at + 4..at + 4 + len];
+            at += 4 + len;
+            match serde_json::from_slice::<ToWorker>(body) {
+                Ok(message) => self.act(message, len),
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        buf.drain(..at);
+        if buf.is_empty() && buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        ok
+    }
+
+    /// Something of a run this worker holds.
+    fn of_run<T>(&self, run: u64, f: impl FnOnce(&Entry) -> T) -> Option<T> {
+        self.shared.runs.locked().get(&run).map(f)
+    }
+
+    fn act(&self, message: ToWorker, frame_len: usize) {
         match message {
             ToWorker::Start { run, spec } => {
-                let remote = Arc::new(RemoteRun::new(run, shared.out.clone()));
-                shared.remotes.locked().insert(run, remote.clone());
-                slots.locked().insert(
+                let remote = Arc::new(RemoteRun::new(
                     run,
-                    Slot {
+                    self.shared.out.clone(),
+                    self.me.clone(),
+                ));
+                let cancel = CancelHandle::new();
+                self.shared.runs.locked().insert(
+                    run,
+                    Entry {
                         remote: remote.clone(),
+                        cancel: cancel.clone(),
                         clock: None,
                     },
                 );
-                let ready = spare.take();
-                let (shared, slots) = (shared.clone(), slots.clone());
-                tokio::spawn(async move {
-                    // The deadline starts when the engine first takes the run.
-                    let paused_out = shared.out.clone();
-                    let clock = RunClock::observed(
-                        Instant::now(),
-                        Duration::from_millis(spec.limits.cpu_time_ms),
-                        Box::new(move |paused| {
-                            if let Ok(frame) = proto::encode(&FromWorker::Paused { run, paused }) {
-                                let _ = paused_out.send(&frame);
-                            }
-                        }),
-                        run,
-                        shared.on_thread.clone(),
-                    );
-                    if let Some(slot) = slots.locked().get_mut(&run) {
-                        slot.clock = Some(clock.clone());
-                    }
-                    shared.send(&FromWorker::Started { run });
-                    let mut report =
-                        engine::run(*spec, Bridge::Remote(remote), cancel, clock, ready).await;
-                    report.tee_mode = crate::report::TEE_PROCESS_SANDBOX.to_string();
-                    slots.locked().remove(&run);
-                    shared.remotes.locked().remove(&run);
-                    shared.cancels.locked().remove(&run);
-                    shared.send(&FromWorker::Ended {
-                        run,
-                        report: Box::new(report),
-                    });
-                });
-                // The next run's runtime is made now, off its latency path.
-                tokio::task::yield_now().await;
-                spare = engine::prepare().await;
+                let _ = self.starts.send(Some(Start {
+                    run,
+                    spec,
+                    remote,
+                    cancel,
+                }));
             }
             ToWorker::Reply { run, call, reply } => {
-                let remote = slots.locked().get(&run).map(|s| s.remote.clone());
-                if let Some(remote) = remote {
-                    remote.settle(call, reply);
+                let Some(remote) = self.of_run(run, |e| e.remote.clone()) else {
+                    return;
+                };
+                // A reply waits in memory until the engine takes it: it is
+                // charged to its run from now on, and past the run's limit it
+                // is replaced by a refusal (the run has reached its limit then).
+                let reply = if remote.charge_reply(frame_len) {
+                    CallReply {
+                        charged: frame_len,
+                        ..reply
+                    }
+                } else {
+                    CallReply::memory_limit_reached()
+                };
+                remote.settle(call, reply);
+            }
+            ToWorker::Cancel { run } => {
+                let cancel = self.of_run(run, |e| e.cancel.clone());
+                if let Some(cancel) = cancel {
+                    cancel.cancel();
+                    // Not on the engine thread: it runs no more code, so the
+                    // stop is certain now. On the thread: the interrupt
+                    // handler ends it, or the server's watchdog does.
+                    let on = *self.shared.on_thread.locked();
+                    if on.map(|(r, _)| r) != Some(run) {
+                        self.shared.send(&FromWorker::Stopped { run });
+                    }
                 }
             }
-            // Set by the reader thread already.
-            ToWorker::Cancel { .. } => {}
             ToWorker::Approval { run, waiting } => {
-                let clock = slots.locked().get(&run).and_then(|s| s.clock.clone());
+                let clock = self.of_run(run, |e| e.clock.clone()).flatten();
                 if let Some(clock) = clock {
                     clock.approval(waiting);
                 }
             }
         }
+    }
+}
+
+async fn serve(pipe: std::fs::File, shared: Arc<Shared>) {
+    // Two descriptors for one pipe: the runtime's, which makes it
+    // non-blocking and waits on it, and the interrupt handler's, which reads
+    // without the runtime (whose readiness is not refreshed while a run holds
+    // the thread).
+    let Ok(receiver) = pipe
+        .try_clone()
+        .and_then(tokio::net::unix::pipe::Receiver::from_file)
+    else {
+        return;
+    };
+    let (starts, mut start_rx) = mpsc::unbounded_channel();
+    let inbox = Arc::new_cyclic(|me| Inbox {
+        pipe,
+        read: Mutex::new(ReadState {
+            buf: Vec::new(),
+            chunk: vec![0; READ_CHUNK].into_boxed_slice(),
+            last_poll: Instant::now(),
+            closed: false,
+        }),
+        shared: shared.clone(),
+        starts,
+        me: me.clone(),
+    });
+    let mut spare = engine::prepare().await;
+    loop {
+        let start = tokio::select! {
+            biased;
+            start = start_rx.recv() => match start {
+                Some(Some(start)) => start,
+                _ => return,
+            },
+            readable = receiver.readable() => {
+                if readable.is_err() || !inbox.pump(&receiver) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Start {
+            run,
+            spec,
+            remote,
+            cancel,
+        } = start;
+        let ready = spare.take();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            // The deadline starts when the engine first takes the run.
+            let paused_out = shared.out.clone();
+            let clock = RunClock::observed(
+                Instant::now(),
+                Duration::from_millis(spec.limits.cpu_time_ms),
+                Box::new(move |paused| {
+                    if let Ok(frame) = proto::encode(&FromWorker::Paused { run, paused }) {
+                        let _ = paused_out.send(&frame);
+                    }
+                }),
+                run,
+                shared.on_thread.clone(),
+            );
+            if let Some(entry) = shared.runs.locked().get_mut(&run) {
+                entry.clock = Some(clock.clone());
+            }
+            shared.out.started(run);
+            let mut report = engine::run(*spec, Bridge::Remote(remote), cancel, clock, ready).await;
+            report.tee_mode = crate::report::TEE_PROCESS_SANDBOX.to_string();
+            shared.runs.locked().remove(&run);
+            shared.send(&FromWorker::Ended {
+                run,
+                report: Box::new(report),
+            });
+        });
+        // The next run's runtime is made now, off its latency path.
+        tokio::task::yield_now().await;
+        spare = engine::prepare().await;
     }
 }

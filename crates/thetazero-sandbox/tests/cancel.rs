@@ -52,6 +52,13 @@ async fn cancels_a_tight_loop() {
     let (r, _) = cancel_after_start("for (;;) {}", false).await;
     assert_eq!(r.status, Status::Killed);
     assert!(r.was_terminated);
+    // The engine ended it: in a worker, the spinning run's own interrupt
+    // handler read the kill from the channel; the watchdog had no part.
+    assert_eq!(
+        r.enforcement,
+        Some(thetazero_sandbox::Enforcement::Cooperative),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
