@@ -4,13 +4,16 @@
 //! server ──frames──▶ engine thread (current-thread runtime, one task per run)
 //!                      ├─ idle: the runtime wakes when the pipe is readable and reads it
 //!                      └─ busy: the interrupt handler reads it, so a kill reaches a spinning run
+//!                    sentinel thread: reads it once one run has held the engine thread 5 ms
 //!        ◀──frames── written by whichever thread has them (engine, sentinel)
 //! ```
 //!
 //! One thread reads the channel and runs the engine: a frame wakes one
 //! thread, not a reader and then the engine. A run spinning in bytecode
 //! still sees its kill, through the interrupt handler; one stuck in a native
-//! loop is the server's watchdog's, which the sentinel thread informs.
+//! loop is the server's watchdog's, which the sentinel thread informs, and
+//! meanwhile the sentinel reads the channel so that the account's other runs
+//! can still be killed (confirmed at once when they are not on the thread).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -243,22 +246,46 @@ pub fn main(args: &[String]) -> i32 {
         on_thread: OnThread::default(),
         out: out.clone(),
     });
+    // The runtime's handle on the channel makes the pipe non-blocking before
+    // any thread reads it.
+    let receiver = {
+        let _in_runtime = rt.enter();
+        reader
+            .try_clone()
+            .and_then(tokio::net::unix::pipe::Receiver::from_file)
+    };
+    let Ok(receiver) = receiver else {
+        return 3;
+    };
+    let (starts, start_rx) = mpsc::unbounded_channel();
+    let inbox = Inbox::new(reader, shared.clone(), starts);
     // The sentinel reports which run holds the engine thread, so that the
-    // server's watchdog ends this process only for a run that is stuck.
+    // server's watchdog ends this process only for a run that is stuck. While
+    // one run holds the thread it also reads the channel, so that a kill of
+    // another run of the account is confirmed even when the one on the
+    // thread is in a native loop that never polls its interrupt handler.
     let sentinel_shared = shared.clone();
+    let sentinel_inbox = inbox.clone();
     let sentinel = std::thread::Builder::new()
         .name("worker-sentinel".into())
         .spawn(move || {
             let mut last: Option<(Option<u64>, Instant)> = None;
             loop {
-                std::thread::sleep(BEAT);
+                std::thread::sleep(LOOK);
                 let on = *sentinel_shared.on_thread.locked();
                 let run = on.map(|(run, _)| run);
-                // Beat while a run holds the thread or it just changed hands,
-                // and every IDLE_BEAT otherwise, as a sign of life.
+                if on.is_some_and(|(_, since)| since.elapsed() >= HELD) {
+                    sentinel_inbox.read_now();
+                }
+                // Beat every BEAT while a run holds the thread or it just
+                // changed hands, and every IDLE_BEAT otherwise, as a sign of
+                // life.
                 let due = match last {
                     None => true,
-                    Some((prev, at)) => run.is_some() || prev != run || at.elapsed() >= IDLE_BEAT,
+                    Some((prev, at)) => {
+                        let since = at.elapsed();
+                        (since >= BEAT && (run.is_some() || prev != run)) || since >= IDLE_BEAT
+                    }
                 };
                 if !due {
                     continue;
@@ -274,7 +301,7 @@ pub fn main(args: &[String]) -> i32 {
         return 3;
     }
 
-    rt.block_on(serve(reader, shared));
+    rt.block_on(serve(inbox, receiver, start_rx, shared));
     0
 }
 
@@ -297,6 +324,12 @@ pub(crate) fn engine_runtime(
 }
 
 /// How often the sentinel looks at the engine thread.
+const LOOK: Duration = Duration::from_millis(5);
+/// How long one run holds the engine thread before the sentinel reads the
+/// channel in its stead (the run may be in a native loop that never polls
+/// its interrupt handler).
+const HELD: Duration = Duration::from_millis(5);
+/// How often the sentinel beats while a run holds the engine thread.
 const BEAT: Duration = Duration::from_millis(20);
 /// How often it beats while the thread is idle.
 const IDLE_BEAT: Duration = Duration::from_millis(500);
@@ -335,9 +368,10 @@ struct Start {
     cancel: CancelHandle,
 }
 
-/// The channel from the server, read only on the engine thread: by the
-/// serve loop when the pipe is readable, and by a running run's interrupt
-/// handler. Every frame but `Start` takes effect where it is read.
+/// The channel from the server: read by the serve loop when the pipe is
+/// readable, by a running run's interrupt handler, and by the sentinel while
+/// a run holds the engine thread; one reader at a time. Every frame but
+/// `Start` takes effect where it is read.
 pub(crate) struct Inbox {
     pipe: std::fs::File,
     read: Mutex<ReadState>,
@@ -355,6 +389,32 @@ struct ReadState {
 }
 
 impl Inbox {
+    fn new(
+        pipe: std::fs::File,
+        shared: Arc<Shared>,
+        starts: mpsc::UnboundedSender<Option<Start>>,
+    ) -> Arc<Inbox> {
+        Arc::new_cyclic(|me| Inbox {
+            pipe,
+            read: Mutex::new(ReadState {
+                buf: Vec::new(),
+                chunk: vec![0; READ_CHUNK].into_boxed_slice(),
+                last_poll: Instant::now(),
+                closed: false,
+            }),
+            shared,
+            starts,
+            me: me.clone(),
+        })
+    }
+
+    /// Reads what is there now, unless another reader is at it.
+    fn read_now(&self) {
+        if let Ok(mut st) = self.read.try_lock() {
+            self.read_available(&mut st);
+        }
+    }
+
     fn poll_from_interrupt(&self) {
         // Never re-entered: the serve loop holds the lock only while reading.
         let Ok(mut st) = self.read.try_lock() else {
@@ -510,30 +570,15 @@ impl Inbox {
     }
 }
 
-async fn serve(pipe: std::fs::File, shared: Arc<Shared>) {
-    // Two descriptors for one pipe: the runtime's, which makes it
-    // non-blocking and waits on it, and the interrupt handler's, which reads
-    // without the runtime (whose readiness is not refreshed while a run holds
-    // the thread).
-    let Ok(receiver) = pipe
-        .try_clone()
-        .and_then(tokio::net::unix::pipe::Receiver::from_file)
-    else {
-        return;
-    };
-    let (starts, mut start_rx) = mpsc::unbounded_channel();
-    let inbox = Arc::new_cyclic(|me| Inbox {
-        pipe,
-        read: Mutex::new(ReadState {
-            buf: Vec::new(),
-            chunk: vec![0; READ_CHUNK].into_boxed_slice(),
-            last_poll: Instant::now(),
-            closed: false,
-        }),
-        shared: shared.clone(),
-        starts,
-        me: me.clone(),
-    });
+/// The engine thread's loop. The interrupt handler and the sentinel read
+/// the pipe without the runtime (whose readiness is not refreshed while a
+/// run holds the thread); `receiver` is the runtime's own handle on it.
+async fn serve(
+    inbox: Arc<Inbox>,
+    receiver: tokio::net::unix::pipe::Receiver,
+    mut start_rx: mpsc::UnboundedReceiver<Option<Start>>,
+    shared: Arc<Shared>,
+) {
     let mut spare = engine::prepare().await;
     loop {
         let start = tokio::select! {

@@ -783,3 +783,61 @@ async fn replies_waiting_in_the_worker_count_against_the_run() {
     );
     assert_eq!(r.limit, Some(thetazero_sandbox::LimitKind::Memory));
 }
+
+/// A kill of one run is confirmed while another run of the same account
+/// holds the worker's engine thread in a native loop that never polls the
+/// interrupt handler: the worker's sentinel reads the channel meanwhile, so
+/// the kill needs no forced stop of the worker, and the run in the loop goes
+/// on to complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_lands_while_another_run_of_the_account_is_in_a_native_loop() {
+    let _exclusive = exclusive().await;
+    let s = real_sandbox();
+    let tenant = 23;
+    let host = MemHost::new();
+    let mut waiting = job("await new Promise(() => {}); return 'never';", &host);
+    waiting.limits.cpu_time_ms = 60_000;
+    waiting.code_cache_scope = tenant;
+    let kill = waiting.cancel.clone();
+    let waiting_rx = s.submit(waiting).unwrap();
+
+    // One native join over 200 million holes: seconds in the engine's C code
+    // without a poll of the interrupt handler, then done.
+    let busy_host = MemHost::new();
+    let mut busy = job(
+        "await thetazero.storage_get('k');
+         return Array.prototype.join.call({length: 3e7}, '').length;",
+        &busy_host,
+    );
+    busy.scopes = all_scopes();
+    busy.limits.cpu_time_ms = 120_000;
+    busy.code_cache_scope = tenant;
+    let busy_rx = s.submit(busy).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while busy_host.reached() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the busy run never made its call");
+    // Its call answered, it is in the join now.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    kill.cancel();
+
+    let killed = tokio::time::timeout(Duration::from_secs(30), waiting_rx)
+        .await
+        .expect("the kill never landed")
+        .unwrap();
+    assert_eq!(killed.status, Status::Killed, "{killed:?}");
+    assert_eq!(
+        killed.enforcement,
+        Some(thetazero_sandbox::Enforcement::Cooperative),
+        "the kill needed a forced stop: {killed:?}"
+    );
+    let done = tokio::time::timeout(Duration::from_secs(120), busy_rx)
+        .await
+        .expect("the busy run never ended")
+        .unwrap();
+    assert_eq!(done.status, Status::Completed, "{done:?}");
+    assert_eq!(done.output, serde_json::json!(0));
+}
