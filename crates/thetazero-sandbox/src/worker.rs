@@ -270,9 +270,14 @@ pub fn main(args: &[String]) -> i32 {
         .name("worker-sentinel".into())
         .spawn(move || {
             let mut last: Option<(Option<u64>, Instant)> = None;
+            let mut held = false;
             loop {
-                std::thread::sleep(LOOK);
+                // Closely while a run holds the engine thread; an idle
+                // worker (most of them, when many accounts wait) costs a
+                // wake-up per beat only.
+                std::thread::sleep(if held { LOOK } else { BEAT });
                 let on = *sentinel_shared.on_thread.locked();
+                held = on.is_some();
                 let run = on.map(|(run, _)| run);
                 if on.is_some_and(|(_, since)| since.elapsed() >= HELD) {
                     sentinel_inbox.read_now();
@@ -323,7 +328,7 @@ pub(crate) fn engine_runtime(
         .build()
 }
 
-/// How often the sentinel looks at the engine thread.
+/// How often the sentinel looks at the engine thread while a run holds it.
 const LOOK: Duration = Duration::from_millis(5);
 /// How long one run holds the engine thread before the sentinel reads the
 /// channel in its stead (the run may be in a native loop that never polls
