@@ -421,7 +421,8 @@ impl Inbox {
     }
 
     fn poll_from_interrupt(&self) {
-        // Never re-entered: the serve loop holds the lock only while reading.
+        // Skipped while another reader (the sentinel) is at it; the serve
+        // loop never is while a run holds the thread.
         let Ok(mut st) = self.read.try_lock() else {
             return;
         };
