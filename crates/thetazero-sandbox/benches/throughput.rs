@@ -142,7 +142,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let measure =
+    let on_client =
         |sandbox: &Arc<Sandbox>, total: usize, in_flight: usize, pace: Option<Duration>| {
             let task = measure(sandbox.clone(), host.clone(), total, in_flight, pace);
             client
@@ -158,11 +158,11 @@ fn main() {
         })
         .expect("pool"),
     );
-    measure(&one, 2_000, 1, None); // warm-up
-                                   // Latency with nothing queued; throughput with the worker never idle.
-    let single = measure(&one, total, 1, None);
-    let single_busy = measure(&one, total, 4, None);
-    let idle = measure(&one, 5_000, 1, Some(Duration::from_micros(500)));
+    on_client(&one, 2_000, 1, None); // warm-up
+                                     // Latency with nothing queued; throughput with the worker never idle.
+    let single = on_client(&one, total, 1, None);
+    let single_busy = on_client(&one, total, 4, None);
+    let idle = on_client(&one, 5_000, 1, Some(Duration::from_micros(500)));
     drop(one);
 
     let all = Arc::new(
@@ -172,8 +172,8 @@ fn main() {
         })
         .expect("pool"),
     );
-    measure(&all, 2_000, cores * 4, None);
-    let multi = measure(&all, total, cores * 4, None);
+    on_client(&all, 2_000, cores * 4, None);
+    let multi = on_client(&all, total, cores * 4, None);
     let rss_after = peak_rss_kb();
     drop(all);
 
@@ -192,14 +192,14 @@ fn main() {
         )
     };
     let p_one = confined(1);
-    measure(&p_one, 2_000, 1, None);
-    let p_single = measure(&p_one, total, 1, None);
-    let p_single_busy = measure(&p_one, total, 4, None);
-    let p_idle = measure(&p_one, 5_000, 1, Some(Duration::from_micros(500)));
+    on_client(&p_one, 2_000, 1, None);
+    let p_single = on_client(&p_one, total, 1, None);
+    let p_single_busy = on_client(&p_one, total, 4, None);
+    let p_idle = on_client(&p_one, 5_000, 1, Some(Duration::from_micros(500)));
     drop(p_one);
     let p_all = confined(cores);
-    measure(&p_all, 2_000, cores * 4, None);
-    let p_multi = measure(&p_all, total, cores * 4, None);
+    on_client(&p_all, 2_000, cores * 4, None);
+    let p_multi = on_client(&p_all, total, cores * 4, None);
     drop(p_all);
 
     println!(

@@ -95,9 +95,9 @@ pub(crate) fn close_inherited() -> Result<(), ConfineError> {
 /// Applies everything, in the order the kernel needs: no_new_privs first
 /// (Landlock and an unprivileged seccomp filter both require it). `setup`
 /// runs once inherited descriptors are closed and the rlimits set, before
-/// Landlock and the filter: it makes what the worker needs from the kernel
-/// that a confined process may not make (its runtime's epoll instance and
-/// wake-up descriptors, all internal to the process).
+/// Landlock and the filter: it makes what the worker needs that the filter
+/// would refuse later (its runtime's socket pair, connected only to itself,
+/// beside its epoll instance and wake-up descriptor).
 pub(crate) fn apply<T>(
     limits: ProcessLimits,
     setup: impl FnOnce() -> T,
