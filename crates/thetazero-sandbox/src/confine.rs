@@ -144,6 +144,23 @@ pub(crate) fn apply<T>(
     ))
 }
 
+/// Puts the main thread of process `pid` (a worker's engine thread; its
+/// sentinel thread keeps the ordinary class) in the idle scheduling class
+/// (`SCHED_IDLE`): it runs only when no other thread wants the CPU. The
+/// server does this for a spare worker once it is ready; the worker's own
+/// filter would refuse it the call.
+pub(crate) fn idle_class(pid: u32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; a
+    // thread id is a pid_t.
+    let rc = unsafe { libc::sched_setscheduler(pid as libc::pid_t, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Every capability goes, from every set, whoever the server runs as: a
 /// worker started by a root server is as powerless as any process.
 fn drop_capabilities() -> Result<(), ConfineError> {

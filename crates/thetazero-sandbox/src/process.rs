@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -33,6 +33,13 @@ pub struct ProcessConfig {
     /// may hold at once: by default max(1, cores − 1), so one account never
     /// takes every core from the others.
     pub workers_per_account: usize,
+    /// Further worker processes an account may have while no other account
+    /// has a run in flight (by default cores − `workers_per_account`, so a
+    /// lone account can use every core). Their engine threads run in the
+    /// kernel's idle scheduling class: they get only CPU time that no other
+    /// thread wants, so they never hold a core another account's run is
+    /// ready for.
+    pub spare_workers_per_account: usize,
     /// Worker processes in all; an account that needs a new one beyond this
     /// shares its least-loaded existing one.
     pub max_workers: usize,
@@ -91,6 +98,7 @@ impl ProcessConfig {
             program: program.into(),
             args,
             workers_per_account: cores.saturating_sub(1).max(1),
+            spare_workers_per_account: cores.saturating_sub(cores.saturating_sub(1).max(1)),
             max_workers: 4096,
             max_runs: 100_000,
             max_runs_per_account: 2_000,
@@ -184,6 +192,12 @@ struct StopCause {
 struct Worker {
     tenant: u64,
     pid: u32,
+    /// A spare worker: started while its account was alone, and retired
+    /// (no new runs, its engine thread moved to the idle scheduling class,
+    /// ended once empty) as soon as another account has a run in flight.
+    spare: bool,
+    retired: AtomicBool,
+    retired_notify: tokio::sync::Notify,
     out: Arc<Outbox>,
     runs: Mutex<HashMap<u64, Arc<RunState>>>,
     child: Mutex<Option<std::process::Child>>,
@@ -358,6 +372,11 @@ struct Shared {
     network: NetworkPolicy,
     workers: tokio::sync::Mutex<HashMap<u64, Vec<Arc<Worker>>>>,
     live_workers: AtomicUsize,
+    /// Spare workers not yet retired.
+    spares: Mutex<Vec<Weak<Worker>>>,
+    /// Set once the kernel refused to move a retiring spare to the idle
+    /// class: this server starts no more spares.
+    spares_refused: AtomicBool,
     /// Live worker processes: pid to tenant.
     pids: Mutex<HashMap<u32, u64>>,
     in_flight: AtomicUsize,
@@ -421,6 +440,8 @@ impl ProcessPool {
                 network,
                 workers: tokio::sync::Mutex::new(HashMap::new()),
                 live_workers: AtomicUsize::new(0),
+                spares: Mutex::new(Vec::new()),
+                spares_refused: AtomicBool::new(false),
                 pids: Mutex::new(HashMap::new()),
                 in_flight: AtomicUsize::new(0),
                 next_run: AtomicU64::new(1),
@@ -461,6 +482,10 @@ impl ProcessPool {
                 return Err(SubmitError::QueueFull);
             }
             *n += 1;
+            if per.len() > 1 {
+                drop(per);
+                retire_spares(&shared);
+            }
         }
         let (reply, rx) = oneshot::channel();
         self.control.spawn(async move {
@@ -534,6 +559,8 @@ const SILENCE: Duration = Duration::from_secs(3);
 /// How often a run past its deadline is looked at again while it waits for
 /// the engine thread.
 const WATCH_TICK: Duration = Duration::from_millis(10);
+/// How often a retired spare worker is looked at until it holds no run.
+const RETIRED_LOOK: Duration = Duration::from_millis(50);
 
 /// How often the memory guard looks.
 const MEMORY_TICK: Duration = Duration::from_millis(200);
@@ -578,26 +605,74 @@ async fn guard_memory(shared: Arc<Shared>) {
     }
 }
 
-/// Picks (or starts) a worker for the tenant: its least-loaded one, or a new
-/// one while it has fewer than its share.
+/// Picks (or starts) a worker for the tenant: an idle one of its workers,
+/// else a new one while it has fewer than its share, else its least-loaded
+/// one. Spare workers (idle scheduling class) are started and given runs
+/// only while no other account has a run in flight.
 async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
+    let alone = shared
+        .per_account
+        .locked()
+        .keys()
+        .all(|&other| other == tenant);
     let mut workers = shared.workers.lock().await;
     let list = workers.entry(tenant).or_default();
     list.retain(|w| !w.dead.load(Ordering::SeqCst));
-    let least = list.iter().min_by_key(|w| w.load()).cloned();
-    let room = list.len() < shared.cfg.workers_per_account
-        && shared.live_workers.load(Ordering::SeqCst) < shared.cfg.max_workers;
-    match least {
-        Some(w) if w.load() == 0 || !room => Ok(w),
-        _ => {
-            let w = spawn_worker(shared, tenant).await?;
-            workers.entry(tenant).or_default().push(w.clone());
-            Ok(w)
+    // Ordinary workers first at equal load.
+    let least = list
+        .iter()
+        .filter(|w| !w.retired.load(Ordering::SeqCst) && (alone || !w.spare))
+        .min_by_key(|w| (w.load(), w.spare))
+        .cloned();
+    if let Some(w) = least.as_ref().filter(|w| w.load() == 0) {
+        return Ok(w.clone());
+    }
+    let spares = list
+        .iter()
+        .filter(|w| w.spare && !w.retired.load(Ordering::SeqCst))
+        .count();
+    let ordinary = list.iter().filter(|w| !w.spare).count();
+    let below_max = shared.live_workers.load(Ordering::SeqCst) < shared.cfg.max_workers;
+    let spawn = if below_max && ordinary < shared.cfg.workers_per_account {
+        Some(false)
+    } else if below_max
+        && alone
+        && spares < shared.cfg.spare_workers_per_account
+        && !shared.spares_refused.load(Ordering::SeqCst)
+    {
+        Some(true)
+    } else {
+        None
+    };
+    match (spawn, least) {
+        (None, Some(w)) => Ok(w),
+        (spawn, least) => {
+            let spare = spawn.unwrap_or(false);
+            match (spawn_worker(shared, tenant, spare).await, least) {
+                (Ok(w), _) => {
+                    workers.entry(tenant).or_default().push(w.clone());
+                    if spare {
+                        shared.spares.locked().push(Arc::downgrade(&w));
+                        // Another account may have come while it started.
+                        if shared.per_account.locked().len() > 1 {
+                            retire_spares(shared);
+                        }
+                    }
+                    Ok(w)
+                }
+                // No spare after all: the least-loaded ordinary one.
+                (Err(_), Some(w)) if spare => Ok(w),
+                (Err(e), _) => Err(e),
+            }
         }
     }
 }
 
-async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
+async fn spawn_worker(
+    shared: &Arc<Shared>,
+    tenant: u64,
+    spare: bool,
+) -> Result<Arc<Worker>, String> {
     // Two pipes, one per direction: reading one side's frames never wakes a
     // thread that waits to read the other's (as one socket's shared wait
     // queue does), and a pipe moves a frame without a socket buffer.
@@ -657,6 +732,9 @@ async fn spawn_worker(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, 
     let worker = Arc::new(Worker {
         tenant,
         pid,
+        spare,
+        retired: AtomicBool::new(false),
+        retired_notify: tokio::sync::Notify::new(),
         out: out.clone(),
         runs: Mutex::new(HashMap::new()),
         child: Mutex::new(Some(child)),
@@ -828,16 +906,48 @@ fn tracing_garbage(worker: &Worker, what: &str) {
     );
 }
 
-/// Ends a worker once it has had no run for the idle timeout.
+/// Another account has a run in flight: every spare worker takes no new
+/// run, its engine thread moves to the idle scheduling class at once (so
+/// the runs it still holds use only CPU time no one else wants), and it
+/// ends once it holds none.
+fn retire_spares(shared: &Shared) {
+    let spares = std::mem::take(&mut *shared.spares.locked());
+    for w in spares.iter().filter_map(Weak::upgrade) {
+        if w.retired.swap(true, Ordering::SeqCst) {
+            continue;
+        }
+        if let Err(e) = crate::confine::idle_class(w.pid) {
+            // It keeps the ordinary class until its runs end; no spare is
+            // started again, since none could be retired this way.
+            shared.spares_refused.store(true, Ordering::SeqCst);
+            eprintln!(
+                "thetazero: could not move spare sandbox worker {} to the idle scheduling class ({e}); no more spares will be started",
+                w.pid
+            );
+        }
+        w.retired_notify.notify_one();
+    }
+}
+
+/// Ends a worker once it has had no run for the idle timeout, and a
+/// retired spare once it holds no run.
 async fn reap_when_idle(shared: Arc<Shared>, worker: Arc<Worker>) {
     let idle = shared.cfg.idle_timeout;
     loop {
-        tokio::time::sleep(idle).await;
+        if worker.retired.load(Ordering::SeqCst) {
+            tokio::time::sleep(RETIRED_LOOK).await;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = worker.retired_notify.notified() => {}
+            }
+        }
         if worker.dead.load(Ordering::SeqCst) {
             return;
         }
+        let retired = worker.retired.load(Ordering::SeqCst);
         let quiet = worker.last_active.locked().elapsed() >= idle;
-        if !quiet {
+        if !quiet && !retired {
             continue;
         }
         // Taken out of the list first, under its lock, so no run is placed

@@ -792,7 +792,14 @@ async fn replies_waiting_in_the_worker_count_against_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_lands_while_another_run_of_the_account_is_in_a_native_loop() {
     let _exclusive = exclusive().await;
-    let s = real_sandbox();
+    // Both runs on one worker: a spare would take the second.
+    let mut config = process_config();
+    config.spare_workers_per_account = 0;
+    let s = Sandbox::new(SandboxConfig {
+        mode: EngineMode::Process(config),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
     let tenant = 23;
     let host = MemHost::new();
     let mut waiting = job("await new Promise(() => {}); return 'never';", &host);

@@ -189,3 +189,105 @@ async fn past_the_memory_budget_the_largest_worker_ends_and_its_runs_say_memory(
     let ok = ok.expect("admission resumed");
     assert_eq!(ok.status, Status::Completed, "{ok:?}");
 }
+
+/// The scheduling policy of a process's main thread, from /proc (field 41
+/// of `stat`): 0 is the ordinary class, 5 `SCHED_IDLE`.
+fn policy(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(38).unwrap().parse().unwrap()
+}
+
+fn pids_of(sandbox: &Sandbox, tenant: u64) -> Vec<u32> {
+    sandbox
+        .worker_pids()
+        .into_iter()
+        .filter(|&(t, _)| t == tenant)
+        .map(|(_, pid)| pid)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_worker_serves_a_lone_account_and_is_retired_when_another_comes() {
+    let mut config = process_config();
+    config.workers_per_account = 1;
+    config.spare_workers_per_account = 1;
+    let sandbox = Sandbox::new(SandboxConfig {
+        mode: EngineMode::Process(config),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let host = MemHost::new();
+    host.hang.store(true, Ordering::SeqCst);
+    let waiting = |tenant: u64| {
+        let mut j = job("await thetazero.read_context('k'); return 1", &host);
+        j.scopes = all_scopes();
+        j.code_cache_scope = tenant;
+        j
+    };
+    // Account 5 alone: its second run goes to a spare, in the ordinary class.
+    let first = waiting(5);
+    let second = waiting(5);
+    let cancels = [first.cancel.clone(), second.cancel.clone()];
+    let rx1 = sandbox.submit(first).unwrap();
+    while host.reached() < 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let rx2 = sandbox.submit(second).unwrap();
+    while host.reached() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mine = pids_of(&sandbox, 5);
+    assert_eq!(mine.len(), 2, "{:?}", sandbox.worker_pids());
+    assert!(mine.iter().all(|&pid| policy(pid) == 0));
+
+    // Account 6 comes: the spare is retired at once (idle class), and the
+    // ordinary worker keeps the ordinary class.
+    let other = waiting(6);
+    let other_cancel = other.cancel.clone();
+    let rx3 = sandbox.submit(other).unwrap();
+    let policies: Vec<u32> = mine.iter().map(|&pid| policy(pid)).collect();
+    assert_eq!(
+        {
+            let mut p = policies.clone();
+            p.sort();
+            p
+        },
+        vec![0, 5],
+        "{policies:?}"
+    );
+    let spare = mine[policies.iter().position(|&p| p == 5).unwrap()];
+    while host.reached() < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // While account 6 has a run in flight, account 5 gets no new worker and
+    // the retired spare no new run: a third run shares the ordinary worker.
+    let third = waiting(5);
+    let third_cancel = third.cancel.clone();
+    let rx4 = sandbox.submit(third).unwrap();
+    while host.reached() < 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(pids_of(&sandbox, 5).len(), 2);
+
+    // Its runs still end normally (a kill is confirmed), and once it holds
+    // none the retired spare exits.
+    for cancel in cancels.iter().chain([&other_cancel, &third_cancel]) {
+        cancel.cancel();
+    }
+    for rx in [rx1, rx2, rx3, rx4] {
+        let r = rx.await.unwrap();
+        assert_eq!(r.status, Status::Killed, "{r:?}");
+    }
+    for _ in 0..200 {
+        if !pids_of(&sandbox, 5).contains(&spare) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        !pids_of(&sandbox, 5).contains(&spare),
+        "the retired spare is still alive"
+    );
+    assert_eq!(pids_of(&sandbox, 5).len(), 1);
+}

@@ -3,8 +3,9 @@
 //! keep-alive connections, every execution record and audit event committed
 //! before its response. Two servers run side by side, one with confined
 //! sandbox workers (the default) and one in process, measured alternately in
-//! the same run. `GET /healthz` on the same server in the same run is the
-//! baseline: it measures what HTTP alone costs here.
+//! the same run (three runs of each per concurrency, in ABBA order; each
+//! figure is the median of the three). `GET /healthz` on the same server in
+//! the same run is the baseline: it measures what HTTP alone costs here.
 //!
 //! Run: `cargo bench -p thetazero --bench http_e2e`
 
@@ -152,6 +153,24 @@ async fn prepare(client: &reqwest::Client, server: &Server) -> (MakeRequest, Mak
     (execute, health, id)
 }
 
+/// Each figure's median over several runs of one configuration.
+fn median(runs: &[Run]) -> Run {
+    let mid = |f: fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Run {
+        per_sec: mid(|r| r.per_sec),
+        p50_us: mid(|r| r.p50_us),
+        p99_us: mid(|r| r.p99_us),
+    }
+}
+
+/// Measured pairs of (confined, in process) per concurrency, in ABBA order
+/// so that neither mode always runs first; medians are reported.
+const PAIRS: usize = 3;
+
 #[tokio::main]
 async fn main() {
     let confined = start("process");
@@ -182,8 +201,18 @@ async fn main() {
     };
     for (concurrency, total) in [(1usize, 2_000usize), (16, 16_000), (64, 32_000)] {
         let base = drive(&client, concurrency, total, c_health.clone()).await;
-        let conf = drive(&client, concurrency, total, c_exec.clone()).await;
-        let inproc = drive(&client, concurrency, total, i_exec.clone()).await;
+        let mut conf = Vec::new();
+        let mut inproc = Vec::new();
+        for pair in 0..PAIRS {
+            if pair % 2 == 0 {
+                conf.push(drive(&client, concurrency, total, c_exec.clone()).await);
+                inproc.push(drive(&client, concurrency, total, i_exec.clone()).await);
+            } else {
+                inproc.push(drive(&client, concurrency, total, i_exec.clone()).await);
+                conf.push(drive(&client, concurrency, total, c_exec.clone()).await);
+            }
+        }
+        let (conf, inproc) = (median(&conf), median(&inproc));
         let base_i = drive(&client, concurrency, total, i_health.clone()).await;
         line(format!("GET /healthz (baseline), c={concurrency}"), &base);
         line(

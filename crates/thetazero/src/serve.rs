@@ -117,6 +117,10 @@ pub struct FileConfig {
     /// Confined mode: worker processes per account, so CPU-active runs per
     /// account (default max(1, cores - 1)).
     pub sandbox_workers_per_account: Option<usize>,
+    /// Confined mode: further workers an account may use while no other
+    /// account has a run in flight, retired (idle scheduling class, no new
+    /// runs) as soon as one has (default cores - sandbox_workers_per_account).
+    pub sandbox_spare_workers_per_account: Option<usize>,
     /// Confined mode: runs in flight (running or waiting) before new ones get
     /// 503 (default 20000).
     pub sandbox_max_runs: Option<usize>,
@@ -325,6 +329,14 @@ impl Config {
                     }
                     p.workers_per_account = n;
                 }
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                p.spare_workers_per_account = match file.sandbox_spare_workers_per_account {
+                    Some(n) if n > 256 => {
+                        bail!("sandbox_spare_workers_per_account is between 0 and 256, not {n}")
+                    }
+                    Some(n) => n,
+                    None => cores.saturating_sub(p.workers_per_account),
+                };
                 p.max_runs = file.sandbox_max_runs.unwrap_or(20_000);
                 if !(1..=1_000_000).contains(&p.max_runs) {
                     bail!(
