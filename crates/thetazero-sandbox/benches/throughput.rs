@@ -183,7 +183,7 @@ fn main() {
         let mut p = ProcessConfig::new(env!("CARGO_BIN_EXE_thetazero-sandbox-worker"), Vec::new());
         p.workers_per_account = per_account;
         // Exactly that many lanes: no spare beside them.
-        p.spare_workers_per_account = 0;
+        p.spare_workers_per_account = Some(0);
         p.runtime = Some(client.handle().clone());
         Arc::new(
             Sandbox::new(SandboxConfig {

@@ -145,10 +145,12 @@ pub(crate) fn apply<T>(
 }
 
 /// Puts the main thread of process `pid` (a worker's engine thread; its
-/// sentinel thread keeps the ordinary class) in the idle scheduling class
+/// sentinel, started before the worker said it was ready, keeps the
+/// ordinary class) in the idle scheduling class
 /// (`SCHED_IDLE`): it runs only when no other thread wants the CPU. The
-/// server does this for a spare worker once it is ready; the worker's own
-/// filter would refuse it the call.
+/// server does this when it retires a spare worker; the worker's own filter
+/// would refuse it the call. Linux applies the policy to the one thread
+/// whose id is `pid`; threads the engine thread starts afterwards inherit it.
 pub(crate) fn idle_class(pid: u32) -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid sched_param that outlives the call; a

@@ -33,13 +33,14 @@ pub struct ProcessConfig {
     /// may hold at once: by default max(1, cores − 1), so one account never
     /// takes every core from the others.
     pub workers_per_account: usize,
-    /// Further worker processes an account may have while no other account
-    /// has a run in flight (by default cores − `workers_per_account`, so a
-    /// lone account can use every core). Their engine threads run in the
-    /// kernel's idle scheduling class: they get only CPU time that no other
-    /// thread wants, so they never hold a core another account's run is
-    /// ready for.
-    pub spare_workers_per_account: usize,
+    /// Further worker processes ("spares") an account may start while no
+    /// other account has a run in flight; `None` is cores −
+    /// `workers_per_account`, so a lone account can use every core. When
+    /// another account has a run in flight a spare is retired: it takes no
+    /// new run, its engine thread moves to the kernel's idle scheduling
+    /// class (it then gets only CPU time no other thread wants), and it ends
+    /// once it holds no run. Retired spares still alive count against this.
+    pub spare_workers_per_account: Option<usize>,
     /// Worker processes in all; an account that needs a new one beyond this
     /// shares its least-loaded existing one.
     pub max_workers: usize,
@@ -98,7 +99,7 @@ impl ProcessConfig {
             program: program.into(),
             args,
             workers_per_account: cores.saturating_sub(1).max(1),
-            spare_workers_per_account: cores.saturating_sub(cores.saturating_sub(1).max(1)),
+            spare_workers_per_account: None,
             max_workers: 4096,
             max_runs: 100_000,
             max_runs_per_account: 2_000,
@@ -198,6 +199,9 @@ struct Worker {
     spare: bool,
     retired: AtomicBool,
     retired_notify: tokio::sync::Notify,
+    /// Runs placed on it by `worker_for` and not yet in `runs`: counted in
+    /// its load, so that it is not reaped between the two.
+    placed: AtomicUsize,
     out: Arc<Outbox>,
     runs: Mutex<HashMap<u64, Arc<RunState>>>,
     child: Mutex<Option<std::process::Child>>,
@@ -236,7 +240,7 @@ impl Worker {
     }
 
     fn load(&self) -> usize {
-        self.runs.locked().len()
+        self.runs.locked().len() + self.placed.load(Ordering::SeqCst)
     }
 
     /// Whether the engine thread has been running `run` for at least `for_at_least`.
@@ -607,37 +611,48 @@ async fn guard_memory(shared: Arc<Shared>) {
 
 /// Picks (or starts) a worker for the tenant: an idle one of its workers,
 /// else a new one while it has fewer than its share, else its least-loaded
-/// one. Spare workers (idle scheduling class) are started and given runs
-/// only while no other account has a run in flight.
+/// one. Spares are started and given runs only while no other account has a
+/// run in flight. The worker comes back with the run counted in its load
+/// (`Worker::placed`), which the caller gives back once the run is in
+/// `Worker::runs` or has failed to start.
 async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, String> {
+    let mut workers = shared.workers.lock().await;
     let alone = shared
         .per_account
         .locked()
         .keys()
         .all(|&other| other == tenant);
-    let mut workers = shared.workers.lock().await;
     let list = workers.entry(tenant).or_default();
     list.retain(|w| !w.dead.load(Ordering::SeqCst));
+    let usable = |w: &&Arc<Worker>| !w.spare || (alone && !w.retired.load(Ordering::SeqCst));
     // Ordinary workers first at equal load.
     let least = list
         .iter()
-        .filter(|w| !w.retired.load(Ordering::SeqCst) && (alone || !w.spare))
+        .filter(usable)
         .min_by_key(|w| (w.load(), w.spare))
         .cloned();
+    let placed = |w: Arc<Worker>| {
+        w.placed.fetch_add(1, Ordering::SeqCst);
+        Ok(w)
+    };
     if let Some(w) = least.as_ref().filter(|w| w.load() == 0) {
-        return Ok(w.clone());
+        return placed(w.clone());
     }
-    let spares = list
-        .iter()
-        .filter(|w| w.spare && !w.retired.load(Ordering::SeqCst))
-        .count();
-    let ordinary = list.iter().filter(|w| !w.spare).count();
+    // Retired spares still alive count: an account cannot pile them up by
+    // being alone and not alone in turn.
+    let spares = list.iter().filter(|w| w.spare).count();
+    let ordinary = list.len() - spares;
     let below_max = shared.live_workers.load(Ordering::SeqCst) < shared.cfg.max_workers;
+    let spare_room = shared.cfg.spare_workers_per_account.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .saturating_sub(shared.cfg.workers_per_account)
+    });
     let spawn = if below_max && ordinary < shared.cfg.workers_per_account {
         Some(false)
     } else if below_max
         && alone
-        && spares < shared.cfg.spare_workers_per_account
+        && spares < spare_room
         && !shared.spares_refused.load(Ordering::SeqCst)
     {
         Some(true)
@@ -645,23 +660,31 @@ async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, St
         None
     };
     match (spawn, least) {
-        (None, Some(w)) => Ok(w),
+        (None, Some(w)) => placed(w),
         (spawn, least) => {
             let spare = spawn.unwrap_or(false);
             match (spawn_worker(shared, tenant, spare).await, least) {
-                (Ok(w), _) => {
+                (Ok(w), least) => {
                     workers.entry(tenant).or_default().push(w.clone());
                     if spare {
-                        shared.spares.locked().push(Arc::downgrade(&w));
-                        // Another account may have come while it started.
+                        let mut all = shared.spares.locked();
+                        all.retain(|w| w.strong_count() > 0);
+                        all.push(Arc::downgrade(&w));
+                        drop(all);
+                        // Another account may have come while it started: it
+                        // is retired then, and the run goes to an ordinary
+                        // worker after all.
                         if shared.per_account.locked().len() > 1 {
                             retire_spares(shared);
                         }
+                        if let Some(ordinary) = least.filter(|_| w.retired.load(Ordering::SeqCst)) {
+                            return placed(ordinary);
+                        }
                     }
-                    Ok(w)
+                    placed(w)
                 }
                 // No spare after all: the least-loaded ordinary one.
-                (Err(_), Some(w)) if spare => Ok(w),
+                (Err(_), Some(w)) if spare => placed(w),
                 (Err(e), _) => Err(e),
             }
         }
@@ -735,6 +758,7 @@ async fn spawn_worker(
         spare,
         retired: AtomicBool::new(false),
         retired_notify: tokio::sync::Notify::new(),
+        placed: AtomicUsize::new(0),
         out: out.clone(),
         runs: Mutex::new(HashMap::new()),
         child: Mutex::new(Some(child)),
@@ -916,14 +940,24 @@ fn retire_spares(shared: &Shared) {
         if w.retired.swap(true, Ordering::SeqCst) {
             continue;
         }
-        if let Err(e) = crate::confine::idle_class(w.pid) {
-            // It keeps the ordinary class until its runs end; no spare is
-            // started again, since none could be retired this way.
-            shared.spares_refused.store(true, Ordering::SeqCst);
-            eprintln!(
-                "thetazero: could not move spare sandbox worker {} to the idle scheduling class ({e}); no more spares will be started",
-                w.pid
-            );
+        {
+            // While the child is held unreaped its pid cannot name another
+            // process; a worker already gone needs no demotion.
+            let child = w.child.locked();
+            if child.is_some() && !w.dead.load(Ordering::SeqCst) {
+                if let Err(e) = crate::confine::idle_class(w.pid) {
+                    if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) {
+                        // It keeps the ordinary class until its runs end; no
+                        // spare is started again, since none could be
+                        // retired this way.
+                        shared.spares_refused.store(true, Ordering::SeqCst);
+                        eprintln!(
+                            "thetazero: could not move spare sandbox worker {} to the idle scheduling class ({e}); no more spares will be started",
+                            w.pid
+                        );
+                    }
+                }
+            }
         }
         w.retired_notify.notify_one();
     }
@@ -1041,6 +1075,7 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         calls: Mutex::new(Vec::new()),
     });
     worker.runs.locked().insert(run, state.clone());
+    worker.placed.fetch_sub(1, Ordering::SeqCst);
     *worker.last_active.locked() = Instant::now();
     if worker.dead.load(Ordering::SeqCst)
         || !worker.send(&ToWorker::Start {
@@ -1048,8 +1083,12 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
             spec: Box::new(job.spec()),
         })
     {
+        // Ended before the run reached it (another run's stop, a reaper):
+        // the run goes to another worker.
         worker.runs.locked().remove(&run);
-        return Err("the worker stopped before the run could start".into());
+        return Ok(Attempt::NeverStarted {
+            another_runs_fault: true,
+        });
     }
 
     let cause = |reason: String| StopCause {

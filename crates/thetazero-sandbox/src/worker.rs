@@ -221,22 +221,21 @@ pub fn main(args: &[String]) -> i32 {
     let Some((reader, mut writer)) = confine::take_channel() else {
         return 3;
     };
-    let hello = match &confined {
-        Ok((_, Ok(_))) => FromWorker::Ready {
-            pid: std::process::id(),
-        },
-        Ok((_, Err(e))) => FromWorker::Refused {
-            reason: format!("could not make the engine's runtime: {e}"),
-        },
-        Err(e) => FromWorker::Refused {
-            reason: e.to_string(),
-        },
+    let refuse = |writer: &mut std::fs::File, reason: String| {
+        if let Ok(frame) = proto::encode(&FromWorker::Refused { reason }) {
+            let _ = writer.write_all(&frame);
+        }
+        4
     };
-    if let Ok(frame) = proto::encode(&hello) {
-        let _ = writer.write_all(&frame);
-    }
-    let Ok((_, Ok(rt))) = confined else {
-        return 4;
+    let rt = match confined {
+        Ok((_, Ok(rt))) => rt,
+        Ok((_, Err(e))) => {
+            return refuse(
+                &mut writer,
+                format!("could not make the engine's runtime: {e}"),
+            )
+        }
+        Err(e) => return refuse(&mut writer, e.to_string()),
     };
 
     let out = Arc::new(Sink::new(writer));
@@ -264,11 +263,20 @@ pub fn main(args: &[String]) -> i32 {
     // one run holds the thread it also reads the channel, so that a kill of
     // another run of the account is confirmed even when the one on the
     // thread is in a native loop that never polls its interrupt handler.
+    //
+    // It is started before the worker says it is ready, and so keeps the
+    // ordinary scheduling class even when the server moves the engine
+    // thread (this process's main thread) to the idle class right after;
+    // it waits until the greeting is written, which must be the first frame.
     let sentinel_shared = shared.clone();
     let sentinel_inbox = inbox.clone();
+    let (greeted, greeting) = std::sync::mpsc::channel::<()>();
     let sentinel = std::thread::Builder::new()
         .name("worker-sentinel".into())
         .spawn(move || {
+            if greeting.recv().is_err() {
+                return;
+            }
             let mut last: Option<(Option<u64>, Instant)> = None;
             let mut held = false;
             loop {
@@ -305,6 +313,12 @@ pub fn main(args: &[String]) -> i32 {
     if sentinel.is_err() {
         return 3;
     }
+    if let Ok(frame) = proto::encode(&FromWorker::Ready {
+        pid: std::process::id(),
+    }) {
+        let _ = out.send(&frame);
+    }
+    let _ = greeted.send(());
 
     rt.block_on(serve(inbox, receiver, start_rx, shared));
     0

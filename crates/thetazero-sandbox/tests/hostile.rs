@@ -794,7 +794,7 @@ async fn a_kill_lands_while_another_run_of_the_account_is_in_a_native_loop() {
     let _exclusive = exclusive().await;
     // Both runs on one worker: a spare would take the second.
     let mut config = process_config();
-    config.spare_workers_per_account = 0;
+    config.spare_workers_per_account = Some(0);
     let s = Sandbox::new(SandboxConfig {
         mode: EngineMode::Process(config),
         ..SandboxConfig::default()

@@ -329,14 +329,12 @@ impl Config {
                     }
                     p.workers_per_account = n;
                 }
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                p.spare_workers_per_account = match file.sandbox_spare_workers_per_account {
-                    Some(n) if n > 256 => {
-                        bail!("sandbox_spare_workers_per_account is between 0 and 256, not {n}")
+                if let Some(n) = file.sandbox_spare_workers_per_account {
+                    if n > 256 {
+                        bail!("sandbox_spare_workers_per_account is between 0 and 256, not {n}");
                     }
-                    Some(n) => n,
-                    None => cores.saturating_sub(p.workers_per_account),
-                };
+                    p.spare_workers_per_account = Some(n);
+                }
                 p.max_runs = file.sandbox_max_runs.unwrap_or(20_000);
                 if !(1..=1_000_000).contains(&p.max_runs) {
                     bail!(
