@@ -221,15 +221,18 @@ struct Worker {
 impl Worker {
     fn send(&self, message: &ToWorker) -> bool {
         match proto::encode(message) {
-            Ok(bytes) => {
-                self.out.send(OutFrame {
-                    bytes,
-                    written: None,
-                });
-                !self.out.broken.load(Ordering::SeqCst)
-            }
+            Ok(bytes) => self.send_frame(bytes),
             Err(_) => false,
         }
+    }
+
+    /// Sends an encoded frame; false once the channel is broken.
+    fn send_frame(&self, bytes: Vec<u8>) -> bool {
+        self.out.send(OutFrame {
+            bytes,
+            written: None,
+        });
+        !self.out.broken.load(Ordering::SeqCst)
     }
 
     /// The thread has been idle (per the sentinel) for at least `for_at_least`.
@@ -240,7 +243,10 @@ impl Worker {
     }
 
     fn load(&self) -> usize {
-        self.runs.locked().len() + self.placed.load(Ordering::SeqCst)
+        // `placed` first: a run leaves it only after it is in `runs`, so
+        // one being placed is always seen in one of the two.
+        let placed = self.placed.load(Ordering::SeqCst);
+        placed + self.runs.locked().len()
     }
 
     /// Whether the engine thread has been running `run` for at least `for_at_least`.
@@ -409,8 +415,16 @@ pub(crate) struct ProcessPool {
 }
 
 impl ProcessPool {
-    pub(crate) fn new(cfg: ProcessConfig, network: NetworkPolicy) -> Result<Self, SandboxError> {
+    pub(crate) fn new(
+        mut cfg: ProcessConfig,
+        network: NetworkPolicy,
+    ) -> Result<Self, SandboxError> {
         cfg.check()?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        cfg.spare_workers_per_account = Some(
+            cfg.spare_workers_per_account
+                .unwrap_or_else(|| cores.saturating_sub(cfg.workers_per_account)),
+        );
         // Worker channels, supervisors and watchdogs run on the runtime the
         // operator gave (the server's own: no hop between runtimes per run),
         // or else on the pool's own runtime, so that they outlive any one
@@ -643,11 +657,8 @@ async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, St
     let spares = list.iter().filter(|w| w.spare).count();
     let ordinary = list.len() - spares;
     let below_max = shared.live_workers.load(Ordering::SeqCst) < shared.cfg.max_workers;
-    let spare_room = shared.cfg.spare_workers_per_account.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .saturating_sub(shared.cfg.workers_per_account)
-    });
+    // Resolved when the pool was built.
+    let spare_room = shared.cfg.spare_workers_per_account.unwrap_or(0);
     let spawn = if below_max && ordinary < shared.cfg.workers_per_account {
         Some(false)
     } else if below_max
@@ -1038,8 +1049,19 @@ enum Attempt {
     },
 }
 
+/// A run counted in its worker's load (`Worker::placed`) from `worker_for`
+/// until it is in `Worker::runs`, or given up on whatever path.
+struct Placement<'a>(&'a Worker);
+
+impl Drop for Placement<'_> {
+    fn drop(&mut self) {
+        self.0.placed.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, String> {
     let worker = worker_for(shared, job.code_cache_scope).await?;
+    let placement = Placement(&worker);
     let run = shared.next_run.fetch_add(1, Ordering::SeqCst);
     let limit = Duration::from_millis(job.limits.cpu_time_ms);
     let started = Instant::now();
@@ -1075,20 +1097,25 @@ async fn supervise_once(shared: &Arc<Shared>, job: &Job) -> Result<Attempt, Stri
         calls: Mutex::new(Vec::new()),
     });
     worker.runs.locked().insert(run, state.clone());
-    worker.placed.fetch_sub(1, Ordering::SeqCst);
+    drop(placement);
     *worker.last_active.locked() = Instant::now();
-    if worker.dead.load(Ordering::SeqCst)
-        || !worker.send(&ToWorker::Start {
-            run,
-            spec: Box::new(job.spec()),
-        })
-    {
-        // Ended before the run reached it (another run's stop, a reaper):
-        // the run goes to another worker.
+    let start = proto::encode(&ToWorker::Start {
+        run,
+        spec: Box::new(job.spec()),
+    });
+    let Ok(start) = start else {
         worker.runs.locked().remove(&run);
-        return Ok(Attempt::NeverStarted {
-            another_runs_fault: true,
-        });
+        return Err("the run is too large to send to a worker".into());
+    };
+    if worker.dead.load(Ordering::SeqCst) || !worker.send_frame(start) {
+        // Ended before the run reached it: the run goes to another worker,
+        // counted against its attempts unless another run's stop (or the
+        // memory guard's) ended this one.
+        worker.stop(None);
+        worker.runs.locked().remove(&run);
+        let another_runs_fault = worker.cause.locked().as_ref().is_some_and(|c| c.run != run)
+            || worker.memory_stopped.locked().is_some();
+        return Ok(Attempt::NeverStarted { another_runs_fault });
     }
 
     let cause = |reason: String| StopCause {

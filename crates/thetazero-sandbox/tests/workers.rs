@@ -286,6 +286,20 @@ async fn a_spare_worker_serves_a_lone_account_and_is_retired_when_another_comes(
     }
     assert_eq!(pids_of(&sandbox, 5).len(), 2);
 
+    // Account 6 leaves; account 5 is alone again, but its retired spare,
+    // still holding a run, counts: a fourth run starts no new spare.
+    other_cancel.cancel();
+    let r = rx3.await.unwrap();
+    assert_eq!(r.status, Status::Killed, "{r:?}");
+    let fourth = waiting(5);
+    let fourth_cancel = fourth.cancel.clone();
+    let rx5 = sandbox.submit(fourth).unwrap();
+    while host.reached() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(pids_of(&sandbox, 5).len(), 2, "{:?}", sandbox.worker_pids());
+    assert_eq!(policy(spare), 5);
+
     // The spare holds the second run only: once that one is killed (the
     // kill is confirmed as ever) it exits, while the others still wait.
     cancels[1].cancel();
@@ -301,12 +315,11 @@ async fn a_spare_worker_serves_a_lone_account_and_is_retired_when_another_comes(
         !pids_of(&sandbox, 5).contains(&spare),
         "the retired spare is still alive"
     );
-    for cancel in [&cancels[0], &other_cancel, &third_cancel] {
+    for cancel in [&cancels[0], &third_cancel, &fourth_cancel] {
         cancel.cancel();
     }
-    for rx in [rx1, rx3, rx4] {
+    for rx in [rx1, rx4, rx5] {
         let r = rx.await.unwrap();
         assert_eq!(r.status, Status::Killed, "{r:?}");
     }
-    assert_eq!(pids_of(&sandbox, 5).len(), 1);
 }
