@@ -382,6 +382,8 @@ struct Shared {
     network: NetworkPolicy,
     workers: tokio::sync::Mutex<HashMap<u64, Vec<Arc<Worker>>>>,
     live_workers: AtomicUsize,
+    /// `ProcessConfig::spare_workers_per_account`, resolved.
+    spares_per_account: usize,
     /// Spare workers not yet retired.
     spares: Mutex<Vec<Weak<Worker>>>,
     /// Set once the kernel refused to move a retiring spare to the idle
@@ -415,16 +417,13 @@ pub(crate) struct ProcessPool {
 }
 
 impl ProcessPool {
-    pub(crate) fn new(
-        mut cfg: ProcessConfig,
-        network: NetworkPolicy,
-    ) -> Result<Self, SandboxError> {
+    pub(crate) fn new(cfg: ProcessConfig, network: NetworkPolicy) -> Result<Self, SandboxError> {
         cfg.check()?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        cfg.spare_workers_per_account = Some(
-            cfg.spare_workers_per_account
-                .unwrap_or_else(|| cores.saturating_sub(cfg.workers_per_account)),
-        );
+        let spares_per_account = cfg.spare_workers_per_account.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .saturating_sub(cfg.workers_per_account)
+        });
         // Worker channels, supervisors and watchdogs run on the runtime the
         // operator gave (the server's own: no hop between runtimes per run),
         // or else on the pool's own runtime, so that they outlive any one
@@ -458,6 +457,7 @@ impl ProcessPool {
                 network,
                 workers: tokio::sync::Mutex::new(HashMap::new()),
                 live_workers: AtomicUsize::new(0),
+                spares_per_account,
                 spares: Mutex::new(Vec::new()),
                 spares_refused: AtomicBool::new(false),
                 pids: Mutex::new(HashMap::new()),
@@ -500,7 +500,9 @@ impl ProcessPool {
                 return Err(SubmitError::QueueFull);
             }
             *n += 1;
-            if per.len() > 1 {
+            // An account that just came while another has runs in flight:
+            // spares exist only while one account is alone.
+            if *n == 1 && per.len() > 1 {
                 drop(per);
                 retire_spares(&shared);
             }
@@ -657,49 +659,47 @@ async fn worker_for(shared: &Arc<Shared>, tenant: u64) -> Result<Arc<Worker>, St
     let spares = list.iter().filter(|w| w.spare).count();
     let ordinary = list.len() - spares;
     let below_max = shared.live_workers.load(Ordering::SeqCst) < shared.cfg.max_workers;
-    // Resolved when the pool was built.
-    let spare_room = shared.cfg.spare_workers_per_account.unwrap_or(0);
     let spawn = if below_max && ordinary < shared.cfg.workers_per_account {
         Some(false)
     } else if below_max
         && alone
-        && spares < spare_room
+        && spares < shared.spares_per_account
         && !shared.spares_refused.load(Ordering::SeqCst)
     {
         Some(true)
     } else {
         None
     };
-    match (spawn, least) {
-        (None, Some(w)) => placed(w),
-        (spawn, least) => {
-            let spare = spawn.unwrap_or(false);
-            match (spawn_worker(shared, tenant, spare).await, least) {
-                (Ok(w), least) => {
-                    workers.entry(tenant).or_default().push(w.clone());
-                    if spare {
-                        let mut all = shared.spares.locked();
-                        all.retain(|w| w.strong_count() > 0);
-                        all.push(Arc::downgrade(&w));
-                        drop(all);
-                        // Another account may have come while it started: it
-                        // is retired then, and the run goes to an ordinary
-                        // worker after all.
-                        if shared.per_account.locked().len() > 1 {
-                            retire_spares(shared);
-                        }
-                        if let Some(ordinary) = least.filter(|_| w.retired.load(Ordering::SeqCst)) {
-                            return placed(ordinary);
-                        }
-                    }
-                    placed(w)
-                }
-                // No spare after all: the least-loaded ordinary one.
-                (Err(_), Some(w)) if spare => placed(w),
-                (Err(e), _) => Err(e),
-            }
+    let spare = match (spawn, &least) {
+        (None, Some(w)) => return placed(w.clone()),
+        (spawn, _) => spawn.unwrap_or(false),
+    };
+    let w = match spawn_worker(shared, tenant, spare).await {
+        Ok(w) => w,
+        Err(e) => {
+            // No spare after all: the least-loaded ordinary one.
+            return match least {
+                Some(w) if spare => placed(w),
+                _ => Err(e),
+            };
+        }
+    };
+    workers.entry(tenant).or_default().push(w.clone());
+    if spare {
+        let mut all = shared.spares.locked();
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&w));
+        drop(all);
+        // Another account may have come while it started: it is retired
+        // then, and the run goes to an ordinary worker after all.
+        if shared.per_account.locked().len() > 1 {
+            retire_spares(shared);
+        }
+        if let Some(ordinary) = least.filter(|_| w.retired.load(Ordering::SeqCst)) {
+            return placed(ordinary);
         }
     }
+    placed(w)
 }
 
 async fn spawn_worker(
