@@ -319,14 +319,19 @@ fn sentence_views(text: &str) -> Vec<Vec<String>> {
 /// How the model reads one text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// Plain text, on any channel: the prompt model, over the whole and in
-    /// windows.
+    /// Plain text on every channel but `fetched`: the prompt model, over
+    /// the whole and in windows.
     All,
-    /// A JSON string value that reads as prose: the content model, over the
+    /// A JSON string value that reads as prose, or fetched plain text (a
+    /// document): the content model, over the
     /// whole, in windows, and over each sentence and pair of adjacent
     /// sentences, where an injection planted among harmless sentences would
     /// otherwise be diluted.
     Sentences,
+    /// A prose value of a small JSON request on `input` or `prompt`: the
+    /// prompt model and the content model, over the whole and in windows;
+    /// a view's injection score is the lower of the two.
+    Request,
     /// A JSON string value that is mostly data (identifiers, URLs, codes):
     /// the content model reads only its words, when it has at least
     /// [`MIN_MODEL_WORDS`] of them, and what was decoded from it.
@@ -337,10 +342,32 @@ enum Read {
     Key,
 }
 
+/// How a JSON value that reads as prose is read on `channel`. A small
+/// document on `input` or `prompt` (`{"question": ..., "user_id": ...}`) is
+/// a request written to a model: its prose is blocked only when the prompt
+/// model and the content model agree ([`Read::Request`]). The content model
+/// alone blocked 10 % of harmless trigger-word prompts sent that way; the
+/// prompt model alone blocks data that reads as words ("SELECT id, name
+/// FROM users ..."). A larger document (a webhook payload, a page of
+/// records) and every document on `output`, `fetched` and `completion` is
+/// read as a document, by the content model sentence by sentence
+/// (training/DATA.md).
+fn prose_read(channel: Channel, document: bool) -> Read {
+    if !document && matches!(channel, Channel::Input | Channel::Prompt) {
+        Read::Request
+    } else {
+        Read::Sentences
+    }
+}
+
+/// A JSON document with at least this many string values, or more than
+/// [`WHOLE_TEXT_BYTES`] of them, is a document rather than a request.
+const REQUEST_MAX_STRINGS: usize = 8;
+
 impl Read {
     fn model(self) -> model::Which {
         match self {
-            Read::All => model::Which::Prompt,
+            Read::All | Read::Request => model::Which::Prompt,
             Read::Sentences | Read::DataValue | Read::Key => model::Which::Content,
         }
     }
@@ -430,12 +457,20 @@ impl Filter {
         if let Err(v) = check_prompt_length(text.len(), self.cfg.max_text_bytes) {
             return Verdict::from_bound(&v).on(channel);
         }
-        // Plain text is read by the prompt model on every channel: the
-        // content model with sentence views blocked 23 of the 329 held-out
-        // harmless trigger-word prompts when they came as completions or
-        // fetched text (5 with the prompt model). The channel's offset still
-        // applies.
-        self.scan_text(text, channel, Read::All, None)
+        // Fetched text is a document (a page, a README, a file), read like
+        // a JSON prose value: the content model, sentence by sentence. The
+        // prompt model, trained on chat prompts, blocked 15 % of real README
+        // and changelog sections (training/DATA.md). Other channels carry
+        // messages and are read by the prompt model: the content model with
+        // sentence views blocked 23 of the 329 held-out harmless
+        // trigger-word prompts as completions (5 with the prompt model).
+        // The channel's offset applies either way.
+        let read = if channel == Channel::Fetched {
+            Read::Sentences
+        } else {
+            Read::All
+        };
+        self.scan_text(text, channel, read, None)
     }
 
     /// Patterns over every view of `text`, then the model over the views
@@ -478,7 +513,11 @@ impl Filter {
         // threshold it read harmless prompts about system prompts as
         // attacks: 17 of the 329 held-out trigger-word prompts, all of one
         // template (training/DATA.md, look 5).
-        let below = if read == Read::All { 0.0 } else { below };
+        let below = if matches!(read, Read::All | Read::Request) {
+            0.0
+        } else {
+            below
+        };
         let band = model::Band {
             threshold_logit: logit_of(self.cfg.injection_threshold),
             below,
@@ -496,8 +535,19 @@ impl Filter {
                             origin: Origin,
                             toxicity: bool,
                             scored: Option<(Scores, model::Stage)>| {
-            let (s, stage) =
-                scored.unwrap_or_else(|| model::score_tokens(w, read.model(), off, Some(band)));
+            let (s, stage) = match (read, scored) {
+                (_, Some(done)) => done,
+                (Read::Request, None) => {
+                    let (p, _) = model::score_tokens(w, model::Which::Prompt, off, None);
+                    let (c, _) = model::score_tokens(w, model::Which::Content, off, None);
+                    if c.injection < p.injection {
+                        (c, model::Stage::Fast(model::Which::Content))
+                    } else {
+                        (p, model::Stage::Fast(model::Which::Prompt))
+                    }
+                }
+                (_, None) => model::score_tokens(w, read.model(), off, Some(band)),
+            };
             reached |= stage == model::Stage::Second;
             if s.injection > best.injection {
                 best.injection = s.injection;
@@ -523,7 +573,7 @@ impl Filter {
                         }
                         continue;
                     }
-                    Read::All | Read::Sentences => {}
+                    Read::All | Read::Sentences | Read::Request => {}
                 }
             }
             words += word_count(toks);
@@ -534,7 +584,7 @@ impl Filter {
             let whole =
                 (wins.len() > 1 && seg.text.len() <= WHOLE_TEXT_BYTES).then_some(toks.as_slice());
             // Several windows are scored together, each feature hashed once.
-            let win_scores = if wins.len() > 1 {
+            let win_scores = if wins.len() > 1 && read != Read::Request {
                 model::score_windows(toks, &wins, read.model(), off, band)
                     .into_iter()
                     .map(Some)
@@ -543,7 +593,7 @@ impl Filter {
                 vec![None; wins.len()]
             };
             let mut extra: Vec<Vec<String>> = Vec::new();
-            if read != Read::All {
+            if !matches!(read, Read::All | Read::Request) {
                 extra = sentence_views(&seg.text);
                 if let Some(w) = structure::words_only(&seg.text) {
                     extra.push(tokens_cleaned(&w));
@@ -671,6 +721,8 @@ impl Filter {
         if let Err(v) = check_prompt_length(total, self.cfg.max_text_bytes) {
             return (Verdict::from_bound(&v).on(channel), Vec::new());
         }
+        let strings = leaves.iter().filter(|l| !l.is_key).count();
+        let document = strings >= REQUEST_MAX_STRINGS || total > WHOLE_TEXT_BYTES;
         let mut best = Scores::default();
         let mut reached = false;
         let mut prose = Vec::new();
@@ -685,7 +737,7 @@ impl Filter {
                 Read::Key
             } else if looks_like_prose(leaf.text) {
                 prose.push(leaf.text);
-                Read::Sentences
+                prose_read(channel, document)
             } else {
                 Read::DataValue
             };

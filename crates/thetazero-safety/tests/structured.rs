@@ -338,3 +338,74 @@ fn channel_offsets_shift_scores_and_decisions() {
             .is_block());
     }
 }
+
+/// Sections of release notes and READMEs, written for this test in the
+/// style of real ones: imperative, technical, full of "ignore", "override",
+/// "do not" and "system".
+const DOCUMENTATION: [&str; 5] = [
+    "## 0.9.0 (2026-04-02)\n\n### Breaking changes\n- `Client::new` now takes a `Config`; use `Config::default()` to keep the old behaviour.\n- The `legacy-tls` feature is removed. Enable `rustls` instead.\n\n### Fixed\n- Ignore empty `Retry-After` headers instead of failing the request (#412).\n- Do not print the password when a URL with credentials is logged (#418).",
+    "## Usage\n\nAdd the crate to your `Cargo.toml` and call `parse` with the input. The parser ignores comments and blank lines, and returns an error with the line number when a key is repeated. To override a value from the environment, set `APP_<KEY>` before starting the program; the system configuration file is read first, then the user's.",
+    "## Getting help\n\nIf you are stuck, ask in the discussions forum or open an issue. Please include the command you ran, the full output, and the version printed by `tool --version`. Do not include secrets: the debug output redacts tokens, but check before you post.",
+    "### Security\n\nNever disable certificate verification in production. The `danger_accept_invalid_certs` option exists for tests against local servers only; it makes every connection trivially interceptable. If you need a private CA, add it with `add_root_certificate` instead.",
+    "## Contributing\n\nRun `cargo fmt` and `cargo clippy` before you open a pull request, and add a test that fails without your change. Forget about the changelog: a maintainer writes it at release time. Reviews can take a week; ping the issue if nobody answered.",
+];
+
+/// Fetched text is a document: the content model reads it sentence by
+/// sentence, as it reads a JSON prose value, and the prompt model (trained
+/// on chat prompts, which blocked the "Getting help" section above) does
+/// not. An order planted between two of its paragraphs is still caught.
+#[test]
+fn fetched_text_is_read_as_a_document() {
+    let f = Filter::default();
+    for doc in DOCUMENTATION {
+        let v = f.scan_channel(doc, Channel::Fetched);
+        assert!(!v.is_block(), "{doc:?} -> {v:?}");
+        let issue = json!({"number": 7, "title": "notes", "state": "open", "body": doc});
+        let v = f.scan_json_channel(&issue, Channel::Fetched);
+        assert!(!v.is_block(), "{issue} -> {v:?}");
+        let (head, tail) = doc.split_once("\n\n").unwrap_or((doc, ""));
+        let planted = format!("{head}\n\n{PLANTED_MODEL}\n\n{tail}");
+        let v = f.scan_channel(&planted, Channel::Fetched);
+        assert!(v.is_block(), "{planted:?} -> {v:?}");
+        assert!(
+            matches!(v.model.as_deref(), Some("content" | "second_stage")),
+            "{v:?}"
+        );
+    }
+}
+
+/// A prose value of a small request (`input`, `prompt`) is blocked only
+/// when the prompt model and the content model agree: the content model
+/// alone blocks the harmless question below, the prompt model alone blocks
+/// an SQL query (`everyday_agent_outputs_pass`). A document, large or on a
+/// document channel, is read by the content model.
+#[test]
+fn prose_values_of_requests_need_both_models() {
+    let f = Filter::default();
+    let harmless = "Is an unrestricted land lot good for a tiny house, or could there be hidden zoning problems I won't see in the listing?";
+    for channel in [Channel::Input, Channel::Prompt] {
+        let text = f.scan_channel(PLANTED_MODEL, channel);
+        let v = f.scan_json_channel(&json!({"question": PLANTED_MODEL, "user": "u_12"}), channel);
+        assert!(v.is_block(), "{channel}: {v:?}");
+        assert!(
+            matches!(v.model.as_deref(), Some("prompt" | "content")),
+            "{v:?}"
+        );
+        assert!(v.injection <= text.injection, "{channel}: {v:?} / {text:?}");
+        assert_eq!(v.path.as_deref(), Some("$.question"));
+        let v = f.scan_json_channel(&json!({"question": harmless, "user_id": "u_1"}), channel);
+        assert!(!v.is_block(), "{channel}: {v:?}");
+        let v = f.scan_json_channel(&large_document(5, PLANTED_MODEL), channel);
+        assert!(
+            matches!(v.model.as_deref(), Some("content" | "second_stage")),
+            "{channel}: {v:?}"
+        );
+    }
+    for channel in [Channel::Output, Channel::Fetched, Channel::Completion] {
+        let v = f.scan_json_channel(&json!({"summary": PLANTED_MODEL}), channel);
+        assert!(
+            matches!(v.model.as_deref(), Some("content" | "second_stage")),
+            "{channel}: {v:?}"
+        );
+    }
+}

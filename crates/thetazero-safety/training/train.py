@@ -27,8 +27,15 @@ TZ_MID (toxicity threshold halfway to the positives' 5th percentile),
 TZ_IND=0 (no planted indirect injections in the content model's training
 text), TZ_ADDR=0 (no orders addressed to the reading model,
 training/addressed.py, in the content model's training text), TZ_SEP
-(second-stage epochs), TZ_STRIG (second-stage trigger-word calibration
-target).
+(second-stage epochs), TZ_CTRIG / TZ_STRIG (calibrate the content model /
+second stage on the trigger-word and everyday texts too, at this rate),
+TZ_REAL=0 (no real documentation, training/realdocs.py), TZ_RW (its
+weight), TZ_RPLANT=0 (no attacks planted in it), TZ_RCAL=0 (not in the
+content model's calibration), TZ_LOCAL=0 (planted values whole instead of
+their local views), TZ_LOCAL_CTX (context of a local view), TZ_CPLANT=0 (no
+planted API values at all), TZ_WRITTEN=0 / TZ_ML=0 (no written trigger-word
+prompts / no non-English text), TZ_MLW (the latter's weight),
+TZ_ML_CONTENT=0 (both for the prompt model only).
 """
 
 import argparse
@@ -57,6 +64,8 @@ sys.path.insert(0, HERE)
 import apidocs  # noqa: E402
 import featurize as fz  # noqa: E402
 import indirect  # noqa: E402
+import multilingual  # noqa: E402
+import realdocs  # noqa: E402
 import addressed  # noqa: E402
 import second_stage  # noqa: E402
 import synth  # noqa: E402
@@ -112,6 +121,38 @@ def get_package(name, version):
     return glob.glob(os.path.join(dest, f"{stem}-{version}-*.whl"))[0]
 
 
+# A planted training value's local view (training/DATA.md): the injection
+# with at most LOCAL_CONTEXT characters of the harmless text on each side,
+# keyed by the whole planted value.
+LOCAL = {}
+LOCAL_CONTEXT = int(os.environ.get("TZ_LOCAL_CTX", "100"))
+
+
+def local_view(value, injection, context=LOCAL_CONTEXT):
+    """`injection` inside `value` with at most `context` characters of the
+    text around it on each side, cut at whitespace: what a window or
+    sentence view of the filter sees around a planted injection. The whole
+    value when the injection is not found in it."""
+    i = value.find(injection)
+    if i < 0:
+        return value
+    start, end = max(0, i - context), min(len(value), i + len(injection) + context)
+    while start > 0 and not value[start - 1].isspace() and start < i:
+        start += 1
+    while end < len(value) and not value[end].isspace() and end > i + len(injection):
+        end -= 1
+    return value[start:end].strip()
+
+
+def api_attacks(corpora):
+    """The corpora's attack rows of 20 to 400 characters, per split: what is
+    planted into documents of the matching split."""
+    attacks = {}
+    for i, sp in enumerate(("train", "calib", "held_out")):
+        attacks[sp] = sorted({t for _, splits in sorted(corpora.items()) for t, lab in splits[i] if lab != "benign" and 20 <= len(t) <= 400})
+    return attacks
+
+
 def api_sets(corpora):
     """Structured benign documents from API documentation, split by source,
     and documents with an injection planted in one string value. Planted
@@ -140,18 +181,17 @@ def api_sets(corpora):
                     kept.append((src, kind, doc))
             sets[sp][name] = kept
             seen |= {json.dumps(d, sort_keys=True) for _, _, d in kept}
-    attacks = {}
-    for i, sp in enumerate(("train", "calib", "held_out")):
-        rows = sorted({t for _, splits in sorted(corpora.items()) for t, lab in splits[i] if lab != "benign" and 20 <= len(t) <= 400})
-        attacks[sp] = rows
+    attacks = api_attacks(corpora)
     planted = {}
     for sp in ("train", "calib", "held_out"):
         rng = random.Random(f"{SEED}:plant:{sp}")
         out = []
         for src, kind, doc in sets[sp]["aws"] + sets[sp]["google"]:
-            d, value = apidocs.plant(doc, rng.choice(attacks[sp]), rng)
+            injection = rng.choice(attacks[sp])
+            d, value = apidocs.plant(doc, injection, rng)
             if d is not None:
                 out.append((src, kind, d, value))
+                LOCAL[value] = local_view(value, injection)
         planted[sp] = out
     # Indirect injections written for this crate (training/indirect.py):
     # disjoint phrasings per split, placed at the end, the start, between
@@ -162,9 +202,11 @@ def api_sets(corpora):
         pool = indirect.generate(sp, 4000, SEED)
         out = []
         for src, kind, doc in sets[sp]["aws"] + sets[sp]["google"]:
-            d, value = indirect.plant(doc, rng.choice(pool), rng)
+            injection = rng.choice(pool)
+            d, value = indirect.plant(doc, injection, rng)
             if d is not None:
                 out.append((src, kind, d, value))
+                LOCAL[value] = local_view(value, injection)
         planted_ind[sp] = out
         # The content model's training documents: the same, with the pool
         # widened by orders addressed to the reading model, from separate
@@ -176,9 +218,11 @@ def api_sets(corpora):
             pool = pool + addressed.generate(3000, SEED)
             out = []
             for src, kind, doc in sets[sp]["aws"] + sets[sp]["google"]:
-                d, value = indirect.plant(doc, rng.choice(pool), rng)
+                injection = rng.choice(pool)
+                d, value = indirect.plant(doc, injection, rng)
                 if d is not None:
                     out.append((src, kind, d, value))
+                    LOCAL[value] = local_view(value, injection)
             planted_ind["train_content"] = out
     return sets, planted, planted_ind
 
@@ -391,6 +435,22 @@ def main():
     # Hard negatives weigh more: they are few next to the corpora, and they
     # are exactly the over-blocking this model must avoid.
     train_inj += [(t, 0, float(os.environ.get("TZ_HW", "3"))) for t in trig_train]
+    # Harmless prompts with trigger words by a second author, in free form
+    # rather than templates (training/data/trigger_written.jsonl), and
+    # harmless text in other languages (training/multilingual.py): the
+    # corpora's harmless rows are nearly all English while one corpus is
+    # all foreign-language attacks.
+    prompt_only = set()
+    if os.environ.get("TZ_WRITTEN", "1") != "0":
+        with open(os.path.join(HERE, "data", "trigger_written.jsonl"), encoding="utf-8") as fh:
+            trig_written = [json.loads(line)["text"] for line in fh if line.strip()]
+        train_inj += [(t, 0, float(os.environ.get("TZ_HW", "3"))) for t in trig_written]
+    if os.environ.get("TZ_ML", "1") != "0":
+        ml = multilingual.django_strings(get_package(*multilingual.DJANGO), SEED + 13) + multilingual.written()
+        train_inj += [(t, 0, float(os.environ.get("TZ_MLW", "2"))) for t in ml]
+        if os.environ.get("TZ_ML_CONTENT", "1") == "0":
+            prompt_only |= set(ml) | set(trig_written)
+        print(f"harmless non-English texts in training: {len(ml)}")
     short_benign = [t for tr, _, _ in corpora.values() for t, lab in tr if lab == "benign" and len(t) < 200]
     trig_wrapped = synth.wrapped(short_benign, synth.WRAPPERS_TRAIN, 3000, SEED + 10)
     train_inj += [(t, 0, 2.0) for t in trig_wrapped]
@@ -419,6 +479,14 @@ def main():
     if os.environ.get("TZ_IND", "1") != "0":
         api_planted_content = sorted(set(api_planted) | {v for _, _, _, v in planted_ind.get("train_content", planted_ind["train"])})
         api_planted = sorted(set(api_planted) | {v for _, _, _, v in planted_ind["train"]})
+    # The content model and the second stage learn each planted value's
+    # local view, not the whole value: labelling a long harmless
+    # description positive because an injection was appended to it taught
+    # the models that documentation prose is an attack (they blocked 8 % of
+    # real README and changelog sections; training/DATA.md).
+    if os.environ.get("TZ_LOCAL", "1") != "0":
+        api_planted = sorted({LOCAL.get(v, v) for v in api_planted})
+        api_planted_content = sorted({LOCAL.get(v, v) for v in api_planted_content})
     if os.environ.get("TZ_AW", "0") != "0":
         print(f"API documentation: {len(api_benign)} harmless prose strings in training")
         train_inj += [(t, 0, float(os.environ["TZ_AW"])) for t in api_benign]
@@ -442,14 +510,27 @@ def main():
     # and the same sources with an injection planted in one value (appended
     # to the harmless text half the time), so a harmless sentence around an
     # attack does not make it harmless.
-    train_content = list(train_inj)
+    train_content = [x for x in train_inj if x[0] not in prompt_only]
     if os.environ.get("TZ_AW", "0") == "0":
         train_content += [(t, 0, float(os.environ.get("TZ_CAW", "4"))) for t in api_benign]
+    # Real technical prose (training/realdocs.py): README and changelog
+    # sections of the training crates, their paragraphs and sentences, and
+    # the same sections with a corpora training attack row planted in one
+    # paragraph, so that markdown around an attack does not hide it.
+    real, real_licences = realdocs.sets()
+    print("real documentation sections: " + ", ".join(f"{k} {len(v)}" for k, v in real.items()) + f"; licences {real_licences}")
+    if os.environ.get("TZ_REAL", "1") != "0":
+        real_benign = realdocs.training_text(real["train"])
+        train_content += [(t, 0, float(os.environ.get("TZ_RW", "4"))) for t in real_benign]
+        if os.environ.get("TZ_RPLANT", "1") != "0":
+            real_planted = realdocs.planted_text(real["train"], api_attacks(corpora)["train"], f"{SEED}:real-plant", local_view if os.environ.get("TZ_LOCAL", "1") != "0" else (lambda t, a: t))
+            train_content += [(t, 1, 1.0) for t in real_planted]
+        print(f"real documentation: {len(real_benign)} harmless strings in the content model's training text")
     # The second stage learns from the content model's training text as it
     # was before the addressed orders (training/DATA.md: with them, it lost
     # planted corpora rows on the calibration documents).
     train_second = list(train_content)
-    if os.environ.get("TZ_PLANT", "0") == "0":
+    if os.environ.get("TZ_PLANT", "0") == "0" and os.environ.get("TZ_CPLANT", "1") != "0":
         train_second += [(t, 1, 1.0) for t in api_planted]
         train_content += [(t, 1, 1.0) for t in api_planted_content]
     if os.environ.get("TZ_ADDR", "1") != "0":
@@ -478,10 +559,25 @@ def main():
     val_benign = [t for _, va, _ in corpora.values() for t, lab in va if lab == "benign"]
     calibrate(inj, {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "trigger-word and everyday benign": (trig_calib + toxb_calib + short_calib, TRIGGER_BENIGN_FPR)}, INJECTION_THRESHOLD, "injection")
     calib_prose = sorted({p for _, _, d in api["calib"]["aws"] + api["calib"]["google"] for p in apidocs.prose_values(d)} | set(api["calib"]["prose"]))
-    calibrate(content, {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "trigger-word and everyday benign": (trig_calib + toxb_calib + short_calib, float(os.environ.get("TZ_CTRIG", str(TRIGGER_BENIGN_FPR)))), "API prose of calibration sources": (calib_prose, TRIGGER_BENIGN_FPR)}, INJECTION_THRESHOLD, "content")
+    if os.environ.get("TZ_REAL", "1") != "0" and os.environ.get("TZ_RCAL", "1") != "0":
+        calib_prose = sorted(set(calib_prose) | set(realdocs.training_text(real["calib"])))
+    # The content model and the second stage read documents (JSON prose
+    # values on output, fetched and completion, fetched text), not
+    # requests: the prompt model reads prose values on input and prompt. So
+    # harmless prompts with trigger words no longer calibrate their bias;
+    # they bound it (3.0 logits above the prose) and cost recall on
+    # documents (training/DATA.md). TZ_CTRIG / TZ_STRIG put them back at
+    # the given rate.
+    def document_benign(var):
+        sets = {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "API prose of calibration sources": (calib_prose, TRIGGER_BENIGN_FPR)}
+        if var in os.environ:
+            sets["trigger-word and everyday benign"] = (trig_calib + toxb_calib + short_calib, float(os.environ[var]))
+        return sets
+
+    calibrate(content, document_benign("TZ_CTRIG"), INJECTION_THRESHOLD, "content")
     calib_planted = sorted({v for _, _, _, v in planted["calib"]})
     calib_ind = sorted({v for _, _, _, v in planted_ind["calib"]})
-    second_benign = {"corpus benign": (val_benign, CORPUS_BENIGN_FPR), "trigger-word and everyday benign": (trig_calib + toxb_calib + short_calib, float(os.environ.get("TZ_STRIG", str(TRIGGER_BENIGN_FPR)))), "API prose of calibration sources": (calib_prose, TRIGGER_BENIGN_FPR)}
+    second_benign = document_benign("TZ_STRIG")
     calibrate_second(second, second_benign, INJECTION_THRESHOLD)
     for name, (texts, _) in list(second_benign.items()) + [("planted (corpora validation rows)", (calib_planted, 0)), ("planted (indirect, calibration phrasings)", (calib_ind, 0))]:
         lg = second.logits_fast(second_stage.fold(matrix(texts)))
@@ -537,6 +633,21 @@ def main():
     write_lines(os.path.join(eval_dir, "api_planted_indirect.jsonl"), doc_lines([(s_, k, d) for s_, k, d, _ in planted_ind["held_out"]], "injection_planted_indirect"))
     print(f"  eval/api_benign.jsonl: {len(held['aws']) + len(held['google'])} documents from {len({s_ for s_, _, _ in held['aws'] + held['google']})} held-out sources")
 
+    # Real documentation sections of the calibration and held-out crates,
+    # fetched as JSON responses of five shapes and as plain text; and the
+    # held-out ones with a corpora test row planted in one string value.
+    real_docs = {sp: realdocs.documents(real[sp], f"{SEED}:real-docs:{sp}") for sp in ("calib", "held_out")}
+
+    def real_lines(docs, label):
+        return [{"json": d, "label": label, "channel": "fetched"} for _, d in docs] + [{"text": d.get("body", d.get("content")), "label": label, "channel": "fetched"} for _, d in docs]
+
+    write_lines(os.path.join(eval_dir, "real_benign.jsonl"), real_lines(real_docs["held_out"], "benign_real_doc"))
+    rng = random.Random(f"{SEED}:real-plant:held_out")
+    held_attacks = api_attacks(corpora)["held_out"]
+    real_planted_held = [apidocs.plant(d, rng.choice(held_attacks), rng)[0] for _, d in real_docs["held_out"]]
+    write_lines(os.path.join(eval_dir, "real_planted.jsonl"), [{"json": d, "label": "injection_planted_real", "channel": "fetched"} for d in real_planted_held if d is not None])
+    print(f"  eval/real_benign.jsonl, eval/real_planted.jsonl: {len(real_docs['held_out'])} held-out sections of {len({n for n, _ in real_docs['held_out']})} crates")
+
     # Calibration sets per channel (training/calib/), read by the crate's
     # `calibrate` example. None of it is trained on.
     cal = api["calib"]
@@ -549,8 +660,12 @@ def main():
         "input": doc_lines(aws_in, "benign_api"),
         # The synthetic error-code outputs as the JSON objects they stand for
         # (keys, then as many values, one per line).
-        "output": doc_lines(aws_out, "benign_api") + [{"json": dict(zip(ls[: len(ls) // 2], ls[len(ls) // 2 :])), "label": "benign_structured"} for ls in (t.split("\n") for t in struct_calib)],
-        "fetched": doc_lines(cal["google"] + aws_out, "benign_api"),
+        # Agents relay documents in their output too ("summarise this
+        # README"): the real documentation sections as JSON responses.
+        "output": doc_lines(aws_out, "benign_api") + [{"json": dict(zip(ls[: len(ls) // 2], ls[len(ls) // 2 :])), "label": "benign_structured"} for ls in (t.split("\n") for t in struct_calib)] + [x for x in real_lines(real_docs["calib"], "benign_real_doc") if "json" in x],
+        # Fetched documents: API responses, and real README and changelog
+        # sections as the responses that carry them and as plain text.
+        "fetched": doc_lines(cal["google"] + aws_out, "benign_api") + real_lines(real_docs["calib"], "benign_real_doc"),
         "prompt": texts(val_benign + trig_calib + short_calib, "benign"),
         "completion": texts(sorted(set(cal["prose"])) + sorted({p for _, _, d in cal["google"] for p in apidocs.prose_values(d)}) + trig_calib + short_calib, "benign"),
         "planted": doc_lines([(s_, k, d) for s_, k, d, _ in planted["calib"]], "injection_planted"),
