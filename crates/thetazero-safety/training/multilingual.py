@@ -13,6 +13,10 @@ as a sign of attack. Two sources correct that:
   data/multilingual_written.jsonl: harmless messages to an assistant in 16
       languages, about half with a word a naive filter flags in that
       language, written for this crate.
+  data/multilingual_attacks_written.jsonl: injections and jailbreaks in
+      the same languages (and Arabic), written for this crate: the
+      positives that keep the harmless text above from teaching that
+      foreign text is harmless.
 """
 
 import json
@@ -24,6 +28,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 DJANGO = ("django", "5.2.9")
 WRITTEN = os.path.join(HERE, "data", "multilingual_written.jsonl")
+ATTACKS = os.path.join(HERE, "data", "multilingual_attacks_written.jsonl")
 # Per language, at most this many catalog strings (the big languages have
 # thousands; the point is breadth, not volume).
 PER_LANGUAGE = 120
@@ -71,6 +76,13 @@ def django_strings(wheel, seed):
         rng.shuffle(items)
         out += items[:PER_LANGUAGE]
     return out
+
+
+def attacks():
+    """Injections and jailbreaks in the same 16 languages, written for this
+    crate (training positives)."""
+    with open(ATTACKS, encoding="utf-8") as fh:
+        return [json.loads(line)["text"] for line in fh if line.strip()]
 
 
 def written():

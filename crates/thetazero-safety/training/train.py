@@ -446,8 +446,15 @@ def main():
             trig_written = [json.loads(line)["text"] for line in fh if line.strip()]
         train_inj += [(t, 0, float(os.environ.get("TZ_HW", "3"))) for t in trig_written]
     if os.environ.get("TZ_ML", "1") != "0":
-        ml = multilingual.django_strings(get_package(*multilingual.DJANGO), SEED + 13) + multilingual.written()
+        ml = multilingual.written()
+        if os.environ.get("TZ_DJANGO", "1") != "0":
+            ml = multilingual.django_strings(get_package(*multilingual.DJANGO), SEED + 13) + ml
         train_inj += [(t, 0, float(os.environ.get("TZ_MLW", "2"))) for t in ml]
+        # Attacks in the same languages, so that "not English" stops being
+        # evidence either way (harmless text alone taught the models that
+        # foreign text is harmless: training/DATA.md).
+        if os.environ.get("TZ_MLA", "1") != "0":
+            train_inj += [(t, 1, 1.0) for t in multilingual.attacks()]
         if os.environ.get("TZ_ML_CONTENT", "1") == "0":
             prompt_only |= set(ml) | set(trig_written)
         print(f"harmless non-English texts in training: {len(ml)}")
