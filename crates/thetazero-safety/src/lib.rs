@@ -16,9 +16,11 @@
 //!
 //! JSON ([`Filter::scan_json_channel`]) is read as data: keys and
 //! identifiers meet only the pattern layer and the decoders, and each
-//! string value that reads as prose is scored on its own by the content
-//! model. Each [`Channel`] (input, output, fetched, prompt, completion)
-//! adds its calibrated offset to the models' logits.
+//! string value that reads as prose is scored on its own: by the content
+//! model in a document, by the prompt and content models together in a
+//! small request on `input` or `prompt`. Each [`Channel`] (input, output,
+//! fetched, prompt, completion) adds its calibrated offset to the models'
+//! logits.
 //!
 //! The verdict says which layer and rule decided, on which channel, at
 //! which JSON path, with which score against which threshold, and carries a
@@ -537,15 +539,7 @@ impl Filter {
                             scored: Option<(Scores, model::Stage)>| {
             let (s, stage) = match (read, scored) {
                 (_, Some(done)) => done,
-                (Read::Request, None) => {
-                    let (p, _) = model::score_tokens(w, model::Which::Prompt, off, None);
-                    let (c, _) = model::score_tokens(w, model::Which::Content, off, None);
-                    if c.injection < p.injection {
-                        (c, model::Stage::Fast(model::Which::Content))
-                    } else {
-                        (p, model::Stage::Fast(model::Which::Prompt))
-                    }
-                }
+                (Read::Request, None) => model::score_request(w, off),
                 (_, None) => model::score_tokens(w, read.model(), off, Some(band)),
             };
             reached |= stage == model::Stage::Second;
@@ -692,9 +686,9 @@ impl Filter {
     }
 
     /// Scans a JSON value as data. Every key and string runs through the
-    /// decoders and the pattern layer; the content model reads string
-    /// values that read as prose ([`looks_like_prose`]), each on its own and
-    /// sentence by sentence, and only the words of values that are mostly
+    /// decoders and the pattern layer; the models read string values that
+    /// read as prose ([`looks_like_prose`]), each on its own (see
+    /// `prose_read` for which model), and only the words of values that are mostly
     /// data, so keys, numbers, ids, URLs, hashes, dates and codes are never
     /// scored as a prompt and an injection planted in one value of a large
     /// document is not diluted by the rest. The pattern layer also reads all string

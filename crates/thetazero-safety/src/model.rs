@@ -184,6 +184,20 @@ pub(crate) fn score_tokens(
     banded(fast, toxicity, which, offsets, band, || f)
 }
 
+/// Scores of a request's view (`Read::Request` in lib.rs): the prompt and
+/// content models on the same features, hashed once; the injection score
+/// is the lower of the two, and the stage names the model that gave it.
+pub(crate) fn score_request(toks: &[String], offsets: Offsets) -> (Scores, Stage) {
+    let f = featurize_tokens(toks);
+    let p = score_features(&f, Which::Prompt, offsets);
+    let c = score_features(&f, Which::Content, offsets);
+    if c.injection < p.injection {
+        (c, Stage::Fast(Which::Content))
+    } else {
+        (p, Stage::Fast(Which::Prompt))
+    }
+}
+
 /// Scores from the fast logits (offsets applied): the second stage
 /// replaces the injection score where the fast one lies in the band.
 fn banded(
