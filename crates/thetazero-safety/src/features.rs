@@ -93,7 +93,7 @@ fn is_combining(c: char) -> bool {
 
 /// Token separators, listed explicitly rather than taken from a Unicode
 /// property so Python and Rust agree whatever their Unicode versions.
-fn is_separator(c: char) -> bool {
+pub(crate) fn is_separator(c: char) -> bool {
     let cp = c as u32;
     if cp < 0x80 {
         return !c.is_ascii_alphanumeric();
@@ -488,14 +488,53 @@ pub(crate) struct Sums {
 
 /// One feature of a token sequence, as it counts in the windows that hold
 /// it: those starting at token `first` or before and ending at token
-/// `need_end` or after. `dot` is its contribution to each dot product.
+/// `need_end` or after. `weights` are the two models' weights of its
+/// bucket, read once when the feature is hashed; `slot` numbers the
+/// sequence's distinct buckets from zero, so sliding windows counts in a
+/// small array that stays in the first-level cache rather than in one
+/// entry per bucket. Twenty bytes, so the lists of a 4 KB text stay in the
+/// second-level cache.
 #[derive(Debug, Clone, Copy)]
 struct Occurrence {
     first: u32,
     need_end: u32,
-    bucket: u32,
-    value: i32,
-    dot: [i64; 2],
+    slot: u32,
+    value: i16,
+    weights: [i16; 2],
+}
+
+impl Occurrence {
+    /// Its contribution to each dot product.
+    fn dot(&self) -> [i64; 2] {
+        let v = i64::from(self.value);
+        [
+            v * i64::from(self.weights[0]),
+            v * i64::from(self.weights[1]),
+        ]
+    }
+}
+
+/// The six feature lists of a token sequence (words, bigrams, content
+/// bigrams, character 3-, 4- and 5-grams) and the buffers that build them,
+/// kept per thread so scoring a text allocates nothing once warm.
+#[derive(Default)]
+struct Lists {
+    lists: [Vec<Occurrence>; 6],
+    /// Per bucket, its slot in the current sequence plus one (zero: none
+    /// yet); all zeros between sequences.
+    slot_of: Vec<u32>,
+    /// The buckets given a slot, in slot order.
+    slotted: Vec<u32>,
+    /// Per slot, the count of the window being slid over.
+    counts: Vec<i32>,
+    joined: String,
+    bounds: Vec<usize>,
+    first_of: Vec<u32>,
+    need_of: Vec<u32>,
+}
+
+thread_local! {
+    static LISTS: std::cell::RefCell<Lists> = std::cell::RefCell::new(Lists::default());
 }
 
 /// [`Sums`] of each window `s..e` of `toks`, exactly as featurising each
@@ -509,114 +548,161 @@ struct Occurrence {
 /// the last token a window needs to hold one, so what a window holds of a
 /// list is one run of it, and sliding to the next window removes a run at
 /// the front and adds one at the back, keeping the counts, dot products
-/// and squared norm up to date. Windows must start and end in
-/// non-decreasing order (as [`crate::normalize::window_ranges`] makes
-/// them); otherwise `None`.
+/// and squared norm up to date. `weights` holds each bucket's two weights
+/// side by side, so a feature's weights are one memory read. Windows must
+/// start and end in non-decreasing order (as
+/// [`crate::normalize::window_ranges`] makes them); otherwise `None`.
+#[cfg(test)]
 pub(crate) fn window_sums(
     toks: &[String],
     wins: &[std::ops::Range<usize>],
-    weights: [&[i16]; 2],
+    weights: &[[i16; 2]],
 ) -> Option<Vec<Sums>> {
-    if wins
-        .windows(2)
-        .any(|p| p[1].start < p[0].start || p[1].end < p[0].end)
-        || wins.iter().any(|r| r.start >= r.end || r.end > toks.len())
-        || toks.len() >= u32::MAX as usize / 2
-    {
+    window_sums_groups(toks, &[wins], weights)?.pop()
+}
+
+/// [`window_sums`] for several groups of windows over the same tokens
+/// (the windows of a text, the sentences of it): the features are hashed
+/// and their weights read once for all groups. Each group on its own must
+/// start and end in non-decreasing order; otherwise `None`.
+pub(crate) fn window_sums_groups(
+    toks: &[String],
+    groups: &[&[std::ops::Range<usize>]],
+    weights: &[[i16; 2]],
+) -> Option<Vec<Vec<Sums>>> {
+    let monotone = |wins: &[std::ops::Range<usize>]| {
+        !wins
+            .windows(2)
+            .any(|p| p[1].start < p[0].start || p[1].end < p[0].end)
+            && !wins.iter().any(|r| r.start >= r.end || r.end > toks.len())
+    };
+    if !groups.iter().all(|g| monotone(g)) || toks.len() >= u32::MAX as usize / 2 {
         return None;
     }
-    let lists = occurrences(toks, weights);
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.borrow_mut();
-        let Scratch { dense, touched, .. } = &mut *scratch;
-        if dense.len() != N_BUCKETS {
-            dense.clear();
-            dense.resize(N_BUCKETS, 0);
-        }
-        touched.clear();
-        let mut cur = Sums::default();
-        // Per list, the run the current window holds: lo..hi (empty when
-        // hi <= lo).
-        let mut runs = [(0usize, 0usize); 6];
-        let mut out = Vec::with_capacity(wins.len());
-        for w in wins {
-            let (s, e) = (w.start as u32, w.end as u32);
-            for (list, (lo, hi)) in lists.iter().zip(runs.iter_mut()) {
-                let mut new_lo = *lo;
-                while list.get(new_lo).is_some_and(|o| o.first < s) {
-                    new_lo += 1;
-                }
-                let mut new_hi = *hi;
-                while list.get(new_hi).is_some_and(|o| o.need_end <= e) {
-                    new_hi += 1;
-                }
-                // Left behind: the old run's items before the new start.
-                for o in list.get(*lo..(*hi).min(new_lo)).unwrap_or_default() {
-                    let slot = &mut dense[o.bucket as usize];
-                    let (c, v) = (i64::from(*slot), i64::from(o.value));
-                    cur.sq += v * v - 2 * c * v;
-                    *slot -= o.value;
-                    cur.dot[0] -= o.dot[0];
-                    cur.dot[1] -= o.dot[1];
-                }
-                // Come in: the new run's items past the old end.
-                for o in list.get((*hi).max(new_lo)..new_hi).unwrap_or_default() {
-                    let slot = &mut dense[o.bucket as usize];
-                    let (c, v) = (i64::from(*slot), i64::from(o.value));
-                    cur.sq += v * v + 2 * c * v;
-                    if *slot == 0 {
-                        touched.push(o.bucket);
-                    }
-                    *slot += o.value;
-                    cur.dot[0] += o.dot[0];
-                    cur.dot[1] += o.dot[1];
-                }
-                *lo = new_lo;
-                *hi = new_hi;
-            }
-            out.push(cur);
-        }
-        for &b in touched.iter() {
-            if let Some(slot) = dense.get_mut(b as usize) {
-                *slot = 0;
-            }
-        }
-        touched.clear();
-        Some(out)
+    LISTS.with(|cell| {
+        let mut owned = cell.borrow_mut();
+        fill_occurrences(toks, weights, &mut owned);
+        let Lists { lists, counts, .. } = &mut *owned;
+        Some(
+            groups
+                .iter()
+                .map(|wins| slide(lists, wins, counts))
+                .collect(),
+        )
     })
 }
 
-/// Every feature of the whole sequence, the same keys as [`accumulate`]
-/// hashes for one window, in six lists each ordered by `first` and by
-/// `need_end` alike.
-fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
-    let make = |h: u64, weight: i32, first: usize, need_end: usize| {
+/// The sums of each of `wins` over the feature lists, sliding from one
+/// window to the next; `counts` has one entry per slot.
+fn slide(
+    lists: &[Vec<Occurrence>; 6],
+    wins: &[std::ops::Range<usize>],
+    counts: &mut [i32],
+) -> Vec<Sums> {
+    counts.fill(0);
+    let mut cur = Sums::default();
+    // Per list, the run the current window holds: lo..hi (empty
+    // when hi <= lo).
+    let mut runs = [(0usize, 0usize); 6];
+    let mut out = Vec::with_capacity(wins.len());
+    for w in wins {
+        let (s, e) = (w.start as u32, w.end as u32);
+        for (list, (lo, hi)) in lists.iter().zip(runs.iter_mut()) {
+            let mut new_lo = *lo;
+            while list.get(new_lo).is_some_and(|o| o.first < s) {
+                new_lo += 1;
+            }
+            let mut new_hi = *hi;
+            while list.get(new_hi).is_some_and(|o| o.need_end <= e) {
+                new_hi += 1;
+            }
+            // Left behind: the old run's items before the new start.
+            for o in list.get(*lo..(*hi).min(new_lo)).unwrap_or_default() {
+                let Some(slot) = counts.get_mut(o.slot as usize) else {
+                    continue;
+                };
+                let (c, v) = (i64::from(*slot), i64::from(o.value));
+                cur.sq += v * v - 2 * c * v;
+                *slot -= i32::from(o.value);
+                let d = o.dot();
+                cur.dot[0] -= d[0];
+                cur.dot[1] -= d[1];
+            }
+            // Come in: the new run's items past the old end.
+            for o in list.get((*hi).max(new_lo)..new_hi).unwrap_or_default() {
+                let Some(slot) = counts.get_mut(o.slot as usize) else {
+                    continue;
+                };
+                let (c, v) = (i64::from(*slot), i64::from(o.value));
+                cur.sq += v * v + 2 * c * v;
+                *slot += i32::from(o.value);
+                let d = o.dot();
+                cur.dot[0] += d[0];
+                cur.dot[1] += d[1];
+            }
+            *lo = new_lo;
+            *hi = new_hi;
+        }
+        out.push(cur);
+    }
+    out
+}
+
+/// Fills `into.lists` with every feature of the whole sequence, the same
+/// keys as [`accumulate`] hashes for one window, in six lists each ordered
+/// by `first` and by `need_end` alike, and `into.counts` with a zero per
+/// distinct bucket.
+fn fill_occurrences(toks: &[String], weights: &[[i16; 2]], into: &mut Lists) {
+    let Lists {
+        lists,
+        slot_of,
+        slotted,
+        counts,
+        joined,
+        bounds,
+        first_of,
+        need_of,
+    } = into;
+    for list in lists.iter_mut() {
+        list.clear();
+    }
+    if slot_of.len() != N_BUCKETS {
+        slot_of.clear();
+        slot_of.resize(N_BUCKETS, 0);
+    }
+    slotted.clear();
+    let mut make = |h: u64, weight: i16, first: usize, need_end: usize| {
         let bucket = (h & (N_BUCKETS as u64 - 1)) as usize;
-        let value = if h >> 63 == 1 { -weight } else { weight };
-        let w = |k: usize| i64::from(weights[k].get(bucket).copied().unwrap_or(0));
+        let slot = match slot_of.get(bucket).copied().unwrap_or(0) {
+            0 => {
+                slotted.push(bucket as u32);
+                if let Some(s) = slot_of.get_mut(bucket) {
+                    *s = slotted.len() as u32;
+                }
+                slotted.len() as u32 - 1
+            }
+            s => s - 1,
+        };
         Occurrence {
             first: first as u32,
             need_end: need_end as u32,
-            bucket: bucket as u32,
-            value,
-            dot: [i64::from(value) * w(0), i64::from(value) * w(1)],
+            slot,
+            value: if h >> 63 == 1 { -weight } else { weight },
+            weights: weights.get(bucket).copied().unwrap_or([0, 0]),
         }
     };
-    let words: Vec<Occurrence> = toks
-        .iter()
-        .enumerate()
-        .map(|(k, t)| make(fnv1a(&[b"w:", t.as_bytes()]), WORD_WEIGHT, k, k + 1))
-        .collect();
-    let bigrams: Vec<Occurrence> = toks
-        .windows(2)
-        .enumerate()
-        .map(|(k, pair)| {
-            let h = fnv1a(&[b"b:", pair[0].as_bytes(), b" ", pair[1].as_bytes()]);
-            make(h, WORD_WEIGHT, k, k + 2)
-        })
-        .collect();
+    let word_weight = WORD_WEIGHT as i16;
+    let [words, bigrams, content, c3, c4, c5] = lists;
+    words.extend(
+        toks.iter()
+            .enumerate()
+            .map(|(k, t)| make(fnv1a(&[b"w:", t.as_bytes()]), word_weight, k, k + 1)),
+    );
+    bigrams.extend(toks.windows(2).enumerate().map(|(k, pair)| {
+        let h = fnv1a(&[b"b:", pair[0].as_bytes(), b" ", pair[1].as_bytes()]);
+        make(h, word_weight, k, k + 2)
+    }));
     let stop = stopwords();
-    let mut content = Vec::new();
     let mut prev: Option<(usize, &str)> = None;
     for (k, t) in toks.iter().map(String::as_str).enumerate() {
         if stop.contains(t) {
@@ -624,7 +710,7 @@ fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
         }
         if let Some((p, pt)) = prev {
             let h = fnv1a(&[b"s:", pt.as_bytes(), b" ", t.as_bytes()]);
-            content.push(make(h, WORD_WEIGHT, p, k + 1));
+            content.push(make(h, word_weight, p, k + 1));
         }
         prev = Some((k, t));
     }
@@ -632,11 +718,10 @@ fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
     // token a window must start at or before to hold an n-gram starting
     // there (`first_of`: the last space at or before it), and the token a
     // window must end after to hold an n-gram ending there (`need_of`).
-    let len: usize = toks.iter().map(|t| t.len() + 1).sum::<usize>() + 1;
-    let mut joined = String::with_capacity(len);
-    let mut bounds: Vec<usize> = Vec::with_capacity(len + 1);
-    let mut first_of: Vec<u32> = Vec::with_capacity(len);
-    let mut need_of: Vec<u32> = Vec::with_capacity(len);
+    joined.clear();
+    bounds.clear();
+    first_of.clear();
+    need_of.clear();
     for (k, t) in toks.iter().enumerate() {
         bounds.push(joined.len());
         joined.push(' ');
@@ -658,7 +743,7 @@ fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
     let bytes = joined.as_bytes();
     let prefix = fnv1a(&[b"c:"]);
     let (lo, hi) = (CHAR_NGRAMS[0], CHAR_NGRAMS[CHAR_NGRAMS.len() - 1]);
-    let mut grams: [Vec<Occurrence>; 3] = std::array::from_fn(|_| Vec::with_capacity(n_chars));
+    let grams = [c3, c4, c5];
     if joined.is_ascii() {
         // One byte per character (most text): no offsets to look up.
         for i in 0..n_chars {
@@ -684,8 +769,14 @@ fn occurrences(toks: &[String], weights: [&[i16]; 2]) -> [Vec<Occurrence>; 6] {
             }
         }
     }
-    let [c3, c4, c5] = grams;
-    [words, bigrams, content, c3, c4, c5]
+    // Slots are per sequence: the table goes back to all zeros.
+    for &b in slotted.iter() {
+        if let Some(s) = slot_of.get_mut(b as usize) {
+            *s = 0;
+        }
+    }
+    counts.clear();
+    counts.resize(slotted.len(), 0);
 }
 
 #[cfg(test)]
@@ -798,10 +889,11 @@ mod tests {
         ) {
             let toks: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
             let wins = crate::normalize::window_ranges(&toks, window);
-            let (w0, w1): (Vec<i16>, Vec<i16>) = (0..N_BUCKETS)
-                .map(|b| ((b % 201) as i16 - 100, (b % 97) as i16 - 48))
-                .unzip();
-            let got = window_sums(&toks, &wins, [&w0, &w1]).expect("windows are monotone");
+            let pairs: Vec<[i16; 2]> = (0..N_BUCKETS)
+                .map(|b| [(b % 201) as i16 - 100, (b % 97) as i16 - 48])
+                .collect();
+            let (w0, w1): (Vec<i16>, Vec<i16>) = pairs.iter().map(|p| (p[0], p[1])).unzip();
+            let got = window_sums(&toks, &wins, &pairs).expect("windows are monotone");
             for (r, sums) in wins.iter().zip(got) {
                 let f = featurize_tokens(&toks[r.clone()]);
                 let dot = |w: &[i16]| -> i64 {
@@ -816,11 +908,11 @@ mod tests {
     #[test]
     fn window_sums_refuse_windows_out_of_order() {
         let toks: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let w = vec![0i16; N_BUCKETS];
-        assert!(window_sums(&toks, &[1..3, 0..2], [&w, &w]).is_none());
+        let w = vec![[0i16; 2]; N_BUCKETS];
+        assert!(window_sums(&toks, &[1..3, 0..2], &w).is_none());
         // A window past the end.
-        assert!(window_sums(&toks, &[0..2, 1..4], [&w, &w]).is_none());
-        assert!(window_sums(&toks, &[0..2, 1..3], [&w, &w]).is_some());
+        assert!(window_sums(&toks, &[0..2, 1..4], &w).is_none());
+        assert!(window_sums(&toks, &[0..2, 1..3], &w).is_some());
     }
 
     #[test]

@@ -15,7 +15,9 @@
 use std::sync::OnceLock;
 
 use crate::channel::Offsets;
-use crate::features::{featurize, featurize_tokens, window_sums, Features, N_BITS, N_BUCKETS};
+use crate::features::{
+    featurize, featurize_tokens, window_sums_groups, Features, N_BITS, N_BUCKETS,
+};
 use crate::Scores;
 
 const WEIGHTS: &[u8] = include_bytes!("../model/safety-model.bin");
@@ -32,32 +34,19 @@ pub(crate) enum Which {
 }
 const MAGIC: &[u8] = b"TZSAFE01";
 
-/// One logistic-regression model over the hashed features.
+/// The scale and bias of one logistic-regression model over the hashed
+/// features; its weights live in [`Model::weights`].
 #[derive(Debug)]
-struct Linear {
+struct Head {
     scale: f64,
     bias: f64,
-    weights: Vec<i16>,
 }
 
-impl Linear {
-    fn logit(&self, f: &Features) -> f64 {
-        if f.norm == 0.0 {
-            return self.bias;
-        }
-        let dot: i64 = f
-            .counts
-            .iter()
-            .map(|(b, c)| {
-                let w = self.weights.get(*b as usize).copied().unwrap_or(0);
-                i64::from(w) * i64::from(*c)
-            })
-            .sum();
-        self.bias + self.scale * dot as f64 / f.norm
-    }
-
-    /// [`Linear::logit`] from a view's dot product and squared norm; the
-    /// same arithmetic, so the same result to the last bit.
+impl Head {
+    /// The logit from a view's dot product with this model's weights and
+    /// the view's squared norm. [`Model::logits`] and the windowed sums
+    /// ([`window_sums`]) both end here, so their results agree to the last
+    /// bit.
     fn logit_from(&self, dot: i64, sq: i64) -> f64 {
         let norm = (sq as f64).sqrt();
         if norm == 0.0 {
@@ -67,10 +56,33 @@ impl Linear {
     }
 }
 
+/// One weight file: the injection and toxicity models over the same hashed
+/// features. Each bucket's two weights sit side by side, so scoring reads
+/// one place in memory per feature for both models.
 #[derive(Debug)]
 pub(crate) struct Model {
-    injection: Linear,
-    toxicity: Linear,
+    injection: Head,
+    toxicity: Head,
+    weights: Vec<[i16; 2]>,
+}
+
+impl Model {
+    /// The injection and toxicity logits of a view's features.
+    fn logits(&self, f: &Features) -> (f64, f64) {
+        let mut dot = [0i64; 2];
+        let mut sq = 0i64;
+        for (b, c) in &f.counts {
+            let w = self.weights.get(*b as usize).copied().unwrap_or([0, 0]);
+            let c = i64::from(*c);
+            dot[0] += i64::from(w[0]) * c;
+            dot[1] += i64::from(w[1]) * c;
+            sq += c * c;
+        }
+        (
+            self.injection.logit_from(dot[0], sq),
+            self.toxicity.logit_from(dot[1], sq),
+        )
+    }
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -85,26 +97,30 @@ fn parse(bytes: &[u8]) -> Option<Model> {
     if bytes.get(..8)? != MAGIC || read_u32(bytes, 8)? != N_BITS || read_u32(bytes, 12)? != 2 {
         return None;
     }
-    let mut at = 16;
-    let mut next = || -> Option<Linear> {
-        let scale = read_f32(bytes, at)?;
-        let bias = read_f32(bytes, at + 4)?;
-        let body = bytes.get(at + 8..at + 8 + 2 * N_BUCKETS)?;
-        at += 8 + 2 * N_BUCKETS;
-        Some(Linear {
-            scale: f64::from(scale),
-            bias: f64::from(bias),
-            weights: body
-                .chunks_exact(2)
-                .map(|p| i16::from_le_bytes([p[0], p[1]]))
-                .collect(),
+    let head = |at: usize| -> Option<Head> {
+        Some(Head {
+            scale: f64::from(read_f32(bytes, at)?),
+            bias: f64::from(read_f32(bytes, at + 4)?),
         })
     };
-    let injection = next()?;
-    let toxicity = next()?;
+    let body = |at: usize| bytes.get(at + 8..at + 8 + 2 * N_BUCKETS);
+    let second = 16 + 8 + 2 * N_BUCKETS;
+    let (injection, toxicity) = (head(16)?, head(second)?);
+    let (w0, w1) = (body(16)?, body(second)?);
+    let weights = w0
+        .chunks_exact(2)
+        .zip(w1.chunks_exact(2))
+        .map(|(a, b)| {
+            [
+                i16::from_le_bytes([a[0], a[1]]),
+                i16::from_le_bytes([b[0], b[1]]),
+            ]
+        })
+        .collect();
     Some(Model {
         injection,
         toxicity,
+        weights,
     })
 }
 
@@ -179,8 +195,8 @@ pub(crate) fn score_tokens(
         return (score_features(&f, which, offsets), Stage::Fast(which));
     };
     // The fast logits once: the band is read off the injection logit.
-    let fast = m.injection.logit(&f) + offsets.injection;
-    let toxicity = m.toxicity.logit(&f) + offsets.toxicity;
+    let (fast, toxicity) = m.logits(&f);
+    let (fast, toxicity) = (fast + offsets.injection, toxicity + offsets.toxicity);
     banded(fast, toxicity, which, offsets, band, || f)
 }
 
@@ -229,40 +245,48 @@ fn banded(
     }
 }
 
-/// [`score_tokens`] for each window `s..e` of `toks` (in the order
-/// [`crate::normalize::window_ranges`] gives them), with the same results, at
-/// about half the cost: every feature is hashed once for all windows
-/// ([`crate::features::window_sums`]).
+/// [`score_tokens`] for each window `s..e` of each group of `toks` (each
+/// group in the order [`crate::normalize::window_ranges`] gives windows:
+/// starts and ends non-decreasing), with the same results, at a fraction
+/// of the cost: every feature is hashed once for all windows of all groups
+/// ([`crate::features::window_sums_groups`]).
 pub(crate) fn score_windows(
     toks: &[String],
-    wins: &[std::ops::Range<usize>],
+    groups: &[&[std::ops::Range<usize>]],
     which: Which,
     offsets: Offsets,
     band: Band,
-) -> Vec<(Scores, Stage)> {
+) -> Vec<Vec<(Scores, Stage)>> {
     let one_by_one = || {
-        wins.iter()
-            .map(|r| score_tokens(&toks[r.clone()], which, offsets, Some(band)))
+        groups
+            .iter()
+            .map(|wins| {
+                wins.iter()
+                    .map(|r| score_tokens(&toks[r.clone()], which, offsets, Some(band)))
+                    .collect()
+            })
             .collect()
     };
     let Some(m) = model(which) else {
         return one_by_one();
     };
-    let weights = [
-        m.injection.weights.as_slice(),
-        m.toxicity.weights.as_slice(),
-    ];
-    let Some(sums) = window_sums(toks, wins, weights) else {
+    let Some(sums) = window_sums_groups(toks, groups, &m.weights) else {
         return one_by_one();
     };
-    wins.iter()
+    groups
+        .iter()
         .zip(sums)
-        .map(|(r, s)| {
-            let fast = m.injection.logit_from(s.dot[0], s.sq) + offsets.injection;
-            let toxicity = m.toxicity.logit_from(s.dot[1], s.sq) + offsets.toxicity;
-            banded(fast, toxicity, which, offsets, band, || {
-                featurize_tokens(&toks[r.clone()])
-            })
+        .map(|(wins, sums)| {
+            wins.iter()
+                .zip(sums)
+                .map(|(r, s)| {
+                    let fast = m.injection.logit_from(s.dot[0], s.sq) + offsets.injection;
+                    let toxicity = m.toxicity.logit_from(s.dot[1], s.sq) + offsets.toxicity;
+                    banded(fast, toxicity, which, offsets, band, || {
+                        featurize_tokens(&toks[r.clone()])
+                    })
+                })
+                .collect()
         })
         .collect()
 }
@@ -285,9 +309,10 @@ fn score_features(f: &Features, which: Which, offsets: Offsets) -> Scores {
             toxicity: 1.0,
         };
     };
+    let (injection, toxicity) = m.logits(f);
     Scores {
-        injection: sigmoid(m.injection.logit(f) + offsets.injection),
-        toxicity: sigmoid(m.toxicity.logit(f) + offsets.toxicity),
+        injection: sigmoid(injection + offsets.injection),
+        toxicity: sigmoid(toxicity + offsets.toxicity),
     }
 }
 
@@ -328,10 +353,19 @@ mod tests {
                     injection: -0.5,
                     toxicity: 0.25,
                 };
-                let together = score_windows(&t, &wins, which, off, band);
-                let alone: Vec<(Scores, Stage)> = wins
+                // Two groups over the same tokens: the windows, and
+                // nested ranges like a text's sentences and sentence pairs.
+                let n = t.len();
+                let nested = [0..n / 3, 0..n / 2, n / 3..n / 2, n / 3..n, n / 2..n];
+                let groups: [&[std::ops::Range<usize>]; 2] = [&wins, &nested];
+                let together = score_windows(&t, &groups, which, off, band);
+                let alone: Vec<Vec<(Scores, Stage)>> = groups
                     .iter()
-                    .map(|r| score_tokens(&t[r.clone()], which, off, Some(band)))
+                    .map(|g| {
+                        g.iter()
+                            .map(|r| score_tokens(&t[r.clone()], which, off, Some(band)))
+                            .collect()
+                    })
                     .collect();
                 assert_eq!(together, alone);
             }

@@ -274,7 +274,9 @@ fn ascii_boundaries(pattern: &str) -> String {
 fn compiled() -> &'static Compiled {
     static C: OnceLock<Compiled> = OnceLock::new();
     C.get_or_init(|| Compiled {
-        set: RegexSet::new(RULES.iter().map(|r| ascii_boundaries(r.pattern)))
+        set: regex::RegexSetBuilder::new(RULES.iter().map(|r| ascii_boundaries(r.pattern)))
+            .dfa_size_limit(8 << 20)
+            .build()
             .expect("constant patterns compile"),
         each: RULES
             .iter()

@@ -88,13 +88,40 @@ impl Net {
         let mut acc = [0i64; HIDDEN];
         if f.norm != 0.0 {
             let mask = (1usize << BITS) - 1;
+            // Sums in 32 bits, which the compiler turns into vector
+            // instructions, moved into the 64-bit sums before they could
+            // overflow: a feature adds at most 128 * |count| to a unit, so
+            // a run of features whose |counts| sum to at most
+            // i32::MAX / 128 cannot, whatever the text's length.
+            const BUDGET: i64 = i32::MAX as i64 / 128;
+            let mut part = [0i32; HIDDEN];
+            let mut used = 0i64;
             for (b, c) in &f.counts {
+                let weight = i64::from(*c).abs();
+                if used + weight > BUDGET {
+                    for (a, p) in acc.iter_mut().zip(&mut part) {
+                        *a += i64::from(std::mem::take(p));
+                    }
+                    used = 0;
+                }
                 let at = (*b as usize & mask) * HIDDEN;
-                if let Some(row) = self.rows.get(at..at + HIDDEN) {
+                let Some(row) = self.rows.get(at..at + HIDDEN) else {
+                    continue;
+                };
+                if weight > BUDGET {
+                    // One count too large for 32 bits on its own.
                     for (a, w) in acc.iter_mut().zip(row) {
                         *a += i64::from(*w) * i64::from(*c);
                     }
+                    continue;
                 }
+                used += weight;
+                for (a, w) in part.iter_mut().zip(row) {
+                    *a += i32::from(*w) * *c;
+                }
+            }
+            for (a, p) in acc.iter_mut().zip(part) {
+                *a += i64::from(p);
             }
         }
         let mut out = self.b2;
@@ -116,6 +143,47 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The logit with 64-bit sums throughout, as the training script
+    /// computes it.
+    fn reference(net: &Net, f: &Features) -> f64 {
+        let mut acc = [0i64; HIDDEN];
+        for (b, c) in &f.counts {
+            let at = (*b as usize & ((1 << BITS) - 1)) * HIDDEN;
+            for (a, w) in acc.iter_mut().zip(&net.rows[at..at + HIDDEN]) {
+                *a += i64::from(*w) * i64::from(*c);
+            }
+        }
+        let mut out = net.b2;
+        for (k, a) in acc.iter().enumerate() {
+            let h = net.b1[k] + net.scale[k] * *a as f64 / f.norm;
+            if h > 0.0 {
+                out += net.w2[k] * h;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sums_are_exact_for_any_count() {
+        let net = net().expect("weights parse");
+        let cases: [Vec<(u32, i32)>; 3] = [
+            (0..2000).map(|b| (b * 31, (b as i32 % 7) - 3)).collect(),
+            // Counts that overflow 32-bit sums within a few features.
+            (0..64)
+                .map(|b| (b * 977, if b % 2 == 0 { 40_000_000 } else { -9_000_000 }))
+                .collect(),
+            (0..600).map(|b| (b * 13, 3_000_000)).collect(),
+        ];
+        for counts in cases {
+            let sq: f64 = counts.iter().map(|(_, c)| f64::from(*c).powi(2)).sum();
+            let f = Features {
+                counts,
+                norm: sq.sqrt(),
+            };
+            assert_eq!(net.logit(&f), reference(net, &f));
+        }
+    }
 
     #[test]
     fn weights_parse() {

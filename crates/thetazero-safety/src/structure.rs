@@ -136,9 +136,33 @@ enum Step<'a> {
 pub(crate) struct Leaf<'a> {
     pub text: &'a str,
     pub is_key: bool,
-    /// JSONPath of the value (for a key: of the member it names), e.g.
-    /// `$.items[3].body`.
-    pub path: String,
+    /// Where the value is (for a key: the member it names), in the
+    /// [`Paths`] that came with it.
+    pub at: usize,
+}
+
+/// The JSON paths of a document's leaves, as a tree of steps: formatting
+/// a path costs an allocation, and only a blocked leaf's path is ever
+/// shown.
+#[derive(Debug, Default)]
+pub(crate) struct Paths<'a> {
+    /// Per node: its parent (none for the root's children) and its step.
+    nodes: Vec<(Option<usize>, Step<'a>)>,
+}
+
+impl Paths<'_> {
+    /// JSONPath of a leaf's node, e.g. `$.items[3].body`; `$` for the root
+    /// (a node that is not there).
+    pub(crate) fn format(&self, at: usize) -> String {
+        let mut steps = Vec::new();
+        let mut cur = self.nodes.get(at);
+        while let Some((parent, step)) = cur {
+            steps.push(*step);
+            cur = parent.and_then(|p| self.nodes.get(p));
+        }
+        steps.reverse();
+        format_path(&steps)
+    }
 }
 
 fn is_plain_name(k: &str) -> bool {
@@ -177,52 +201,53 @@ fn format_path(steps: &[Step<'_>]) -> String {
     out
 }
 
-/// Every key and string value of `value` in document order, each with its
-/// path. An explicit stack, so that deep nesting cannot overflow ours.
-pub(crate) fn leaves(value: &Value) -> Vec<Leaf<'_>> {
+/// Every key and string value of `value` in document order, each with
+/// where it is in the paths returned beside them. An explicit stack, so
+/// that deep nesting cannot overflow ours.
+pub(crate) fn leaves(value: &Value) -> (Vec<Leaf<'_>>, Paths<'_>) {
     let mut out = Vec::new();
-    let mut path: Vec<Step<'_>> = Vec::new();
-    // (depth of the parent path, step to this value or None for the root, value)
-    let mut stack: Vec<(usize, Option<Step<'_>>, &Value)> = vec![(0, None, value)];
-    while let Some((depth, step, v)) = stack.pop() {
-        path.truncate(depth);
-        if let Some(s) = step {
-            path.push(s);
-        }
-        let here = path.len();
+    let mut paths = Paths::default();
+    // The root's node is none: its path is `$`.
+    const ROOT: usize = usize::MAX;
+    // (node of this value, value)
+    let mut stack: Vec<(usize, &Value)> = vec![(ROOT, value)];
+    let parent = |node: usize| (node != ROOT).then_some(node);
+    while let Some((node, v)) = stack.pop() {
         match v {
             Value::String(s) => out.push(Leaf {
                 text: s,
                 is_key: false,
-                path: format_path(&path),
+                at: node,
             }),
             Value::Array(items) => {
+                let first = paths.nodes.len();
+                paths
+                    .nodes
+                    .extend((0..items.len()).map(|i| (parent(node), Step::Index(i))));
                 for (i, item) in items.iter().enumerate().rev() {
-                    stack.push((here, Some(Step::Index(i)), item));
+                    stack.push((first + i, item));
                 }
             }
             Value::Object(map) => {
-                let mut members: Vec<(&String, &Value)> = map.iter().collect();
                 // Keys are leaves too, reported before the values so that
                 // document order holds.
-                for (k, _) in &members {
-                    path.push(Step::Key(k));
+                let first = paths.nodes.len();
+                for (i, (k, _)) in map.iter().enumerate() {
+                    paths.nodes.push((parent(node), Step::Key(k)));
                     out.push(Leaf {
                         text: k,
                         is_key: true,
-                        path: format_path(&path),
+                        at: first + i,
                     });
-                    path.pop();
                 }
-                members.reverse();
-                for (k, item) in members {
-                    stack.push((here, Some(Step::Key(k)), item));
+                for (i, (_, item)) in map.iter().enumerate().rev() {
+                    stack.push((first + i, item));
                 }
             }
             _ => {}
         }
     }
-    out
+    (out, paths)
 }
 
 #[cfg(test)]
@@ -292,9 +317,10 @@ mod tests {
     #[test]
     fn paths_name_every_leaf() {
         let v = json!({"items": [{"body": "x"}, 3, ["y"]], "odd key's": "z"});
-        let got: Vec<(String, bool, &str)> = leaves(&v)
+        let (leaves, paths) = leaves(&v);
+        let got: Vec<(String, bool, &str)> = leaves
             .into_iter()
-            .map(|l| (l.path, l.is_key, l.text))
+            .map(|l| (paths.format(l.at), l.is_key, l.text))
             .collect();
         let want = [
             ("$.items", true, "items"),

@@ -409,3 +409,25 @@ fn prose_values_of_requests_need_both_models() {
         );
     }
 }
+
+/// A short document of several sentences is one window: the whole is read
+/// for toxicity as well as each sentence for injections. Its sentence
+/// views are scored together with its windows (`model::score_windows`),
+/// and that must not leave the window itself unread.
+#[test]
+fn a_short_document_of_several_sentences_is_read_whole() {
+    let f = Filter::default();
+    let abuse = "You are a worthless, disgusting idiot. Everyone here hates you. Shut up and crawl back under your rock, you pathetic loser.";
+    for channel in [Channel::Fetched, Channel::Output] {
+        let v = f.scan_channel(abuse, channel);
+        assert!(v.is_block(), "{channel}: {v:?}");
+        assert_eq!(
+            v.rule.as_deref(),
+            Some("toxicity_score"),
+            "{channel}: {v:?}"
+        );
+        let v = f.scan_json_channel(&json!({"id": 4, "comment": abuse}), channel);
+        assert!(v.is_block(), "{channel}: {v:?}");
+        assert_eq!(v.path.as_deref(), Some("$.comment"), "{channel}: {v:?}");
+    }
+}
