@@ -567,6 +567,9 @@ pub struct NewPermissionRequest {
     pub justification: String,
     pub expires_at: OffsetDateTime,
     pub code_sha256: Option<String>,
+    /// At most this many requests of the agent may be pending, this one
+    /// included (`pending_requests_per_agent`); `None` for no bound.
+    pub pending_limit: Option<u64>,
 }
 
 /// How a pending request ends.

@@ -26,6 +26,11 @@ pub enum StoreError {
     /// manage keys (an owner key or one with the `keys` scope).
     #[error("{0}")]
     LastKeyManager(String),
+    /// A new permission request would pass its
+    /// [`NewPermissionRequest::pending_limit`]: the agent already has
+    /// `open` requests pending.
+    #[error("pending_requests_per_agent is {limit}; this agent has {open} pending")]
+    PendingLimit { limit: u64, open: u64 },
     /// The database cannot be reached or refused service; worth retrying.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -420,6 +425,11 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
     ) -> StoreResult<Option<AnchorRecord>>;
 
+    /// Records a pending request. With a
+    /// [`NewPermissionRequest::pending_limit`], the agent's pending requests
+    /// are counted in the same transaction as the insert, serialised per
+    /// agent, so concurrent requests cannot pass the limit together;
+    /// refused with [`StoreError::PendingLimit`].
     async fn create_permission_request_audited(
         &self,
         new: NewPermissionRequest,

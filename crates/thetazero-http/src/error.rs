@@ -58,6 +58,9 @@ impl From<StoreError> for HttpError {
         match e {
             StoreError::Conflict(m) => HttpError::new(ErrorCode::Conflict, m),
             StoreError::LastKeyManager(m) => HttpError::new(ErrorCode::LastKeyManager, m),
+            e @ StoreError::PendingLimit { .. } => {
+                HttpError::new(ErrorCode::QuotaExceeded, e.to_string())
+            }
             StoreError::Unavailable(m) => {
                 tracing::warn!(request_id = %current_request_id(), error = %m, "storage unavailable");
                 let mut err = ApiError::new(

@@ -27,6 +27,29 @@ async fn ask(app: &TestApp, key: &str, agent: i64, scopes: &[&str]) -> Value {
     r.body["request"].clone()
 }
 
+/// Runs an agent (made here, "asker") whose run asks for ten calls that need
+/// approval at once, each waiting at most a second; answers the agent and
+/// each call's outcome ("ran" or the error's code).
+async fn ten_calls_at_once(app: &TestApp) -> (i64, Vec<String>) {
+    let asker = agent(
+        app,
+        json!({"name": "asker", "config": {"approval_timeout_ms": 1000, "max_api_calls_per_run": 100},
+               "entry_code": "
+            const calls = Array.from({length: 10}, (_, i) => thetazero.write_context('k' + i, i).then(() => 'ran', (e) => e.code));
+            return await Promise.all(calls);
+        "}),
+    )
+    .await;
+    let out = execute(app, asker, json!({})).await;
+    let codes = out["output"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (asker, codes)
+}
+
 async fn decide(app: &TestApp, key: &str, id: &Value, verdict: &str) -> common::Reply {
     app.call(
         "POST",
@@ -189,9 +212,8 @@ async fn pending_requests_are_bounded_per_agent_and_per_run() {
         quotas(Quotas {
             pending_requests_per_agent: 3,
             // Below the per-agent bound, so the run's part measures the
-            // per-run bound alone: the per-agent check reads the store
-            // before the request is written, so concurrent calls of one
-            // run may all pass it (noted in the README's limits).
+            // per-run bound alone (the next test measures the per-agent
+            // bound under concurrent calls).
             pending_requests_per_run: 2,
             ..Quotas::default()
         }),
@@ -213,27 +235,12 @@ async fn pending_requests_are_bounded_per_agent_and_per_run() {
     assert_error(&r, 403, "quota_exceeded");
 
     // One run asking for many calls at once: two wait, the rest fail at once.
-    let asker = agent(
-        &app,
-        json!({"name": "asker", "config": {"approval_timeout_ms": 1000, "max_api_calls_per_run": 100},
-               "entry_code": "
-            const calls = Array.from({length: 10}, (_, i) => thetazero.write_context('k' + i, i).then(() => 'ran', (e) => e.code));
-            return await Promise.all(calls);
-        "}),
-    )
-    .await;
-    let out = execute(&app, asker, json!({})).await;
-    let codes: Vec<&str> = out["output"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{out}"))
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
-    let over = codes.iter().filter(|c| **c == "LIMIT_EXCEEDED").count();
+    let (asker, codes) = ten_calls_at_once(&app).await;
+    let over = codes.iter().filter(|c| *c == "LIMIT_EXCEEDED").count();
     assert_eq!(over, 8, "{codes:?}");
-    let waited = codes.iter().filter(|c| **c == "PERMISSION_DENIED").count();
+    let waited = codes.iter().filter(|c| *c == "PERMISSION_DENIED").count();
     assert_eq!(waited, 2, "{codes:?}");
-    assert!(codes.iter().all(|c| *c != "ran"), "{codes:?}");
+    assert!(codes.iter().all(|c| c != "ran"), "{codes:?}");
     // The run's two requests are recorded expired once their waits end
     // (after the run itself answered): none is left pending.
     let mut left = usize::MAX;
@@ -253,6 +260,51 @@ async fn pending_requests_are_bounded_per_agent_and_per_run() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(left, 0, "the run's requests are no longer pending");
+}
+
+/// Requests raised at the same moment cannot pass the per-agent bound
+/// together: the store counts an agent's pending requests in the insert's
+/// transaction. Over REST, and from one run's concurrent calls with a
+/// per-run bound above the per-agent one.
+#[tokio::test]
+async fn concurrent_requests_stay_within_the_per_agent_bound() {
+    let app = TestApp::with_config(
+        Settings::default(),
+        quotas(Quotas {
+            pending_requests_per_agent: 3,
+            pending_requests_per_run: 10,
+            ..Quotas::default()
+        }),
+    )
+    .await;
+    let id = agent(&app, json!({"name": "target", "entry_code": "return 1"})).await;
+    let (requester, _) = app.key_with(&app.owner, &["agents:write"]).await;
+    let body = json!({"agent_id": id, "permissions": {"scopes": ["storage:read"]}, "justification": "burst"});
+    let replies = futures_util::future::join_all((0..12).map(|_| {
+        app.call(
+            "POST",
+            "/api/sdk/permission-requests",
+            Some(&requester),
+            Some(body.clone()),
+        )
+    }))
+    .await;
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(
+        created,
+        3,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_error(r, 403, "quota_exceeded");
+    }
+
+    let (_, codes) = ten_calls_at_once(&app).await;
+    let over = codes.iter().filter(|c| *c == "LIMIT_EXCEEDED").count();
+    assert_eq!(over, 7, "{codes:?}");
+    let waited = codes.iter().filter(|c| *c == "PERMISSION_DENIED").count();
+    assert_eq!(waited, 3, "{codes:?}");
 }
 
 /// What one mid-run request shows its approver: the exact call.

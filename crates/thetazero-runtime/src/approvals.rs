@@ -245,22 +245,9 @@ impl Runtime {
         let Some(agent) = self.store.get_agent(account, agent_id).await? else {
             return Err(ApprovalError::AgentNotFound);
         };
+        // The store counts the agent's pending requests in the insert's
+        // transaction, so concurrent requests cannot pass the bound together.
         let per_agent = self.quotas().pending_requests_per_agent;
-        if per_agent > 0 {
-            let open = self
-                .pending(account, Some(agent_id), per_agent)
-                .await?
-                .iter()
-                .filter(|r| r.status == PermissionRequestStatus::Pending)
-                .count() as u64;
-            if open >= per_agent {
-                return Err(ApprovalError::Quota {
-                    limit: per_agent,
-                    agent: agent_id,
-                    open,
-                });
-            }
-        }
         let key_id = Some(key.id);
         self.store
             .create_permission_request_audited(
@@ -272,6 +259,7 @@ impl Runtime {
                     justification: req.justification,
                     expires_at: OffsetDateTime::now_utc() + Duration::milliseconds(timeout as i64),
                     code_sha256: Some(crate::sha256_hex(agent.entry_code.as_bytes())),
+                    pending_limit: (per_agent > 0).then_some(per_agent),
                 },
                 Box::new(move |r| {
                     vec![AuditEvent::approval(
@@ -290,6 +278,11 @@ impl Runtime {
             .map_err(|e| match e {
                 // The agent went away meanwhile.
                 StoreError::Conflict(_) => ApprovalError::AgentNotFound,
+                StoreError::PendingLimit { limit, open } => ApprovalError::Quota {
+                    limit,
+                    agent: agent_id,
+                    open,
+                },
                 other => other.into(),
             })
     }

@@ -255,6 +255,9 @@ impl ServerHost {
     {
         match self.handle.spawn(f).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(e @ StoreError::PendingLimit { .. })) => {
+                Err(HostError::OverQuota(e.to_string()))
+            }
             Ok(Err(e)) => {
                 tracing::warn!(execution_id = self.execution.get(), error = %e, "host call failed in the store");
                 Err(HostError::Unavailable)
@@ -600,29 +603,9 @@ impl Host for ServerHost {
                 "pending_requests_per_run is {per_run}; this run already waits on {pending_here}"
             )));
         }
+        // The per-agent bound is checked by the store, in the insert's
+        // transaction (concurrent runs of one agent cannot pass it together).
         let per_agent = quotas.pending_requests_per_agent;
-        if per_agent > 0 {
-            let (store, account, agent) = (self.store.clone(), self.caller.account, self.agent);
-            let pending = self
-                .on_server(async move {
-                    store
-                        .permission_requests(
-                            account,
-                            None,
-                            Some(PermissionRequestStatus::Pending),
-                            Some(agent),
-                            per_agent,
-                        )
-                        .await
-                })
-                .await?
-                .len() as u64;
-            if pending >= per_agent {
-                return Err(HostError::OverQuota(format!(
-                    "pending_requests_per_agent is {per_agent}; this agent has {pending} pending"
-                )));
-            }
-        }
         let (account, agent, key, execution) = (
             self.caller.account,
             self.agent,
@@ -660,6 +643,7 @@ impl Host for ServerHost {
                             justification,
                             expires_at: time::OffsetDateTime::now_utc() + timeout,
                             code_sha256: Some(code_sha256),
+                            pending_limit: (per_agent > 0).then_some(per_agent),
                         },
                         Box::new(move |r| {
                             vec![AuditEvent::approval(

@@ -658,14 +658,36 @@ impl Store for PgStore {
     ) -> StoreResult<PermissionRequest> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
+        // With a limit, the agent's row is locked until the insert
+        // commits, so concurrent requests for one agent count one after the
+        // other (NO KEY UPDATE: rows that merely reference the agent are
+        // not held up).
         let owned = query_opt(
             &tx,
-            "SELECT id FROM agents WHERE id = $1 AND account_id = $2",
+            if new.pending_limit.is_some() {
+                "SELECT id FROM agents WHERE id = $1 AND account_id = $2 FOR NO KEY UPDATE"
+            } else {
+                "SELECT id FROM agents WHERE id = $1 AND account_id = $2"
+            },
             &[&new.agent_id, &new.account_id],
         )
         .await?;
         if owned.is_none() {
             return Err(StoreError::Conflict("agent no longer exists".into()));
+        }
+        if let Some(limit) = new.pending_limit {
+            let row = query_one(
+                &tx,
+                "SELECT COUNT(*) FROM permission_requests
+                 WHERE account_id = $1 AND agent_id = $2 AND status = 'pending'",
+                &[&new.account_id, &new.agent_id],
+            )
+            .await?;
+            let open: i64 = col(&row, 0)?;
+            let open = open.max(0) as u64;
+            if open >= limit {
+                return Err(StoreError::PendingLimit { limit, open });
+            }
         }
         let id = PermissionRequestId::new(
             next_id(&tx, new.account_id, IdKind::PermissionRequest).await?,

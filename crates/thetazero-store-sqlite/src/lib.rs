@@ -1801,6 +1801,20 @@ impl Store for SqliteStore {
             if owned.is_none() {
                 return Err(StoreError::Conflict("agent no longer exists".into()));
             }
+            // Writes run one transaction at a time, so the count and the
+            // insert below cannot interleave with another request's.
+            if let Some(limit) = new.pending_limit {
+                let open: i64 = query_row_cached(tx,
+                        "SELECT COUNT(*) FROM permission_requests WHERE account_id = ?1 AND agent_id = ?2 AND status = 'pending'",
+                        params![new.account_id, new.agent_id],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                let open = open.max(0) as u64;
+                if open >= limit {
+                    return Err(StoreError::PendingLimit { limit, open });
+                }
+            }
             let id = PermissionRequestId::new(next_id(tx, new.account_id, IdKind::PermissionRequest)?);
             execute_cached(tx,
                 "INSERT INTO permission_requests (id, account_id, agent_id, requested_by, grant_json, justification,

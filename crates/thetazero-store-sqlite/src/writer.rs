@@ -195,6 +195,10 @@ fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
         StoreError::LastKeyManager(m) => StoreError::LastKeyManager(m.clone()),
+        StoreError::PendingLimit { limit, open } => StoreError::PendingLimit {
+            limit: *limit,
+            open: *open,
+        },
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }

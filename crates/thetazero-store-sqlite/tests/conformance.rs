@@ -358,6 +358,7 @@ async fn an_unknown_request_status_reads_back_as_an_error() {
                 justification: "j".into(),
                 expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
                 code_sha256: None,
+                pending_limit: None,
             },
             thetazero_core::store::no_audit(),
         )

@@ -28,7 +28,8 @@ macro_rules! store_conformance {
             executions_start_finish_and_list, executions_go_with_their_agent, storage_is_per_account,
             audit_leaves_and_hashes_form_the_log, checkpoints_are_kept_and_found,
             anchors_move_from_pending_to_a_final_status, settings_are_set_cleared_and_audited,
-            permission_requests_are_decided_once, rate_limits_admit_a_burst_then_refuse,
+            permission_requests_are_decided_once, pending_limits_hold_under_concurrency,
+            rate_limits_admit_a_burst_then_refuse,
             rate_limits_hold_under_concurrency, concurrent_executions_commit_together_and_fail_alone);
     };
     (@cases $factory:expr; $($case:ident),*) => {
@@ -1134,6 +1135,98 @@ pub async fn settings_are_set_cleared_and_audited(store: Arc<dyn Store>) {
     );
 }
 
+/// A request's pending limit is checked with its insert: concurrent
+/// requests of one agent cannot pass it together, requests of another
+/// agent or account do not count, and a decided request frees its place.
+pub async fn pending_limits_hold_under_concurrency(store: Arc<dyn Store>) {
+    use thetazero_core::model::{NewPermissionRequest, RequestDecision};
+    let a = store.create_account("a").await.unwrap();
+    let b = store.create_account("b").await.unwrap();
+    let (agent, _) = store.upsert_agent(a.id, spec("x")).await.unwrap();
+    let (other, _) = store.upsert_agent(a.id, spec("y")).await.unwrap();
+    let (elsewhere, _) = store.upsert_agent(b.id, spec("x")).await.unwrap();
+    let new = |account: AccountId, agent: AgentId| NewPermissionRequest {
+        account_id: account,
+        agent_id: agent,
+        requested_by: None,
+        grant: json!({"allow_network": true}),
+        justification: "j".into(),
+        expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(2),
+        code_sha256: None,
+        pending_limit: Some(3),
+    };
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            let req = new(a.id, agent.id);
+            tokio::spawn(async move {
+                store
+                    .create_permission_request_audited(req, thetazero_core::store::no_audit())
+                    .await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => created.push(r),
+            Err(StoreError::PendingLimit { limit: 3, open: 3 }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(created.len(), 3, "exactly the limit is created");
+    let pending = store
+        .permission_requests(
+            a.id,
+            None,
+            Some(PermissionRequestStatus::Pending),
+            Some(agent.id),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 3);
+    // Another agent, and another account's agent, have their own counts.
+    for (account, agent) in [(a.id, other.id), (b.id, elsewhere.id)] {
+        store
+            .create_permission_request_audited(
+                new(account, agent),
+                thetazero_core::store::no_audit(),
+            )
+            .await
+            .unwrap();
+    }
+    // A decided request no longer counts.
+    store
+        .decide_permission_request_audited(
+            a.id,
+            created[0].id,
+            RequestDecision {
+                status: PermissionRequestStatus::Denied,
+                decided_by: None,
+                reason: None,
+                grant_expires_at: None,
+            },
+            Box::new(|_| Vec::new()),
+        )
+        .await
+        .unwrap()
+        .expect("pending");
+    store
+        .create_permission_request_audited(new(a.id, agent.id), thetazero_core::store::no_audit())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_permission_request_audited(
+                new(a.id, agent.id),
+                thetazero_core::store::no_audit()
+            )
+            .await,
+        Err(StoreError::PendingLimit { limit: 3, open: 3 })
+    ));
+}
+
 pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
     use thetazero_core::model::{NewPermissionRequest, RequestDecision};
     let a = store.create_account("a").await.unwrap();
@@ -1148,6 +1241,7 @@ pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
         justification: justification.into(),
         expires_at: expires,
         code_sha256: Some("c0de".into()),
+        pending_limit: None,
     };
     let audit = move |what: &'static str| -> thetazero_core::store::Audit<thetazero_core::model::PermissionRequest> {
         Box::new(move |r| vec![event(a.id, what).agent(r.agent_id)])
