@@ -91,6 +91,8 @@ audit_actions! {
     SandboxLimitHit => "sandbox_limit_hit", "limit";
     WorkerStopped => "worker_stopped", "limit";
     RateLimitHit => "rate_limit_hit", "limit";
+    /// A request over the API refused by a per-account quota.
+    QuotaExceeded => "quota_exceeded", "limit";
     ContentBlocked => "content_blocked", "safety";
     ExecutionStarted => "execution_started", "execution";
     ExecutionCompleted => "execution_completed", "execution";

@@ -427,9 +427,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a pending request. With a
     /// [`NewPermissionRequest::pending_limit`], the agent's pending requests
-    /// are counted in the same transaction as the insert, serialised per
-    /// agent, so concurrent requests cannot pass the limit together;
-    /// refused with [`StoreError::PendingLimit`].
+    /// (overdue ones, not yet marked expired, left out) are counted in the
+    /// same transaction as the insert, serialised per agent, so concurrent
+    /// requests cannot pass the limit together; refused with
+    /// [`StoreError::PendingLimit`].
     async fn create_permission_request_audited(
         &self,
         new: NewPermissionRequest,

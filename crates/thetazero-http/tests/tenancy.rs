@@ -27,6 +27,21 @@ async fn ask(app: &TestApp, key: &str, agent: i64, scopes: &[&str]) -> Value {
     r.body["request"].clone()
 }
 
+/// The account's `quota_exceeded` audit events (refusals over the API), as
+/// `key` sees them.
+async fn quota_events(app: &TestApp, key: &str) -> Vec<Value> {
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/sdk/audit?limit=1000&actionTypes=quota_exceeded",
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["events"].as_array().unwrap().clone()
+}
+
 /// Runs an agent (made here, "asker") whose run asks for ten calls that need
 /// approval at once, each waiting at most a second; answers the agent and
 /// each call's outcome ("ran" or the error's code).
@@ -299,6 +314,12 @@ async fn concurrent_requests_stay_within_the_per_agent_bound() {
     for r in replies.iter().filter(|r| r.status != 201) {
         assert_error(r, 403, "quota_exceeded");
     }
+    // Nine refusals, one audit event: at most one a minute per quota.
+    let events = quota_events(&app, &app.owner).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["is_violation"], true);
+    assert_eq!(events[0]["action_category"], "limit");
+    assert_eq!(events[0]["agent_id"], id);
 
     let (_, codes) = ten_calls_at_once(&app).await;
     let over = codes.iter().filter(|c| *c == "LIMIT_EXCEEDED").count();
@@ -386,6 +407,11 @@ async fn context_and_storage_are_held_to_account_quotas() {
     assert_eq!(put(a, "one", 150).await.status, 200);
     // The quota is the account's: another agent's context counts too.
     assert_error(&put(b, "two", 200).await, 403, "quota_exceeded");
+    assert_error(&put(b, "two", 200).await, 403, "quota_exceeded");
+    let events = quota_events(&app, &app.owner).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["is_violation"], true);
+    assert_eq!(events[0]["agent_id"], b);
     // Replacing a value counts only the difference.
     assert_eq!(put(a, "one", 250).await.status, 200);
     let writer = agent(
@@ -468,6 +494,9 @@ async fn runs_at_once_are_bounded_per_account() {
         )
         .await;
     assert_error(&refused, 429, "rate_limited");
+    let events = quota_events(&app, &app.owner).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["agent_id"], quick);
     // Another account runs meanwhile.
     let other = app.other_account().await;
     let r = app

@@ -249,7 +249,8 @@ impl Runtime {
         // transaction, so concurrent requests cannot pass the bound together.
         let per_agent = self.quotas().pending_requests_per_agent;
         let key_id = Some(key.id);
-        self.store
+        let created = self
+            .store
             .create_permission_request_audited(
                 NewPermissionRequest {
                     account_id: account,
@@ -274,17 +275,31 @@ impl Runtime {
                     )]
                 }),
             )
-            .await
-            .map_err(|e| match e {
-                // The agent went away meanwhile.
-                StoreError::Conflict(_) => ApprovalError::AgentNotFound,
-                StoreError::PendingLimit { limit, open } => ApprovalError::Quota {
+            .await;
+        match created {
+            Ok(request) => Ok(request),
+            // The agent went away meanwhile.
+            Err(StoreError::Conflict(_)) => Err(ApprovalError::AgentNotFound),
+            Err(StoreError::PendingLimit { limit, open }) => {
+                let refused = ApprovalError::Quota {
                     limit,
                     agent: agent_id,
                     open,
-                },
-                other => other.into(),
-            })
+                };
+                crate::quotas::record_refusal(
+                    self.store.as_ref(),
+                    account,
+                    key_id,
+                    Some(agent_id),
+                    "pending_requests_per_agent",
+                    limit,
+                    refused.to_string(),
+                )
+                .await?;
+                Err(refused)
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The chain of keys that created `key`, nearest first.

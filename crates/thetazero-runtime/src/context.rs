@@ -86,9 +86,22 @@ impl Runtime {
         )
         .await
         .map_err(|verdict| ContextError::Blocked(Box::new(verdict)))?;
-        self.check_quota(caller.account, Kept::Context(agent), key, &value)
+        if let Err(over) = self
+            .check_quota(caller.account, Kept::Context(agent), key, &value)
             .await?
-            .map_err(ContextError::OverQuota)?;
+        {
+            crate::quotas::record_refusal(
+                store,
+                caller.account,
+                caller.key_id,
+                Some(agent),
+                over.quota,
+                over.limit,
+                format!("context key {key:?} not written: {over}"),
+            )
+            .await?;
+            return Err(ContextError::OverQuota(over));
+        }
         let (account, key_id) = (caller.account, caller.key_id);
         store
             .put_context_audited(

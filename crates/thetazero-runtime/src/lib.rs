@@ -952,7 +952,25 @@ async fn admit(
         .clone()
         .try_acquire_owned()
         .map_err(|_| RuntimeError::Busy)?;
-    let account_slot = AccountSlot::take(&launcher, caller.account)?;
+    let account_slot = match AccountSlot::take(&launcher, caller.account) {
+        Ok(slot) => slot,
+        Err(busy) => {
+            // A refused call inside a run is recorded with the call.
+            if parent.is_none() {
+                quotas::record_refusal(
+                    store.as_ref(),
+                    caller.account,
+                    caller.key_id,
+                    Some(agent_id),
+                    "concurrent_runs_per_account",
+                    launcher.quotas.concurrent_runs_per_account,
+                    busy.to_string(),
+                )
+                .await?;
+            }
+            return Err(busy);
+        }
+    };
     let code_sha256 = sha256_hex(agent.entry_code.as_bytes());
     let mut limits = launcher.ceilings.clip(agent.config.limits());
     if let Some(parent) = &parent {

@@ -3,8 +3,12 @@
 //! and permission requests left pending. Each is counted per account (never
 //! per key, so minting keys does not widen it); 0 turns one off.
 
+use std::time::Duration;
+
 use serde_json::Value;
-use thetazero_core::model::{AccountId, AgentId};
+use thetazero_core::audit::{AuditAction, AuditEvent};
+use thetazero_core::model::{AccountId, AgentId, KeyId};
+use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
 
 /// The operator's per-account quotas.
@@ -102,4 +106,44 @@ impl Quotas {
         }
         Ok(Ok(()))
     }
+}
+
+/// Records a refusal over the API by quota `quota` (its bound `limit`) as an
+/// audit event `quota_exceeded` (`is_violation: true`). A caller repeating a
+/// refused request would otherwise turn each refusal into a durable audit
+/// write, so each account records at most one such event per quota a
+/// minute; its payload says so. (A refused call inside a run is recorded
+/// with the call, as `permission_denied`.)
+pub async fn record_refusal(
+    store: &dyn Store,
+    account: AccountId,
+    key: Option<KeyId>,
+    agent: Option<AgentId>,
+    quota: &'static str,
+    limit: u64,
+    detail: String,
+) -> Result<(), StoreError> {
+    let admitted = store
+        .rate_acquire(&RateLimit {
+            key: format!("audit:quota:{quota}:account:{account}"),
+            limit: 1,
+            window: Duration::from_secs(60),
+        })
+        .await?;
+    if !admitted.is_admitted() {
+        return Ok(());
+    }
+    let mut event = AuditEvent::new(account, AuditAction::QuotaExceeded, detail)
+        .key(key)
+        .payload(serde_json::json!({
+            "quota": quota,
+            "limit": limit,
+            "note": "further refusals by this quota within a minute are not recorded one by one",
+        }));
+    if let Some(agent) = agent {
+        event = event.agent(agent);
+    }
+    event.is_violation = true;
+    event.permission_state = "denied".into();
+    store.append_audit(vec![event]).await.map(|_| ())
 }

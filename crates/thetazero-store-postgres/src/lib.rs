@@ -676,11 +676,12 @@ impl Store for PgStore {
             return Err(StoreError::Conflict("agent no longer exists".into()));
         }
         if let Some(limit) = new.pending_limit {
+            // Overdue requests not yet marked expired do not count.
             let row = query_one(
                 &tx,
                 "SELECT COUNT(*) FROM permission_requests
-                 WHERE account_id = $1 AND agent_id = $2 AND status = 'pending'",
-                &[&new.account_id, &new.agent_id],
+                 WHERE account_id = $1 AND agent_id = $2 AND status = 'pending' AND expires_at > $3",
+                &[&new.account_id, &new.agent_id, &now_micros()],
             )
             .await?;
             let open: i64 = col(&row, 0)?;

@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_account_ids",
         include_str!("../migrations/0008_account_ids.sql"),
     ),
+    (
+        "0009_pending_requests_by_agent",
+        include_str!("../migrations/0009_pending_requests_by_agent.sql"),
+    ),
     // PostgreSQL only: state SQLite keeps in its one process.
     (
         "shared_0001_rate_limits",

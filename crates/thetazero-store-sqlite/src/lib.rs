@@ -1802,11 +1802,13 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict("agent no longer exists".into()));
             }
             // Writes run one transaction at a time, so the count and the
-            // insert below cannot interleave with another request's.
+            // insert below cannot interleave with another request's. Overdue
+            // requests not yet marked expired do not count.
             if let Some(limit) = new.pending_limit {
                 let open: i64 = query_row_cached(tx,
-                        "SELECT COUNT(*) FROM permission_requests WHERE account_id = ?1 AND agent_id = ?2 AND status = 'pending'",
-                        params![new.account_id, new.agent_id],
+                        "SELECT COUNT(*) FROM permission_requests WHERE account_id = ?1 AND agent_id = ?2
+                         AND status = 'pending' AND expires_at > ?3",
+                        params![new.account_id, new.agent_id, now_micros()],
                         |r| r.get(0),
                     )
                     .map_err(map_err)?;

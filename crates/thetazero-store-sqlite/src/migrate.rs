@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_account_ids",
         include_str!("../migrations/0008_account_ids.sql"),
     ),
+    (
+        "0009_pending_requests_by_agent",
+        include_str!("../migrations/0009_pending_requests_by_agent.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

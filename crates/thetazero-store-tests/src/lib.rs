@@ -1225,6 +1225,32 @@ pub async fn pending_limits_hold_under_concurrency(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::PendingLimit { limit: 3, open: 3 })
     ));
+    // An overdue request not yet marked expired does not count either.
+    let (late, _) = store.upsert_agent(a.id, spec("late")).await.unwrap();
+    let one = |expires_at| NewPermissionRequest {
+        expires_at,
+        pending_limit: Some(1),
+        ..new(a.id, late.id)
+    };
+    let now = time::OffsetDateTime::now_utc();
+    for expires_at in [
+        now - time::Duration::seconds(1),
+        now + time::Duration::minutes(2),
+    ] {
+        store
+            .create_permission_request_audited(one(expires_at), thetazero_core::store::no_audit())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .create_permission_request_audited(
+                one(now + time::Duration::minutes(2)),
+                thetazero_core::store::no_audit()
+            )
+            .await,
+        Err(StoreError::PendingLimit { limit: 1, open: 1 })
+    ));
 }
 
 pub async fn permission_requests_are_decided_once(store: Arc<dyn Store>) {
