@@ -438,7 +438,9 @@ test('the live audit stream filters, highlights violations, and pauses and resum
 test('the kill switch halts and clears the account, with state and history', async () => {
   await go('#/killswitch');
   // The deployment's first owner may halt the whole deployment; another
-  // account's owner may not, and is not offered it.
+  // account's owner may not, and is not offered it. The page draws the
+  // form once it has read the halt state: wait for it, not for the heading.
+  await page.locator('#halt-scope').waitFor();
   assert.deepEqual(await page.locator('#halt-scope option').evaluateAll((os) => os.map((o) => o.value)), ['account', 'deployment']);
   const team = await owner('POST', '/api/v1/accounts', { name: 'team b' });
   assert.equal(team.status, 201, JSON.stringify(team.data));
@@ -446,6 +448,7 @@ test('the kill switch halts and clears the account, with state and history', asy
   const p = await ctx.newPage();
   await signIn(p, team.data.secret);
   await go('#/killswitch', p);
+  await p.locator('#halt-scope').waitFor();
   assert.deepEqual(await p.locator('#halt-scope option').evaluateAll((os) => os.map((o) => o.value)), ['account']);
   await ctx.close();
   await page.locator('#halt-reason').fill('Maintenance window');
