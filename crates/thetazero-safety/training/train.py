@@ -21,7 +21,9 @@ Needs: numpy, scipy, scikit-learn, pyarrow (training only), cargo (calibration).
 
 The defaults produce the shipped model. For experiments only, environment
 variables override: TZ_C / TZ_TC (inverse regularisation of the injection /
-toxicity model), TZ_HW (trigger-word hard-negative weight), TZ_JW (jailbreak
+toxicity model), TZ_HW (trigger-word hard-negative weight), TZ_HW2 (the
+weight of the second batch of written trigger-word prompts,
+data/trigger_written_2.jsonl, which only the prompt model learns), TZ_JW (jailbreak
 weight), TZ_FPR / TZ_CFPR / TZ_TFPR (calibration false-positive targets),
 TZ_MID (toxicity threshold halfway to the positives' 5th percentile),
 TZ_IND=0 (no planted indirect injections in the content model's training
@@ -441,10 +443,14 @@ def main():
     # corpora's harmless rows are nearly all English while one corpus is
     # all foreign-language attacks.
     prompt_only = set()
+    trig_written_2 = []
     if os.environ.get("TZ_WRITTEN", "1") != "0":
         with open(os.path.join(HERE, "data", "trigger_written.jsonl"), encoding="utf-8") as fh:
             trig_written = [json.loads(line)["text"] for line in fh if line.strip()]
         train_inj += [(t, 0, float(os.environ.get("TZ_HW", "3"))) for t in trig_written]
+        with open(os.path.join(HERE, "data", "trigger_written_2.jsonl"), encoding="utf-8") as fh:
+            trig_written_2 = [json.loads(line)["text"] for line in fh if line.strip()]
+        train_inj += [(t, 0, float(os.environ.get("TZ_HW2", "1.5"))) for t in trig_written_2]
     if os.environ.get("TZ_ML", "1") != "0":
         ml = multilingual.written()
         if os.environ.get("TZ_DJANGO", "1") != "0":
@@ -517,6 +523,10 @@ def main():
     # and the same sources with an injection planted in one value (appended
     # to the harmless text half the time), so a harmless sentence around an
     # attack does not make it harmless.
+    # The second batch of harmless trigger-word prompts teaches the prompt
+    # model only: prompts are its text, and in the content model's and the
+    # second stage's training it cost planted injections in documents.
+    prompt_only |= set(trig_written_2)
     train_content = [x for x in train_inj if x[0] not in prompt_only]
     if os.environ.get("TZ_AW", "0") == "0":
         train_content += [(t, 0, float(os.environ.get("TZ_CAW", "4"))) for t in api_benign]
