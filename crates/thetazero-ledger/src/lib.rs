@@ -216,9 +216,6 @@ impl Ledger {
             return Ok(latest);
         }
         let origin = self.origin(account);
-        let from = latest.as_ref().map(|c| c.size).unwrap_or(0);
-        let root = self.root(account, size).await?;
-        let proof = self.consistency_proof(account, from, size).await?;
         let signer = match signers.entry(account) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -231,6 +228,13 @@ impl Ledger {
                 })
             }
         };
+        // The proof runs from the tree this process last signed, which its
+        // signer checks the new one against. Another replica may have signed
+        // a newer checkpoint since (several serve one PostgreSQL database):
+        // a proof from that one's size would not match this signer's.
+        let from = signer.last().map_or(0, |c| c.size);
+        let root = self.root(account, size).await?;
+        let proof = self.consistency_proof(account, from, size).await?;
         let note = signer.sign(size, root, &proof).map_err(integrity)?;
         self.store.store_checkpoint(account, size, &note).await?;
         thetazero_core::telemetry::global().checkpoint_signed();
