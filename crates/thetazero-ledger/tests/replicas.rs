@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use thetazero_core::audit::AuditEvent;
+use thetazero_core::audit::{AuditEvent, AuditRecord};
 use thetazero_core::model::AccountId;
 use thetazero_core::store::Store;
 use thetazero_ledger::Ledger;
 use thetazero_store_sqlite::SqliteStore;
 
-async fn append(store: &Arc<dyn Store>, account: AccountId, n: usize) {
+async fn append(store: &Arc<dyn Store>, account: AccountId, n: usize) -> Vec<AuditRecord> {
     store
         .append_audit(
             (0..n)
@@ -18,7 +18,7 @@ async fn append(store: &Arc<dyn Store>, account: AccountId, n: usize) {
                 .collect(),
         )
         .await
-        .unwrap();
+        .unwrap()
 }
 
 #[tokio::test]
@@ -26,9 +26,8 @@ async fn replicas_sign_in_turn_over_one_store() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
     let account = store.create_account("a").await.unwrap().id;
-    let key = thetazero_audit::AuditSigner::generate("replicas.test")
-        .unwrap()
-        .to_key_string();
+    let signer = thetazero_audit::AuditSigner::generate("replicas.test").unwrap();
+    let key = signer.to_key_string();
     let a = Ledger::new(store.clone(), &key, "replicas.test").unwrap();
     let b = Ledger::new(store.clone(), &key, "replicas.test").unwrap();
     let mut sizes = Vec::new();
@@ -50,4 +49,19 @@ async fn replicas_sign_in_turn_over_one_store() {
         );
     }
     assert_eq!(sizes, vec![3, 7, 12, 18, 25, 33]);
+    // A record proof signs a checkpoint when the log grew: either replica
+    // serves one, after the other signed last.
+    let records = append(&store, account, 2).await;
+    for (i, ledger) in [&b, &a, &b].into_iter().enumerate() {
+        append(&store, account, 1).await;
+        let proof = ledger
+            .record_proof(account, records[0].id)
+            .await
+            .unwrap_or_else(|e| panic!("proof {i}: {e}"));
+        assert_eq!(proof.leaf_index, records[0].leaf_index);
+        // Whichever replica signed what, a client verifies it with the
+        // deployment's one key.
+        thetazero_audit::verify_record_proof(&proof, &signer.verifier_key(), None)
+            .unwrap_or_else(|e| panic!("proof {i}: {e}"));
+    }
 }
