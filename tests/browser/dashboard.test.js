@@ -49,10 +49,16 @@ after(async () => {
 
 const shot = (name, p = page) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
+// Navigates and waits until the page is drawn in full: the dashboard marks
+// `main` with the page it finished (`data-page`), after the page's own data
+// loaded. (Its heading often comes before that data.)
 async function go(hash, p = page) {
   await p.evaluate((h) => { location.hash = h; }, hash);
+  await p.waitForFunction(() => {
+    const m = document.getElementById('main');
+    return m && m.dataset.page === (location.hash || '#/overview');
+  });
   await p.locator('main h1').first().waitFor();
-  await p.waitForLoadState('networkidle').catch(() => {});
 }
 
 async function signIn(p, key) {

@@ -48,10 +48,18 @@ async function route() {
   const [re, page] = found;
   const params = re.exec(hash).slice(1);
   clear(main);
+  // Busy while the page loads its data: assistive technology waits, and
+  // `data-page` names the page once it is drawn in full.
+  main.setAttribute('aria-busy', 'true');
+  delete main.dataset.page;
   try {
     cleanup = (await page(main, params)) || null;
   } catch (e) {
     main.append(errorBox(e));
+  }
+  if ((location.hash || '#/overview') === hash) {
+    main.removeAttribute('aria-busy');
+    main.dataset.page = hash;
   }
   const heading = main.querySelector('h1');
   if (heading) document.title = `${heading.textContent} · thetazero`;
