@@ -3,12 +3,9 @@
 //! and permission requests left pending. Each is counted per account (never
 //! per key, so minting keys does not widen it); 0 turns one off.
 
-use std::time::Duration;
-
 use serde_json::Value;
 use thetazero_core::audit::{AuditAction, AuditEvent};
 use thetazero_core::model::{AccountId, AgentId, KeyId};
-use thetazero_core::rate::RateLimit;
 use thetazero_core::store::{Store, StoreError};
 
 /// The operator's per-account quotas.
@@ -123,16 +120,6 @@ pub async fn record_refusal(
     limit: u64,
     detail: String,
 ) -> Result<(), StoreError> {
-    let admitted = store
-        .rate_acquire(&RateLimit {
-            key: format!("audit:quota:{quota}:account:{account}"),
-            limit: 1,
-            window: Duration::from_secs(60),
-        })
-        .await?;
-    if !admitted.is_admitted() {
-        return Ok(());
-    }
     let mut event = AuditEvent::new(account, AuditAction::QuotaExceeded, detail)
         .key(key)
         .payload(serde_json::json!({
@@ -145,5 +132,6 @@ pub async fn record_refusal(
     }
     event.is_violation = true;
     event.permission_state = "denied".into();
-    store.append_audit(vec![event]).await.map(|_| ())
+    let counter = format!("quota:{quota}:account:{account}");
+    crate::rates::record_once_a_minute(store, &counter, event).await
 }

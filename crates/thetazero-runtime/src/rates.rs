@@ -133,6 +133,37 @@ pub async fn enforce(
     };
     let retry_after = decision.retry_after_secs();
     thetazero_core::telemetry::global().rate_limit_hit(which.name());
+    let mut event = AuditEvent::rate_limit_hit(
+        who.account,
+        which.name(),
+        limit,
+        window.as_secs(),
+        retry_after,
+    )
+    .key(who.key);
+    if let Some((Some(agent), _)) = who.agent {
+        event = event.agent(agent);
+    }
+    event.payload["note"] =
+        "further refusals of this counter within a minute are not recorded one by one".into();
+    record_once_a_minute(store, &counter, event).await?;
+    Err(RateRefused {
+        which,
+        limit,
+        window_secs: window.as_secs(),
+        retry_after_secs: retry_after,
+    }
+    .into())
+}
+
+/// Appends `event` unless an event of `counter` was recorded in the last
+/// minute: a refusal repeated by its caller must not turn into one durable
+/// audit write per attempt. Counted in the store, so across replicas too.
+pub(crate) async fn record_once_a_minute(
+    store: &dyn Store,
+    counter: &str,
+    event: AuditEvent,
+) -> Result<(), StoreError> {
     let record = store
         .rate_acquire(&RateLimit {
             key: format!("audit:{counter}"),
@@ -141,26 +172,7 @@ pub async fn enforce(
         })
         .await?;
     if record.is_admitted() {
-        let mut event = AuditEvent::rate_limit_hit(
-            who.account,
-            which.name(),
-            limit,
-            window.as_secs(),
-            retry_after,
-        )
-        .key(who.key);
-        if let Some((Some(agent), _)) = who.agent {
-            event = event.agent(agent);
-        }
-        event.payload["note"] =
-            "further refusals of this counter within a minute are not recorded one by one".into();
         store.append_audit(vec![event]).await?;
     }
-    Err(RateRefused {
-        which,
-        limit,
-        window_secs: window.as_secs(),
-        retry_after_secs: retry_after,
-    }
-    .into())
+    Ok(())
 }
