@@ -425,6 +425,12 @@ pub struct ExecutionView {
     /// The execution's input (single execution views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
+    /// Why content safety blocked the input or output (status `blocked`):
+    /// `layer`, `rule`, `model`, `channel`, `path` (in a JSON document),
+    /// `score`, `threshold`, `injection`, `toxicity`. An `excerpt` only in
+    /// the response to the caller whose input was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_safety: Option<Value>,
     /// Hex SHA-256 of the code that ran.
     pub code_sha256: String,
     pub started_at: String,

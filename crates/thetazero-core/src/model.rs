@@ -293,6 +293,9 @@ pub struct RunReport {
     /// The isolation the run had (`process_sandbox`, `in_process`, `none`).
     #[serde(default)]
     pub tee_mode: Option<String>,
+    /// Content safety's verdict on a blocked input or output.
+    #[serde(default)]
+    pub content_safety: Option<Value>,
 }
 
 impl RunReport {

@@ -215,13 +215,8 @@ impl ServerHost {
         self.on_server(async move { store.append_audit(vec![event]).await.map(|_| ()) })
             .await?;
         Err(HostError::Blocked(format!(
-            "{source} blocked by the {} layer{}",
-            crate::layer_name(&verdict),
-            verdict
-                .rule
-                .as_deref()
-                .map(|r| format!(" (rule {r})"))
-                .unwrap_or_default()
+            "{source} {}",
+            crate::why_blocked(&verdict)
         )))
     }
 
@@ -349,6 +344,25 @@ pub(crate) fn call_detail(args: &Value) -> Value {
     Value::Object(detail)
 }
 
+/// Everything of a call that [`call_detail`] shows an approver in part, in
+/// full: the URL and the body (as JSON when it parses, else as text) of a
+/// request, the key or name and the value or input of other calls. Header
+/// values are left out, as the approver never sees them.
+fn approver_view(args: &Value) -> Value {
+    let Some(url) = args.get("url") else {
+        return args.clone();
+    };
+    let body = args
+        .get("body_hex")
+        .and_then(Value::as_str)
+        .and_then(|h| hex::decode(h).ok())
+        .map(|b| {
+            serde_json::from_slice::<Value>(&b)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into_owned()))
+        });
+    json!({"url": url, "body": body})
+}
+
 fn check_key(key: &str) -> Result<(), HostError> {
     thetazero_core::model::check_value_key(key).map_err(HostError::Refused)
 }
@@ -433,6 +447,14 @@ impl Host for ServerHost {
             &format!("content fetched from {url}"),
             Channel::Fetched,
             &body,
+        )
+        .await?;
+        // The server chose its header values as freely as its body.
+        let headers = response.get("headers").cloned().unwrap_or(Value::Null);
+        self.screen(
+            &format!("headers fetched from {url}"),
+            Channel::Fetched,
+            &headers,
         )
         .await
     }
@@ -582,6 +604,19 @@ impl Host for ServerHost {
             Ok(Ok(())) => {}
             _ => return Err(HostError::Unavailable),
         }
+        // The approver reads what the agent wrote into the call (a value, a
+        // child's input, a URL, a body): a person reads it, so it is output,
+        // screened before any request shows it. The call it would have made
+        // is screened again when it runs.
+        self.screen(
+            &format!(
+                "call to thetazero.{} shown to an approver",
+                ask.function.name()
+            ),
+            Channel::Output,
+            &approver_view(&ask.args),
+        )
+        .await?;
         // Bound to the exact call: its function and arguments, hashed as
         // sorted JSON.
         let bound = json!({"fn": ask.function.name(), "args": ask.args});

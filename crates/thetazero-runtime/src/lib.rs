@@ -812,6 +812,28 @@ pub(crate) fn layer_name(v: &Verdict) -> &'static str {
     }
 }
 
+/// Why content safety blocked, without any of the text: layer, rule or
+/// model, channel, the JSON path, the score and the threshold it reached
+/// ("blocked by the model layer (injection_score, model content) on the
+/// output channel at $.note: score 0.91, threshold 0.35").
+pub fn why_blocked(v: &Verdict) -> String {
+    let mut named: Vec<&str> = v.rule.as_deref().into_iter().collect();
+    let model = v.model.as_deref().map(|m| format!("model {m}"));
+    named.extend(model.as_deref());
+    let mut out = format!("blocked by the {} layer", layer_name(v));
+    if !named.is_empty() {
+        out.push_str(&format!(" ({})", named.join(", ")));
+    }
+    out.push_str(&format!(" on the {} channel", v.channel.name()));
+    if let Some(path) = &v.path {
+        out.push_str(&format!(" at {path}"));
+    }
+    if let (Some(score), Some(threshold)) = (v.score, v.threshold) {
+        out.push_str(&format!(": score {score:.2}, threshold {threshold:.2}"));
+    }
+    out
+}
+
 /// A `content_blocked` event: scores, layer, rule and a bounded excerpt,
 /// never more of the offending text.
 pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> AuditEvent {
@@ -1049,7 +1071,8 @@ async fn screen(safety: &Option<Arc<Filter>>, value: &Value, channel: Channel) -
 }
 
 /// What a run wrote besides its output, where people read it: its log
-/// entries and the text of the error it ended with. Each is screened as
+/// entries, the summaries of its host calls and the type and text of the
+/// error it ended with. Each is screened as
 /// output; a refused one is withheld from the record (and so from every
 /// reader of it) and named with its verdict.
 async fn screen_side_channels(
@@ -1061,10 +1084,14 @@ async fn screen_side_channels(
         return withheld;
     }
     for (i, entry) in report.logs.iter_mut().enumerate() {
-        // An entry logged as an object is JSON text: scanned as data.
+        // An entry logged as an object is JSON text: scanned as data. JSON
+        // text with a key twice would be parsed into its last value alone
+        // while the record keeps both: it is scanned as text instead.
         let value = match entry.message.trim_start().as_bytes().first() {
-            Some(b'{' | b'[') => serde_json::from_str(&entry.message)
-                .unwrap_or_else(|_| Value::String(entry.message.clone())),
+            Some(b'{' | b'[') => serde_json::from_str::<UniqueKeys>(&entry.message)
+                .ok()
+                .and_then(|_| serde_json::from_str(&entry.message).ok())
+                .unwrap_or_else(|| Value::String(entry.message.clone())),
             _ => Value::String(entry.message.clone()),
         };
         if let Some(verdict) = screen(safety, &value, Channel::Output).await {
@@ -1090,18 +1117,98 @@ async fn screen_side_channels(
             }
         }
     }
+    // The other calls' summaries name what the agent chose: a key, an
+    // agent's name, a URL's host and path. Each distinct one is screened
+    // once, as data (a summary of identifiers never reaches the model).
+    let mut verdicts: std::collections::HashMap<String, Option<Verdict>> =
+        std::collections::HashMap::new();
+    for (i, call) in report.host_call_audit.iter_mut().enumerate() {
+        if call.function == "log" || call.args_summary == WITHHELD {
+            continue;
+        }
+        let verdict = match verdicts.get(&call.args_summary) {
+            Some(v) => v.clone(),
+            None => {
+                let summary = Value::String(call.args_summary.clone());
+                let v = screen(safety, &summary, Channel::Output).await;
+                verdicts.insert(call.args_summary.clone(), v.clone());
+                v
+            }
+        };
+        if let Some(verdict) = verdict {
+            call.args_summary = WITHHELD.into();
+            withheld.push((format!("host call {i} ({})", call.function), verdict));
+        }
+    }
     if let Some(error) = &mut report.error {
+        // The agent names its error too (`e.name`): the type is its text.
         let text = match &error.stack {
-            Some(stack) => format!("{}\n{stack}", error.message),
-            None => error.message.clone(),
+            Some(stack) => format!("{}: {}\n{stack}", error.kind, error.message),
+            None => format!("{}: {}", error.kind, error.message),
         };
         if let Some(verdict) = screen(safety, &Value::String(text), Channel::Output).await {
+            error.kind = "Error".into();
             error.message = WITHHELD.into();
             error.stack = None;
             withheld.push(("error message".into(), verdict));
         }
     }
     withheld
+}
+
+/// JSON that holds no object with the same key twice; what it holds is not
+/// kept. Parsing it fails where a key repeats.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                while seq.next_element::<UniqueKeys>()?.is_some() {}
+                Ok(UniqueKeys)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key) {
+                        return Err(serde::de::Error::custom("a key repeats"));
+                    }
+                    map.next_value::<UniqueKeys>()?;
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// What stands in for text content safety withheld.
@@ -1236,18 +1343,20 @@ async fn record(
     let account = run.caller.account;
     let execution_id = run.execution_id;
     let limits = run.limits;
+    // A refused input's excerpt goes back to the caller who sent it, and
+    // into the audit; the record, which others read, keeps none.
+    let mut caller_excerpt = None;
     // What each ending stores: the status, the output kept, the report, the
     // error the caller gets back (for a failure to run), violations.
     let (status, output, report_json, report, violations, terminated, duration_ms, failure) =
         match ending {
             Ending::InputBlocked(verdict) => {
-                // A refused input is kept only as a bounded excerpt, and the
-                // start says so; its `content_blocked` event precedes the end.
-                gate.replace_start(
-                    json!({"blocked": true, "excerpt": verdict.excerpt}),
-                    verdict.excerpt.clone(),
-                )
-                .await;
+                // A refused input is not kept: the record says it was
+                // blocked, the start's audit event keeps a bounded excerpt,
+                // and its `content_blocked` event precedes the end.
+                gate.replace_start(json!({"blocked": true}), verdict.excerpt.clone())
+                    .await;
+                caller_excerpt = verdict.excerpt.clone();
                 gate.ensure().await.map_err(|e| {
                     RuntimeError::Sandbox(format!("recording the start failed: {e}"))
                 })?;
@@ -1258,19 +1367,11 @@ async fn record(
                         &verdict,
                     )])
                     .await?;
-                let message = format!(
-                    "the input was blocked by content safety ({} layer{})",
-                    layer_name(&verdict),
-                    verdict
-                        .rule
-                        .as_deref()
-                        .map(|r| format!(", rule {r}"))
-                        .unwrap_or_default()
-                );
+                let message = format!("the input was {}", why_blocked(&verdict));
                 let report = json!({
                     "error": {"type": "ContentBlocked", "code": "CONTENT_BLOCKED", "message": message, "stack": null},
                     "resource_usage": {"cpu_ms": 0, "memory_mb": 0, "api_calls": 0, "host_calls": 0},
-                    "content_safety": verdict,
+                    "content_safety": Verdict { excerpt: None, ..verdict },
                     "limits": limits,
                     // No agent code ran.
                     "tee_mode": "none",
@@ -1355,7 +1456,7 @@ async fn record(
                         extra.insert("logs_withheld".into(), json!(withheld));
                         extra.insert(
                             "error".into(),
-                            json!({"type": "ContentBlocked", "code": "CONTENT_BLOCKED", "message": format!("the output was blocked by content safety ({} layer)", layer_name(&verdict)), "stack": null}),
+                            json!({"type": "ContentBlocked", "code": "CONTENT_BLOCKED", "message": format!("the output was {}", why_blocked(&verdict)), "stack": null}),
                         );
                         // The excerpt goes to the audit event alone: the
                         // record is read by those the output was kept from.
@@ -1434,6 +1535,11 @@ async fn record(
     );
     if let Some(e) = failure {
         return Err(e);
+    }
+    let mut finished = finished;
+    if let Some(excerpt) = caller_excerpt {
+        finished.input["excerpt"] = json!(excerpt);
+        finished.report["content_safety"]["excerpt"] = json!(excerpt);
     }
     Ok(Executed {
         execution: finished,

@@ -134,7 +134,28 @@ async fn a_blocked_input_never_reaches_the_code_and_is_kept_only_as_an_excerpt()
     assert_eq!(e.execution.input["blocked"], true);
     assert!(
         e.execution.input.to_string().len() < 1000,
-        "only a bounded excerpt is stored"
+        "only a bounded excerpt goes back"
+    );
+    // The caller who sent it gets the excerpt; the record, which other
+    // readers see, keeps none.
+    assert!(e.execution.input["excerpt"]
+        .as_str()
+        .is_some_and(|x| x.contains("previous instructions")));
+    assert!(e.execution.report["content_safety"]["excerpt"].is_string());
+    let kept = f
+        .store
+        .get_execution(f.account, e.execution.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.input, json!({"blocked": true}));
+    assert!(!kept.report.to_string().contains("previous instructions"));
+    assert_eq!(kept.report["content_safety"]["channel"], "input");
+    assert!(kept.report["content_safety"]["threshold"].is_number());
+    let message = kept.report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("on the input channel") && message.contains("threshold"),
+        "{message}"
     );
     assert_eq!(e.execution.report["error"]["type"], "ContentBlocked");
     let audit = f.audit(e.execution.id).await;
@@ -308,6 +329,121 @@ async fn no_side_channels_around_a_blocked_output() {
         .contains("previous instructions"));
 }
 
+/// A call that lacks a permission waits for a person to approve it, and the
+/// request shows that person the call: its value, a child's input, a body.
+/// What the agent wrote there is output, screened before any request is
+/// raised; a clean call still raises one.
+/// Text an agent can put where a reader sees it besides a log's message or
+/// an error's: a log written as JSON with a key twice (parsed, only the last
+/// value would be screened), a key it names in a call (its summary is in the
+/// record), the name of an error it throws, and an HTTP method (shown in
+/// every record of the call).
+#[tokio::test]
+async fn no_side_channels_through_names_and_repeated_keys() {
+    let f = Fixture::new(NetworkPolicy::default(), None).await;
+    let code = format!(
+        "const leak = {INJECTION:?}; \
+         await thetazero.log(JSON.stringify({{note: leak}}).slice(0, -1) + ', \"note\": \"ok\"}}'); \
+         await thetazero.log('{{\"a\": 1, \"a\": 2}}'); \
+         try {{ await thetazero.read_context(leak); }} catch (e) {{}} \
+         let method; \
+         try {{ await thetazero.http_request('https://example.com/', leak); method = 'sent'; }} \
+         catch (e) {{ method = e.name + ': ' + e.message; }} \
+         await thetazero.log(method); \
+         const e = new Error('fine'); e.name = leak; throw e;"
+    );
+    let agent = f.agent("namer", &code, json!({}), json!(null)).await;
+    let e = f.run(agent, json!({})).await;
+    assert_eq!(e.execution.status, ExecutionStatus::Failed);
+    let text = e.execution.report.to_string();
+    assert!(!text.contains("previous instructions"), "{text}");
+    let logs: Vec<&str> = e.execution.report["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(logs[0], "[withheld by content safety]");
+    // Repeated keys alone are not a reason to withhold.
+    assert_eq!(logs[1], r#"{"a": 1, "a": 2}"#);
+    assert!(
+        logs[2].starts_with("TypeError: method must be"),
+        "{}",
+        logs[2]
+    );
+    assert_eq!(e.execution.report["error"]["type"], "Error");
+    assert_eq!(
+        e.execution.report["error"]["message"],
+        "[withheld by content safety]"
+    );
+    assert_eq!(
+        e.execution.report["content_withheld"],
+        json!(["log entry 0", "host call 2 (read_context)", "error message"])
+    );
+    let calls = e.execution.report["host_call_audit"].as_array().unwrap();
+    assert_eq!(calls[2]["fn"], "read_context");
+    assert_eq!(calls[2]["args_summary"], "[withheld by content safety]");
+}
+
+#[tokio::test]
+async fn a_blocked_value_never_reaches_an_approver() {
+    let f = Fixture::new(NetworkPolicy::default(), None).await;
+    f.agent("child", "return input;", json!({}), json!(null))
+        .await;
+    let code = format!(
+        "const leak = {INJECTION:?}; const out = {{}}; \
+         for (const [name, call] of [ \
+           ['context', () => thetazero.write_context('k', {{note: leak}})], \
+           ['storage', () => thetazero.storage_put('k', leak)], \
+           ['child', () => thetazero.call_agent('child', {{text: leak}})], \
+           ['http', () => thetazero.http_request('https://example.com/notes', 'POST', {{}}, JSON.stringify({{note: leak}}))], \
+           ['clean', () => thetazero.storage_put('ok', {{processed: 3, run_number: 5}})], \
+         ]) {{ try {{ await call(); out[name] = 'written' }} catch (e) {{ out[name] = e.code }} }} \
+         return out;"
+    );
+    let agent = f
+        .agent(
+            "asker",
+            &code,
+            json!({"approval_timeout_ms": 1000}),
+            json!(null),
+        )
+        .await;
+    let e = f.run(agent, json!({})).await;
+    assert_eq!(
+        e.execution.output,
+        Some(json!({
+            "context": "CONTENT_BLOCKED",
+            "storage": "CONTENT_BLOCKED",
+            "child": "CONTENT_BLOCKED",
+            "http": "CONTENT_BLOCKED",
+            "clean": "PERMISSION_DENIED",
+        })),
+        "{:?}",
+        e.execution.report
+    );
+    // One request was raised, for the clean call, and it expired unanswered.
+    let requests = f
+        .store
+        .permission_requests(f.account, None, None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let shown = format!("{requests:?}");
+    assert!(shown.contains("run_number"), "{shown}");
+    assert!(!shown.contains("previous instructions"), "{shown}");
+    let audit = f.audit(e.execution.id).await;
+    let sources: Vec<String> = blocked_events(&audit)
+        .iter()
+        .map(|r| r.event.description.clone())
+        .collect();
+    assert_eq!(sources.len(), 4, "{sources:?}");
+    assert!(
+        sources.iter().all(|s| s.contains("shown to an approver")),
+        "{sources:?}"
+    );
+}
+
 #[tokio::test]
 async fn dev_may_turn_safety_off_and_says_so() {
     let f = Fixture::new(NetworkPolicy::default(), None).await;
@@ -342,8 +478,12 @@ async fn page(
         "/poison" => json!({"article": format!("Weather is fine. {INJECTION}")}),
         _ => json!({"article": "Weather is fine today."}),
     };
-    Ok(hyper::Response::builder()
-        .header("content-type", "application/json")
+    let mut response = hyper::Response::builder().header("content-type", "application/json");
+    // The server picks its header values as freely as its body.
+    if req.uri().path() == "/poison-header" {
+        response = response.header("x-note", INJECTION);
+    }
+    Ok(response
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap())
 }
@@ -418,7 +558,10 @@ async fn fetched_content_carrying_an_injection_fails_the_call_inside_the_agent()
         let poisoned;
         try { await thetazero.http_request("https://api.example.com/poison"); poisoned = "reached the agent"; }
         catch (e) { poisoned = e.code === "CONTENT_BLOCKED"; }
-        return { clean: clean.body.article, refused: poisoned };
+        let header;
+        try { const r = await thetazero.http_request("https://api.example.com/poison-header"); header = r.headers["x-note"]; }
+        catch (e) { header = e.code === "CONTENT_BLOCKED"; }
+        return { clean: clean.body.article, refused: poisoned, header };
     "#;
     let config = json!({"allow_network": true, "allowed_domains": ["api.example.com"]});
     let agent = f
@@ -433,15 +576,19 @@ async fn fetched_content_carrying_an_injection_fails_the_call_inside_the_agent()
     );
     assert_eq!(
         e.execution.output,
-        Some(json!({"clean": "Weather is fine today.", "refused": true}))
+        Some(json!({"clean": "Weather is fine today.", "refused": true, "header": true}))
     );
     let audit = f.audit(e.execution.id).await;
     let blocked = blocked_events(&audit);
-    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked.len(), 2);
     assert!(blocked[0]
         .event
         .description
         .contains("api.example.com/poison"));
+    assert!(blocked[1]
+        .event
+        .description
+        .starts_with("headers fetched from https://api.example.com/poison-header"));
 }
 
 // ---- inference through a stand-in provider ----

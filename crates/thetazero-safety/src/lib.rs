@@ -767,7 +767,10 @@ impl Filter {
         let mut joined = String::new();
         let mut starts: Vec<(usize, usize)> = Vec::new();
         for leaf in &leaves {
-            let read = if leaf.is_key {
+            // A key is a name, read by the patterns and decoders only; one
+            // that reads as prose (a sentence used as a key) is read as a
+            // prose value would be, or any text could pass as a key.
+            let read = if leaf.is_key && !looks_like_prose(leaf.text) {
                 Read::Key
             } else if looks_like_prose(leaf.text) {
                 prose.push(leaf.text);

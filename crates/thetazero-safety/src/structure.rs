@@ -180,7 +180,7 @@ fn format_path(steps: &[Step<'_>]) -> String {
                 out.push_str(&i.to_string());
                 out.push(']');
             }
-            Step::Key(k) if is_plain_name(k) => {
+            Step::Key(k) if is_plain_name(k) && k.len() <= MAX_KEY_CHARS => {
                 out.push('.');
                 out.push_str(k);
             }
@@ -188,7 +188,7 @@ fn format_path(steps: &[Step<'_>]) -> String {
                 // Bracket notation, quotes and backslashes escaped; long keys
                 // are cut so a path stays a path, not a copy of the text.
                 out.push_str("['");
-                for c in k.chars().take(64) {
+                for c in k.chars().take(MAX_KEY_CHARS) {
                     if c == '\'' || c == '\\' {
                         out.push('\\');
                     }
@@ -198,8 +198,20 @@ fn format_path(steps: &[Step<'_>]) -> String {
             }
         }
     }
+    // A deep document's path keeps its end, nearest the value, and says
+    // where it was cut.
+    if out.chars().count() > MAX_PATH_CHARS {
+        let tail: Vec<char> = out.chars().collect();
+        let tail: String = tail[tail.len() - (MAX_PATH_CHARS - 2)..].iter().collect();
+        out = format!("$…{tail}");
+    }
     out
 }
+
+/// The most of one key a path shows.
+const MAX_KEY_CHARS: usize = 64;
+/// The longest path a verdict names, in characters.
+pub(crate) const MAX_PATH_CHARS: usize = 256;
 
 /// Every key and string value of `value` in document order, each with
 /// where it is in the paths returned beside them. An explicit stack, so
@@ -335,5 +347,23 @@ mod tests {
             .map(|(p, k, t)| ((*p).to_owned(), *k, *t))
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn paths_stay_short_whatever_the_keys() {
+        let long = "a".repeat(5000);
+        let mut v = json!("leaf");
+        for _ in 0..300 {
+            v = json!({ long.as_str(): [v] });
+        }
+        let (all, paths) = leaves(&v);
+        let leaf = all.iter().find(|l| !l.is_key).unwrap();
+        let path = paths.format(leaf.at);
+        assert!(path.chars().count() <= MAX_PATH_CHARS, "{}", path.len());
+        assert!(path.starts_with("$…") && path.ends_with("[0]"), "{path}");
+        let one = json!({ long.as_str(): "x" });
+        let (all, paths) = leaves(&one);
+        let path = paths.format(all[1].at);
+        assert_eq!(path, format!("$['{}']", "a".repeat(MAX_KEY_CHARS)));
     }
 }

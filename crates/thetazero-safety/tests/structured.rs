@@ -274,6 +274,25 @@ fn keys_are_not_read_as_prose() {
 }
 
 #[test]
+fn a_key_that_reads_as_prose_is_read_as_prose() {
+    // A sentence used as a key would otherwise carry any text past the
+    // model: it is read as the same sentence in a value is.
+    let f = Filter::default();
+    let insult = "You are a worthless pathetic idiot and everyone despises you";
+    for channel in [Channel::Input, Channel::Output, Channel::Fetched] {
+        let as_value = f.scan_json_channel(&json!({"note": insult}), channel);
+        let as_key = f.scan_json_channel(&json!({"notes": {insult: 1}}), channel);
+        assert_eq!(as_value.decision, Decision::Block, "{channel}");
+        assert_eq!(as_key.decision, Decision::Block, "{channel}: {as_key:?}");
+        assert_eq!(as_key.score, as_value.score, "{channel}");
+        assert_eq!(
+            as_key.path.as_deref(),
+            Some(format!("$.notes['{insult}']").as_str())
+        );
+    }
+}
+
+#[test]
 fn verdicts_explain_themselves() {
     let f = Filter::default();
     let v = f.scan_json_channel(&json!({"x": {"y": PLANTED}}), Channel::Output);

@@ -302,6 +302,10 @@ fn validate(f: HostFn, args: &CallArgs, limits: &Limits) -> Result<(), (&'static
             let headers: usize = call.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
             if call.url.len() > MAX_URL_BYTES {
                 bad("url is too long")
+            } else if !method_ok(&call.method) {
+                // The method is shown in every record of the call: a token,
+                // not a place for text.
+                bad("method must be an HTTP method name: 1 to 16 ASCII letters")
             } else if headers > MAX_HEADER_BYTES {
                 too_large("headers", MAX_HEADER_BYTES as u64)
             } else if call.body.as_ref().map_or(0, Vec::len) as u64 > limits.max_http_request_bytes
@@ -319,6 +323,12 @@ fn validate(f: HostFn, args: &CallArgs, limits: &Limits) -> Result<(), (&'static
         }
         _ => bad("these arguments do not belong to this call"),
     }
+}
+
+/// An HTTP method name as requests carry it: a short run of ASCII letters
+/// (`GET`, `PATCH`, `PROPFIND`).
+pub(crate) fn method_ok(method: &str) -> bool {
+    (1..=16).contains(&method.len()) && method.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// One call in flight of a run; the run waits on the host while any is.
@@ -556,6 +566,11 @@ impl Broker {
                             approved_http = self.approved_rules(&call.url);
                         }
                         denial = None;
+                    }
+                    // What the approver would read is itself blocked: no
+                    // request shows it.
+                    Err(HostError::Blocked(why)) => {
+                        denial = Some(("CONTENT_BLOCKED", why));
                     }
                     // The run already waits on as many requests as it may.
                     Err(HostError::OverQuota(why)) => {

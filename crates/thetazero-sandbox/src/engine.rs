@@ -843,6 +843,13 @@ fn http_args<'js>(
             None => return Err(throw_type(ctx, "method must be a string")),
         },
     };
+    // Every record of the call shows the method: a name, not text.
+    if !crate::broker::method_ok(&method) {
+        return Err(throw_type(
+            ctx,
+            "method must be an HTTP method name: 1 to 16 ASCII letters",
+        ));
+    }
     let mut headers = Vec::new();
     match json_arg(ctx, args.get(2), 64 << 10, "headers")? {
         Json::Null => {}

@@ -37,8 +37,8 @@ impl From<ContextError> for HttpError {
             ContextError::Blocked(verdict) => HttpError::new(
                 ErrorCode::ContentBlocked,
                 format!(
-                    "the value was blocked by content safety ({}; injection {:.2}, toxicity {:.2}); excerpt: {}",
-                    verdict.rule.as_deref().unwrap_or("model"),
+                    "the value was {} (injection {:.2}, toxicity {:.2}); excerpt: {}",
+                    thetazero_runtime::why_blocked(&verdict),
                     verdict.injection,
                     verdict.toxicity,
                     verdict.excerpt.as_deref().unwrap_or("")
