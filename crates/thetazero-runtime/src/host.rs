@@ -344,25 +344,6 @@ pub(crate) fn call_detail(args: &Value) -> Value {
     Value::Object(detail)
 }
 
-/// Everything of a call that [`call_detail`] shows an approver in part, in
-/// full: the URL and the body (as JSON when it parses, else as text) of a
-/// request, the key or name and the value or input of other calls. Header
-/// values are left out, as the approver never sees them.
-fn approver_view(args: &Value) -> Value {
-    let Some(url) = args.get("url") else {
-        return args.clone();
-    };
-    let body = args
-        .get("body_hex")
-        .and_then(Value::as_str)
-        .and_then(|h| hex::decode(h).ok())
-        .map(|b| {
-            serde_json::from_slice::<Value>(&b)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into_owned()))
-        });
-    json!({"url": url, "body": body})
-}
-
 fn check_key(key: &str) -> Result<(), HostError> {
     thetazero_core::model::check_value_key(key).map_err(HostError::Refused)
 }
@@ -604,17 +585,18 @@ impl Host for ServerHost {
             Ok(Ok(())) => {}
             _ => return Err(HostError::Unavailable),
         }
-        // The approver reads what the agent wrote into the call (a value, a
-        // child's input, a URL, a body): a person reads it, so it is output,
-        // screened before any request shows it. The call it would have made
-        // is screened again when it runs.
+        // The approver reads what the agent wrote into the call: the summary
+        // and the detail the request shows (a URL, header names, a key or
+        // name, excerpts of a value or body). A person reads it, so it is
+        // output, screened as shown before any request holds it. The call
+        // it would have made is screened again when it runs.
         self.screen(
             &format!(
                 "call to thetazero.{} shown to an approver",
                 ask.function.name()
             ),
             Channel::Output,
-            &approver_view(&ask.args),
+            &json!({"summary": ask.summary, "detail": call_detail(&ask.args)}),
         )
         .await?;
         // Bound to the exact call: its function and arguments, hashed as

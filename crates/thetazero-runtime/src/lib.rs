@@ -1117,13 +1117,14 @@ async fn screen_side_channels(
             }
         }
     }
-    // The other calls' summaries name what the agent chose: a key, an
-    // agent's name, a URL's host and path. Each distinct one is screened
-    // once, as data (a summary of identifiers never reaches the model).
+    // Every call's summary names what the agent chose: a key, an agent's
+    // name, a URL's host and path. Each distinct one is screened once, as a
+    // JSON string (one made of identifiers is data and meets the patterns
+    // only). Bounded: a run keeps at most 2,048 rows of 1,024 bytes.
     let mut verdicts: std::collections::HashMap<String, Option<Verdict>> =
         std::collections::HashMap::new();
     for (i, call) in report.host_call_audit.iter_mut().enumerate() {
-        if call.function == "log" || call.args_summary == WITHHELD {
+        if call.args_summary == WITHHELD {
             continue;
         }
         let verdict = match verdicts.get(&call.args_summary) {
@@ -1343,7 +1344,8 @@ async fn record(
     let account = run.caller.account;
     let execution_id = run.execution_id;
     let limits = run.limits;
-    // A refused input's excerpt goes back to the caller who sent it, and
+    // A refused input's excerpt goes back to the caller who sent it (in the
+    // response's verdict; the input stays what the receipt digests), and
     // into the audit; the record, which others read, keeps none.
     let mut caller_excerpt = None;
     // What each ending stores: the status, the output kept, the report, the
@@ -1538,7 +1540,6 @@ async fn record(
     }
     let mut finished = finished;
     if let Some(excerpt) = caller_excerpt {
-        finished.input["excerpt"] = json!(excerpt);
         finished.report["content_safety"]["excerpt"] = json!(excerpt);
     }
     Ok(Executed {

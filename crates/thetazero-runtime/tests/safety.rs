@@ -136,12 +136,13 @@ async fn a_blocked_input_never_reaches_the_code_and_is_kept_only_as_an_excerpt()
         e.execution.input.to_string().len() < 1000,
         "only a bounded excerpt goes back"
     );
-    // The caller who sent it gets the excerpt; the record, which other
-    // readers see, keeps none.
-    assert!(e.execution.input["excerpt"]
+    // The caller who sent it gets the excerpt, in the verdict; the input
+    // stays what the receipt digests, and the record, which other readers
+    // see, keeps no excerpt.
+    assert_eq!(e.execution.input, json!({"blocked": true}));
+    assert!(e.execution.report["content_safety"]["excerpt"]
         .as_str()
         .is_some_and(|x| x.contains("previous instructions")));
-    assert!(e.execution.report["content_safety"]["excerpt"].is_string());
     let kept = f
         .store
         .get_execution(f.account, e.execution.id)
@@ -397,6 +398,8 @@ async fn a_blocked_value_never_reaches_an_approver() {
            ['storage', () => thetazero.storage_put('k', leak)], \
            ['child', () => thetazero.call_agent('child', {{text: leak}})], \
            ['http', () => thetazero.http_request('https://example.com/notes', 'POST', {{}}, JSON.stringify({{note: leak}}))], \
+           ['header', () => thetazero.http_request('https://example.com/', 'GET', {{[leak]: 'x'}})], \
+           ['inference', () => thetazero.inference({{url: 0, value: leak}})], \
            ['clean', () => thetazero.storage_put('ok', {{processed: 3, run_number: 5}})], \
          ]) {{ try {{ await call(); out[name] = 'written' }} catch (e) {{ out[name] = e.code }} }} \
          return out;"
@@ -417,6 +420,8 @@ async fn a_blocked_value_never_reaches_an_approver() {
             "storage": "CONTENT_BLOCKED",
             "child": "CONTENT_BLOCKED",
             "http": "CONTENT_BLOCKED",
+            "header": "CONTENT_BLOCKED",
+            "inference": "CONTENT_BLOCKED",
             "clean": "PERMISSION_DENIED",
         })),
         "{:?}",
@@ -437,7 +442,7 @@ async fn a_blocked_value_never_reaches_an_approver() {
         .iter()
         .map(|r| r.event.description.clone())
         .collect();
-    assert_eq!(sources.len(), 4, "{sources:?}");
+    assert_eq!(sources.len(), 6, "{sources:?}");
     assert!(
         sources.iter().all(|s| s.contains("shown to an approver")),
         "{sources:?}"

@@ -347,14 +347,11 @@ enum Read {
     /// prompt model and the content model, over the whole and in windows;
     /// a view's injection score is the lower of the two.
     Request,
-    /// A JSON string value that is mostly data (identifiers, URLs, codes):
+    /// A JSON key, or a string value that is mostly data (identifiers, URLs,
+    /// codes):
     /// the content model reads only its words, when it has at least
     /// [`MIN_MODEL_WORDS`] of them, and what was decoded from it.
     DataValue,
-    /// A JSON key: the model reads only what was decoded from it (base64,
-    /// hex, escapes). A key is not a prompt, but a blob inside it may hide
-    /// one. The pattern layer still reads it all.
-    Key,
 }
 
 /// How a JSON value that reads as prose is read on `channel`. A small
@@ -383,7 +380,7 @@ impl Read {
     fn model(self) -> model::Which {
         match self {
             Read::All | Read::Request => model::Which::Prompt,
-            Read::Sentences | Read::DataValue | Read::Key => model::Which::Content,
+            Read::Sentences | Read::DataValue => model::Which::Content,
         }
     }
 }
@@ -581,7 +578,6 @@ impl Filter {
         for ((seg, toks), sentences) in segs.iter().zip(&toks).zip(&sentences) {
             if seg.origin == Origin::Text {
                 match read {
-                    Read::Key => continue,
                     // A value that is mostly data: only its words, if it
                     // has enough of them, reach the model.
                     Read::DataValue => {
@@ -767,12 +763,9 @@ impl Filter {
         let mut joined = String::new();
         let mut starts: Vec<(usize, usize)> = Vec::new();
         for leaf in &leaves {
-            // A key is a name, read by the patterns and decoders only; one
-            // that reads as prose (a sentence used as a key) is read as a
-            // prose value would be, or any text could pass as a key.
-            let read = if leaf.is_key && !looks_like_prose(leaf.text) {
-                Read::Key
-            } else if looks_like_prose(leaf.text) {
+            // A key is read as a value would be: a sentence used as a key,
+            // or words among identifiers, is no less text for being a key.
+            let read = if looks_like_prose(leaf.text) {
                 prose.push(leaf.text);
                 prose_read(channel, document)
             } else {
@@ -787,7 +780,11 @@ impl Filter {
             let mut v = self.scan_text(leaf.text, channel, read, folded);
             reached |= v.second_stage;
             if v.is_block() {
-                v.path = Some(paths.format(leaf.at));
+                v.path = Some(if leaf.is_key {
+                    paths.format_key(leaf.at)
+                } else {
+                    paths.format(leaf.at)
+                });
                 v.second_stage = reached;
                 return (v, prose);
             }

@@ -163,6 +163,18 @@ impl Paths<'_> {
         steps.reverse();
         format_path(&steps)
     }
+
+    /// Where a key is, without the key itself (it may be the text that was
+    /// blocked): the path of the object that holds it, marked as a key of
+    /// it (`$.notes (a key)`).
+    pub(crate) fn format_key(&self, at: usize) -> String {
+        let parent = self
+            .nodes
+            .get(at)
+            .and_then(|(parent, _)| *parent)
+            .unwrap_or(usize::MAX);
+        format!("{} (a key)", self.format(parent))
+    }
 }
 
 fn is_plain_name(k: &str) -> bool {

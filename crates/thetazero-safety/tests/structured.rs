@@ -276,7 +276,7 @@ fn keys_are_not_read_as_prose() {
 #[test]
 fn a_key_that_reads_as_prose_is_read_as_prose() {
     // A sentence used as a key would otherwise carry any text past the
-    // model: it is read as the same sentence in a value is.
+    // model: a key is read as the same text in a value is.
     let f = Filter::default();
     let insult = "You are a worthless pathetic idiot and everyone despises you";
     for channel in [Channel::Input, Channel::Output, Channel::Fetched] {
@@ -285,10 +285,15 @@ fn a_key_that_reads_as_prose_is_read_as_prose() {
         assert_eq!(as_value.decision, Decision::Block, "{channel}");
         assert_eq!(as_key.decision, Decision::Block, "{channel}: {as_key:?}");
         assert_eq!(as_key.score, as_value.score, "{channel}");
-        assert_eq!(
-            as_key.path.as_deref(),
-            Some(format!("$.notes['{insult}']").as_str())
-        );
+        // The path names where the key is, not the key: it is the text
+        // that was blocked.
+        assert_eq!(as_key.path.as_deref(), Some("$.notes (a key)"));
+        // Words among identifiers are read as they are in a value.
+        let padded = format!("{insult} a_1 b_2 c_3 d_4 e_5 f_6 g_7 h_8");
+        let as_value = f.scan_json_channel(&json!({"note": padded}), channel);
+        let as_key = f.scan_json_channel(&json!({"notes": {padded.as_str(): 1}}), channel);
+        assert_eq!(as_value.decision, Decision::Block, "{channel}");
+        assert_eq!(as_key.decision, Decision::Block, "{channel}: {as_key:?}");
     }
 }
 

@@ -305,7 +305,7 @@ fn validate(f: HostFn, args: &CallArgs, limits: &Limits) -> Result<(), (&'static
             } else if !method_ok(&call.method) {
                 // The method is shown in every record of the call: a token,
                 // not a place for text.
-                bad("method must be an HTTP method name: 1 to 16 ASCII letters")
+                bad("method must be an HTTP method name: 1 to 32 ASCII letters or hyphens")
             } else if headers > MAX_HEADER_BYTES {
                 too_large("headers", MAX_HEADER_BYTES as u64)
             } else if call.body.as_ref().map_or(0, Vec::len) as u64 > limits.max_http_request_bytes
@@ -326,9 +326,9 @@ fn validate(f: HostFn, args: &CallArgs, limits: &Limits) -> Result<(), (&'static
 }
 
 /// An HTTP method name as requests carry it: a short run of ASCII letters
-/// (`GET`, `PATCH`, `PROPFIND`).
+/// and hyphens (`GET`, `PROPFIND`, `VERSION-CONTROL`).
 pub(crate) fn method_ok(method: &str) -> bool {
-    (1..=16).contains(&method.len()) && method.bytes().all(|b| b.is_ascii_alphabetic())
+    (1..=32).contains(&method.len()) && method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
 }
 
 /// One call in flight of a run; the run waits on the host while any is.

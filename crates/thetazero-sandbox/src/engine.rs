@@ -847,7 +847,7 @@ fn http_args<'js>(
     if !crate::broker::method_ok(&method) {
         return Err(throw_type(
             ctx,
-            "method must be an HTTP method name: 1 to 16 ASCII letters",
+            "method must be an HTTP method name: 1 to 32 ASCII letters or hyphens",
         ));
     }
     let mut headers = Vec::new();
@@ -978,6 +978,15 @@ fn error_info<'js>(ctx: &Ctx<'js>, thrown: Value<'js>) -> ErrorInfo {
                 .get::<_, Value>("name")
                 .ok()
                 .and_then(|v| v.as_string().and_then(|s| s.to_string().ok()))
+                .map(|mut s| {
+                    // A type is a name: at most 64 bytes, as a worker's.
+                    let mut end = s.len().min(64);
+                    while !s.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    s.truncate(end);
+                    s
+                })
                 .unwrap_or_else(|| "Error".into());
             let message = obj
                 .get::<_, Value>("message")
