@@ -451,6 +451,21 @@ def main():
         with open(os.path.join(HERE, "data", "trigger_written_2.jsonl"), encoding="utf-8") as fh:
             trig_written_2 = [json.loads(line)["text"] for line in fh if line.strip()]
         train_inj += [(t, 0, float(os.environ.get("TZ_HW2", "1.5"))) for t in trig_written_2]
+    # Role-play, persona and format prompts with their harmless and their
+    # jailbreaking uses, written for this crate by a third author
+    # (training/data/roleplay_written.jsonl, data/jailbreak_written.jsonl):
+    # the prompt model read "act as a Linux terminal", "stay in character"
+    # and drafts of system prompts as attacks. Prompt model only, like the
+    # second batch of trigger-word prompts.
+    roleplay = []
+    if os.environ.get("TZ_RP", "1") != "0":
+        with open(os.path.join(HERE, "data", "roleplay_written.jsonl"), encoding="utf-8") as fh:
+            roleplay = [json.loads(line)["text"] for line in fh if line.strip()]
+        with open(os.path.join(HERE, "data", "jailbreak_written.jsonl"), encoding="utf-8") as fh:
+            jailbreaks_written = [json.loads(line)["text"] for line in fh if line.strip()]
+        train_inj += [(t, 0, float(os.environ.get("TZ_RPW", "2"))) for t in roleplay]
+        train_inj += [(t, 1, float(os.environ.get("TZ_JBW", "1"))) for t in jailbreaks_written]
+        roleplay += jailbreaks_written
     if os.environ.get("TZ_ML", "1") != "0":
         ml = multilingual.written()
         if os.environ.get("TZ_DJANGO", "1") != "0":
@@ -526,7 +541,7 @@ def main():
     # The second batch of harmless trigger-word prompts teaches the prompt
     # model only: prompts are its text, and in the content model's and the
     # second stage's training it cost planted injections in documents.
-    prompt_only |= set(trig_written_2)
+    prompt_only |= set(trig_written_2) | set(roleplay)
     train_content = [x for x in train_inj if x[0] not in prompt_only]
     if os.environ.get("TZ_AW", "0") == "0":
         train_content += [(t, 0, float(os.environ.get("TZ_CAW", "4"))) for t in api_benign]
