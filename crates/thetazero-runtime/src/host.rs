@@ -201,6 +201,18 @@ impl ServerHost {
         let Some(filter) = &self.safety else {
             return Ok(());
         };
+        self.screen_with(filter, source, channel, content).await
+    }
+
+    /// [`Self::screen`] with this filter, whatever the agent's template
+    /// says: for what agents other than this one read.
+    async fn screen_with(
+        &self,
+        filter: &Filter,
+        source: &str,
+        channel: Channel,
+        content: &Value,
+    ) -> Result<(), HostError> {
         let verdict = filter.scan_json_channel_async(content, channel).await;
         crate::count_decision(channel, &verdict);
         if !verdict.is_block() {
@@ -409,7 +421,11 @@ impl Host for ServerHost {
     async fn storage_put(&self, key: &str, value: Value) -> Result<(), HostError> {
         check_key(key)?;
         check_value(&value)?;
-        self.screen(
+        // Storage is the account's: agents whose safety is on read it, so
+        // it is screened even when this agent's template turned safety off.
+        let shared = self.launcher.services.safety.clone();
+        self.screen_with(
+            self.safety.as_deref().unwrap_or(&shared),
             &format!("value written to storage key {key:?}"),
             Channel::Output,
             &value,

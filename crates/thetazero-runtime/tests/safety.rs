@@ -453,7 +453,9 @@ async fn a_blocked_value_never_reaches_an_approver() {
 async fn dev_may_turn_safety_off_and_says_so() {
     let f = Fixture::new(NetworkPolicy::default(), None).await;
     let config = json!({"sandbox_template": "DEV", "content_safety": false});
-    let agent = f.agent("dev", "return input;", config, json!(null)).await;
+    let agent = f
+        .agent("dev", "return input;", config.clone(), json!(null))
+        .await;
     let e = f.run(agent, json!({"text": INJECTION})).await;
     assert_eq!(e.execution.status, ExecutionStatus::Completed);
     let audit = f.audit(e.execution.id).await;
@@ -463,6 +465,31 @@ async fn dev_may_turn_safety_off_and_says_so() {
         audit[0].event.description
     );
     assert!(blocked_events(&audit).is_empty());
+
+    // Storage is the account's, read by agents whose safety is on: what a
+    // DEV agent writes there is screened all the same; its own context,
+    // which only it reads, is not.
+    let code = format!(
+        "const out = {{}}; \
+         for (const [name, call] of [ \
+           ['storage', () => thetazero.storage_put('k', {INJECTION:?})], \
+           ['context', () => thetazero.write_context('k', {INJECTION:?})], \
+         ]) {{ try {{ await call(); out[name] = 'written' }} catch (e) {{ out[name] = e.code }} }} \
+         return out;"
+    );
+    let writer = f
+        .agent(
+            "dev-writer",
+            &code,
+            config,
+            json!(["storage:write", "data:write"]),
+        )
+        .await;
+    let e = f.run(writer, json!({})).await;
+    assert_eq!(
+        e.execution.output,
+        Some(json!({"storage": "CONTENT_BLOCKED", "context": "written"}))
+    );
 }
 
 // ---- fetched content over HTTPS, from a local server standing in for a public one ----
