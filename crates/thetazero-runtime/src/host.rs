@@ -572,6 +572,7 @@ impl Host for ServerHost {
             budget: remaining,
             cancel,
         };
+        let child_screened = child.config.content_safety();
         let (launcher, caller) = (self.launcher.clone(), self.caller);
         let run =
             self.handle
@@ -581,7 +582,16 @@ impl Host for ServerHost {
                 .await;
         stop_child.disarm();
         match run {
-            Ok(Ok(done)) => Ok(child_view(&done.execution)),
+            Ok(Ok(done)) => {
+                let view = child_view(&done.execution);
+                // A child whose template turned safety off was never
+                // screened; its parent's safety reads what comes back.
+                if !child_screened {
+                    self.screen("result of a child agent", Channel::Output, &view)
+                        .await?;
+                }
+                Ok(view)
+            }
             Ok(Err(e)) => Err(match e {
                 crate::RuntimeError::AgentNotFound => HostError::NotFound,
                 crate::RuntimeError::Store(_) | crate::RuntimeError::Sandbox(_) => {
@@ -746,7 +756,13 @@ impl Host for ServerHost {
         let found = self
             .on_server(async move { store.get_execution(account, id).await })
             .await?;
-        Ok(found.as_ref().map(child_view))
+        let view = found.as_ref().map(child_view);
+        // The run may have been one whose template turned safety off.
+        if let Some(view) = &view {
+            self.screen("execution read by an agent", Channel::Output, view)
+                .await?;
+        }
+        Ok(view)
     }
 
     async fn record(&self, event: SandboxEvent) -> Result<(), HostError> {

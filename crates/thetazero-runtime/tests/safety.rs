@@ -481,7 +481,7 @@ async fn dev_may_turn_safety_off_and_says_so() {
         .agent(
             "dev-writer",
             &code,
-            config,
+            config.clone(),
             json!(["storage:write", "data:write"]),
         )
         .await;
@@ -489,6 +489,39 @@ async fn dev_may_turn_safety_off_and_says_so() {
     assert_eq!(
         e.execution.output,
         Some(json!({"storage": "CONTENT_BLOCKED", "context": "written"}))
+    );
+
+    // What a DEV run returned reaches an agent whose safety is on only
+    // through that agent's screen: as a child's result, or read back.
+    let teller = f
+        .agent(
+            "dev-teller",
+            &format!("return {{note: {INJECTION:?}}};"),
+            config,
+            json!(null),
+        )
+        .await;
+    let dev_run = f.run(teller, json!({})).await.execution.id.get();
+    let code = format!(
+        "const out = {{}}; \
+         try {{ await thetazero.call_agent('dev-teller', {{}}); out.child = 'returned' }} catch (e) {{ out.child = e.code }} \
+         try {{ await thetazero.get_execution({dev_run}); out.read = 'returned' }} catch (e) {{ out.read = e.code }} \
+         return out;"
+    );
+    let parent = f
+        .agent(
+            "parent",
+            &code,
+            json!({}),
+            json!(["agents:write", "agents:read"]),
+        )
+        .await;
+    let e = f.run(parent, json!({})).await;
+    assert_eq!(
+        e.execution.output,
+        Some(json!({"child": "CONTENT_BLOCKED", "read": "CONTENT_BLOCKED"})),
+        "{}",
+        e.execution.report
     );
 }
 
