@@ -37,7 +37,9 @@ content model's calibration), TZ_LOCAL=0 (planted values whole instead of
 their local views), TZ_LOCAL_CTX (context of a local view), TZ_CPLANT=0 (no
 planted API values at all), TZ_WRITTEN=0 / TZ_ML=0 (no written trigger-word
 prompts / no non-English text), TZ_MLW (the latter's weight),
-TZ_ML_CONTENT=0 (both for the prompt model only).
+TZ_ML_CONTENT=0 (both for the prompt model only), TZ_RP=0 (no written
+role-play look-alikes and jailbreaks, data/roleplay_written.jsonl and
+data/jailbreak_written.jsonl), TZ_RPW / TZ_JBW (their weights).
 """
 
 import argparse
@@ -463,8 +465,8 @@ def main():
             roleplay = [json.loads(line)["text"] for line in fh if line.strip()]
         with open(os.path.join(HERE, "data", "jailbreak_written.jsonl"), encoding="utf-8") as fh:
             jailbreaks_written = [json.loads(line)["text"] for line in fh if line.strip()]
-        train_inj += [(t, 0, float(os.environ.get("TZ_RPW", "2"))) for t in roleplay]
-        train_inj += [(t, 1, float(os.environ.get("TZ_JBW", "1"))) for t in jailbreaks_written]
+        train_inj += [(t, 0, float(os.environ.get("TZ_RPW", "16"))) for t in roleplay]
+        train_inj += [(t, 1, float(os.environ.get("TZ_JBW", "3"))) for t in jailbreaks_written]
         roleplay += jailbreaks_written
     if os.environ.get("TZ_ML", "1") != "0":
         ml = multilingual.written()
