@@ -431,6 +431,12 @@ pub struct ExecutionView {
     /// the response to the caller whose input was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_safety: Option<Value>,
+    /// What content safety withheld besides the output, replaced by
+    /// `[withheld by content safety]` in the record: each entry's `source`
+    /// (`log entry 2`, `host call 0 (read_context)`, `error message`) and
+    /// its verdict as in `content_safety`, without an excerpt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_withheld: Vec<Value>,
     /// Hex SHA-256 of the code that ran.
     pub code_sha256: String,
     pub started_at: String,

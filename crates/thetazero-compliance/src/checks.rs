@@ -379,6 +379,10 @@ async fn records(
     Ok((out, total))
 }
 
+/// The newest `n` events, by what identifies them. Not their descriptions:
+/// those name what an agent chose (a key, a URL, an agent's name), and the
+/// compliance scope is not the audit scope. The leaf index opens the event
+/// for a reader who holds `audit:read`.
 fn sample(records: &[AuditRecord], n: usize) -> Vec<Value> {
     records
         .iter()
@@ -386,7 +390,7 @@ fn sample(records: &[AuditRecord], n: usize) -> Vec<Value> {
         .take(n)
         .map(|r| {
             json!({"leaf_index": r.leaf_index, "time": rfc3339(r.timestamp), "action_type": r.event.action_type,
-                   "agent_id": r.event.agent_id, "execution_id": r.event.execution_id, "description": r.event.description})
+                   "agent_id": r.event.agent_id, "execution_id": r.event.execution_id})
         })
         .collect()
 }

@@ -296,6 +296,10 @@ pub struct RunReport {
     /// Content safety's verdict on a blocked input or output.
     #[serde(default)]
     pub content_safety: Option<Value>,
+    /// What content safety withheld besides the output (log entries,
+    /// call summaries, error text): each its `source` and verdict.
+    #[serde(default)]
+    pub content_withheld: Vec<Value>,
 }
 
 impl RunReport {

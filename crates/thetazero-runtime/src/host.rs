@@ -130,6 +130,8 @@ pub(crate) struct HostServices {
     pub depth: u32,
     /// Hex SHA-256 of the code this execution runs.
     pub code_sha256: String,
+    /// Verdicts given while the run runs, kept for its recording.
+    pub screens: Arc<crate::RunScreens>,
 }
 
 pub(crate) struct ServerHost {
@@ -150,6 +152,7 @@ pub(crate) struct ServerHost {
     /// Permission requests this run waits on now.
     pending: AtomicU64,
     code_sha256: String,
+    screens: Arc<crate::RunScreens>,
 }
 
 impl ServerHost {
@@ -168,6 +171,7 @@ impl ServerHost {
             launcher,
             depth,
             code_sha256,
+            screens,
         } = services;
         let tokens = inference
             .as_ref()
@@ -187,6 +191,7 @@ impl ServerHost {
             depth,
             pending: AtomicU64::new(0),
             code_sha256,
+            screens,
         }
     }
 
@@ -230,6 +235,22 @@ impl ServerHost {
             "{source} {}",
             crate::why_blocked(&verdict)
         )))
+    }
+
+    /// A host call's summary as content safety reads it: a refusal, kept
+    /// by its text for the run's recording (screened once per text).
+    async fn screen_summary(&self, summary: &str) -> Option<crate::Verdict> {
+        let filter = self.safety.as_ref()?;
+        if let Some(known) = self.screens.summary(summary) {
+            return known;
+        }
+        let verdict = filter
+            .scan_json_channel_async(&Value::String(summary.to_string()), Channel::Output)
+            .await;
+        crate::count_decision(Channel::Output, &verdict);
+        let refused = verdict.is_block().then_some(verdict);
+        self.screens.keep_summary(summary, refused.clone());
+        refused
     }
 
     /// Refuses a write that would take the account past its quota.
@@ -387,8 +408,16 @@ impl Host for ServerHost {
         check_key(key)?;
         check_value(&value)?;
         // What an agent writes where a person or a later run reads it is
-        // output: screened before it is kept.
-        self.screen(
+        // output: screened before it is kept. Also when this agent's
+        // template turned safety off: the value outlives the template, and
+        // the agent's runs read it once its safety is on again.
+        let shared = self.launcher.services.safety.clone();
+        let filter = self.safety.as_deref().unwrap_or(&shared);
+        // The key is kept and listed with the value: written text too.
+        self.screen_with(filter, "context key", Channel::Output, &json!(key))
+            .await?;
+        self.screen_with(
+            filter,
             &format!("value written to context key {key:?}"),
             Channel::Output,
             &value,
@@ -424,8 +453,12 @@ impl Host for ServerHost {
         // Storage is the account's: agents whose safety is on read it, so
         // it is screened even when this agent's template turned safety off.
         let shared = self.launcher.services.safety.clone();
+        let filter = self.safety.as_deref().unwrap_or(&shared);
+        // The key is kept and listed with the value: written text too.
+        self.screen_with(filter, "storage key", Channel::Output, &json!(key))
+            .await?;
         self.screen_with(
-            self.safety.as_deref().unwrap_or(&shared),
+            filter,
             &format!("value written to storage key {key:?}"),
             Channel::Output,
             &value,
@@ -436,6 +469,26 @@ impl Host for ServerHost {
         let (store, account, key) = (self.store.clone(), self.caller.account, key.to_string());
         self.on_server(async move { store.storage_put(account, &key, &value).await })
             .await
+    }
+
+    async fn screen_log(&self, message: &str) -> Result<(), HostError> {
+        // A log entry is read where the run's readers read it: output. The
+        // verdict is kept by the entry's text, and the run's end withholds
+        // and audits the entries refused here (and screens any other).
+        let Some(filter) = &self.safety else {
+            return Ok(());
+        };
+        let verdict = filter
+            .scan_json_channel_async(&crate::log_value(message), Channel::Output)
+            .await;
+        crate::count_decision(Channel::Output, &verdict);
+        let refused = verdict.is_block().then_some(verdict);
+        let why = refused.as_ref().map(crate::why_blocked);
+        self.screens.keep_log(message, refused);
+        match why {
+            Some(why) => Err(HostError::Blocked(format!("log entry {why}"))),
+            None => Ok(()),
+        }
     }
 
     async fn screen_fetched(&self, url: &str, response: &Value) -> Result<(), HostError> {
@@ -614,9 +667,12 @@ impl Host for ServerHost {
         // The approver reads what the agent wrote into the call: the summary
         // and the detail the request shows (a URL, header names, a key or
         // name, excerpts of a value or body). A person reads it, so it is
-        // output, screened as shown before any request holds it. The call
-        // it would have made is screened again when it runs.
-        self.screen(
+        // output, screened as shown before any request holds it, whatever
+        // this agent's template says: the approver is not its author. The
+        // call it would have made is screened again when it runs.
+        let shared = self.launcher.services.safety.clone();
+        self.screen_with(
+            self.safety.as_deref().unwrap_or(&shared),
             &format!(
                 "call to thetazero.{} shown to an approver",
                 ask.function.name()
@@ -780,12 +836,22 @@ impl Host for ServerHost {
                 args_summary,
                 allowed,
             } => {
+                // The summary names what the agent chose (a key, a name, a
+                // URL), and the audit log and its stream show it: screened
+                // as output before it is recorded, and withheld there when
+                // refused. The call goes on (a write screens its key as
+                // content); the run's end withholds the summary from the
+                // record too and audits the refusal, once.
+                let shown = match self.screen_summary(args_summary).await {
+                    Some(_) => crate::WITHHELD.to_string(),
+                    None => args_summary.clone(),
+                };
                 let mut e = self.event(
                     AuditAction::ApiCall,
-                    format!("thetazero.{}({args_summary})", function.name()),
+                    format!("thetazero.{}({shown})", function.name()),
                 );
                 e.permission_state = if *allowed { "granted" } else { "denied" }.into();
-                e.input_summary = Some(args_summary.clone());
+                e.input_summary = Some(shown);
                 e.payload = json!({"fn": function.name(), "scope": scope, "phase": "decision"});
                 e
             }

@@ -298,6 +298,15 @@ impl Runtime {
                 config.sandbox.workers + config.sandbox.queue_capacity
             }
         };
+        // Workers screen log entries themselves, with the server's settings,
+        // where that gives the server's verdict: without an external scorer.
+        let mut config = config;
+        if let (thetazero_sandbox::EngineMode::Process(p), None) =
+            (&mut config.sandbox.mode, &config.external_scorer)
+        {
+            p.args.push(LOG_SCREEN_ARG.into());
+            p.args.push(log_screen_settings(&config.safety).into());
+        }
         let inference = config
             .inference
             .map(InferenceClient::new)
@@ -476,8 +485,10 @@ impl Runtime {
     /// or storage over the API) on the input channel: an input content
     /// safety refuses must not reach the agent by another path. A refusal is
     /// recorded as `content_blocked` and returned with its verdict.
-    /// `agent` is the agent that will read it (its template may turn safety
-    /// off); `None` for account-wide storage, which every agent may read.
+    /// `agent` is the agent that will read it; `None` for account-wide
+    /// storage, which every agent may read. A DEV agent's context is
+    /// screened too: the value stays when the agent is moved to a template
+    /// whose safety is on, and its runs would read it unscreened.
     pub async fn screen_write(
         &self,
         caller: Caller,
@@ -485,9 +496,6 @@ impl Runtime {
         source: &str,
         value: &Value,
     ) -> Result<(), Verdict> {
-        if agent.is_some_and(|a| !a.config.content_safety()) {
-            return Ok(());
-        }
         let filter = &self.launcher.services.safety;
         let verdict = filter.scan_json_channel_async(value, Channel::Input).await;
         if !verdict.is_block() {
@@ -814,10 +822,14 @@ pub(crate) fn layer_name(v: &Verdict) -> &'static str {
 
 /// Why content safety blocked, without any of the text: layer, rule or
 /// model, channel, the JSON path, the score and the threshold it reached
-/// ("blocked by the model layer (injection_score, model content) on the
+/// ("blocked by the model layer (InjectionScore, model content) on the
 /// output channel at $.note: score 0.91, threshold 0.35").
 pub fn why_blocked(v: &Verdict) -> String {
-    let mut named: Vec<&str> = v.rule.as_deref().into_iter().collect();
+    // A rule is named in camel case ("IgnorePreviousInstructions"): its
+    // snake-case name reads as the phrase it names, and an agent that
+    // passes this message on would have its own output blocked by it.
+    let rule = v.rule.as_deref().map(camel_rule);
+    let mut named: Vec<&str> = rule.as_deref().into_iter().collect();
     let model = v.model.as_deref().map(|m| format!("model {m}"));
     named.extend(model.as_deref());
     let mut out = format!("blocked by the {} layer", layer_name(v));
@@ -834,6 +846,33 @@ pub fn why_blocked(v: &Verdict) -> String {
     out
 }
 
+/// `base64:ignore_previous_instructions` as `base64:IgnorePreviousInstructions`.
+fn camel_rule(rule: &str) -> String {
+    rule.split(':')
+        .map(|part| {
+            part.split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A verdict as the record shows it. The excerpt goes to the audit event
+/// alone: the record is read by those the content was kept from.
+fn shown_verdict(v: &Verdict) -> Value {
+    let mut shown = json!(v);
+    if let Value::Object(map) = &mut shown {
+        map.remove("excerpt");
+    }
+    shown
+}
+
 /// A `content_blocked` event: scores, layer, rule and a bounded excerpt,
 /// never more of the offending text.
 pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> AuditEvent {
@@ -841,13 +880,10 @@ pub(crate) fn blocked_event(mut e: AuditEvent, source: &str, v: &Verdict) -> Aud
     e.action_category = AuditAction::ContentBlocked.category().into();
     e.is_violation = true;
     e.permission_state = "denied".into();
+    // Named as every other report of a block names it, with both scores.
     e.description = format!(
-        "{source} blocked by the {} layer{} (injection {:.2}, toxicity {:.2})",
-        layer_name(v),
-        v.rule
-            .as_deref()
-            .map(|r| format!(", rule {r}"))
-            .unwrap_or_default(),
+        "{source} {} (injection {:.2}, toxicity {:.2})",
+        why_blocked(v),
         v.injection,
         v.toxicity
     );
@@ -883,6 +919,7 @@ struct Admitted {
     started: AuditEvent,
     safety: Option<Arc<Filter>>,
     input: Value,
+    screens: Arc<RunScreens>,
     /// Held until the run is recorded: the admission slot.
     _permit: tokio::sync::OwnedSemaphorePermit,
     _account_slot: AccountSlot,
@@ -933,7 +970,7 @@ async fn execute(
         None => match start_and_run(&run, &gate).await {
             Ok(mut report) => Ending::Ran {
                 blocked_output: screen(&run.safety, &report.output, Channel::Output).await,
-                withheld: screen_side_channels(&run.safety, &mut report).await,
+                withheld: screen_side_channels(&run.safety, &run.screens, &mut report).await,
                 report: Box::new(report),
             },
             Err(e) => Ending::SandboxFailed(e),
@@ -1053,6 +1090,7 @@ async fn admit(
         started,
         safety,
         input,
+        screens: Arc::default(),
         _permit: permit,
         _account_slot: account_slot,
     })
@@ -1077,6 +1115,7 @@ async fn screen(safety: &Option<Arc<Filter>>, value: &Value, channel: Channel) -
 /// reader of it) and named with its verdict.
 async fn screen_side_channels(
     safety: &Option<Arc<Filter>>,
+    screens: &RunScreens,
     report: &mut ExecutionReport,
 ) -> Vec<(String, Verdict)> {
     let mut withheld = Vec::new();
@@ -1084,17 +1123,14 @@ async fn screen_side_channels(
         return withheld;
     }
     for (i, entry) in report.logs.iter_mut().enumerate() {
-        // An entry logged as an object is JSON text: scanned as data. JSON
-        // text with a key twice would be parsed into its last value alone
-        // while the record keeps both: it is scanned as text instead.
-        let value = match entry.message.trim_start().as_bytes().first() {
-            Some(b'{' | b'[') => serde_json::from_str::<UniqueKeys>(&entry.message)
-                .ok()
-                .and_then(|_| serde_json::from_str(&entry.message).ok())
-                .unwrap_or_else(|| Value::String(entry.message.clone())),
-            _ => Value::String(entry.message.clone()),
+        // An entry screened as it was written keeps that verdict (the same
+        // text, read the same way); any other is screened now, whatever a
+        // worker said of it.
+        let refused = match screens.log(&entry.message) {
+            Some(verdict) => verdict,
+            None => screen(safety, &log_value(&entry.message), Channel::Output).await,
         };
-        if let Some(verdict) = screen(safety, &value, Channel::Output).await {
+        if let Some(verdict) = refused {
             entry.message = WITHHELD.into();
             withheld.push((format!("log entry {i}"), verdict));
         }
@@ -1120,19 +1156,18 @@ async fn screen_side_channels(
     // Every call's summary names what the agent chose: a key, an agent's
     // name, a URL's host and path. Each distinct one is screened once, as a
     // JSON string (one made of identifiers is data and meets the patterns
-    // only). Bounded: a run keeps at most 2,048 rows of 1,024 bytes.
-    let mut verdicts: std::collections::HashMap<String, Option<Verdict>> =
-        std::collections::HashMap::new();
+    // only): as its call was decided, or now for any the host did not see.
+    // Bounded: a run keeps at most 2,048 rows of 1,024 bytes.
     for (i, call) in report.host_call_audit.iter_mut().enumerate() {
         if call.args_summary == WITHHELD {
             continue;
         }
-        let verdict = match verdicts.get(&call.args_summary) {
-            Some(v) => v.clone(),
+        let verdict = match screens.summary(&call.args_summary) {
+            Some(v) => v,
             None => {
                 let summary = Value::String(call.args_summary.clone());
                 let v = screen(safety, &summary, Channel::Output).await;
-                verdicts.insert(call.args_summary.clone(), v.clone());
+                screens.keep_summary(&call.args_summary, v.clone());
                 v
             }
         };
@@ -1155,6 +1190,107 @@ async fn screen_side_channels(
         }
     }
     withheld
+}
+
+/// Verdicts given while a run ran, by the text screened, kept for its
+/// recording: `Some` holds a refusal. The run's end reuses them, so each
+/// text is screened once and each refusal audited once.
+#[derive(Default)]
+pub(crate) struct RunScreens {
+    /// Log entries, screened as they were written. Bounded by the run's
+    /// log limits, which the broker holds these screens to.
+    logs: std::sync::Mutex<std::collections::HashMap<String, Option<Verdict>>>,
+    /// Host-call summaries, screened as each call was decided. Bounded by
+    /// the run's calls.
+    summaries: std::sync::Mutex<std::collections::HashMap<String, Option<Verdict>>>,
+}
+
+impl RunScreens {
+    pub(crate) fn keep_log(&self, text: &str, verdict: Option<Verdict>) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(text.to_string(), verdict);
+    }
+
+    pub(crate) fn keep_summary(&self, text: &str, verdict: Option<Verdict>) {
+        self.summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(text.to_string(), verdict);
+    }
+
+    fn log(&self, text: &str) -> Option<Option<Verdict>> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(text)
+            .cloned()
+    }
+
+    pub(crate) fn summary(&self, text: &str) -> Option<Option<Verdict>> {
+        self.summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(text)
+            .cloned()
+    }
+}
+
+/// The worker argument that carries the log screen's settings.
+const LOG_SCREEN_ARG: &str = "--log-screen";
+
+fn log_screen_settings(c: &SafetyConfig) -> String {
+    format!(
+        "{},{},{},{}",
+        c.injection_threshold, c.toxicity_threshold, c.max_text_bytes, c.window_bytes
+    )
+}
+
+/// The log screen of a sandbox worker started with `--log-screen` (by a
+/// server without an external scorer): the server's filter, settings and
+/// reading, so the agent is refused where the server would refuse. The
+/// server screens every entry again when the run ends. Built before the
+/// worker confines itself; `None` without the argument or with settings it
+/// cannot read (the worker then asks the server).
+pub fn worker_log_screen(args: &[String]) -> Option<thetazero_sandbox::worker::LogScreen> {
+    let at = args.iter().position(|a| a == LOG_SCREEN_ARG)?;
+    let mut parts = args.get(at + 1)?.split(',');
+    let mut next = || parts.next();
+    let config = SafetyConfig {
+        injection_threshold: next()?.parse().ok()?,
+        toxicity_threshold: next()?.parse().ok()?,
+        max_text_bytes: next()?.parse().ok()?,
+        window_bytes: next()?.parse().ok()?,
+        ..SafetyConfig::default()
+    };
+    let filter = Filter::new(config);
+    // The models and patterns load now, not in a run's first log call.
+    let _ = filter.scan_json_channel(&Value::String("warm up".into()), Channel::Output);
+    Some(Box::new(move |message: &str| {
+        let verdict = filter.scan_json_channel(&log_value(message), Channel::Output);
+        verdict.is_block().then(|| {
+            // Word for word what the server's refusal says.
+            thetazero_sandbox::HostError::Blocked(format!("log entry {}", why_blocked(&verdict)))
+                .to_string()
+        })
+    }))
+}
+
+/// What stands in for text content safety withheld.
+const WITHHELD: &str = "[withheld by content safety]";
+
+/// A log entry as content safety reads it. One logged as an object is JSON
+/// text: read as data. JSON text with a key twice would be parsed into its
+/// last value alone while the record keeps both: it is read as text instead.
+pub(crate) fn log_value(message: &str) -> Value {
+    match message.trim_start().as_bytes().first() {
+        Some(b'{' | b'[') => serde_json::from_str::<UniqueKeys>(message)
+            .ok()
+            .and_then(|_| serde_json::from_str(message).ok())
+            .unwrap_or_else(|| Value::String(message.to_string())),
+        _ => Value::String(message.to_string()),
+    }
 }
 
 /// JSON that holds no object with the same key twice; what it holds is not
@@ -1211,9 +1347,6 @@ impl<'de> serde::Deserialize<'de> for UniqueKeys {
         d.deserialize_any(Visit)
     }
 }
-
-/// What stands in for text content safety withheld.
-const WITHHELD: &str = "[withheld by content safety]";
 
 /// Counts a content-safety decision for `/metrics`.
 pub(crate) fn count_decision(channel: Channel, verdict: &Verdict) {
@@ -1274,6 +1407,7 @@ async fn start_and_run(
             launcher: launcher.clone(),
             depth: run.parent.as_ref().map_or(0, |p| p.depth),
             code_sha256: run.new.code_sha256.clone(),
+            screens: run.screens.clone(),
         },
     ));
     let agent = &run.agent;
@@ -1295,6 +1429,7 @@ async fn start_and_run(
             .approval_timeout_ms
             .map(std::time::Duration::from_millis),
         approval_calls: agent.config.approval_calls.clone(),
+        screen_logs: run.safety.is_some(),
         code_cache_scope: caller.account.get() as u64,
         cancel: cancel.clone(),
         host,
@@ -1426,10 +1561,19 @@ async fn record(
                         )
                         .await?;
                     report.violation_count += withheld.len() as u64;
-                    extra.insert(
-                        "content_withheld".into(),
-                        json!(withheld.iter().map(|(s, _)| s).collect::<Vec<_>>()),
-                    );
+                    // Each names its source and why, as a block's verdict
+                    // does, without the excerpt.
+                    let listed: Vec<Value> = withheld
+                        .iter()
+                        .map(|(source, verdict)| {
+                            let mut shown = shown_verdict(verdict);
+                            if let Value::Object(map) = &mut shown {
+                                map.insert("source".into(), json!(source));
+                            }
+                            shown
+                        })
+                        .collect();
+                    extra.insert("content_withheld".into(), Value::Array(listed));
                 }
                 if status == ExecutionStatus::Completed {
                     if let Some(verdict) = blocked_output {
@@ -1460,13 +1604,7 @@ async fn record(
                             "error".into(),
                             json!({"type": "ContentBlocked", "code": "CONTENT_BLOCKED", "message": format!("the output was {}", why_blocked(&verdict)), "stack": null}),
                         );
-                        // The excerpt goes to the audit event alone: the
-                        // record is read by those the output was kept from.
-                        let mut shown = json!(verdict);
-                        if let Value::Object(map) = &mut shown {
-                            map.remove("excerpt");
-                        }
-                        extra.insert("content_safety".into(), shown);
+                        extra.insert("content_safety".into(), shown_verdict(&verdict));
                     }
                 }
                 // The output is the record's own field: the stored report

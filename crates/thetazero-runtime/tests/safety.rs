@@ -106,6 +106,16 @@ impl Fixture {
     }
 }
 
+/// The sources a run's record lists as withheld.
+fn withheld_sources(report: &Value) -> Vec<&str> {
+    report["content_withheld"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w["source"].as_str().unwrap_or(""))
+        .collect()
+}
+
 fn blocked_events(records: &[AuditRecord]) -> Vec<&AuditRecord> {
     records
         .iter()
@@ -227,8 +237,9 @@ async fn a_blocked_output_is_withheld() {
 }
 
 /// Every place an agent writes where a person or another agent reads it is
-/// screened as output: context, storage and a child's input are refused inside
-/// the agent; log entries and error text are withheld from the record.
+/// screened as output: context, storage, a child's input and a log entry are
+/// refused inside the agent; log entries and error text are withheld from the
+/// record.
 #[tokio::test]
 async fn no_side_channels_around_a_blocked_output() {
     let f = Fixture::new(NetworkPolicy::default(), None).await;
@@ -242,8 +253,8 @@ async fn no_side_channels_around_a_blocked_output() {
            ['child', () => thetazero.call_agent('child', {{text: leak}})], \
            ['clean', () => thetazero.write_context('ok', {{processed: 3, run_number: 5}})], \
          ]) {{ try {{ await call(); out[name] = 'written' }} catch (e) {{ out[name] = e.code }} }} \
-         await thetazero.log('fine'); await thetazero.log(leak); \
-         await thetazero.log({{note: leak}}); \
+         for (const [name, entry] of [['log', 'fine'], ['log_text', leak], ['log_json', {{note: leak}}]]) {{ \
+           try {{ await thetazero.log(entry); out[name] = 'logged' }} catch (e) {{ out[name] = e.code }} }} \
          out.context_now = await thetazero.read_context('k'); \
          return out;"
     );
@@ -271,7 +282,7 @@ async fn no_side_channels_around_a_blocked_output() {
     assert_eq!(
         e.execution.output,
         Some(
-            json!({"context": "CONTENT_BLOCKED", "storage": "CONTENT_BLOCKED", "child": "CONTENT_BLOCKED", "clean": "written", "context_now": null})
+            json!({"context": "CONTENT_BLOCKED", "storage": "CONTENT_BLOCKED", "child": "CONTENT_BLOCKED", "clean": "written", "log": "logged", "log_text": "CONTENT_BLOCKED", "log_json": "CONTENT_BLOCKED", "context_now": null})
         )
     );
     let logs: Vec<&str> = e.execution.report["logs"]
@@ -291,9 +302,17 @@ async fn no_side_channels_around_a_blocked_output() {
     let text = e.execution.report.to_string();
     assert!(!text.contains("previous instructions"), "{text}");
     assert_eq!(
-        e.execution.report["content_withheld"],
-        json!(["log entry 1", "log entry 2"])
+        withheld_sources(&e.execution.report),
+        ["log entry 1", "log entry 2"]
     );
+    // Each withheld entry says why, as a block does, with no excerpt.
+    let first = &e.execution.report["content_withheld"][0];
+    assert_eq!(first["channel"], "output", "{first}");
+    assert!(
+        first["layer"].is_string() && first["threshold"].is_number(),
+        "{first}"
+    );
+    assert!(first.get("excerpt").is_none(), "{first}");
     let audit = f.audit(e.execution.id).await;
     let sources: Vec<String> = blocked_events(&audit)
         .iter()
@@ -344,16 +363,21 @@ async fn no_side_channels_through_names_and_repeated_keys() {
     let f = Fixture::new(NetworkPolicy::default(), None).await;
     let code = format!(
         "const leak = {INJECTION:?}; \
-         await thetazero.log(JSON.stringify({{note: leak}}).slice(0, -1) + ', \"note\": \"ok\"}}'); \
+         try {{ await thetazero.log(JSON.stringify({{note: leak}}).slice(0, -1) + ', \"note\": \"ok\"}}'); }} catch (e) {{}} \
          await thetazero.log('{{\"a\": 1, \"a\": 2}}'); \
-         try {{ await thetazero.read_context(leak); }} catch (e) {{}} \
+         let named, keyed; \
+         try {{ await thetazero.read_context(leak); named = 'read'; }} catch (e) {{ named = e.code; }} \
+         try {{ await thetazero.storage_put(leak, 1); keyed = 'written'; }} catch (e) {{ keyed = e.code; }} \
+         await thetazero.log('key: ' + named + ' ' + keyed); \
          let method; \
          try {{ await thetazero.http_request('https://example.com/', leak); method = 'sent'; }} \
          catch (e) {{ method = e.name + ': ' + e.message; }} \
          await thetazero.log(method); \
          const e = new Error('fine'); e.name = leak; throw e;"
     );
-    let agent = f.agent("namer", &code, json!({}), json!(null)).await;
+    let agent = f
+        .agent("namer", &code, json!({}), json!(["storage:write"]))
+        .await;
     let e = f.run(agent, json!({})).await;
     assert_eq!(e.execution.status, ExecutionStatus::Failed);
     let text = e.execution.report.to_string();
@@ -367,10 +391,13 @@ async fn no_side_channels_through_names_and_repeated_keys() {
     assert_eq!(logs[0], "[withheld by content safety]");
     // Repeated keys alone are not a reason to withhold.
     assert_eq!(logs[1], r#"{"a": 1, "a": 2}"#);
+    // A key that is looked up goes on (only its summary is withheld); one
+    // that would be kept is written text, refused inside the agent.
+    assert_eq!(logs[2], "key: read CONTENT_BLOCKED");
     assert!(
-        logs[2].starts_with("TypeError: method must be"),
+        logs[3].starts_with("TypeError: method must be"),
         "{}",
-        logs[2]
+        logs[3]
     );
     assert_eq!(e.execution.report["error"]["type"], "Error");
     assert_eq!(
@@ -378,12 +405,33 @@ async fn no_side_channels_through_names_and_repeated_keys() {
         "[withheld by content safety]"
     );
     assert_eq!(
-        e.execution.report["content_withheld"],
-        json!(["log entry 0", "host call 2 (read_context)", "error message"])
+        withheld_sources(&e.execution.report),
+        [
+            "log entry 0",
+            "host call 2 (read_context)",
+            "host call 3 (storage_put)",
+            "error message"
+        ]
     );
     let calls = e.execution.report["host_call_audit"].as_array().unwrap();
     assert_eq!(calls[2]["fn"], "read_context");
     assert_eq!(calls[2]["args_summary"], "[withheld by content safety]");
+    // The audit log and its stream show the call, not what the agent put
+    // in its summary: that is in the excerpt of a `content_blocked` event
+    // alone, once.
+    let audit = f.audit(e.execution.id).await;
+    for r in &audit {
+        if r.event.action_type == "content_blocked" {
+            continue;
+        }
+        let shown = format!("{} {:?}", r.event.description, r.event.input_summary);
+        assert!(!shown.contains("previous instructions"), "{shown}");
+    }
+    let summaries: Vec<&AuditRecord> = blocked_events(&audit)
+        .into_iter()
+        .filter(|r| r.event.description.contains("host call 2"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{audit:?}");
 }
 
 #[tokio::test]
@@ -447,6 +495,29 @@ async fn a_blocked_value_never_reaches_an_approver() {
         sources.iter().all(|s| s.contains("shown to an approver")),
         "{sources:?}"
     );
+
+    // The approver is not the agent's author: a DEV agent's requests are
+    // screened all the same.
+    let code = format!(
+        "try {{ await thetazero.write_context('k', {{note: {INJECTION:?}}}); return 'written' }} \
+         catch (e) {{ return e.code }}"
+    );
+    let dev = f
+        .agent(
+            "dev-asker",
+            &code,
+            json!({"approval_timeout_ms": 1000, "sandbox_template": "DEV", "content_safety": false}),
+            json!(null),
+        )
+        .await;
+    let e = f.run(dev, json!({})).await;
+    assert_eq!(e.execution.output, Some(json!("CONTENT_BLOCKED")));
+    let after = f
+        .store
+        .permission_requests(f.account, None, None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
 }
 
 #[tokio::test]
@@ -466,9 +537,10 @@ async fn dev_may_turn_safety_off_and_says_so() {
     );
     assert!(blocked_events(&audit).is_empty());
 
-    // Storage is the account's, read by agents whose safety is on: what a
-    // DEV agent writes there is screened all the same; its own context,
-    // which only it reads, is not.
+    // Storage is the account's, read by agents whose safety is on, and a
+    // DEV agent's context outlives its template: what a DEV agent writes to
+    // either is screened all the same, and so is what a caller writes to its
+    // context over the API.
     let code = format!(
         "const out = {{}}; \
          for (const [name, call] of [ \
@@ -488,8 +560,33 @@ async fn dev_may_turn_safety_off_and_says_so() {
     let e = f.run(writer, json!({})).await;
     assert_eq!(
         e.execution.output,
-        Some(json!({"storage": "CONTENT_BLOCKED", "context": "written"}))
+        Some(json!({"storage": "CONTENT_BLOCKED", "context": "CONTENT_BLOCKED"}))
     );
+    let caller = Caller {
+        account: f.account,
+        key_id: None,
+    };
+    let refused = f
+        .runtime
+        .write_context(caller, writer, "k", json!({"note": INJECTION}))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(thetazero_runtime::context::ContextError::Blocked(_))
+        ),
+        "{refused:?}"
+    );
+    // Moved to a template whose safety is on, the agent finds nothing there.
+    f.agent(
+        "dev-writer",
+        "return await thetazero.read_context('k');",
+        json!({}),
+        json!(null),
+    )
+    .await;
+    let e = f.run(writer, json!({})).await;
+    assert_eq!(e.execution.output, Some(Value::Null));
 
     // What a DEV run returned reaches an agent whose safety is on only
     // through that agent's screen: as a child's result, or read back.

@@ -749,7 +749,10 @@ impl Filter {
         let (leaves, paths) = leaves(value);
         let total: usize = leaves.iter().map(|l| l.text.len()).sum();
         if let Err(v) = check_prompt_length(total, self.cfg.max_text_bytes) {
-            return (Verdict::from_bound(&v).on(channel), Vec::new());
+            let mut v = Verdict::from_bound(&v).on(channel);
+            // The bound is the whole document's.
+            v.path = Some("$".into());
+            return (v, Vec::new());
         }
         let strings = leaves.iter().filter(|l| !l.is_key).count();
         let document = strings >= REQUEST_MAX_STRINGS || total > WHOLE_TEXT_BYTES;
@@ -833,7 +836,13 @@ impl Filter {
         if prose.is_empty() {
             return local;
         }
-        self.consult_external(local, &prose.join("\n")).await
+        let mut v = self.consult_external(local, &prose.join("\n")).await;
+        // The external scorer reads the document's prose together: its
+        // block names the whole document.
+        if v.is_block() && v.path.is_none() {
+            v.path = Some("$".into());
+        }
+        v
     }
 
     /// [`Filter::scan`], then the external scorer (if attached) for

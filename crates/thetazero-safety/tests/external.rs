@@ -134,6 +134,21 @@ fn external_scorer() {
     );
 }
 
+/// The scorer reads a document's prose together: its block names the whole
+/// document, as every block in a JSON document names a path.
+#[test]
+fn an_external_block_in_a_document_names_the_document() {
+    let stub = Arc::new(Stub {
+        answer: Some(HIGH),
+        calls: AtomicUsize::new(0),
+    });
+    let filter = Filter::new(always()).with_external(stub);
+    let doc = serde_json::json!({"items": [{"body": "The weekly report is ready for review."}]});
+    let v = block_on(filter.scan_json_channel_async(&doc, thetazero_safety::Channel::Fetched));
+    assert_eq!(v.layer, Layer::External, "{v:?}");
+    assert_eq!(v.path.as_deref(), Some("$"), "{v:?}");
+}
+
 #[test]
 fn without_a_scorer_async_equals_sync() {
     let f = Filter::default();

@@ -57,7 +57,7 @@ proptest! {
         prop_assert_eq!(a.channel, channel);
         prop_assert!((0.0..=1.0).contains(&a.injection));
         prop_assert!(a.excerpt.as_ref().map_or(0, |e| e.chars().count()) <= EXCERPT_CHARS);
-        prop_assert_eq!(a.path.is_some(), a.is_block() && a.rule.as_deref() != Some("prompt_length"));
+        prop_assert_eq!(a.path.is_some(), a.is_block());
         let _ = f.scan_channel(&s, channel);
         let _ = looks_like_prose(&s);
     }

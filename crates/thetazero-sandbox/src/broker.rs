@@ -200,6 +200,9 @@ pub(crate) struct Broker {
     in_flight: Mutex<usize>,
     /// Held while a child execution runs (`call_agent`).
     children: tokio::sync::Mutex<()>,
+    /// Log entries and their bytes put to the host's screen: no more than
+    /// the run may log, whatever a worker sends.
+    logs_screened: Mutex<(u64, u64)>,
     /// Whether the broker tells the clock about each call (the server's
     /// copy of a worker's clock; in process the engine does it).
     counts_calls: bool,
@@ -364,6 +367,7 @@ impl Broker {
             denied: Mutex::new(0),
             in_flight: Mutex::new(0),
             children: tokio::sync::Mutex::new(()),
+            logs_screened: Mutex::new((0, 0)),
             counts_calls: false,
         }
     }
@@ -446,6 +450,16 @@ impl Broker {
 
     /// Runs one counted call from start to end. Never panics on its input.
     pub(crate) async fn call(&self, f: HostFn, args: CallArgs) -> CallReply {
+        if f == HostFn::Log {
+            if self.counts_calls {
+                self.clock.call(true);
+            }
+            let reply = self.screen_log(args).await;
+            if self.counts_calls {
+                self.clock.call(false);
+            }
+            return reply;
+        }
         {
             let mut n = self.in_flight.locked();
             if *n >= MAX_CALLS_IN_FLIGHT {
@@ -476,6 +490,45 @@ impl Broker {
             self.clock.call(false);
         }
         reply
+    }
+
+    /// A log entry put to the host's screen as it is written. Not a counted
+    /// call: the run's log limits bound it, as they bound the entries.
+    async fn screen_log(&self, args: CallArgs) -> CallReply {
+        let start = Instant::now();
+        let reply = |allowed: bool, reply: Reply| CallReply {
+            allowed,
+            denied: false,
+            duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+            reply,
+            charged: 0,
+        };
+        let CallArgs::Value {
+            value: Json::String(message),
+        } = args
+        else {
+            return reply(
+                false,
+                Reply::fail("INVALID_ARGUMENT", "a log entry is text"),
+            );
+        };
+        {
+            let limits = &self.rules.limits;
+            let mut seen = self.logs_screened.locked();
+            let entries = seen.0 + 1;
+            let bytes = seen.1.saturating_add(message.len() as u64);
+            if entries > limits.max_log_entries || bytes > limits.max_log_bytes {
+                return reply(
+                    false,
+                    Reply::fail("LIMIT_EXCEEDED", "log volume limit reached"),
+                );
+            }
+            *seen = (entries, bytes);
+        }
+        match self.host.screen_log(&message).await {
+            Ok(()) => reply(true, Reply::Json { value: Json::Null }),
+            Err(e) => reply(true, Reply::fail(e.code(), e.to_string())),
+        }
     }
 
     async fn call_counted(&self, f: HostFn, args: CallArgs) -> CallReply {

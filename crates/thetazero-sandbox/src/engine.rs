@@ -132,6 +132,8 @@ struct ExecState {
     limits: Limits,
     scopes: BTreeSet<Scope>,
     allow_network: bool,
+    /// Each log entry is screened by the host as it is written.
+    screen_logs: bool,
     cancel: CancelHandle,
     clock: Arc<RunClock>,
     abort: Mutex<Option<(LimitKind, String)>>,
@@ -327,6 +329,7 @@ pub(crate) async fn run(
         limits,
         scopes: spec.scopes(),
         allow_network: spec.allow_network,
+        screen_logs: spec.screen_logs,
         cancel: cancel.clone(),
         clock,
         abort: Mutex::new(None),
@@ -501,8 +504,7 @@ fn install<'js>(
     let log = Function::new(
         ctx.clone(),
         move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<Value<'js>> {
-            bridge_log(&ctx, &log_state, args.0)?;
-            resolved(&ctx)
+            bridge_log(&ctx, &log_state, args.0)
         },
     )?
     .with_name("log")?;
@@ -620,11 +622,14 @@ fn json_text<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> rquickjs::Result<Option<
     }
 }
 
+/// `thetazero.log(message, level)`: the entry is kept at once, in order. Where
+/// the host screens logs, the promise settles when it has, and rejects with
+/// `CONTENT_BLOCKED` where the host refuses the entry.
 fn bridge_log<'js>(
     ctx: &Ctx<'js>,
-    state: &ExecState,
+    state: &Arc<ExecState>,
     args: Vec<Value<'js>>,
-) -> rquickjs::Result<()> {
+) -> rquickjs::Result<Value<'js>> {
     let mut args = args.into_iter();
     let msg = args.next();
     let level = match args.next() {
@@ -684,13 +689,48 @@ fn bridge_log<'js>(
     }
     c.log_bytes = bytes;
     let summary = summarize(&message);
+    let screened = state.screen_logs.then(|| message.clone());
     c.logs.push(LogEntry {
         level,
         message,
         at: OffsetDateTime::now_utc(),
     });
     c.push_audit("log", summary, true);
-    Ok(())
+    drop(c);
+    let Some(message) = screened else {
+        return resolved(ctx);
+    };
+    // In a worker whose binary screens logs, the entry is read here, as the
+    // server would read it: no round trip.
+    if matches!(state.bridge, Bridge::Remote(_)) {
+        if let Some(screen) = crate::worker::log_screen() {
+            let reply = match screen(&message) {
+                None => Reply::Json { value: Json::Null },
+                Some(why) => Reply::Fail {
+                    code: "CONTENT_BLOCKED".into(),
+                    message: why,
+                },
+            };
+            return Promise::wrap_future(ctx, async move { rquickjs::Result::Ok(reply) })
+                .map(|p| p.into_value());
+        }
+    }
+    let call = state.bridge.call(
+        HostFn::Log,
+        CallArgs::Value {
+            value: Json::String(message),
+        },
+    );
+    // The entry stays as written: the server screens the run's entries
+    // again when it ends and withholds, names and audits each it refuses.
+    state.clock.call(true);
+    let guard = CallOnClock(state.clock.clone());
+    let fut = async move {
+        let reply = call.await;
+        drop(guard);
+        rquickjs::Result::Ok(reply.reply)
+    };
+    Promise::wrap_future(ctx, fut).map(|p| p.into_value())
 }
 
 fn bridge_write_result<'js>(

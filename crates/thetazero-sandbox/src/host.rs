@@ -62,6 +62,12 @@ pub trait Host: Send + Sync {
         Ok(())
     }
 
+    /// Screens a `log` entry as it is written (the job's `screen_logs`); an
+    /// error refuses it inside the agent, and the entry is withheld.
+    async fn screen_log(&self, _message: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+
     /// `thetazero.inference(request)` (`inference:call`).
     async fn inference(&self, _request: Value) -> Result<Value, HostError> {
         Err(HostError::Unsupported("inference"))

@@ -107,6 +107,9 @@ pub struct Job {
     /// With `approval_timeout`: only these calls (by name) are put to a
     /// human; `None` is every refused call.
     pub approval_calls: Option<Vec<String>>,
+    /// Each `log` entry is put to the host (`Host::screen_log`) as it is
+    /// written, and one it refuses is withheld and refused inside the agent.
+    pub screen_logs: bool,
     /// The tenant: runs with the same scope and the same code share its
     /// compiled form, and only runs of one scope share a worker process;
     /// runs with different scopes never share either (so one tenant can
@@ -132,6 +135,8 @@ pub(crate) struct RunSpec {
     pub allow_network: bool,
     pub allowed_domains: Vec<String>,
     pub allow_localhost: bool,
+    #[serde(default)]
+    pub screen_logs: bool,
     pub code_cache_scope: u64,
 }
 
@@ -156,6 +161,7 @@ impl Job {
             allow_network: self.allow_network,
             allowed_domains: self.allowed_domains.clone(),
             allow_localhost: self.allow_localhost,
+            screen_logs: self.screen_logs,
             code_cache_scope: self.code_cache_scope,
         }
     }
@@ -195,6 +201,7 @@ impl Job {
             approval_timeout: None,
             code_cache_scope: 0,
             approval_calls: None,
+            screen_logs: false,
             cancel: CancelHandle::new(),
             host,
         }

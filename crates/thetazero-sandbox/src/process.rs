@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::broker::{Broker, CallReply};
 use crate::clock::RunClock;
 use crate::confine::Probe;
+use crate::host::HostFn;
 use crate::job::Job;
 use crate::net::NetworkPolicy;
 use crate::proto::{self, FromWorker, OutFrame, ToWorker};
@@ -1313,9 +1314,21 @@ fn hold_to_limits(report: &mut ExecutionReport, limits: &thetazero_core::limits:
         kept += 1;
     }
     report.logs.truncate(kept);
+    // Only a completed run has an output: the server screens an output
+    // whatever the status, but keeps none from a run that did not complete.
+    if report.status != Status::Completed {
+        report.output = serde_json::Value::Null;
+    }
     report.host_call_audit.truncate(MAX_REPORTED_CALLS);
     for row in &mut report.host_call_audit {
-        cut(&mut row.function, 32);
+        // The bridge's own names only: the function is shown as it is.
+        let known = [HostFn::Log, HostFn::WriteResult]
+            .into_iter()
+            .chain(HostFn::ASYNC)
+            .any(|f| f.name() == row.function);
+        if !known {
+            row.function = "unknown".into();
+        }
         cut(&mut row.args_summary, 1024);
     }
     if let Some(e) = report.error.as_mut() {
@@ -1324,8 +1337,12 @@ fn hold_to_limits(report: &mut ExecutionReport, limits: &thetazero_core::limits:
         if let Some(stack) = e.stack.as_mut() {
             cut(stack, 8192);
         }
-        if let Some(code) = e.code.as_mut() {
-            cut(code, 64);
+        // The host's and the sandbox's own codes only.
+        if e.code
+            .as_deref()
+            .is_some_and(|c| !crate::report::known_code(c))
+        {
+            e.code = None;
         }
     }
     if let Some(d) = report.limit_detail.as_mut() {

@@ -65,6 +65,22 @@ pub const AGENT_VISIBLE_CODES: &[&str] = &[
     "NOT_FOUND",
 ];
 
+/// The codes of the endings the sandbox itself reports ([`ErrorInfo::new`]).
+const ENDING_CODES: &[&str] = &[
+    "LIMIT_EXCEEDED",
+    "KILLED",
+    "TIMEOUT",
+    "WORKER_STOPPED",
+    "SANDBOX_ERROR",
+    "CONTENT_BLOCKED",
+];
+
+/// Whether an engine could end a run with this code: the host's own or the
+/// sandbox's.
+pub(crate) fn known_code(code: &str) -> bool {
+    AGENT_VISIBLE_CODES.contains(&code) || ENDING_CODES.contains(&code)
+}
+
 /// An error the agent's code ended with. `stack` names only agent code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
@@ -84,12 +100,12 @@ impl ErrorInfo {
     pub fn new(kind: &str, message: impl Into<String>) -> ErrorInfo {
         // Endings the sandbox itself reports carry their code from the start.
         let code = match kind {
-            "LimitExceeded" => Some("LIMIT_EXCEEDED"),
-            "Killed" => Some("KILLED"),
-            "TimedOut" => Some("TIMEOUT"),
-            "WorkerStopped" => Some("WORKER_STOPPED"),
-            "SandboxError" => Some("SANDBOX_ERROR"),
-            "ContentBlocked" => Some("CONTENT_BLOCKED"),
+            "LimitExceeded" => Some(ENDING_CODES[0]),
+            "Killed" => Some(ENDING_CODES[1]),
+            "TimedOut" => Some(ENDING_CODES[2]),
+            "WorkerStopped" => Some(ENDING_CODES[3]),
+            "SandboxError" => Some(ENDING_CODES[4]),
+            "ContentBlocked" => Some(ENDING_CODES[5]),
             _ => None,
         };
         ErrorInfo {

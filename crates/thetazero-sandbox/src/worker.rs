@@ -197,6 +197,26 @@ fn limits_from(args: &[String]) -> ProcessLimits {
     limits
 }
 
+/// Screens a log entry inside the worker, as the server would: `Some(why)`
+/// refuses it. The server screens every entry again when the run ends.
+pub type LogScreen = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+static LOG_SCREEN: std::sync::OnceLock<LogScreen> = std::sync::OnceLock::new();
+
+/// This process's log screen, where its binary gave one.
+pub(crate) fn log_screen() -> Option<&'static LogScreen> {
+    LOG_SCREEN.get()
+}
+
+/// [`main`] with a log screen, which spares each log entry a round trip to
+/// the server. Without one, entries are put to the server.
+pub fn main_with(args: &[String], screen: Option<LogScreen>) -> i32 {
+    if let Some(screen) = screen {
+        let _ = LOG_SCREEN.set(screen);
+    }
+    main(args)
+}
+
 /// The worker's entry point; `args` are what follows the subcommand. Returns
 /// the process's exit code.
 pub fn main(args: &[String]) -> i32 {

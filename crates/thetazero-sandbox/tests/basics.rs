@@ -103,6 +103,50 @@ async fn errors_name_only_agent_code() {
     assert!(r.error.unwrap().message.contains("null"));
 }
 
+/// Where the host screens logs, each entry is put to it as it is written:
+/// a refused one rejects inside the agent with `CONTENT_BLOCKED`, in order,
+/// costs no counted call, and the entry stays for the server's own screen at
+/// the run's end.
+#[tokio::test]
+async fn screened_logs_are_refused_inside_the_agent() {
+    let host = MemHost::new();
+    let mut j = job(
+        "const out = []; \
+         for (const m of ['one', 'FORBIDDEN two', {note: 'FORBIDDEN three'}, 'four']) { \
+           try { await thetazero.log(m); out.push('ok') } catch (e) { out.push(e.code) } } \
+         thetazero.log('FORBIDDEN, not awaited'); \
+         return out;",
+        &host,
+    );
+    j.screen_logs = true;
+    let r = run(j).await;
+    assert_eq!(r.status, Status::Completed, "{r:?}");
+    assert_eq!(
+        r.output,
+        json!(["ok", "CONTENT_BLOCKED", "CONTENT_BLOCKED", "ok"])
+    );
+    assert_eq!(
+        *host.screened_logs.lock().unwrap(),
+        [
+            "one",
+            "FORBIDDEN two",
+            r#"{"note":"FORBIDDEN three"}"#,
+            "four",
+        ]
+    );
+    // The last is kept though its screen never finished: the run ended
+    // first, and the server screens every entry again.
+    assert_eq!(r.logs.len(), 5);
+    assert_eq!(r.logs[4].message, "FORBIDDEN, not awaited");
+    assert_eq!(r.resource_usage.api_calls, 0);
+
+    // Not asked for: nothing reaches the host and every log resolves.
+    let host = MemHost::new();
+    let r = run(job("await thetazero.log('FORBIDDEN'); return 1;", &host)).await;
+    assert_eq!(r.output, json!(1));
+    assert!(host.screened_logs.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn log_levels() {
     let (r, _) = run_code("thetazero.log('a'); thetazero.log('b','warn'); thetazero.log({x:1},'error'); thetazero.log('d','debug'); try { thetazero.log('e','fatal') } catch (e) { return e.name }").await;

@@ -124,6 +124,18 @@ elif mode == "oversized_report":
     r["logs"] = [entry] * 5000
     send({"t": "ended", "run": run, "report": r})
     beat_for(60)
+elif mode == "forged_report":
+    # A failed run that claims an output, a code of its own and a host call
+    # the bridge does not have.
+    r = report()
+    r["status"] = "failed"
+    r["output"] = "text the run never completed with"
+    r["error"] = {"type": "Error", "message": "m", "code": "FORGED_CODE", "stack": None}
+    row = dict(r["host_call_audit"][0]) if r["host_call_audit"] else {}
+    row.update({"fn": "forged fn name", "args_summary": "s", "allowed": True})
+    r["host_call_audit"] = [row]
+    send({"t": "ended", "run": run, "report": r})
+    beat_for(60)
 elif mode == "forged_call":
     # A storage_put the engine would never send: a 4 KiB key, a 3 MiB value,
     # and a summary that names another key.
@@ -388,6 +400,24 @@ async fn the_audit_summary_is_derived_by_the_server_not_the_worker() {
             "the audit records the worker's own summary: {s:?}"
         );
     }
+}
+
+/// What a worker reports is held to what an engine can say: no output for a
+/// run that did not complete, the host's own error codes, the bridge's own
+/// function names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_report_says_nothing_an_engine_could_not() {
+    let s = fake_sandbox().await;
+    let host = MemHost::new();
+    let j = fake_job("forged_report", &host, 7);
+    let r = run_bounded(&s, j, Duration::from_secs(8))
+        .await
+        .expect("a report");
+    assert_eq!(r.status, Status::Failed, "{r:?}");
+    assert_eq!(r.output, serde_json::Value::Null);
+    assert_eq!(r.error.as_ref().and_then(|e| e.code.clone()), None, "{r:?}");
+    assert_eq!(r.host_call_audit.len(), 1, "{r:?}");
+    assert_eq!(r.host_call_audit[0].function, "unknown");
 }
 
 /// A worker's report is held to the run's limits on the server's side (a

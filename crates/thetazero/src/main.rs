@@ -151,7 +151,8 @@ fn main() -> std::process::ExitCode {
     // A worker confines itself before it starts any thread, so this comes
     // before the async runtime (whose threads would escape the filter).
     if let Command::SandboxWorker { args } = &args.command {
-        let code = thetazero_runtime::sandbox::worker::main(args);
+        let screen = thetazero_runtime::worker_log_screen(args);
+        let code = thetazero_runtime::sandbox::worker::main_with(args, screen);
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -49,6 +49,7 @@ pub fn view(e: Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> Exe
         logs: detail.then(|| report.logs.into_iter().map(views::log_line).collect()),
         input: detail.then_some(e.input),
         content_safety: report.content_safety,
+        content_withheld: report.content_withheld,
         code_sha256: e.code_sha256.clone(),
         started_at: views::rfc3339(e.started_at),
         finished_at: e.finished_at.map(views::rfc3339),

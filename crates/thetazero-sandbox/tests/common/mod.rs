@@ -23,6 +23,8 @@ pub struct MemHost {
     /// Store methods never complete.
     pub hang: AtomicBool,
     pub dropped_pending: Arc<AtomicUsize>,
+    /// Log entries put to `screen_log`, in the order they arrived.
+    pub screened_logs: Mutex<Vec<String>>,
 }
 
 struct DropCounter(Arc<AtomicUsize>);
@@ -81,6 +83,14 @@ impl Host for MemHost {
     async fn storage_put(&self, key: &str, value: Value) -> Result<(), HostError> {
         self.enter().await;
         self.storage.lock().unwrap().insert(key.into(), value);
+        Ok(())
+    }
+    /// Refuses any entry that holds `FORBIDDEN`, as content safety would.
+    async fn screen_log(&self, message: &str) -> Result<(), HostError> {
+        self.screened_logs.lock().unwrap().push(message.to_string());
+        if message.contains("FORBIDDEN") {
+            return Err(HostError::Blocked("log entry: test rule".into()));
+        }
         Ok(())
     }
     async fn record(&self, event: SandboxEvent) -> Result<(), HostError> {
