@@ -301,9 +301,11 @@ impl Runtime {
         // Workers screen log entries themselves, with the server's settings,
         // where that gives the server's verdict: without an external scorer.
         let mut config = config;
-        if let (thetazero_sandbox::EngineMode::Process(p), None) =
-            (&mut config.sandbox.mode, &config.external_scorer)
-        {
+        if let (thetazero_sandbox::EngineMode::Process(p), None, true) = (
+            &mut config.sandbox.mode,
+            &config.external_scorer,
+            config.safety.enabled,
+        ) {
             p.args.push(LOG_SCREEN_ARG.into());
             p.args.push(log_screen_settings(&config.safety).into());
         }
@@ -846,21 +848,24 @@ pub fn why_blocked(v: &Verdict) -> String {
     out
 }
 
-/// `base64:ignore_previous_instructions` as `base64:IgnorePreviousInstructions`.
+/// `base64:ignore_previous_instructions` as `base64:IgnorePreviousInstructions`:
+/// the rule's own name in camel case, where it was found (`base64:`,
+/// `joined:`, ...) as it is.
 fn camel_rule(rule: &str) -> String {
-    rule.split(':')
-        .map(|part| {
-            part.split('_')
-                .map(|w| {
-                    let mut c = w.chars();
-                    c.next()
-                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                        .unwrap_or_default()
-                })
-                .collect::<String>()
+    let (prefix, name) = match rule.rfind(':') {
+        Some(at) => rule.split_at(at + 1),
+        None => ("", rule),
+    };
+    let camel: String = name
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
-        .collect::<Vec<_>>()
-        .join(":")
+        .collect();
+    format!("{prefix}{camel}")
 }
 
 /// A verdict as the record shows it. The excerpt goes to the audit event
@@ -1686,4 +1691,23 @@ async fn record(
         audit_range: (first.leaf_index, last.leaf_index),
         receipt: (last.leaf_index, last.leaf_hash),
     })
+}
+
+#[cfg(test)]
+mod camel_tests {
+    #[test]
+    fn rules_are_named_in_camel_case_where_they_were_found() {
+        assert_eq!(
+            super::camel_rule("ignore_previous_instructions"),
+            "IgnorePreviousInstructions"
+        );
+        assert_eq!(
+            super::camel_rule("base64:reveal_system_prompt"),
+            "base64:RevealSystemPrompt"
+        );
+        assert_eq!(
+            super::camel_rule("joined:do_anything_now"),
+            "joined:DoAnythingNow"
+        );
+    }
 }

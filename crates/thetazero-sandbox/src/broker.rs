@@ -203,6 +203,9 @@ pub(crate) struct Broker {
     /// Log entries and their bytes put to the host's screen: no more than
     /// the run may log, whatever a worker sends.
     logs_screened: Mutex<(u64, u64)>,
+    /// Log screens at once: entries an agent does not wait for queue here
+    /// rather than all reaching the host (and an external scorer) at once.
+    log_screens: tokio::sync::Semaphore,
     /// Whether the broker tells the clock about each call (the server's
     /// copy of a worker's clock; in process the engine does it).
     counts_calls: bool,
@@ -210,6 +213,8 @@ pub(crate) struct Broker {
 
 /// Calls one run may have in flight at once.
 pub(crate) const MAX_CALLS_IN_FLIGHT: usize = 256;
+/// Log entries one run may have the host screen at once.
+const LOG_SCREENS_AT_ONCE: usize = 8;
 const MAX_KEY_BYTES: usize = 1024;
 const MAX_URL_BYTES: usize = 8192;
 const MAX_HEADER_BYTES: usize = 64 << 10;
@@ -368,6 +373,7 @@ impl Broker {
             in_flight: Mutex::new(0),
             children: tokio::sync::Mutex::new(()),
             logs_screened: Mutex::new((0, 0)),
+            log_screens: tokio::sync::Semaphore::new(LOG_SCREENS_AT_ONCE),
             counts_calls: false,
         }
     }
@@ -525,6 +531,12 @@ impl Broker {
             }
             *seen = (entries, bytes);
         }
+        let Ok(_permit) = self.log_screens.acquire().await else {
+            return reply(
+                false,
+                Reply::fail("HOST_UNAVAILABLE", "the host is unavailable"),
+            );
+        };
         match self.host.screen_log(&message).await {
             Ok(()) => reply(true, Reply::Json { value: Json::Null }),
             Err(e) => reply(true, Reply::fail(e.code(), e.to_string())),

@@ -49,7 +49,16 @@ pub fn view(e: Execution, detail: bool, receipt: Option<(u64, [u8; 32])>) -> Exe
         logs: detail.then(|| report.logs.into_iter().map(views::log_line).collect()),
         input: detail.then_some(e.input),
         content_safety: report.content_safety,
-        content_withheld: report.content_withheld,
+        // Records written before each entry carried its verdict hold the
+        // source alone.
+        content_withheld: report
+            .content_withheld
+            .into_iter()
+            .map(|w| match w {
+                Value::String(source) => json!({ "source": source }),
+                other => other,
+            })
+            .collect(),
         code_sha256: e.code_sha256.clone(),
         started_at: views::rfc3339(e.started_at),
         finished_at: e.finished_at.map(views::rfc3339),
