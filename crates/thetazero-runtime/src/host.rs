@@ -237,20 +237,27 @@ impl ServerHost {
         )))
     }
 
-    /// A host call's summary as content safety reads it: a refusal, kept
-    /// by its text for the run's recording (screened once per text).
-    async fn screen_summary(&self, summary: &str) -> Option<crate::Verdict> {
-        let filter = self.safety.as_ref()?;
-        if let Some(known) = self.screens.summary(summary) {
-            return known;
-        }
-        let verdict = filter
-            .scan_json_channel_async(&Value::String(summary.to_string()), Channel::Output)
-            .await;
-        crate::count_decision(Channel::Output, &verdict);
-        let refused = verdict.is_block().then_some(verdict);
-        self.screens.keep_summary(summary, refused.clone());
-        refused
+    /// The deployment's filter, whatever this agent's template says: for
+    /// what outlives the run or is read by others than its author.
+    fn shared_filter(&self) -> &Filter {
+        self.safety
+            .as_deref()
+            .unwrap_or(&self.launcher.services.safety)
+    }
+
+    /// A value written under a key (context, storage) is output, and so is
+    /// the key, which is kept and listed with it.
+    async fn screen_written(&self, kind: &str, key: &str, value: &Value) -> Result<(), HostError> {
+        let filter = self.shared_filter();
+        self.screen_with(filter, &format!("{kind} key"), Channel::Output, &json!(key))
+            .await?;
+        self.screen_with(
+            filter,
+            &format!("value written to {kind} key {key:?}"),
+            Channel::Output,
+            value,
+        )
+        .await
     }
 
     /// Refuses a write that would take the account past its quota.
@@ -411,18 +418,7 @@ impl Host for ServerHost {
         // output: screened before it is kept. Also when this agent's
         // template turned safety off: the value outlives the template, and
         // the agent's runs read it once its safety is on again.
-        let shared = self.launcher.services.safety.clone();
-        let filter = self.safety.as_deref().unwrap_or(&shared);
-        // The key is kept and listed with the value: written text too.
-        self.screen_with(filter, "context key", Channel::Output, &json!(key))
-            .await?;
-        self.screen_with(
-            filter,
-            &format!("value written to context key {key:?}"),
-            Channel::Output,
-            &value,
-        )
-        .await?;
+        self.screen_written("context", key, &value).await?;
         self.within_quota(crate::quotas::Kept::Context(self.agent), key, &value)
             .await?;
         let (store, account, agent, key) = (
@@ -452,18 +448,7 @@ impl Host for ServerHost {
         check_value(&value)?;
         // Storage is the account's: agents whose safety is on read it, so
         // it is screened even when this agent's template turned safety off.
-        let shared = self.launcher.services.safety.clone();
-        let filter = self.safety.as_deref().unwrap_or(&shared);
-        // The key is kept and listed with the value: written text too.
-        self.screen_with(filter, "storage key", Channel::Output, &json!(key))
-            .await?;
-        self.screen_with(
-            filter,
-            &format!("value written to storage key {key:?}"),
-            Channel::Output,
-            &value,
-        )
-        .await?;
+        self.screen_written("storage", key, &value).await?;
         self.within_quota(crate::quotas::Kept::Storage, key, &value)
             .await?;
         let (store, account, key) = (self.store.clone(), self.caller.account, key.to_string());
@@ -475,20 +460,11 @@ impl Host for ServerHost {
         // A log entry is read where the run's readers read it: output. The
         // verdict is kept by the entry's text, and the run's end withholds
         // and audits the entries refused here (and screens any other).
-        let Some(filter) = &self.safety else {
-            return Ok(());
-        };
-        let verdict = filter
-            .scan_json_channel_async(&crate::log_value(message), Channel::Output)
-            .await;
-        crate::count_decision(Channel::Output, &verdict);
-        let refused = verdict.is_block().then_some(verdict);
-        let why = refused.as_ref().map(crate::why_blocked);
-        self.screens.keep_log(message, refused);
-        match why {
-            Some(why) => Err(HostError::Blocked(format!("log entry {why}"))),
-            None => Ok(()),
-        }
+        let refused =
+            crate::screen(&self.safety, &crate::log_value(message), Channel::Output).await;
+        let error = refused.as_ref().map(crate::log_refusal);
+        self.screens.logs.keep(message, refused);
+        error.map_or(Ok(()), Err)
     }
 
     async fn screen_fetched(&self, url: &str, response: &Value) -> Result<(), HostError> {
@@ -670,9 +646,8 @@ impl Host for ServerHost {
         // output, screened as shown before any request holds it, whatever
         // this agent's template says: the approver is not its author. The
         // call it would have made is screened again when it runs.
-        let shared = self.launcher.services.safety.clone();
         self.screen_with(
-            self.safety.as_deref().unwrap_or(&shared),
+            self.shared_filter(),
             &format!(
                 "call to thetazero.{} shown to an approver",
                 ask.function.name()
@@ -842,10 +817,11 @@ impl Host for ServerHost {
                 // refused. The call goes on (a write screens its key as
                 // content); the run's end withholds the summary from the
                 // record too and audits the refusal, once.
-                let shown = match self.screen_summary(args_summary).await {
-                    Some(_) => crate::WITHHELD.to_string(),
-                    None => args_summary.clone(),
-                };
+                let shown =
+                    match crate::screen_summary(&self.safety, &self.screens, args_summary).await {
+                        Some(_) => crate::WITHHELD.to_string(),
+                        None => args_summary.clone(),
+                    };
                 let mut e = self.event(
                     AuditAction::ApiCall,
                     format!("thetazero.{}({shown})", function.name()),

@@ -1131,7 +1131,7 @@ async fn screen_side_channels(
         // An entry screened as it was written keeps that verdict (the same
         // text, read the same way); any other is screened now, whatever a
         // worker said of it.
-        let refused = match screens.log(&entry.message) {
+        let refused = match screens.logs.get(&entry.message) {
             Some(verdict) => verdict,
             None => screen(safety, &log_value(&entry.message), Channel::Output).await,
         };
@@ -1159,24 +1159,14 @@ async fn screen_side_channels(
         }
     }
     // Every call's summary names what the agent chose: a key, an agent's
-    // name, a URL's host and path. Each distinct one is screened once, as a
-    // JSON string (one made of identifiers is data and meets the patterns
-    // only): as its call was decided, or now for any the host did not see.
-    // Bounded: a run keeps at most 2,048 rows of 1,024 bytes.
+    // name, a URL's host and path. Each distinct one is screened once: as
+    // its call was decided, or now for any the host did not see. Bounded: a
+    // run keeps at most 2,048 rows of 1,024 bytes.
     for (i, call) in report.host_call_audit.iter_mut().enumerate() {
         if call.args_summary == WITHHELD {
             continue;
         }
-        let verdict = match screens.summary(&call.args_summary) {
-            Some(v) => v,
-            None => {
-                let summary = Value::String(call.args_summary.clone());
-                let v = screen(safety, &summary, Channel::Output).await;
-                screens.keep_summary(&call.args_summary, v.clone());
-                v
-            }
-        };
-        if let Some(verdict) = verdict {
+        if let Some(verdict) = screen_summary(safety, screens, &call.args_summary).await {
             call.args_summary = WITHHELD.into();
             withheld.push((format!("host call {i} ({})", call.function), verdict));
         }
@@ -1204,42 +1194,53 @@ async fn screen_side_channels(
 pub(crate) struct RunScreens {
     /// Log entries, screened as they were written. Bounded by the run's
     /// log limits, which the broker holds these screens to.
-    logs: std::sync::Mutex<std::collections::HashMap<String, Option<Verdict>>>,
+    pub(crate) logs: Kept,
     /// Host-call summaries, screened as each call was decided. Bounded by
     /// the run's calls.
-    summaries: std::sync::Mutex<std::collections::HashMap<String, Option<Verdict>>>,
+    pub(crate) summaries: Kept,
 }
 
-impl RunScreens {
-    pub(crate) fn keep_log(&self, text: &str, verdict: Option<Verdict>) {
-        self.logs
+/// Verdicts by the text they were given on.
+#[derive(Default)]
+pub(crate) struct Kept(std::sync::Mutex<std::collections::HashMap<String, Option<Verdict>>>);
+
+impl Kept {
+    pub(crate) fn keep(&self, text: &str, verdict: Option<Verdict>) {
+        self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(text.to_string(), verdict);
     }
 
-    pub(crate) fn keep_summary(&self, text: &str, verdict: Option<Verdict>) {
-        self.summaries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(text.to_string(), verdict);
-    }
-
-    fn log(&self, text: &str) -> Option<Option<Verdict>> {
-        self.logs
+    /// `None` where the text was not screened.
+    fn get(&self, text: &str) -> Option<Option<Verdict>> {
+        self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(text)
             .cloned()
     }
+}
 
-    pub(crate) fn summary(&self, text: &str) -> Option<Option<Verdict>> {
-        self.summaries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(text)
-            .cloned()
+/// A host call's summary screened as output (a JSON string: one made of
+/// identifiers is data and meets the patterns only), once per text in a run:
+/// the refusal, if any.
+pub(crate) async fn screen_summary(
+    safety: &Option<Arc<Filter>>,
+    screens: &RunScreens,
+    summary: &str,
+) -> Option<Verdict> {
+    if let Some(known) = screens.summaries.get(summary) {
+        return known;
     }
+    let refused = screen(safety, &Value::String(summary.to_string()), Channel::Output).await;
+    screens.summaries.keep(summary, refused.clone());
+    refused
+}
+
+/// The refusal of a log entry, word for word wherever it is refused.
+pub(crate) fn log_refusal(verdict: &Verdict) -> thetazero_sandbox::HostError {
+    thetazero_sandbox::HostError::Blocked(format!("log entry {}", why_blocked(verdict)))
 }
 
 /// The worker argument that carries the log screen's settings.
@@ -1274,11 +1275,10 @@ pub fn worker_log_screen(args: &[String]) -> Option<thetazero_sandbox::worker::L
     let _ = filter.scan_json_channel(&Value::String("warm up".into()), Channel::Output);
     Some(Box::new(move |message: &str| {
         let verdict = filter.scan_json_channel(&log_value(message), Channel::Output);
-        verdict.is_block().then(|| {
-            // Word for word what the server's refusal says.
-            thetazero_sandbox::HostError::Blocked(format!("log entry {}", why_blocked(&verdict)))
-                .to_string()
-        })
+        // Word for word what the server's refusal says.
+        verdict
+            .is_block()
+            .then(|| log_refusal(&verdict).to_string())
     }))
 }
 

@@ -60,7 +60,7 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    fn fail(code: &str, message: impl Into<String>) -> Reply {
+    pub(crate) fn fail(code: &str, message: impl Into<String>) -> Reply {
         Reply::Fail {
             code: code.to_string(),
             message: message.into(),

@@ -706,10 +706,7 @@ fn bridge_log<'js>(
         if let Some(screen) = crate::worker::log_screen() {
             let reply = match screen(&message) {
                 None => Reply::Json { value: Json::Null },
-                Some(why) => Reply::Fail {
-                    code: "CONTENT_BLOCKED".into(),
-                    message: why,
-                },
+                Some(why) => Reply::fail("CONTENT_BLOCKED", why),
             };
             return Promise::wrap_future(ctx, async move { rquickjs::Result::Ok(reply) })
                 .map(|p| p.into_value());
